@@ -1,0 +1,119 @@
+"""Configuration dataclasses that round-trip to dict / JSON / YAML.
+
+``LatentConfig`` is the one place the latent mechanism is configured. It is written into every checkpoint's
+``config.json`` under the single key :data:`CONFIG_KEY` and read back by the same name at inference, so a training
+and a decoding run can never disagree about the latent budget (the release's train/infer key mismatch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+CONFIG_KEY = "future_l1"
+
+T = TypeVar("T", bound="ConfigBase")
+
+
+@dataclasses.dataclass
+class ConfigBase:
+    """Dataclass mix-in: ``to_dict`` / ``from_dict`` (unknown keys are an error) and JSON / YAML files."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any] | None) -> T:
+        data = dict(data or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown setting(s) {unknown}; known: {sorted(names)}")
+        return cls(**data)
+
+    def replace(self: T, **changes: Any) -> T:
+        return dataclasses.replace(self, **changes)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False) if path.suffix in (".yaml", ".yml") else json.dumps(
+            self.to_dict(), indent=2
+        )
+        path.write_text(text)
+
+    @classmethod
+    def load(cls: type[T], path: str | Path) -> T:
+        path = Path(path)
+        text = path.read_text()
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        return cls.from_dict(data)
+
+
+@dataclasses.dataclass
+class LatentConfig(ConfigBase):
+    """The latent mechanism (SPEC §3–§4).
+
+    - ``max_latent_token``: K cap per span; future frames are resized to at most ``max_latent_token * 32 * 32``
+      pixels (Qwen3-VL: patch 16 × merge 2 = 32 px per merged token), so K = merged tokens of the frame.
+    - ``pooled_latent_tokens``: optional fixed budget n: 1-D adaptive average pooling of the raster-flattened merged
+      tokens to exactly n latents per span.
+    - decoding budget: ``budget_mode="fixed"`` → exactly ``max_latent_token`` latents per span; ``"loose"`` → the span
+      ends on a sampled ``<|latent_end|>`` or at the cap = ``loose_cap`` if set, else
+      ``round(max_latent_token * loose_multiplier)``.
+    - ``force_initial_latent``: the first generated token is forced to ``<|latent_start|>``.
+    - ``projection_head``: LayerNorm → Linear(H→head_dim) → SwiGLU(head_dim) → Linear(head_dim→H) applied to MSE
+      predictions and to fed-back latents.
+    - ``latent_loss``: ``"mse"`` or ``"sim"`` (1 − cosine); total loss = CE + ``latent_lambda`` · latent loss.
+    - ``latent_token_id`` etc.: token ids, filled in when the tokens are added to a tokenizer.
+    """
+
+    max_latent_token: int = 32
+    pooled_latent_tokens: int | None = None
+    budget_mode: Literal["fixed", "loose"] = "loose"
+    loose_cap: int | None = None
+    loose_multiplier: float = 2.0
+    force_initial_latent: bool = False
+    projection_head: bool = False
+    head_dim: int = 2048
+    latent_loss: Literal["mse", "sim"] = "mse"
+    latent_lambda: float = 0.1
+    latent_token_id: int | None = None
+    latent_start_id: int | None = None
+    latent_end_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_latent_token < 1:
+            raise ValueError(f"max_latent_token must be >= 1, got {self.max_latent_token}")
+        if self.budget_mode not in ("fixed", "loose"):
+            raise ValueError(f"budget_mode must be 'fixed' or 'loose', got {self.budget_mode!r}")
+        if self.latent_loss not in ("mse", "sim"):
+            raise ValueError(f"latent_loss must be 'mse' or 'sim', got {self.latent_loss!r}")
+        if self.pooled_latent_tokens is not None and self.pooled_latent_tokens < 1:
+            raise ValueError(f"pooled_latent_tokens must be >= 1 or None, got {self.pooled_latent_tokens}")
+        if self.loose_cap is not None and self.loose_cap < 1:
+            raise ValueError(f"loose_cap must be >= 1 or None, got {self.loose_cap}")
+
+    @property
+    def decode_budget(self) -> int:
+        """Latents allowed per span at decoding (SPEC §4)."""
+        if self.budget_mode == "fixed":
+            return self.max_latent_token
+        if self.loose_cap is not None:
+            return self.loose_cap
+        return int(round(self.max_latent_token * self.loose_multiplier))
+
+    @property
+    def latent_max_pixels(self) -> int:
+        """Pixel cap of a future frame: ``max_latent_token × 32 × 32``."""
+        return self.max_latent_token * 32 * 32
+
+    def require_token_ids(self) -> tuple[int, int, int]:
+        """(latent, start, end) ids; error if the tokens were never added."""
+        ids = (self.latent_token_id, self.latent_start_id, self.latent_end_id)
+        if any(i is None for i in ids):
+            raise ValueError("LatentConfig has no latent token ids: add the latent tokens (fl1_core.tokens) first")
+        return ids  # type: ignore[return-value]

@@ -1,0 +1,1 @@
+"""Data: real formats and their validation, decord frame pools, the collator, the synthetic future world."""

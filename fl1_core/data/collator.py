@@ -1,0 +1,245 @@
+"""Chat assembly and the SFT collator (SPEC §2–§3).
+
+An SFT sequence is: system; user = question frames as images (no separators) or one video, then the question text;
+assistant = ``<reason>{thought 0}</reason>\\n<|latent_start|><|latent|>×K<|latent_end|>\\n<reason>{thought 1}</reason>\\n
+… <answer>{answer}</answer><|im_end|>`` with one span per future frame and K = merged tokens of that frame after
+resizing it to ``max_latent_token × 32 × 32`` pixels (or a fixed pooled budget). The assistant side is written here
+explicitly (the stock template drops assistant images). Future frames go through the image processor into
+``pixel_values_latent`` / ``image_grid_thw_latent``; the model turns them into latent targets.
+
+Labels: everything in the assistant turn except ``<|latent|>`` positions; prompt and padding are -100. All of this is
+vectorised over the batch (no per-token Python loops).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import Qwen3VLProcessor
+from transformers.video_utils import VideoMetadata
+
+from .. import tokens as T
+from ..config import LatentConfig
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+
+
+class CollateError(ValueError):
+    """A record cannot be turned into a training sequence (message names the record and the reason)."""
+
+
+@dataclass
+class QuestionVideo:
+    """An observed clip for the prompt: frames [T, H, W, 3] uint8, their 0-based frame numbers and the real fps."""
+
+    frames: np.ndarray
+    fps: float
+    frame_indices: list[int]
+
+    def metadata(self) -> VideoMetadata:
+        total = int(max(self.frame_indices)) + 1 if self.frame_indices else len(self.frames)
+        h, w = self.frames.shape[1:3]
+        return VideoMetadata(total_num_frames=total, fps=self.fps, frames_indices=list(self.frame_indices), width=w, height=h)
+
+
+@dataclass
+class SFTExample:
+    """One training example after frames were loaded (see :func:`fl1_core.data.sft_dataset`)."""
+
+    id: str
+    question: str
+    thoughts: list[str]
+    answer: str
+    question_images: list[Image.Image] = field(default_factory=list)
+    future_frames: list[Image.Image] = field(default_factory=list)
+    question_video: QuestionVideo | None = None
+
+
+@dataclass
+class PromptExample:
+    """A generation prompt (evaluation / RL): frames or a video, then question text."""
+
+    id: str
+    question: str
+    question_images: list[Image.Image] = field(default_factory=list)
+    question_video: QuestionVideo | None = None
+
+
+def user_content(n_images: int, has_video: bool, question: str) -> list[dict]:
+    """User turn content: the question frames (images) or the video, then the question text."""
+    items: list[dict] = [{"type": "image"} for _ in range(n_images)]
+    if has_video:
+        items.append({"type": "video"})
+    items.append({"type": "text", "text": question.replace(T.IMAGE_PLACEHOLDER, "").strip()})
+    return items
+
+
+def render_prompt(processor: Qwen3VLProcessor, system: str | None, n_images: int, has_video: bool, question: str) -> str:
+    """Chat text of system + user turn + the assistant header (``<|im_start|>assistant\\n``)."""
+    messages = [] if system is None else [{"role": "system", "content": system}]
+    messages.append({"role": "user", "content": user_content(n_images, has_video, question)})
+    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def assistant_text(thoughts: list[str], span_lengths: list[int], answer: str) -> str:
+    """``<reason>t0</reason>\\n<|latent_start|><|latent|>×K0<|latent_end|>\\n<reason>t1</reason>\\n … <answer>a</answer>``.
+
+    ``span_lengths`` has one entry per future frame (0 entries = text-only: thoughts without spans). A thought
+    sequence may be one longer than the spans (text after the last frame, the usual case) or equal (ends on a frame).
+    Empty thoughts are skipped.
+    """
+    parts: list[str] = []
+    for k, thought in enumerate(thoughts):
+        if thought:
+            parts.append(f"{T.REASON_OPEN}{thought}{T.REASON_CLOSE}\n")
+        if k < len(span_lengths):
+            parts.append(T.LATENT_START + T.LATENT_TOKEN * span_lengths[k] + T.LATENT_END + "\n")
+    parts.append(f"{T.ANSWER_OPEN}{answer}{T.ANSWER_CLOSE}{T.IM_END}")
+    return "".join(parts)
+
+
+class SFTCollator:
+    """Builds model batches from :class:`SFTExample` lists.
+
+    ``mode="latent"``: one latent span per future frame (SPEC §3); ``mode="text"``: the text-only SFT baseline (same
+    thoughts, no spans, no future frames). ``on_error="skip"`` drops bad examples (kept in ``self.rejects``) and
+    raises :class:`CollateError` only when the whole batch is bad; ``"raise"`` raises on the first bad example.
+    """
+
+    def __init__(
+        self,
+        processor: Qwen3VLProcessor,
+        latent_config: LatentConfig,
+        *,
+        system_prompt: str = "interleaved",
+        mode: Literal["latent", "text"] = "latent",
+        max_length: int | None = None,
+        on_error: Literal["raise", "skip"] = "skip",
+    ):
+        if mode not in ("latent", "text"):
+            raise ValueError(f"mode must be 'latent' or 'text', got {mode!r}")
+        self.processor = processor
+        self.latent_config = latent_config
+        self.system = T.system_prompt(system_prompt)
+        self.mode = mode
+        self.max_length = max_length
+        self.on_error = on_error
+        self.rejects: list[tuple[str, str]] = []
+        tok = processor.tokenizer
+        self.im_start_id = tok.convert_tokens_to_ids(T.IM_START)
+        self.header_len = 1 + len(tok("assistant\n", add_special_tokens=False)["input_ids"])
+        self.latent_id = latent_config.latent_token_id
+
+    # -------------------------------------------------------------- per example
+    def _check(self, ex: SFTExample) -> None:
+        if not ex.answer or not ex.answer.strip():
+            raise CollateError(f"record {ex.id!r}: field 'answer': expected non-empty text")
+        if self.mode == "latent" and not ex.future_frames:
+            raise CollateError(
+                f"record {ex.id!r}: field 'reasoning_image': latent SFT needs at least one future frame, got none"
+            )
+        n_spans = len(ex.future_frames) if self.mode == "latent" else 0
+        if self.mode == "latent" and len(ex.thoughts) not in (n_spans, n_spans + 1):
+            raise CollateError(
+                f"record {ex.id!r}: field 'conversations': {len(ex.thoughts)} thoughts for {n_spans} future frames "
+                f"(expected {n_spans} or {n_spans + 1})"
+            )
+        if not ex.question_images and ex.question_video is None:
+            raise CollateError(f"record {ex.id!r}: field 'image': expected question frames or a video, got none")
+
+    def _latent_pixels(self, frames: list[Image.Image]) -> tuple[dict, list[int]]:
+        """Future frames resized to the latent pixel cap → (processor output, K per frame)."""
+        cap = self.latent_config.latent_max_pixels
+        out = self.processor.image_processor(
+            images=frames, size={"shortest_edge": 32 * 32, "longest_edge": cap}, return_tensors="pt"
+        )
+        merge = self.processor.image_processor.merge_size ** 2
+        counts = (out["image_grid_thw"].prod(-1) // merge).tolist()
+        if self.latent_config.pooled_latent_tokens is not None:
+            counts = [self.latent_config.pooled_latent_tokens] * len(counts)
+        return out, counts
+
+    # -------------------------------------------------------------------- batch
+    def __call__(self, examples: list[SFTExample]) -> dict:
+        good: list[SFTExample] = []
+        for ex in examples:
+            try:
+                self._check(ex)
+                good.append(ex)
+            except CollateError as err:
+                if self.on_error == "raise":
+                    raise
+                logger.warning("skipping %s", err)
+                self.rejects.append((ex.id, str(err)))
+        if not good:
+            ids = [ex.id for ex in examples]
+            raise CollateError(f"every record of the batch failed ({ids}); see the rejects for reasons")
+        return self._build(good)
+
+    def _build(self, examples: list[SFTExample]) -> dict:
+        future = [f for ex in examples for f in ex.future_frames] if self.mode == "latent" else []
+        latent_inputs, counts = self._latent_pixels(future) if future else ({}, [])
+        texts, images, videos, metadata = [], [], [], []
+        offset = 0
+        for ex in examples:
+            n_future = len(ex.future_frames) if self.mode == "latent" else 0
+            spans = counts[offset : offset + n_future]
+            offset += n_future
+            prompt = render_prompt(self.processor, self.system, len(ex.question_images), ex.question_video is not None, ex.question)
+            texts.append(prompt + assistant_text(ex.thoughts, spans, ex.answer))
+            images.extend(ex.question_images)
+            if ex.question_video is not None:
+                videos.append(ex.question_video.frames)
+                metadata.append(ex.question_video.metadata())
+        kwargs: dict = {}
+        if images:
+            kwargs["images"] = images
+        if videos:
+            kwargs.update(videos=videos, video_metadata=metadata, do_sample_frames=False)
+        batch = dict(self.processor(text=texts, padding=True, return_tensors="pt", **kwargs))
+        if self.max_length is not None and batch["input_ids"].shape[1] > self.max_length:
+            lengths = batch["attention_mask"].sum(1).tolist()
+            too_long = [(ex.id, n) for ex, n in zip(examples, lengths) if n > self.max_length]
+            raise CollateError(f"sequence longer than max_length={self.max_length}: {too_long}")
+        batch["labels"] = self.labels(batch["input_ids"], batch["attention_mask"])
+        if future:
+            batch["pixel_values_latent"] = latent_inputs["pixel_values"]
+            batch["image_grid_thw_latent"] = latent_inputs["image_grid_thw"]
+        batch["ids"] = [ex.id for ex in examples]
+        return batch
+
+    def labels(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """-100 on prompt (up to and including ``<|im_start|>assistant\\n``), padding and ``<|latent|>`` slots."""
+        positions = torch.arange(input_ids.shape[1]).expand_as(input_ids)
+        last_start = torch.where(input_ids == self.im_start_id, positions, torch.full_like(positions, -1)).max(1).values
+        start = (last_start + self.header_len).unsqueeze(1)
+        labels = input_ids.clone()
+        labels[(positions < start) | (attention_mask == 0) | (input_ids == self.latent_id)] = IGNORE_INDEX
+        return labels
+
+
+def build_prompt_inputs(
+    processor: Qwen3VLProcessor, examples: list[PromptExample], system_prompt: str = "interleaved"
+) -> dict:
+    """Left-padded generation inputs (``input_ids``, ``attention_mask``, ``mm_token_type_ids``, pixels) for prompts."""
+    system = T.system_prompt(system_prompt)
+    texts, images, videos, metadata = [], [], [], []
+    for ex in examples:
+        texts.append(render_prompt(processor, system, len(ex.question_images), ex.question_video is not None, ex.question))
+        images.extend(ex.question_images)
+        if ex.question_video is not None:
+            videos.append(ex.question_video.frames)
+            metadata.append(ex.question_video.metadata())
+    kwargs: dict = {}
+    if images:
+        kwargs["images"] = images
+    if videos:
+        kwargs.update(videos=videos, video_metadata=metadata, do_sample_frames=False)
+    return dict(processor(text=texts, padding=True, return_tensors="pt", **kwargs))

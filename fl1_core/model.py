@@ -1,0 +1,322 @@
+"""The Future-L1 model: a thin composition wrapper around HF ``Qwen3VLForConditionalGeneration`` (SPEC §3).
+
+Nothing in ``transformers`` is patched. The wrapper owns the base model, the :class:`LatentConfig` and the optional
+latent projection head, and implements the one-pass teacher-forced latent forward:
+
+* the input embedding at every ``<|latent|>`` position is the ground-truth embedding of a future frame (frozen
+  vision encoder + 2x2 merger output, one latent per merged token in raster order, no deepstack at latent slots);
+* latent slots are text tokens for M-RoPE (1-D positions);
+* loss = CE + λ · MSE (or 1 − cos): CE over supervised assistant tokens except ``<|latent|>``; MSE between the final
+  post-norm hidden state at t (through the head if any) and the latent input embedding at t + 1, for every t + 1
+  that is a ``<|latent|>`` position.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoProcessor, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
+
+from . import tokens as T
+from .config import CONFIG_KEY, LatentConfig
+
+logger = logging.getLogger(__name__)
+
+HEAD_FILE = "latent_head.pt"
+
+
+class LatentProjectionHead(nn.Module):
+    """LayerNorm → Linear(H→D) → SwiGLU(D) → Linear(D→H): ``out = W_o (silu(W_g x̂) ⊙ W_u x̂)`` with x̂ = W_i LN(x)."""
+
+    def __init__(self, hidden_size: int, head_dim: int = 2048):
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden_size)
+        self.proj_in = nn.Linear(hidden_size, head_dim)
+        self.gate = nn.Linear(head_dim, head_dim)
+        self.up = nn.Linear(head_dim, head_dim)
+        self.proj_out = nn.Linear(head_dim, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.proj_in(self.norm(x))
+        return self.proj_out(F.silu(self.gate(h)) * self.up(h))
+
+
+@dataclass
+class FutureL1Output:
+    """Loss terms (``None`` without labels), logits and final post-norm hidden states of a forward."""
+
+    loss: torch.Tensor | None
+    ce_loss: torch.Tensor | None
+    latent_loss: torch.Tensor | None
+    logits: torch.Tensor
+    hidden_states: torch.Tensor
+    num_latent_pairs: int = 0
+
+
+class FutureL1Model(nn.Module):
+    """Qwen3-VL + latent reasoning. ``base`` is an unmodified ``Qwen3VLForConditionalGeneration``."""
+
+    def __init__(self, base: Qwen3VLForConditionalGeneration, latent_config: LatentConfig):
+        super().__init__()
+        latent_config.require_token_ids()
+        self.base = base
+        self.latent_config = latent_config
+        hidden = base.config.get_text_config().hidden_size
+        self.latent_head = LatentProjectionHead(hidden, latent_config.head_dim) if latent_config.projection_head else None
+        self._sync_config()
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def config(self):
+        return self.base.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.base.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.base.lm_head.weight.dtype
+
+    def _sync_config(self) -> None:
+        setattr(self.base.config, CONFIG_KEY, self.latent_config.to_dict())
+
+    def input_embeddings(self) -> nn.Embedding:
+        return self.base.get_input_embeddings()
+
+    def project_latent(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The vector fed back / compared to the target: the hidden state, through the head if one is used."""
+        return self.latent_head(hidden) if self.latent_head is not None else hidden
+
+    def freeze_vision(self, frozen: bool = True) -> None:
+        """Freeze (or unfreeze) the vision tower and merger (SPEC §3 SFT default: frozen)."""
+        for p in self.base.model.visual.parameters():
+            p.requires_grad_(not frozen)
+
+    # ------------------------------------------------------------ latent targets
+    @torch.no_grad()
+    def latent_targets(self, pixel_values_latent: torch.Tensor, image_grid_thw_latent: torch.Tensor) -> list[torch.Tensor]:
+        """Ground-truth latent embeddings per future frame: frozen vision encoder + merger, raster order.
+
+        Returns one [K_f, H] tensor per frame (K_f = merged tokens, or ``pooled_latent_tokens`` after 1-D adaptive
+        average pooling of the raster-flattened tokens). No gradient ever flows into them (constants).
+        """
+        feats = self.base.model.get_image_features(pixel_values_latent, image_grid_thw_latent).pooler_output
+        n = self.latent_config.pooled_latent_tokens
+        if n is not None:
+            feats = [F.adaptive_avg_pool1d(f.T.unsqueeze(0).float(), n)[0].T.to(f.dtype) for f in feats]
+        return [f.detach() for f in feats]
+
+    def embed_with_latents(
+        self, input_ids: torch.Tensor, latent_vectors: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token embeddings with ``latent_vectors`` [N, H] scattered into the ``<|latent|>`` positions (row-major).
+
+        Returns (inputs_embeds, latent_mask). Raises if the number of vectors differs from the number of slots.
+        """
+        embeds = self.input_embeddings()(input_ids)
+        latent_mask = input_ids == self.latent_config.latent_token_id
+        n_slots = int(latent_mask.sum())
+        n_vec = 0 if latent_vectors is None else latent_vectors.shape[0]
+        if n_slots != n_vec:
+            raise ValueError(
+                f"latent count mismatch: the batch has {n_slots} <|latent|> positions but {n_vec} latent vectors "
+                "(future-frame embeddings or recorded latents); each span must hold exactly the frame's merged tokens"
+            )
+        if n_slots:
+            embeds = embeds.masked_scatter(latent_mask.unsqueeze(-1), latent_vectors.to(embeds.dtype))
+        return embeds, latent_mask
+
+    # ---------------------------------------------------------------- positions
+    def position_ids(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        mm_token_type_ids: torch.Tensor | None = None,
+        image_grid_thw: torch.Tensor | None = None,
+        video_grid_thw: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """4-row position ids [text, t, h, w] as ``generate`` builds them; latent slots are text (1-D) positions."""
+        text = attention_mask.long().cumsum(-1) - 1
+        text = text.masked_fill(attention_mask == 0, 0)
+        if mm_token_type_ids is not None and (image_grid_thw is not None or video_grid_thw is not None):
+            mrope, _ = self.base.model.get_rope_index(
+                input_ids,
+                mm_token_type_ids=mm_token_type_ids,
+                image_grid_thw=image_grid_thw,
+                video_grid_thw=video_grid_thw,
+                attention_mask=attention_mask,
+            )
+        else:
+            mrope = text.unsqueeze(0).expand(3, -1, -1)
+        return torch.cat([text.unsqueeze(0), mrope.to(text.dtype)], dim=0)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        mm_token_type_ids: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.Tensor | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        video_grid_thw: torch.Tensor | None = None,
+        pixel_values_latent: torch.Tensor | None = None,
+        image_grid_thw_latent: torch.Tensor | None = None,
+        latent_vectors: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **unused,
+    ) -> FutureL1Output:
+        """One teacher-forced pass (SPEC §3). Latent slots get ``latent_vectors`` if given (RL replay), else the
+        ground-truth future-frame embeddings computed from ``pixel_values_latent``."""
+        if latent_vectors is None and pixel_values_latent is not None:
+            targets = self.latent_targets(pixel_values_latent, image_grid_thw_latent)
+            latent_vectors = torch.cat(targets, dim=0) if targets else None
+        embeds, latent_mask = self.embed_with_latents(input_ids, latent_vectors)
+        position_ids = self.position_ids(input_ids, attention_mask, mm_token_type_ids, image_grid_thw, video_grid_thw)
+        out = self.base.model(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            pixel_values=pixel_values,
+            image_grid_thw=image_grid_thw,
+            pixel_values_videos=pixel_values_videos,
+            video_grid_thw=video_grid_thw,
+            use_cache=False,
+        )
+        hidden = out.last_hidden_state
+        logits = self.base.lm_head(hidden)
+        if labels is None:
+            return FutureL1Output(None, None, None, logits, hidden)
+        ce = causal_ce_loss(logits, labels)
+        latent_loss, n_pairs = self.latent_alignment_loss(hidden, embeds, latent_mask)
+        loss = ce + self.latent_config.latent_lambda * latent_loss
+        return FutureL1Output(loss, ce, latent_loss, logits, hidden, n_pairs)
+
+    def latent_alignment_loss(
+        self, hidden: torch.Tensor, embeds: torch.Tensor, latent_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, int]:
+        """MSE (or 1 − cos) between project(hidden@t) and the detached latent input embedding @t+1."""
+        pred_mask = latent_mask[:, 1:]  # t + 1 is a latent slot
+        if not bool(pred_mask.any()):
+            return hidden.new_zeros(()), 0
+        pred = self.project_latent(hidden[:, :-1][pred_mask])
+        target = embeds[:, 1:][pred_mask].detach()
+        if self.latent_config.latent_loss == "mse":
+            loss = F.mse_loss(pred.float(), target.float())
+        else:
+            loss = (1.0 - F.cosine_similarity(pred.float(), target.float(), dim=-1)).mean()
+        return loss, int(pred_mask.sum())
+
+    # --------------------------------------------------------------- save/load
+    def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
+        """Save base weights + config (with the latent config under ``future_l1``) + the head."""
+        self._sync_config()
+        save_directory = Path(save_directory)
+        self.base.save_pretrained(save_directory, **kwargs)
+        if self.latent_head is not None:
+            torch.save(self.latent_head.state_dict(), save_directory / HEAD_FILE)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs) -> "FutureL1Model":
+        """Load a checkpoint written by :meth:`save_pretrained` (the latent config must be present)."""
+        base = Qwen3VLForConditionalGeneration.from_pretrained(path, **kwargs)
+        data = getattr(base.config, CONFIG_KEY, None)
+        if data is None:
+            raise ValueError(f"{path} is not a Future-L1 checkpoint (no '{CONFIG_KEY}' in config.json); use load_future_l1")
+        model = cls(base, LatentConfig.from_dict(data))
+        head_file = Path(path) / HEAD_FILE
+        if model.latent_head is not None:
+            if not head_file.exists():
+                raise FileNotFoundError(f"{head_file}: the config enables projection_head but the head is missing")
+            model.latent_head.load_state_dict(torch.load(head_file, map_location="cpu", weights_only=True))
+            model.latent_head.to(device=model.device, dtype=model.dtype)
+        return model
+
+
+def causal_ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over positions with ``labels[t+1] != -100`` (fp32)."""
+    shift_logits = logits[:, :-1].float()
+    shift_labels = labels[:, 1:]
+    if not bool((shift_labels != -100).any()):
+        return shift_logits.sum() * 0.0
+    return F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100)
+
+
+def add_latent_tokens(processor: Qwen3VLProcessor, base: Qwen3VLForConditionalGeneration) -> dict[str, int]:
+    """Add the three latent tokens (ordinary added tokens) if missing; grow the embeddings, new rows = mean row."""
+    tok = processor.tokenizer
+    missing = [t for t in T.LATENT_TOKENS if t not in tok.get_vocab()]
+    if missing:
+        tok.add_tokens(missing, special_tokens=False)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in T.LATENT_TOKENS}
+    emb = base.get_input_embeddings()
+    if max(ids.values()) >= emb.num_embeddings:
+        old = emb.num_embeddings
+        base.resize_token_embeddings(len(tok), mean_resizing=True)
+        logger.info("resized embeddings %d → %d for latent tokens", old, base.get_input_embeddings().num_embeddings)
+    return {"latent_token_id": ids[T.LATENT_TOKEN], "latent_start_id": ids[T.LATENT_START], "latent_end_id": ids[T.LATENT_END]}
+
+
+def default_attn_implementation() -> str:
+    """flash-attention 2 when installed and a GPU is present, else PyTorch SDPA."""
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def load_future_l1(
+    path: str | Path,
+    *,
+    latent_config: LatentConfig | None = None,
+    dtype: torch.dtype | str | None = None,
+    device: str | torch.device | None = None,
+    attn_implementation: str | None = None,
+) -> tuple[FutureL1Model, Qwen3VLProcessor]:
+    """Load any Qwen3-VL checkpoint directory (the tiny one or Qwen3-VL-8B-Instruct) as a Future-L1 model.
+
+    A Future-L1 checkpoint brings its latent config (``config.json[future_l1]``); a plain Qwen3-VL checkpoint gets the
+    latent tokens added and ``latent_config`` (default :class:`LatentConfig`). Passing ``latent_config`` for a
+    Future-L1 checkpoint overrides decoding/loss settings but keeps the stored token ids.
+    """
+    path = Path(path)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path}: no config.json — expected a local Qwen3-VL checkpoint directory")
+    processor = AutoProcessor.from_pretrained(path)
+    processor.tokenizer.padding_side = "left"  # batched decoding appends to the right end of every row
+    base = Qwen3VLForConditionalGeneration.from_pretrained(
+        path, dtype=dtype or "auto", attn_implementation=attn_implementation or default_attn_implementation()
+    )
+    stored = getattr(base.config, CONFIG_KEY, None)
+    ids = add_latent_tokens(processor, base)
+    if stored is not None:
+        stored_ids = {k: stored[k] for k in ids}
+        if stored_ids != ids:
+            raise ValueError(f"{path}: latent token ids in config {stored_ids} differ from the tokenizer's {ids}")
+        cfg = LatentConfig.from_dict(stored) if latent_config is None else latent_config.replace(**ids)
+    else:
+        cfg = (latent_config or LatentConfig()).replace(**ids)
+    model = FutureL1Model(base, cfg)
+    head_file = path / HEAD_FILE
+    if model.latent_head is not None:
+        if head_file.exists():
+            model.latent_head.load_state_dict(torch.load(head_file, map_location="cpu", weights_only=True))
+        model.latent_head.to(dtype=model.dtype)
+    if device is not None:
+        model.to(device)
+    model.processor = processor
+    return model, processor
+
+
+def save_future_l1(model: FutureL1Model, processor: Qwen3VLProcessor, path: str | Path) -> None:
+    """Save model and processor side by side (``load_future_l1(path)`` reads both back)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
