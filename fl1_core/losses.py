@@ -1,0 +1,207 @@
+"""Losses of LA-DAPO as pure functions of tensors (SPEC §6).
+
+Everything here is a pure function: tensors in, tensors out, no state. The conventions follow verl's
+``core_algos``: every function states its formula in the docstring, masks are float/bool tensors of the same shape
+as the per-token quantity, and aggregation is explicit.
+
+Shapes: ``B`` sequences (responses), ``T`` response tokens. ``mask[b, t] = 1`` marks a token that takes part in the
+loss (a sampled response token; padding, prompt and forced tokens are 0).
+
+The latent SFT loss lives with the model (``fl1_core.model``), not here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+__all__ = [
+    "masked_sum",
+    "masked_mean",
+    "aggregate_loss",
+    "kl_k3",
+    "dapo_policy_loss",
+]
+
+LossAgg = Literal["token", "seq"]
+
+_LOG_RATIO_CLAMP = 20.0
+_K3_MAX = 10.0
+
+
+def _as_float_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return mask.to(dtype=like.dtype, device=like.device)
+
+
+def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """``num / den`` where ``den != 0``, else ``0`` (no NaN, gradient of ``num`` kept at 0 there)."""
+    safe_den = torch.where(den != 0, den, torch.ones_like(den))
+    return torch.where(den != 0, num / safe_den, torch.zeros_like(num))
+
+
+def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | tuple[int, ...] | None = None) -> torch.Tensor:
+    """Σ x·m over ``dim`` (all elements when ``dim`` is None). ``mask`` broadcasts against ``x``."""
+    m = _as_float_mask(mask, x)
+    xm = x * m
+    return xm.sum() if dim is None else xm.sum(dim=dim)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | tuple[int, ...] | None = None) -> torch.Tensor:
+    """Masked mean  Σ x·m / Σ m  over ``dim`` (all elements when ``dim`` is None).
+
+    Where Σ m = 0 the result is 0 (not NaN). ``mask`` may be bool or float (weights) and broadcasts against ``x``.
+    """
+    m = _as_float_mask(mask, x)
+    m = torch.broadcast_to(m, torch.broadcast_shapes(m.shape, x.shape))
+    num = (x * m).sum() if dim is None else (x * m).sum(dim=dim)
+    den = m.sum() if dim is None else m.sum(dim=dim)
+    return _safe_div(num, den)
+
+
+def aggregate_loss(
+    loss_mat: torch.Tensor,
+    mask: torch.Tensor,
+    agg: LossAgg = "token",
+    num_tokens: float | torch.Tensor | None = None,
+    num_seqs: float | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Reduce a per-token loss ``loss_mat`` [B, T] to a scalar.
+
+    - ``agg="token"``: one global token mean  L = Σ_{b,t} ℓ_{bt} m_{bt} / N,  with N = Σ m (local) or ``num_tokens``
+      when given (e.g. the token count of the whole step across micro-batches and data-parallel processes; then the
+      micro-batch losses add up to the full-batch loss).
+    - ``agg="seq"``: mean over sequences of per-sequence token means,
+      L = (1/S) Σ_{b: Σ_t m_bt > 0} (Σ_t ℓ_bt m_bt / Σ_t m_bt),  S = number of non-empty sequences (local) or
+      ``num_seqs`` when given. Sequences without tokens are excluded.
+
+    A zero denominator gives 0 (no NaN).
+    """
+    m = _as_float_mask(mask, loss_mat)
+    if agg == "token":
+        total = (loss_mat * m).sum()
+        den = (
+            m.sum()
+            if num_tokens is None
+            else torch.as_tensor(num_tokens, dtype=loss_mat.dtype, device=loss_mat.device)
+        )
+        return _safe_div(total, den)
+    if agg == "seq":
+        tok_per_seq = m.sum(dim=-1)
+        seq_means = _safe_div((loss_mat * m).sum(dim=-1), tok_per_seq)
+        den = (
+            (tok_per_seq > 0).to(loss_mat.dtype).sum()
+            if num_seqs is None
+            else torch.as_tensor(num_seqs, dtype=loss_mat.dtype, device=loss_mat.device)
+        )
+        return _safe_div(seq_means.sum(), den)
+    raise ValueError(f"agg must be 'token' or 'seq', got {agg!r}")
+
+
+def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 ("low_var_kl") estimate of KL(π_θ ‖ π_ref) from samples of π_θ.
+
+    x  = clamp(log π_ref − log π_θ, −20, 20)
+    k3 = clamp(eˣ − x − 1, −10, 10)
+
+    k3 ≥ 0 everywhere (eˣ ≥ 1 + x), = 0 iff the log-probs are equal; the gradient flows through ``logp`` (and
+    ``ref_logp`` if it requires grad; detach a frozen reference). Returns the same shape as the inputs.
+    """
+    x = torch.clamp(ref_logp - logp, -_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP)
+    return torch.clamp(torch.exp(x) - x - 1.0, -_K3_MAX, _K3_MAX)
+
+
+def dapo_policy_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    eps_low: float = 0.2,
+    eps_high: float = 0.28,
+    dual_clip: float | None = 3.0,
+    agg: LossAgg = "token",
+    num_tokens: float | torch.Tensor | None = None,
+    *,
+    num_seqs: float | torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """DAPO clipped policy-gradient loss with clip-higher and dual clip (SPEC §6).
+
+    Per token, with Δ = log π_θ − log π_old (clamped to ±20 before exponentiating), ρ = e^Δ and advantage A:
+
+        ℓ_clip = max(−A·ρ, −A·clip(ρ, 1 − ε_low, 1 + ε_high))
+        ℓ      = ℓ_clip                    if A ≥ 0
+        ℓ      = min(ℓ_clip, −A·c)         if A < 0   (dual clip, c = ``dual_clip``; ``None`` disables it)
+
+    The loss is :func:`aggregate_loss` of ℓ over ``mask`` (``agg="token"``: one global token mean, divided by
+    ``num_tokens`` when given; ``agg="seq"``: mean of per-sequence token means, divided by ``num_seqs`` when given).
+    An all-zero mask gives a loss of 0 with zero gradients.
+
+    Gradients: ℓ has zero gradient w.r.t. ``logp`` where a clipped branch is active — clip-high (A > 0, ρ > 1+ε_high),
+    clip-low (A < 0, ρ < 1−ε_low) and dual clip (A < 0, ρ > c). ``old_logp`` and ``advantages`` are detached.
+
+    Args:
+        logp: [B, T] log-probs of the sampled tokens under the current policy (requires grad).
+        old_logp: [B, T] log-probs under the rollout policy.
+        advantages: [B, T] per token, or [B] per sequence (broadcast over T).
+        mask: [B, T] 1 for tokens in the loss.
+
+    Returns:
+        ``(loss, metrics)``. ``metrics`` are detached 0-d tensors, means over masked tokens of this call (local mask,
+        not ``num_tokens``): ``clipfrac_high`` / ``clipfrac_low`` / ``clipfrac_dual`` (fraction of tokens where that
+        branch is the active one, as above), ``clipfrac`` (any of them), ``approx_kl`` = mean(−Δ) — the k1 estimate of
+        KL(π_old ‖ π_θ) on tokens sampled from π_old —, ``approx_kl_k3`` = mean(e^Δ − 1 − Δ) (k3 of the same KL),
+        ``ratio_mean``, ``ratio_max``, ``ratio_min`` (0 when no tokens), ``num_tokens`` (local Σ mask).
+    """
+    if logp.shape != old_logp.shape or logp.shape != mask.shape:
+        raise ValueError(
+            f"logp, old_logp and mask must have the same shape, got {tuple(logp.shape)}, {tuple(old_logp.shape)}, "
+            f"{tuple(mask.shape)}"
+        )
+    if eps_low < 0 or eps_high < 0:
+        raise ValueError(f"eps_low and eps_high must be >= 0, got {eps_low}, {eps_high}")
+    if dual_clip is not None and dual_clip <= 1.0:
+        raise ValueError(f"dual_clip must be > 1 (or None to disable), got {dual_clip}")
+    adv = advantages.detach().to(dtype=logp.dtype, device=logp.device)
+    if adv.dim() == logp.dim() - 1 and adv.shape == logp.shape[:-1]:
+        adv = adv.unsqueeze(-1)
+    elif adv.shape != logp.shape:
+        raise ValueError(f"advantages must be [B] or [B, T] matching logp {tuple(logp.shape)}, got {tuple(adv.shape)}")
+    adv = torch.broadcast_to(adv, logp.shape)
+
+    log_ratio = torch.clamp(logp - old_logp.detach(), -_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP)
+    ratio = torch.exp(log_ratio)
+    pg_unclipped = -adv * ratio
+    pg_clipped = -adv * torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
+    pg_clip = torch.maximum(pg_unclipped, pg_clipped)
+    negative = adv < 0
+    if dual_clip is not None:
+        pg_dual = torch.minimum(pg_clip, -adv * dual_clip)
+        per_token = torch.where(negative, pg_dual, pg_clip)
+    else:
+        per_token = pg_clip
+
+    loss = aggregate_loss(per_token, mask, agg=agg, num_tokens=num_tokens, num_seqs=num_seqs)
+
+    with torch.no_grad():
+        m = _as_float_mask(mask, logp).detach()
+        r = ratio.detach()
+        is_high = (adv > 0) & (r > 1.0 + eps_high)
+        is_low = negative & (r < 1.0 - eps_low)
+        is_dual = negative & (r > dual_clip) if dual_clip is not None else torch.zeros_like(is_high)
+        lr = log_ratio.detach()
+        sel = m > 0
+        any_tok = sel.any()
+        zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
+        metrics = {
+            "clipfrac_high": masked_mean(is_high.to(logp.dtype), m),
+            "clipfrac_low": masked_mean(is_low.to(logp.dtype), m),
+            "clipfrac_dual": masked_mean(is_dual.to(logp.dtype), m),
+            "clipfrac": masked_mean((is_high | is_low | is_dual).to(logp.dtype), m),
+            "approx_kl": masked_mean(-lr, m),
+            "approx_kl_k3": masked_mean(torch.expm1(lr) - lr, m),
+            "ratio_mean": masked_mean(r, m),
+            "ratio_max": torch.where(any_tok, r.masked_fill(~sel, -torch.inf).max(), zero),
+            "ratio_min": torch.where(any_tok, r.masked_fill(~sel, torch.inf).min(), zero),
+            "num_tokens": m.sum(),
+        }
+    return loss, metrics
