@@ -1,0 +1,27 @@
+"""Shared, session-scoped fixtures: the tiny Future-L1 model is built once per test session."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """(model, processor): the tiny Qwen3-VL wrapped as Future-L1 (random init, seed 0, eval mode)."""
+    from fl1_core.tiny import build_tiny_future_l1
+
+    return build_tiny_future_l1(seed=0)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def random_image(rng: np.random.Generator, height: int = 96, width: int = 96) -> Image.Image:
+    return Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
