@@ -66,9 +66,13 @@ def test_labels_cover_the_assistant_turn_except_latent_slots(tiny, batch):
         supervised = tok.decode(labels[row][labels[row] != -100])
         assert supervised.startswith("<reason>") and supervised.endswith("</answer><|im_end|>")
         assert "<|im_start|>" not in supervised and "user" not in supervised
-        # every latent_start / latent_end is supervised, every prompt token is not
+        # inside the assistant turn every latent_start / latent_end is supervised (the system prompt also names
+        # these tokens; those occurrences are prompt and stay unsupervised)
+        im_start = tok.convert_tokens_to_ids("<|im_start|>")
+        turn = int((ids[row] == im_start).nonzero().max()) + 3
         for tid in (model.latent_config.latent_start_id, model.latent_config.latent_end_id):
-            assert ((ids[row] == tid) == (labels[row] == tid)).all()
+            assert ((ids[row, turn:] == tid) == (labels[row, turn:] == tid)).all()
+            assert not (labels[row, :turn] == tid).any()
 
 
 def hand_loss(model: FutureL1Model, batch: dict, lam: float) -> tuple[torch.Tensor, torch.Tensor, list]:
