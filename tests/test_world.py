@@ -1,0 +1,293 @@
+"""Tests of the synthetic future world generator (fl1_core.data.world)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fl1_core.data.frames import frame_pool_indices
+from fl1_core.data.world import WorldConfig, event_text, generate_world, vocabulary_corpus
+from fl1_core.data.world.physics import EVENT_TYPES
+from fl1_core.tokens import IMAGE_PLACEHOLDER, MCQ_INSTRUCTION
+
+log = logging.getLogger(__name__)
+
+SMALL = dict(num_train_clips=8, num_test_clips=6, rl_size=10, futurebench_size=16, twiffbench_size=8)
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _load(root: Path) -> dict:
+    import pyarrow.parquet as pq
+
+    return {
+        "manifest": json.loads((root / "world.json").read_text()),
+        "events": {r["clip_id"]: r for r in map(json.loads, (root / "events.jsonl").read_text().splitlines())},
+        "sft": json.loads((root / "sft.json").read_text()),
+        "rl": [json.loads(line) for line in (root / "rl.jsonl").read_text().splitlines()],
+        "fb": [json.loads(line) for line in (root / "futurebench.jsonl").read_text().splitlines()],
+        "tw": pq.read_table(root / "twiffbench/test-00000-of-00001.parquet").to_pylist(),
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("world_a")
+    generate_world(root, seed=0, config=WorldConfig(**SMALL))
+    return root, _load(root)
+
+
+def _clip_of(rec: dict) -> str:
+    return rec["meta"]["clip_id"]
+
+
+def test_same_seed_identical_files_different_seed_differs(world, tmp_path):
+    root_a, data = world
+    root_b, root_c = tmp_path / "b", tmp_path / "c"
+    generate_world(root_b, seed=0, config=WorldConfig(**SMALL))
+    generate_world(root_c, seed=1, config=WorldConfig(**SMALL))
+    ha, hb, hc = _hashes(root_a), _hashes(root_b), _hashes(root_c)
+    assert any(k.endswith(".mp4") for k in ha)
+    assert ha == hb, [k for k in ha if ha[k] != hb.get(k)]
+    # the manifest's hashes are the files' hashes
+    assert data["manifest"]["files"] == {k: v for k, v in ha.items() if k != "world.json"}
+    assert not any(k.endswith(".tmp") for k in ha)
+    differing = [k for k in ha if ha[k] != hc.get(k)]
+    assert "events.jsonl" in differing and "sft.json" in differing
+    assert sum(k.endswith(".mp4") for k in differing) >= len([k for k in ha if k.endswith(".mp4")]) - 1
+
+
+def test_decord_reads_every_clip(world):
+    import decord
+
+    root, data = world
+    cfg = data["manifest"]["config"]
+    for row in data["events"].values():
+        vr = decord.VideoReader(str(root / row["video"]), ctx=decord.cpu(0), num_threads=1)
+        assert len(vr) == cfg["num_frames"] == row["num_frames"]
+        assert vr[0].shape == (cfg["height"], cfg["width"], 3)
+        if row["split"] == "test":
+            pre = decord.VideoReader(str(root / row["prefix_video"]), ctx=decord.cpu(0), num_threads=1)
+            assert len(pre) == row["observed_until"] + 1
+        else:
+            assert row["prefix_video"] is None
+
+
+def test_event_chains(world):
+    _, data = world
+    cfg = data["manifest"]["config"]
+    pool = frame_pool_indices(cfg["num_frames"])
+    assert data["manifest"]["pool"] == pool
+    for row in data["events"].values():
+        ev = row["events"]
+        assert cfg["min_events"] <= len(ev) <= cfg["max_events"] and 3 <= len(ev) <= 5
+        frames = [e["frame"] for e in ev]
+        assert frames == sorted(frames) and len(set(frames)) == len(frames)
+        assert pool[0] < frames[0] and frames[-1] <= pool[-1]
+        names = {o["name"] for o in row["objects"]}
+        for e in ev:
+            assert e["type"] in EVENT_TYPES
+            assert e["text"] == event_text(e["type"], e["subject"], e["object"], e["where"])
+            assert e["time"] == pytest.approx(e["frame"] / row["fps"])
+            assert e["subject"] in names | {"light"}
+        assert len({e["text"] for e in ev}) == len(ev)
+        assert row["observed_until"] == pool[len(row["observed_images"]) - 1]
+        future = [e for e in ev if e["frame"] > row["observed_until"]]
+        need = cfg["min_future_events_test"] if row["split"] == "test" else cfg["min_future_events_train"]
+        assert len(future) >= need
+        for o in row["objects"]:
+            assert o["size"] >= 8.0 * cfg["width"] / 96 - 1e-6
+            assert len(o["track"]) == cfg["num_frames"]
+        if row["light_on_frame"] is not None:
+            assert any(e["type"] == "light" and e["frame"] == row["light_on_frame"] for e in ev)
+
+
+def test_marker_counts_and_pool_indices(world):
+    _, data = world
+    for r in data["sft"]:
+        human, gpt = r["conversations"][0]["value"], r["conversations"][1]["value"]
+        assert [c["from"] for c in r["conversations"]] == ["human", "gpt"]
+        assert human.count(IMAGE_PLACEHOLDER) == len(r["image"]) >= 1
+        assert human.startswith(IMAGE_PLACEHOLDER * len(r["image"]))
+        assert gpt.count(IMAGE_PLACEHOLDER) == len(r["reasoning_image"]) >= 1
+        assert gpt.startswith("THOUGHT 0: ")
+        assert re.findall(r"THOUGHT (\d+):", gpt) == [str(i) for i in range(len(r["reasoning_image"]) + 1)]
+        assert all(1 <= i <= 8 for i in r["image"] + r["reasoning_image"])
+        assert r["reasoning_image"] == sorted(set(r["reasoning_image"]))
+        assert (r["answer"] in "ABCD") == (r["meta"]["format"] == "mcq")
+        assert (MCQ_INSTRUCTION in human) == (r["meta"]["format"] == "mcq")
+    for r in data["rl"]:
+        assert len(r["conversations"]) == 1 and r["conversations"][0]["from"] == "human"
+        assert r["conversations"][0]["value"].count(IMAGE_PLACEHOLDER) == len(r["image"])
+        assert all(1 <= i <= 8 for i in r["image"])
+    for row in data["tw"]:
+        assert row["question"].count(IMAGE_PLACEHOLDER) == len(row["question_images"]) == len(
+            row["question_image_indices"]
+        )
+        assert row["answer"].count("<rimage>") == len(row["reasoning_images"]) == len(row["reasoning_image_indices"])
+        assert re.search(r"<answer>.+</answer>$", row["answer"])
+        assert all(1 <= i <= 8 for i in row["question_image_indices"] + row["reasoning_image_indices"])
+        assert all(b[:8] == b"\x89PNG\r\n\x1a\n" for b in row["question_images"] + row["reasoning_images"])
+        json.loads(row["meta_data"])
+
+
+def test_observed_frames_precede_asked_events(world):
+    _, data = world
+    pool = data["manifest"]["pool"]
+    for r in data["sft"] + data["rl"] + data["fb"]:
+        row = data["events"][_clip_of(r)]
+        ev = row["events"]
+        image = r.get("image") or row["observed_images"]
+        last_obs = pool[max(image) - 1]
+        assert last_obs == row["observed_until"] == r["meta"]["observed_until"]
+        chain = [ev[i] for i in r["meta"]["chain_event_indices"]]
+        assert all(e["frame"] > last_obs for e in chain)
+        assert all(ev[i]["frame"] > last_obs for i in r["meta"]["answer_event_indices"])
+        if "reasoning_image" in r:
+            shown = [pool[i - 1] for i in r["reasoning_image"]]
+            assert min(shown) > last_obs
+            # every imagined event is visible in a reasoning frame (the first pool frame at/after it)
+            for e in chain:
+                assert min(f for f in pool if f >= e["frame"]) in shown
+    for row in data["tw"]:
+        meta = json.loads(row["meta_data"])
+        ev = data["events"][meta["clip_id"]]
+        assert max(pool[i - 1] for i in row["question_image_indices"]) == ev["observed_until"]
+        assert min(pool[i - 1] for i in row["reasoning_image_indices"]) > ev["observed_until"]
+
+
+def test_train_test_clips_disjoint(world):
+    _, data = world
+    split = {cid: r["split"] for cid, r in data["events"].items()}
+    train = {_clip_of(r) for r in data["sft"] + data["rl"]}
+    test = {_clip_of(r) for r in data["fb"]} | {json.loads(r["meta_data"])["clip_id"] for r in data["tw"]}
+    assert train and test and not (train & test)
+    assert all(split[c] == "train" for c in train) and all(split[c] == "test" for c in test)
+    for item in data["fb"]:
+        assert item["video_path"] == data["events"][_clip_of(item)]["prefix_video"]
+    for r in data["sft"] + data["rl"]:
+        assert r["video"] == data["events"][_clip_of(r)]["video"]
+
+
+def test_mcq_answers_are_true_events(world):
+    _, data = world
+    counts = data["manifest"]["counts"]["futurebench"]
+    assert sum(counts.values()) == len(data["fb"]) and all(counts[t] > 0 for t in ("hop1", "hop2", "hop3", "hop5"))
+    for item in data["fb"]:
+        row = data["events"][_clip_of(item)]
+        ev = row["events"]
+        qa = item["qa"]
+        assert set(qa["Options"]) == set("ABCD") and qa["Answer"] in qa["Options"]
+        assert len(set(qa["Options"].values())) == 4
+        truth = ", then ".join(ev[i]["text"] for i in item["meta"]["answer_event_indices"])
+        assert qa["Options"][qa["Answer"]] == truth
+        n_obs = sum(e["frame"] <= row["observed_until"] for e in ev)
+        if item["question_type"] in ("hop1", "hop2", "hop3"):
+            k = int(item["question_type"][3])
+            assert item["meta"]["answer_event_indices"] == [n_obs + k - 1]
+        else:  # interpolation: the stated later event follows the asked-about ones
+            assert ev[item["meta"]["chain_event_indices"][-1]]["text"] in qa["Question"]
+            assert item["meta"]["answer_event_indices"] == list(range(n_obs, item["meta"]["chain_event_indices"][-1]))
+    for r in data["rl"]:
+        ev = data["events"][_clip_of(r)]["events"]
+        truth = ", then ".join(ev[i]["text"] for i in r["meta"]["answer_event_indices"])
+        value = r["conversations"][0]["value"]
+        if r["problem_type"] == "multiple choice":
+            lines = dict(line.split(". ", 1) for line in value.split("\n")[1:])
+            assert set(lines) == set("ABCD") and lines[r["answer"]] == truth
+        else:
+            assert r["problem_type"] == "free-form" and r["answer"] == truth
+            assert r["answer"] in {e["text"] for e in ev}
+    for r in data["sft"]:
+        ev = data["events"][_clip_of(r)]["events"]
+        truth = ", then ".join(ev[i]["text"] for i in r["meta"]["answer_event_indices"])
+        if r["meta"]["format"] == "mcq":
+            assert r["meta"]["options"][r["answer"]] == truth
+        else:
+            assert r["answer"] == truth
+
+
+def test_rendered_pixels_match_simulation(world):
+    import decord
+
+    root, data = world
+    checked = 0
+    for row in data["events"].values():
+        vr = decord.VideoReader(str(root / row["video"]), ctx=decord.cpu(0), num_threads=1)
+        frames = vr.get_batch(list(range(row["num_frames"]))).asnumpy().astype(int)
+        for o in row["objects"]:
+            for k in range(0, row["num_frames"], 4):
+                x, y = o["track"][k]
+                pix = frames[k, int(y), int(x)]
+                assert np.abs(pix - np.array(o["rgb"])).max() <= 30, (row["clip_id"], o["name"], k, pix)
+                checked += 1
+        if row["light_on_frame"] is not None:
+            s = row["width"] / 96
+            cx, cy = int(row["width"] / 2), int(10 * s)
+            on, before = frames[row["light_on_frame"], cy, cx], frames[row["light_on_frame"] - 1, cy, cx]
+            assert on.mean() > 180 and before.mean() < 120
+    assert checked > 50
+
+
+def test_kinds_and_vision_labels(world):
+    _, data = world
+    kinds = Counter((r["meta"]["question_kind"], r["meta"]["needs_vision"]) for r in data["sft"])
+    assert any(v for _, v in kinds) and any(not v for _, v in kinds)
+    for (kind, vision), _ in kinds.items():
+        assert vision == (kind not in ("uniform_motion", "fall_land", "switch_light"))
+    for r in data["sft"] + data["rl"]:
+        assert r["meta"]["hops"] == len(r["meta"]["chain_event_indices"]) >= 1
+
+
+def test_vocabulary_corpus_covers_emitted_text(world):
+    _, data = world
+    corpus = vocabulary_corpus()
+    assert corpus == vocabulary_corpus() and len(corpus) == len(set(corpus))
+    for needle in ("<0.5 seconds>", "<1.0 seconds>", "<10.0 seconds>", "<reason>", "<answer>A</answer>", "THOUGHT 0: "):
+        assert any(needle in s for s in corpus), needle
+    words = set(re.findall(r"[A-Za-z]+|\d+", " ".join(corpus)))
+    texts = [c["value"] for r in data["sft"] + data["rl"] for c in r["conversations"]]
+    texts += [r["answer"] for r in data["sft"] + data["rl"]]
+    texts += [i["qa"]["Question"] + " " + " ".join(i["qa"]["Options"].values()) for i in data["fb"]]
+    texts += [r["question"] + " " + r["answer"] for r in data["tw"]]
+    missing = set(re.findall(r"[A-Za-z]+|\d+", " ".join(texts))) - words
+    assert not missing, sorted(missing)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="multiples of 4"):
+        WorldConfig(width=98)
+    with pytest.raises(ValueError, match="futurebench_weights"):
+        WorldConfig(futurebench_weights=(1.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="min_events"):
+        WorldConfig(min_events=4, max_events=3)
+
+
+def test_default_sizes(tmp_path):
+    """One generation at default sizes (timed and logged, not asserted)."""
+    t0 = time.perf_counter()
+    manifest = generate_world(tmp_path / "default", seed=0)
+    elapsed = time.perf_counter() - t0
+    log.warning("generate_world at default sizes took %.1f s", elapsed)
+    c = manifest["counts"]
+    cfg = WorldConfig()
+    assert c["train_clips"] == cfg.num_train_clips and c["test_clips"] == cfg.num_test_clips
+    assert c["sft"] == cfg.num_train_clips * cfg.sft_per_clip
+    assert c["rl"] == cfg.rl_size and c["twiffbench"] == cfg.twiffbench_size
+    assert c["futurebench"] == {"hop1": 18, "hop2": 21, "hop3": 24, "hop5": 57}
+    assert max(c["futurebench_answers"].values()) - min(c["futurebench_answers"].values()) <= 2
+    assert 0.15 < 1 - c["sft_needs_vision"] / c["sft"] < 0.5  # a real share of text-solvable questions
