@@ -1,0 +1,146 @@
+"""The ``fl1`` command: one entry point for the workbook's stages.
+
+    fl1 world --out data/world --seed 0          generate the synthetic future world
+    fl1 tiny --out runs/tiny-init                save a randomly initialised tiny Qwen3-VL (Future-L1 ready)
+    fl1 run [--run-id demo] [--param k=v …]      execute the notebooks in order into runs/<run-id>/ (resumable)
+    fl1 batch sweep.yaml [--parallel N]          run a grid of parameter sets as separate runs, then a summary
+    fl1 judge-serve [--port 8008]                local OpenAI-compatible judge (loopback only by default)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+logger = logging.getLogger("fl1")
+
+
+def _parse_params(items: list[str]) -> dict:
+    """``k=v`` pairs; values are parsed as YAML scalars/lists (``seed=1``, ``sizes=[5,10]``, ``preset=cpu``)."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"--param expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def cmd_world(args: argparse.Namespace) -> int:
+    from .data.world import WorldConfig, generate_world
+
+    config = WorldConfig.small() if args.small else WorldConfig()
+    if args.set:
+        config = WorldConfig(**{**config.to_dict(), **_parse_params(args.set)})
+    manifest = generate_world(args.out, seed=args.seed, config=config)
+    print(json.dumps(manifest.get("counts", {}), indent=2))
+    return 0
+
+
+def cmd_tiny(args: argparse.Namespace) -> int:
+    from .model import save_future_l1
+    from .tiny import build_tiny_future_l1
+
+    model, processor = build_tiny_future_l1(seed=args.seed)
+    save_future_l1(model, processor, args.out)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"saved a tiny Future-L1 Qwen3-VL ({n / 1e6:.2f} M parameters) to {args.out}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .workbook import NotebookFailed, run_workbook
+
+    try:
+        result = run_workbook(
+            args.run_id, runs_root=args.runs_root, parameters=_parse_params(args.param),
+            notebooks=args.notebooks or None, resume=not args.no_resume,
+        )
+    except NotebookFailed as err:
+        print(f"fl1 run: {err}", file=sys.stderr)
+        return 1
+    for name in result.skipped:
+        print(f"  {name:<20} already completed")
+    for name in result.completed:
+        print(f"  {name:<20} {result.wall_s[name]:7.1f} s")
+    print(f"run folder: {result.run_dir}")
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .workbook import run_sweep
+
+    results = run_sweep(args.sweep, runs_root=args.runs_root, parallel=args.parallel)
+    for r in results:
+        print(f"  {r['run_id']:<40} {r['status']:<7} {r['wall_s']:8.1f} s  {r.get('error', '')}")
+    return 0 if all(r["status"] == "ok" for r in results) else 1
+
+
+def cmd_judge_serve(args: argparse.Namespace) -> int:
+    from .evaluation.judge_server import FaultConfig, serve
+
+    fault = FaultConfig(
+        error_rate=args.error_rate, timeout_rate=args.timeout_rate, malformed_rate=args.malformed_rate,
+        latency_s=args.latency, seed=args.seed,
+    )
+    serve(host=args.host, port=args.port, fault=fault, allow_remote=args.allow_remote)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fl1", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("world", help="generate the synthetic future world")
+    p.add_argument("--out", default="data/world")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--small", action="store_true", help="the small test-size world")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override WorldConfig fields")
+    p.set_defaults(func=cmd_world)
+
+    p = sub.add_parser("tiny", help="save a randomly initialised tiny Future-L1 Qwen3-VL")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_tiny)
+
+    p = sub.add_parser("run", help="execute the workbook notebooks into runs/<run-id>/")
+    p.add_argument("--run-id", default=None)
+    p.add_argument("--runs-root", default="runs")
+    p.add_argument("--param", nargs="*", default=[], metavar="KEY=VALUE", help="notebook parameters")
+    p.add_argument("--notebooks", nargs="*", default=[], help="explicit notebook paths (default: all, in order)")
+    p.add_argument("--no-resume", action="store_true", help="re-run completed notebooks too")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("batch", help="run a sweep file (grid of parameter sets) as separate runs")
+    p.add_argument("sweep")
+    p.add_argument("--runs-root", default="runs")
+    p.add_argument("--parallel", type=int, default=1)
+    p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("judge-serve", help="local OpenAI-compatible judge scoring world answers exactly")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8008)
+    p.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
+    p.add_argument("--error-rate", type=float, default=0.0)
+    p.add_argument("--timeout-rate", type=float, default=0.0)
+    p.add_argument("--malformed-rate", type=float, default=0.0)
+    p.add_argument("--latency", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_judge_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

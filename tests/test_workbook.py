@@ -1,0 +1,104 @@
+"""The workbook runner: notebooks execute under papermill, resume, stop loudly on failure; sweeps isolate failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from fl1_core.workbook import NotebookFailed, expand_sweep, run_sweep, run_workbook, workbook_notebooks
+
+
+def _notebook(path: Path, body: str, params: str = "run_dir = ''\nfail = False\nvalue = 1") -> Path:
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell(params)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+BODY = """
+from pathlib import Path
+import json
+if fail:
+    raise RuntimeError("deliberate failure")
+Path(run_dir, "metrics").mkdir(exist_ok=True)
+Path(run_dir, "metrics", "summary.json").write_text(json.dumps({"value": value}))
+"""
+
+
+@pytest.fixture
+def books(tmp_path):
+    d = tmp_path / "nb"
+    d.mkdir()
+    return [_notebook(d / "00_first.ipynb", BODY), _notebook(d / "01_second.ipynb", BODY)]
+
+
+def test_every_pipeline_notebook_has_one_tagged_parameters_cell_and_no_outputs():
+    books = workbook_notebooks(include_benchmarks=True)
+    assert [b.name for b in books][:2] == ["00_quickstart.ipynb", "01_data.ipynb"]
+    for book in books:
+        nb = nbformat.read(book, 4)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, book
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert code.index(tagged[0]) == 0, f"{book}: the parameters cell must be the first code cell"
+        assert "run_dir" in tagged[0].source
+        assert all(not c.get("outputs") and not c.get("execution_count") for c in code), f"{book} has outputs"
+
+
+def test_run_executes_in_order_and_resumes(books, tmp_path):
+    res = run_workbook("r1", runs_root=tmp_path / "runs", notebooks=books, parameters={"value": 7}, progress=False)
+    assert res.completed == ["00_first", "01_second"]
+    assert json.loads((res.run_dir / "metrics" / "summary.json").read_text()) == {"value": 7}
+    assert (res.run_dir / "00_first.ipynb").exists() and (res.run_dir / "manifest.json").exists()
+    manifest = json.loads((res.run_dir / "manifest.json").read_text())
+    assert manifest["parameters"] == {"value": 7} and manifest["packages"]["torch"]
+    again = run_workbook("r1", runs_root=tmp_path / "runs", notebooks=books, parameters={"value": 7}, progress=False)
+    assert again.completed == [] and again.skipped == ["00_first", "01_second"]
+    with pytest.raises(ValueError, match="was started with parameters"):
+        run_workbook("r1", runs_root=tmp_path / "runs", notebooks=books, parameters={"value": 8}, progress=False)
+
+
+def test_a_failed_notebook_stops_the_chain_and_keeps_the_error_cell(books, tmp_path):
+    bad = _notebook(books[0].parent / "00_bad.ipynb", BODY, params="run_dir = ''\nfail = True\nvalue = 1")
+    with pytest.raises(NotebookFailed, match="00_bad.ipynb failed.*deliberate failure"):
+        run_workbook("r2", runs_root=tmp_path / "runs", notebooks=[bad, books[1]], progress=False)
+    executed = nbformat.read(tmp_path / "runs" / "r2" / "00_bad.ipynb", 4)
+    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors and "deliberate failure" in errors[0]["evalue"]
+    assert not (tmp_path / "runs" / "r2" / "01_second.ipynb").exists()
+
+
+def test_sweep_reports_a_failing_run_and_completes_the_others(books, tmp_path):
+    spec = {"name": "sw", "base": {"value": 3}, "grid": {"fail": [False, True], "seed": [0, 1]}}
+    assert len(expand_sweep(spec)) == 4
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    results = run_sweep(path, runs_root=tmp_path / "runs", parallel=2, notebooks=[str(b) for b in books])
+    status = {r["run_id"]: r["status"] for r in results}
+    assert sorted(status.values()) == ["failed", "failed", "ok", "ok"]
+    assert all(("fail=True" in rid) == (s == "failed") for rid, s in status.items())
+    ok = [r for r in results if r["status"] == "ok"]
+    assert all(r["metrics"] == {"value": 3} for r in ok)
+    table = (tmp_path / "runs" / "sw-summary.md").read_text()
+    assert table.count("| failed |") == 2 and "deliberate failure" in table
+
+
+@pytest.mark.slow
+def test_pipeline_notebooks_execute_with_tiny_parameters(tmp_path):
+    """The real notebooks, end to end under papermill, on the small world: no error outputs."""
+    params = {"world_size": "small", "data_dir": str(tmp_path / "world"), "seed": 0}
+    res = run_workbook("nb", runs_root=tmp_path / "runs", parameters=params, progress=False)
+    assert res.completed == [b.stem for b in workbook_notebooks()]
+    for book in workbook_notebooks():
+        executed = nbformat.read(res.run_dir / book.name, 4)
+        outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+        assert not [o for o in outputs if o.output_type == "error"], book.name
+        assert outputs, f"{book.name} produced no output"
+    assert json.loads((res.run_dir / "metrics" / "data.json").read_text())["counts"]["sft"]["rejects"] == 0
