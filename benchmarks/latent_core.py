@@ -104,10 +104,13 @@ def sft_step(model, processor, repeats: int) -> None:
         return run
 
     t_latent, t_text = timed(step(latent_batch), repeats), timed(step(text_batch), repeats)
+    pixels, grid = latent_batch["pixel_values_latent"], latent_batch["image_grid_thw_latent"]
+    t_vision = timed(lambda: model.latent_targets(pixels, grid), repeats)
     model.eval()
     print(f"SFT step (forward + backward), 4 records x 2 future frames, {latent_batch['input_ids'].shape[1]} tokens")
     print(f"  spans as plain text tokens  {t_text * 1e3:8.1f} ms")
     print(f"  latent spans                {t_latent * 1e3:8.1f} ms   ratio {t_latent / t_text:.3f}x  (target <= 1.15)")
+    print(f"  of which frozen vision pass {t_vision * 1e3:8.1f} ms   ratio without it {(t_latent - t_vision) / t_text:.3f}x")
 
 
 def budget_scaling(model, processor, repeats: int) -> None:
