@@ -101,3 +101,25 @@ def test_save_load_round_trip_gives_identical_logits(tiny, rng, tmp_path):
 def test_loader_rejects_a_directory_without_a_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
         load_future_l1(tmp_path)
+
+
+def test_latent_config_travels_under_one_key_and_decoding_reads_it(tiny, tmp_path):
+    """Training and inference can never disagree on the latent budget: one key, read back by the same name."""
+    import json
+
+    from fl1_core.config import CONFIG_KEY, LatentConfig
+    from fl1_core.data.collator import PromptExample, build_prompt_inputs
+    from fl1_core.decoding import generate_with_latents
+
+    model, processor = tiny
+    trained = FutureL1Model(model.base, model.latent_config.replace(budget_mode="fixed", max_latent_token=3,
+                                                                    force_initial_latent=True))
+    save_future_l1(trained, processor, tmp_path / "ck")
+    config = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert config[CONFIG_KEY]["max_latent_token"] == 3
+    assert not [k for k in config if "latent" in k.lower() and k != CONFIG_KEY], "latent settings outside the key"
+    loaded, proc = load_future_l1(tmp_path / "ck")
+    assert loaded.latent_config == LatentConfig.from_dict(config[CONFIG_KEY])
+    inputs = build_prompt_inputs(proc, [PromptExample("q", "what happens next?")])
+    assert generate_with_latents(loaded, inputs, max_new_tokens=8).span_counts[0][0] == 3
+    FutureL1Model(model.base, model.latent_config)  # restore the shared base config for other tests
