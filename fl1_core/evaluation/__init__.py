@@ -69,3 +69,30 @@ __all__ = [
     "split_reasoning_answer",
     "start_judge_server",
 ]
+
+# Evaluation runner, latent statistics / inference cost and the comparison table (issue 6, parts 1, 4, 5).
+# Imported lazily: they pull in torch / transformers / pandas, which scoring and the judge server do not need.
+_LAZY = {
+    "EvalConfig": "fl1_core.evaluation.runner",
+    "evaluate": "fl1_core.evaluation.runner",
+    "evaluate_futurebench": "fl1_core.evaluation.runner",
+    "evaluate_twiffbench": "fl1_core.evaluation.runner",
+    "summarize_predictions": "fl1_core.evaluation.runner",
+    "adjacent_span_cosines": "fl1_core.evaluation.latent_stats",
+    "inference_cost": "fl1_core.evaluation.latent_stats",
+    "latent_statistics": "fl1_core.evaluation.latent_stats",
+    "span_count_distribution": "fl1_core.evaluation.latent_stats",
+    "comparison_table": "fl1_core.evaluation.compare",
+}
+__all__ += sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    """Resolve the lazily imported names of :data:`_LAZY`."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,658 @@
+"""The evaluation runner: FutureBench- and TwiFF-Bench-style evaluation of a Future-L1 checkpoint (SPEC §7).
+
+One call per benchmark::
+
+    summary = evaluate_futurebench(model, processor, "data/world/futurebench.jsonl", "runs/x/eval_fb", EvalConfig())
+    summary = evaluate_twiffbench(model, processor, "data/world/twiffbench", "runs/x/eval_tw", cfg, judge_config)
+
+What happens:
+
+1. The benchmark is loaded (real format or the world's; bad records are skipped into ``rejects.jsonl``), optionally
+   cut to the first ``limit`` items in doc order (FutureBench file order / TwiFF-Bench ``doc_id``).
+2. Prompts follow SPEC §7: system prompt, the observed video (FutureBench, ``num_frames`` frames at the real fps) or
+   the question frames (TwiFF-Bench), the question; FutureBench adds the ``A. …`` option lines and the single-letter
+   instruction.
+3. Items are decoded in batches with :func:`fl1_core.decoding.generate_with_latents` (greedy by default). After
+   every batch its rows are appended to this process's shard file ``shards/predictions.rank{r}-of-{w}.jsonl``, so a
+   killed evaluation restarts where it stopped: doc ids found in any shard file (or in ``predictions.jsonl``) are not
+   decoded again.
+4. Data-parallel: with ``accelerate`` (an ``Accelerator``, or ``WORLD_SIZE > 1``) process ``r`` of ``w`` decodes the
+   items ``r, r + w, r + 2w, …`` of the doc order; the main process merges all shard files BY DOC ID (never by
+   completion order) into ``predictions.jsonl``, so one process without ``accelerate`` writes the same rows (except
+   the timing fields :data:`TIMING_FIELDS`).
+5. TwiFF-Bench only: every prediction is judged with :func:`fl1_core.evaluation.judge_many` (disk cache in
+   ``judge_cache/``, so a rerun re-queries nothing it has); each row ends with scores or a ``judge_error``.
+6. ``summary.json`` = scores (:func:`score_futurebench` / :func:`score_twiffbench`), latent statistics and
+   inference cost (:mod:`fl1_core.evaluation.latent_stats`), all recomputable from ``predictions.jsonl`` with
+   :func:`summarize_predictions`, plus a ``run`` section (timings, process count) that is not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from fl1_core.config import ConfigBase, LatentConfig
+from fl1_core.data.collator import PromptExample, build_prompt_inputs
+from fl1_core.data.examples import futurebench_prompt, twiffbench_prompt
+from fl1_core.data.formats import (
+    FutureBenchItem,
+    Reject,
+    TwiffBenchItem,
+    load_futurebench,
+    load_twiffbench,
+    write_rejects,
+)
+from fl1_core.decoding import generate_with_latents
+from fl1_core.evaluation.extraction import EXTRACTION_MODES, extract_answer_letter
+from fl1_core.evaluation.futurebench import score_futurebench
+from fl1_core.evaluation.judge_client import JudgeConfig, TwiffJudgeItem, judge_many
+from fl1_core.evaluation.latent_stats import adjacent_span_cosines, inference_cost, latent_statistics
+from fl1_core.evaluation.sanitize import split_reasoning_answer
+from fl1_core.evaluation.twiffbench import score_twiffbench
+from fl1_core.runs import atomic_write_json, read_jsonl, write_jsonl
+from fl1_core.tokens import SYSTEM_PROMPTS
+
+__all__ = [
+    "BENCHMARKS",
+    "EvalConfig",
+    "RELEASE_MAX_NEW_TOKENS",
+    "TIMING_FIELDS",
+    "WORLD_MAX_NEW_TOKENS",
+    "decode_shard",
+    "doc_id_of",
+    "evaluate",
+    "evaluate_futurebench",
+    "evaluate_twiffbench",
+    "judge_predictions",
+    "load_benchmark",
+    "merge_predictions",
+    "data_fingerprint",
+    "shard_items",
+    "shard_path",
+    "summarize_predictions",
+]
+
+log = logging.getLogger(__name__)
+
+BENCHMARKS = ("futurebench", "twiffbench")
+RELEASE_MAX_NEW_TOKENS = {"futurebench": 2048, "twiffbench": 4096}
+WORLD_MAX_NEW_TOKENS = 64
+# Per-row fields that depend on timing or on how items were batched/sharded (everything else is deterministic).
+TIMING_FIELDS = ("latency_s", "decode_s", "batch_size", "rank")
+PREDICTIONS = "predictions.jsonl"
+SUMMARY = "summary.json"
+SHARD_DIR = "shards"
+RUN_CONFIG = "eval_config.json"
+# Settings that change what is decoded: a resume with different values is refused.
+_DECODE_KEYS = ("max_new_tokens", "num_frames", "system_prompt", "do_sample", "temperature", "top_p", "seed")
+_LATENT_OVERRIDABLE = tuple(
+    f.name
+    for f in dataclasses.fields(LatentConfig)
+    if f.name not in ("latent_token_id", "latent_start_id", "latent_end_id")
+)
+
+
+@dataclass
+class EvalConfig(ConfigBase):
+    """Evaluation settings (one name per setting; round-trips through YAML/JSON with the other configs).
+
+    - ``max_new_tokens``: ``None`` → the release's value per benchmark (:data:`RELEASE_MAX_NEW_TOKENS`: FutureBench
+      2048, TwiFF-Bench 4096); :meth:`world` gives the small preset for the synthetic world.
+    - ``latent``: overrides of the model's :class:`~fl1_core.config.LatentConfig` for decoding (e.g.
+      ``{"budget_mode": "fixed"}``, ``{"loose_cap": 64}``, ``{"force_initial_latent": True}``).
+    - ``limit``: evaluate only the first ``limit`` items in doc order.
+    - ``resume``: skip doc ids already decoded in ``out_dir``; ``False`` clears earlier predictions first.
+    """
+
+    batch_size: int = 4
+    max_new_tokens: int | None = None
+    num_frames: int = 32
+    system_prompt: str = "interleaved"
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    limit: int | None = None
+    latent: dict[str, Any] = field(default_factory=dict)
+    resume: bool = True
+    on_error: str = "skip"
+    video_root: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"EvalConfig.batch_size must be >= 1, got {self.batch_size}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ValueError(f"EvalConfig.max_new_tokens must be >= 1 or None, got {self.max_new_tokens}")
+        if self.num_frames < 1:
+            raise ValueError(f"EvalConfig.num_frames must be >= 1, got {self.num_frames}")
+        if self.system_prompt not in SYSTEM_PROMPTS:
+            raise ValueError(
+                f"EvalConfig.system_prompt must be one of {sorted(SYSTEM_PROMPTS)}, got {self.system_prompt!r}"
+            )
+        if self.limit is not None and self.limit < 0:
+            raise ValueError(f"EvalConfig.limit must be >= 0 or None, got {self.limit}")
+        if self.on_error not in ("skip", "raise"):
+            raise ValueError(f"EvalConfig.on_error must be 'skip' or 'raise', got {self.on_error!r}")
+        unknown = sorted(set(self.latent) - set(_LATENT_OVERRIDABLE))
+        if unknown:
+            raise ValueError(
+                f"EvalConfig.latent: unknown LatentConfig setting(s) {unknown}; known: {list(_LATENT_OVERRIDABLE)}"
+            )
+
+    @classmethod
+    def world(cls, **overrides: Any) -> "EvalConfig":
+        """The small preset for the synthetic world (``max_new_tokens`` = :data:`WORLD_MAX_NEW_TOKENS`)."""
+        return cls(**{"max_new_tokens": WORLD_MAX_NEW_TOKENS, **overrides})
+
+    def resolved_max_new_tokens(self, benchmark: str) -> int:
+        """``max_new_tokens``, or the release's value for ``benchmark``."""
+        _check_benchmark(benchmark)
+        return self.max_new_tokens if self.max_new_tokens is not None else RELEASE_MAX_NEW_TOKENS[benchmark]
+
+    def latent_config(self, base: LatentConfig) -> LatentConfig:
+        """The model's latent config with :attr:`latent` applied."""
+        return base.replace(**self.latent) if self.latent else base
+
+
+def _check_benchmark(benchmark: str) -> None:
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {benchmark!r}; expected one of {BENCHMARKS}")
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+Item = FutureBenchItem | TwiffBenchItem
+
+
+def doc_id_of(item: Item) -> Any:
+    """The doc id: FutureBench ``id`` (str), TwiFF-Bench ``doc_id`` (row number, int)."""
+    return item.doc_id if isinstance(item, TwiffBenchItem) else item.id
+
+
+def _load_all(benchmark: str, data_path: str | os.PathLike, config: EvalConfig) -> tuple[list[Item], list[Reject]]:
+    _check_benchmark(benchmark)
+    if benchmark == "futurebench":
+        result = load_futurebench(
+            data_path, video_root=config.video_root, on_error=config.on_error  # type: ignore[arg-type]
+        )
+    else:
+        result = load_twiffbench(data_path, on_error=config.on_error)  # type: ignore[arg-type]
+    items = list(result.records)
+    seen: set[Any] = set()
+    for item in items:
+        did = doc_id_of(item)
+        if did in seen:
+            raise ValueError(f"{data_path}: duplicate doc id {did!r} (field 'id'); doc ids must be unique")
+        seen.add(did)
+    return items, list(result.rejects)
+
+
+def load_benchmark(benchmark: str, data_path: str | os.PathLike, config: EvalConfig) -> tuple[list[Item], list[Reject]]:
+    """Load a benchmark in doc order (``limit`` applied) → ``(items, rejects)``; duplicate doc ids are an error."""
+    items, rejects = _load_all(benchmark, data_path, config)
+    return (items if config.limit is None else items[: config.limit]), rejects
+
+
+def data_fingerprint(items: Sequence[Item]) -> str:
+    """sha256 over what defines each item (doc id, question, options/answer or reference) of the whole benchmark
+    (before ``limit``): a resumed run must not reuse predictions of other data that happens to share doc ids."""
+    h = hashlib.sha256()
+    for item in items:
+        if isinstance(item, FutureBenchItem):
+            key = [item.id, item.question_type, item.prompt_text(), item.answer, Path(item.video_path).name]
+        else:
+            key = [item.doc_id, item.question, item.answer_raw, len(item.question_images)]
+        h.update(json.dumps(key, default=str).encode("utf-8"))
+    return h.hexdigest()
+
+
+def shard_items(items: Sequence[Item], rank: int, world_size: int) -> list[Item]:
+    """Process ``rank``'s deterministic share of the doc order: items ``rank, rank + w, rank + 2w, …``."""
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"bad shard rank={rank} world_size={world_size}")
+    return list(items[rank::world_size])
+
+
+def shard_path(out_dir: str | os.PathLike, rank: int, world_size: int) -> Path:
+    """``out_dir/shards/predictions.rank{r:03d}-of-{w:03d}.jsonl``."""
+    return Path(out_dir) / SHARD_DIR / f"predictions.rank{rank:03d}-of-{world_size:03d}.jsonl"
+
+
+def _existing_rows(out_dir: Path) -> list[dict[str, Any]]:
+    """Rows of ``predictions.jsonl`` then every shard file (sorted by name); may contain repeats."""
+    rows = read_jsonl(out_dir / PREDICTIONS)
+    for path in sorted((out_dir / SHARD_DIR).glob("*.jsonl")):
+        rows.extend(read_jsonl(path))
+    return rows
+
+
+def _finished_doc_ids(out_dir: Path) -> set[Any]:
+    return {row["doc_id"] for row in _existing_rows(out_dir) if "doc_id" in row}
+
+
+# --------------------------------------------------------------------------------------------------- decoding
+def _prompt(item: Item, config: EvalConfig) -> PromptExample:
+    if isinstance(item, FutureBenchItem):
+        return futurebench_prompt(item, num_frames=config.num_frames)
+    return twiffbench_prompt(item)
+
+
+def _split(item: Item) -> str:
+    if isinstance(item, FutureBenchItem):
+        return item.question_type
+    hops = (item.meta_data or {}).get("hops")
+    return f"hop{hops}" if isinstance(hops, int) else "all"
+
+
+def _item_fields(item: Item, index: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"doc_id": doc_id_of(item), "index": index, "split": _split(item)}
+    if isinstance(item, FutureBenchItem):
+        row.update(question_type=item.question_type, answer=item.answer)
+    else:
+        meta = item.meta_data or {}
+        row.update(id=item.id, question_kind=meta.get("question_kind"), hops=meta.get("hops"),
+                   ground_truth=item.ground_truth)
+    return row
+
+
+def _answer_fields(item: Item, text: str) -> dict[str, Any]:
+    if isinstance(item, FutureBenchItem):
+        out: dict[str, Any] = {}
+        for mode in EXTRACTION_MODES:
+            pred = extract_answer_letter(text, mode=mode)
+            out[f"pred_{mode}"] = pred
+            out[f"correct_{mode}"] = pred == item.answer
+        return out
+    reasoning, answer = split_reasoning_answer(text)
+    return {"model_reasoning": reasoning, "model_answer": answer}
+
+
+def _decode_batch(
+    model: torch.nn.Module,
+    processor: Any,
+    batch: Sequence[tuple[int, Item]],
+    config: EvalConfig,
+    latent_config: LatentConfig,
+    max_new_tokens: int,
+    rank: int,
+) -> list[dict[str, Any]]:
+    start = time.perf_counter()
+    examples = [_prompt(item, config) for _, item in batch]
+    inputs = build_prompt_inputs(processor, examples, system_prompt=config.system_prompt)
+    t_decode = time.perf_counter()
+    gen = generate_with_latents(
+        model,
+        inputs,
+        max_new_tokens=max_new_tokens,
+        latent_config=latent_config,
+        do_sample=config.do_sample,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        seed=config.seed + batch[0][0] if config.do_sample else None,
+        tokenizer=getattr(processor, "tokenizer", processor),
+    )
+    end = time.perf_counter()
+    n = len(batch)
+    eos = set(_as_list(model.base.generation_config.eos_token_id))
+    rows = []
+    for i, (index, item) in enumerate(batch):
+        length = int(gen.lengths[i])
+        last = int(gen.sequences[i, length - 1]) if length else None
+        spans = [int(c) for c in gen.span_counts[i]]
+        row = _item_fields(item, index)
+        row.update(
+            response=gen.texts[i],
+            **_answer_fields(item, gen.texts[i]),
+            new_tokens=length,
+            stopped=last in eos,
+            span_counts=spans,
+            n_spans=len(spans),
+            latent_tokens=int(gen.latents[i].shape[0]),
+            adjacent_span_cosines=adjacent_span_cosines(gen.latents[i], spans),
+            latency_s=(end - start) / n,
+            decode_s=(end - t_decode) / n,
+            batch_size=n,
+            rank=rank,
+        )
+        rows.append(row)
+    return rows
+
+
+def _as_list(x: Any) -> list[int]:
+    if x is None:
+        return []
+    return [int(x)] if isinstance(x, int) else [int(v) for v in x]
+
+
+def decode_shard(
+    model: torch.nn.Module,
+    processor: Any,
+    items: Sequence[Item],
+    out_dir: str | os.PathLike,
+    config: EvalConfig,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+) -> int:
+    """Decode process ``rank``'s share of ``items`` (all items in doc order) into its shard file.
+
+    Doc ids already in ``out_dir`` (any shard file or ``predictions.jsonl``) are skipped; rows are appended after
+    every batch. Returns the number of samples decoded by this call.
+    """
+    out = Path(out_dir)
+    benchmark = "futurebench" if items and isinstance(items[0], FutureBenchItem) else "twiffbench"
+    index_of = {doc_id_of(it): i for i, it in enumerate(items)}
+    finished = _finished_doc_ids(out)
+    todo = [
+        (index_of[doc_id_of(it)], it)
+        for it in shard_items(items, rank, world_size)
+        if doc_id_of(it) not in finished
+    ]
+    path = shard_path(out, rank, world_size)
+    kept = read_jsonl(path)
+    if path.exists():
+        write_jsonl(path, kept)  # drop a torn last line before appending to the file
+    if not todo:
+        log.info("rank %d/%d: nothing to decode (%d finished)", rank, world_size, len(finished))
+        return 0
+    latent_config = config.latent_config(model.latent_config)
+    max_new = config.resolved_max_new_tokens(benchmark)
+    log.info("rank %d/%d: decoding %d of %d items (%d already done), max_new_tokens=%d",
+             rank, world_size, len(todo), len(items), len(finished), max_new)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=len(todo), desc=f"eval {benchmark} [rank {rank}]", disable=not config.progress, leave=False)
+    decoded = 0
+    try:
+        for b in range(0, len(todo), config.batch_size):
+            batch = todo[b : b + config.batch_size]
+            rows = _decode_batch(model, processor, batch, config, latent_config, max_new, rank)
+            _append_rows(path, rows)
+            decoded += len(rows)
+            bar.update(len(rows))
+    finally:
+        bar.close()
+    return decoded
+
+
+def _append_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Append a batch's rows with one write + fsync (a kill leaves at most a torn last line, dropped on resume)."""
+    data = "".join(json.dumps(r, default=str) + "\n" for r in rows)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def merge_predictions(out_dir: str | os.PathLike, items: Sequence[Item]) -> list[dict[str, Any]]:
+    """Merge ``predictions.jsonl`` and all shard files by doc id into ``predictions.jsonl`` (doc order).
+
+    The first row found per doc id wins (``predictions.jsonl`` first, then shard files by name); rows of doc ids not
+    in ``items`` are left out. Raises if a doc id of ``items`` has no row.
+    """
+    out = Path(out_dir)
+    by_id: dict[Any, dict[str, Any]] = {}
+    for row in _existing_rows(out):
+        by_id.setdefault(row.get("doc_id"), row)
+    order = [doc_id_of(it) for it in items]
+    missing = [d for d in order if d not in by_id]
+    if missing:
+        raise RuntimeError(f"{len(missing)} doc id(s) have no prediction after decoding, e.g. {missing[:5]}")
+    merged = [by_id[d] for d in order]
+    write_jsonl(out / PREDICTIONS, merged)
+    return merged
+
+
+# ---------------------------------------------------------------------------------------------------- judging
+def judge_predictions(
+    records: Sequence[Mapping[str, Any]],
+    items: Sequence[TwiffBenchItem],
+    judge_config: JudgeConfig,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Judge TwiFF-Bench predictions; returns (records with judge fields, judge stats).
+
+    Model reasoning/answer come from :func:`split_reasoning_answer` of the raw response; the reference chain, its
+    reasoning images and the ground truth from the item. Every row gets ``cot_score``/``answer_score`` or a
+    ``judge_error`` (never dropped).
+    """
+    by_id = {it.doc_id: it for it in items}
+    judge_items = []
+    for rec in records:
+        item = by_id[rec["doc_id"]]
+        reasoning, answer = split_reasoning_answer(rec.get("response") or "")
+        judge_items.append(
+            TwiffJudgeItem(
+                doc_id=item.doc_id,
+                question=item.question_text,
+                reference_reasoning=item.reference_chain,
+                ground_truth=item.ground_truth,
+                model_reasoning=reasoning,
+                model_answer=answer,
+                reference_images=list(item.reasoning_images),
+            )
+        )
+    results, stats = judge_many(judge_items, judge_config, cache_dir=cache_dir, progress=progress, desc="judge twiff")
+    if len(results) != len(records) or any(r["doc_id"] != rec["doc_id"] for r, rec in zip(results, records)):
+        raise RuntimeError("judge results do not line up with the predictions (lost or reordered samples)")
+    judged = []
+    for rec, res in zip(records, results):
+        row = dict(rec)
+        row.update(
+            cot_score=res.get("cot_score"),
+            answer_score=res.get("answer_score"),
+            raw_scores=res.get("raw_scores"),
+            clamped=bool(res.get("clamped")),
+            judge_error=res.get("judge_error"),
+            judge_attempts=res.get("attempts"),
+            judge_cached=res.get("cached"),
+        )
+        judged.append(row)
+    return judged, stats.to_dict()
+
+
+# ---------------------------------------------------------------------------------------------------- summary
+def summarize_predictions(records: Sequence[Mapping[str, Any]], benchmark: str) -> dict[str, Any]:
+    """The recomputable part of ``summary.json``: ``scores``, ``latent_stats`` and ``inference_cost``."""
+    _check_benchmark(benchmark)
+    scores = score_futurebench(records) if benchmark == "futurebench" else score_twiffbench(records)
+    return {
+        "scores": scores,
+        "latent_stats": latent_statistics(records),
+        "inference_cost": inference_cost(records),
+    }
+
+
+def _run_config(
+    benchmark: str, data_path: Any, items: Sequence[Item], config: EvalConfig, latent_config: LatentConfig
+) -> dict[str, Any]:
+    decode = {k: getattr(config, k) for k in _DECODE_KEYS}
+    decode["max_new_tokens"] = config.resolved_max_new_tokens(benchmark)
+    return {
+        "benchmark": benchmark,
+        "data_path": str(data_path),
+        "data_fingerprint": data_fingerprint(items),
+        "limit": config.limit,
+        "decode": decode,
+        "latent_config": latent_config.to_dict(),
+    }
+
+
+def _prepare_out_dir(out: Path, run_config: dict[str, Any], resume: bool) -> None:
+    """Check a resumed run used the same decoding settings, or clear earlier outputs when not resuming."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RUN_CONFIG
+    if not resume:
+        for name in (PREDICTIONS, SUMMARY):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / SHARD_DIR, ignore_errors=True)
+    elif path.exists():
+        old = json.loads(path.read_text())
+        keys = ("benchmark", "data_fingerprint", "decode", "latent_config")
+        diff = [k for k in keys if old.get(k) != run_config.get(k)]
+        if diff:
+            raise ValueError(
+                f"{out} holds predictions made with different {diff}; use another out_dir or EvalConfig(resume=False)"
+            )
+    atomic_write_json(path, run_config)
+
+
+class _Dist:
+    """Rank, process count and barriers: an ``accelerate.Accelerator`` or a single process."""
+
+    def __init__(self, accelerator: Any | None) -> None:
+        if accelerator is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            from accelerate import Accelerator
+
+            accelerator = Accelerator()
+        self.acc = accelerator
+        self.rank = int(accelerator.process_index) if accelerator is not None else 0
+        self.world_size = int(accelerator.num_processes) if accelerator is not None else 1
+        self.is_main = self.rank == 0
+
+    def barrier(self) -> None:
+        if self.acc is not None and self.world_size > 1:
+            self.acc.wait_for_everyone()
+
+    def place(self, model: torch.nn.Module) -> torch.nn.Module:
+        if self.acc is not None and getattr(model, "device", None) != self.acc.device:
+            model = model.to(self.acc.device)
+        return model
+
+
+def evaluate(
+    benchmark: str,
+    model: torch.nn.Module,
+    processor: Any,
+    data_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: EvalConfig | None = None,
+    *,
+    judge_config: JudgeConfig | None = None,
+    accelerator: Any | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``model`` on ``benchmark`` (``"futurebench"`` or ``"twiffbench"``); returns the summary dict.
+
+    Writes ``out_dir/{predictions.jsonl, summary.json, eval_config.json, rejects.jsonl, shards/…}`` (and
+    ``judge_cache/`` for TwiFF-Bench). See the module docstring for resume and data-parallel behaviour.
+    """
+    _check_benchmark(benchmark)
+    config = config or EvalConfig()
+    out = Path(out_dir)
+    if benchmark == "twiffbench":
+        judge_config = judge_config or JudgeConfig.from_env()
+        judge_config.resolved_base_url()  # fail before decoding, not after
+        judge_config.resolved_model()
+    dist = _Dist(accelerator)
+    model = dist.place(model)
+    t0 = time.perf_counter()
+    all_items, rejects = _load_all(benchmark, data_path, config)
+    items = all_items if config.limit is None else all_items[: config.limit]
+    latent_config = config.latent_config(model.latent_config)
+    if dist.is_main:
+        _prepare_out_dir(out, _run_config(benchmark, data_path, all_items, config, latent_config), config.resume)
+        write_rejects(rejects, out / "rejects.jsonl")
+        if rejects:
+            log.warning("%s: %d record(s) rejected, see %s", data_path, len(rejects), out / "rejects.jsonl")
+    dist.barrier()
+    t_decode = time.perf_counter()
+    was_training = model.training
+    model.eval()
+    try:
+        decoded = decode_shard(model, processor, items, out, config, rank=dist.rank, world_size=dist.world_size)
+    finally:
+        model.train(was_training)
+    decode_wall = time.perf_counter() - t_decode
+    dist.barrier()
+    summary: dict[str, Any] = {}
+    if dist.is_main:
+        records = merge_predictions(out, items)
+        judge_stats = None
+        if benchmark == "twiffbench":
+            assert judge_config is not None
+            records, judge_stats = judge_predictions(
+                records, items, judge_config, cache_dir=out / "judge_cache", progress=config.progress
+            )
+            write_jsonl(out / PREDICTIONS, records)
+        summary = {
+            "benchmark": benchmark,
+            "data_path": str(data_path),
+            "n_items": len(items),
+            "n_predictions": len(records),
+            "n_rejects": len(rejects),
+            **summarize_predictions(records, benchmark),
+            "config": config.to_dict(),
+            "latent_config": latent_config.to_dict(),
+            "run": {
+                "world_size": dist.world_size,
+                "decoded_this_run_rank0": decoded,
+                "decode_wall_s_rank0": decode_wall,
+                "wall_s": time.perf_counter() - t0,
+                "device": str(getattr(model, "device", "cpu")),
+                "timing_fields": list(TIMING_FIELDS),
+            },
+        }
+        if judge_stats is not None:
+            summary["judge"] = {"stats": judge_stats, "config": judge_config.to_dict()}  # type: ignore[union-attr]
+        atomic_write_json(out / SUMMARY, summary)
+        _log_summary(summary)
+    dist.barrier()
+    if not dist.is_main:
+        summary = json.loads((out / SUMMARY).read_text())
+    return summary
+
+
+def _log_summary(summary: Mapping[str, Any]) -> None:
+    scores = summary["scores"]
+    cost = summary["inference_cost"]
+    if summary["benchmark"] == "futurebench":
+        log.info("FutureBench: n=%d acc faithful=%s strict=%s; %.1f new tokens, %.3f s/sample",
+                 scores["n"], scores["faithful"]["overall"], scores["strict"]["overall"],
+                 cost["mean_new_tokens"] or 0.0, cost["mean_latency_s"] or 0.0)
+    else:
+        log.info("TwiFF-Bench: n=%d judged=%d failed=%d CoT=%s Ans=%s Avg=%s", scores["n"], scores["n_judged"],
+                 scores["n_failed"], scores["cot"], scores["answer"], scores["avg"])
+
+
+def evaluate_futurebench(
+    model: torch.nn.Module,
+    processor: Any,
+    data_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: EvalConfig | None = None,
+    *,
+    accelerator: Any | None = None,
+) -> dict[str, Any]:
+    """Evaluate on FutureBench (JSON/JSONL or an HF dataset dir); see :func:`evaluate`."""
+    return evaluate("futurebench", model, processor, data_path, out_dir, config, accelerator=accelerator)
+
+
+def evaluate_twiffbench(
+    model: torch.nn.Module,
+    processor: Any,
+    data_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: EvalConfig | None = None,
+    judge_config: JudgeConfig | None = None,
+    *,
+    accelerator: Any | None = None,
+) -> dict[str, Any]:
+    """Evaluate on TwiFF-Bench (parquet shard(s)) and judge (``judge_config`` None → from the environment)."""
+    return evaluate(
+        "twiffbench", model, processor, data_path, out_dir, config, judge_config=judge_config, accelerator=accelerator
+    )
+
