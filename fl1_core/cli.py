@@ -4,6 +4,7 @@
     fl1 tiny --out runs/tiny-init                save a randomly initialised tiny Qwen3-VL (Future-L1 ready)
     fl1 run [--run-id demo] [--param k=v …]      execute the notebooks in order into runs/<run-id>/ (resumable)
     fl1 batch sweep.yaml [--parallel N]          run a grid of parameter sets as separate runs, then a summary
+    fl1 eval --benchmark futurebench --model CKPT --data FILE --out DIR     evaluate a checkpoint (resumable)
     fl1 judge-serve [--port 8008]                local OpenAI-compatible judge (loopback only by default)
 """
 
@@ -81,6 +82,42 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return 0 if all(r["status"] == "ok" for r in results) else 1
 
 
+def _load_model(spec: str, seed: int = 0):
+    """'tiny' (random init) or a local checkpoint directory → (model, processor)."""
+    if spec == "tiny":
+        from .tiny import build_tiny_future_l1
+
+        return build_tiny_future_l1(seed=seed)
+    from .model import load_future_l1
+
+    return load_future_l1(spec)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from .evaluation.judge_client import JudgeConfig
+    from .evaluation.judge_server import start_judge_server
+    from .evaluation.runner import EvalConfig, evaluate
+
+    model, processor = _load_model(args.model)
+    overrides = {k: v for k, v in {"max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
+                                   "limit": args.limit, "num_frames": args.num_frames}.items() if v is not None}
+    config = EvalConfig(**overrides)
+    with contextlib.ExitStack() as stack:
+        judge = None
+        if args.benchmark == "twiffbench":
+            if args.local_judge:
+                server = stack.enter_context(start_judge_server())
+                judge = JudgeConfig(base_url=server.base_url, model="world-judge")
+            else:
+                judge = JudgeConfig.from_env(**{k: v for k, v in {"base_url": args.judge_url,
+                                                                   "model": args.judge_model}.items() if v})
+        summary = evaluate(args.benchmark, model, processor, args.data, args.out, config, judge_config=judge)
+    print(json.dumps(summary.get("scores", summary), indent=2, default=str)[:4000])
+    return 0
+
+
 def cmd_judge_serve(args: argparse.Namespace) -> int:
     from .evaluation.judge_server import FaultConfig, serve
 
@@ -122,6 +159,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-root", default="runs")
     p.add_argument("--parallel", type=int, default=1)
     p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on FutureBench- or TwiFF-Bench-style data")
+    p.add_argument("--benchmark", choices=["futurebench", "twiffbench"], required=True)
+    p.add_argument("--model", required=True, help="'tiny' or a local checkpoint directory")
+    p.add_argument("--data", required=True, help="futurebench JSON/JSONL or twiffbench parquet file/folder")
+    p.add_argument("--out", required=True, help="output folder (predictions.jsonl, summary.json); resumable")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the release's 2048 / 4096")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--num-frames", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--local-judge", action="store_true", help="TwiFF-Bench: judge with the local world judge")
+    p.add_argument("--judge-url", default=None, help="OpenAI-compatible base URL (else $FL1_JUDGE_BASE_URL)")
+    p.add_argument("--judge-model", default=None, help="judge model name (else $FL1_JUDGE_MODEL)")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("judge-serve", help="local OpenAI-compatible judge scoring world answers exactly")
     p.add_argument("--host", default="127.0.0.1")
