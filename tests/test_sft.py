@@ -1,0 +1,262 @@
+"""The SFT loop: learning, kill-and-resume equality, refused resumes, NaN stop, atomic checkpoints, rejects, text mode,
+frozen vision, stage 0 and the final checkpoint's decoding. Tiny model + ``WorldConfig.small()`` (24 SFT records)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fl1_core.data.formats import load_sft_records
+from fl1_core.model import load_future_l1, save_future_l1
+from fl1_core.sft import (
+    STATE_FILE,
+    TIMING_KEYS,
+    NonFiniteLossError,
+    ResumeMismatchError,
+    SFTConfig,
+    checkpoint_dirs,
+    format_report,
+    latest_checkpoint,
+    run_sft,
+    train_sft,
+)
+from fl1_core.tiny import build_tiny_future_l1
+
+# 6 optimizer steps of 2 micro-batches × 2 examples; checkpoints at steps 2, 4, 6
+CFG = SFTConfig.cpu_world(
+    per_device_batch_size=2, gradient_accumulation_steps=2, max_steps=6, save_every=2, keep_checkpoints=5,
+    learning_rate=3e-3, warmup_ratio=0.2, progress_bar=False,
+)
+N_RECORDS = 12
+
+
+class Killed(RuntimeError):
+    """Stands in for SIGKILL: raised from inside a forward pass, mid optimizer step."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: the runs are tiny, and on a shared 2-core machine two threads mostly wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from fl1_core.data.world import WorldConfig, generate_world
+
+    out = tmp_path_factory.mktemp("world")
+    generate_world(out, seed=0, config=WorldConfig.small())
+    return out
+
+
+@pytest.fixture(scope="module")
+def records(world):
+    return list(load_sft_records(world / "sft.json").records)[:N_RECORDS]
+
+
+@pytest.fixture(scope="module")
+def reference_run(records, tmp_path_factory):
+    """An uninterrupted latent run (the reference for the resume tests)."""
+    out = tmp_path_factory.mktemp("ref")
+    model, proc = build_tiny_future_l1(seed=0)
+    result = train_sft(model, proc, records, CFG, out, mode="latent")
+    return out, result
+
+
+def _forward_counter(model, at: int, action):
+    """A forward pre-hook calling ``action()`` on the ``at``-th forward (1-based)."""
+    calls = {"n": 0}
+
+    def hook(module, args, kwargs):
+        calls["n"] += 1
+        if calls["n"] == at:
+            action()
+
+    return model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def _strip_timing(rows):
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+
+
+def _assert_same_run(out_a: Path, out_b: Path):
+    wa, wb = load_file(out_a / "final" / "model.safetensors"), load_file(out_b / "final" / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), f"weights differ at {k}"
+    rows_a = [json.loads(line) for line in (out_a / "metrics.jsonl").read_text().splitlines()]
+    rows_b = [json.loads(line) for line in (out_b / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows_b] == list(range(1, len(rows_a) + 1))
+    assert _strip_timing(rows_a) == _strip_timing(rows_b)
+
+
+def test_loss_decreases_and_metrics(reference_run):
+    out, result = reference_run
+    rows = result.metrics
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    for key in ("step", "epoch", "loss", "ce_loss", "latent_loss", "lr", "grad_norm", "tokens_per_s", "samples"):
+        assert key in rows[0]
+    assert rows[-1]["samples"] == 6 * 4
+    assert rows[0]["latent_pairs"] > 0 and rows[0]["latent_loss"] > 0
+    assert sum(r["loss"] for r in rows[-2:]) < sum(r["loss"] for r in rows[:2]) - 0.5
+    # checkpoint contents: model, optimizer, scheduler, RNG, data order, config
+    ckpt = latest_checkpoint(out)
+    names = {p.name for p in ckpt.iterdir()}
+    assert {"model.safetensors", "optimizer.bin", "custom_checkpoint_0.pkl", "random_states_0.pkl", STATE_FILE,
+            "sft_config.json"} <= names
+    state = json.loads((ckpt / STATE_FILE).read_text())
+    assert state["step"] == 6 and state["run"]["config"]["learning_rate"] == CFG.learning_rate
+
+
+def test_kill_and_resume_is_bit_identical(records, reference_run, tmp_path):
+    ref_out, _ = reference_run
+    model, proc = build_tiny_future_l1(seed=0)
+    hook = _forward_counter(model, 7, lambda: (_ for _ in ()).throw(Killed()))  # step 4, first micro-batch
+    with pytest.raises(Killed):
+        train_sft(model, proc, records, CFG, tmp_path, mode="latent")
+    hook.remove()
+    assert latest_checkpoint(tmp_path).name == "step-00000002"
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3  # step 3 logged, not checkpointed
+    model2, proc2 = build_tiny_future_l1(seed=0)  # a fresh process would rebuild the initial model
+    result = train_sft(model2, proc2, records, CFG, tmp_path, mode="latent")
+    assert result.resumed_from_step == 2
+    _assert_same_run(ref_out, tmp_path)
+
+
+def test_changed_config_is_refused_harmless_allowed(records, reference_run, tmp_path):
+    ref_out, _ = reference_run
+    out = tmp_path / "run"
+    shutil.copytree(ref_out, out)
+    model, proc = build_tiny_future_l1(seed=0)
+    with pytest.raises(ResumeMismatchError, match="learning_rate"):
+        train_sft(model, proc, records, CFG.replace(learning_rate=1e-3), out, mode="latent")
+    with pytest.raises(ResumeMismatchError, match="mode"):
+        train_sft(model, proc, records, CFG, out, mode="text")
+    with pytest.raises(ResumeMismatchError, match="data_hash"):
+        train_sft(model, proc, records[:-1] + records[:1], CFG, out, mode="latent")
+    result = train_sft(model, proc, records, CFG.replace(log_every=3, save_every=3), out, mode="latent")
+    assert result.resumed_from_step == 6
+    _assert_same_run(ref_out, out)
+
+
+def test_nan_loss_stops_with_last_checkpoint_intact(records, tmp_path):
+    model, proc = build_tiny_future_l1(seed=0)
+    calls = {"n": 0}
+
+    def poison(module, args, output):  # the 5th forward (step 3) produces NaN logits
+        calls["n"] += 1
+        return output * float("nan") if calls["n"] == 5 else output
+
+    model.base.lm_head.register_forward_hook(poison)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss.*step 3.*step-00000002"):
+        train_sft(model, proc, records, CFG, tmp_path, mode="latent")
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step-00000002"]
+    ckpt = latest_checkpoint(tmp_path)
+    weights = load_file(ckpt / "model.safetensors")
+    assert all(torch.isfinite(v).all() for v in weights.values())
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_interrupted_checkpoint_write_is_never_loaded(records, reference_run, tmp_path, monkeypatch):
+    import fl1_core.sft as sft
+
+    ref_out, _ = reference_run
+    real = sft.atomic_write_json
+
+    def failing(path, obj, *a, **k):  # "disk full" while writing the step-4 checkpoint
+        if Path(path).name == STATE_FILE and obj["step"] == 4:
+            raise OSError(28, "No space left on device")
+        return real(path, obj, *a, **k)
+
+    monkeypatch.setattr(sft, "atomic_write_json", failing)
+    model, proc = build_tiny_future_l1(seed=0)
+    with pytest.raises(OSError, match="No space"):
+        train_sft(model, proc, records, CFG, tmp_path, mode="latent")
+    ckpt_root = tmp_path / "checkpoints"
+    assert sorted(p.name for p in ckpt_root.iterdir()) == ["step-00000002"]  # no half-written step-4, no temp dir
+    monkeypatch.setattr(sft, "atomic_write_json", real)
+    model2, proc2 = build_tiny_future_l1(seed=0)
+    assert train_sft(model2, proc2, records, CFG, tmp_path, mode="latent").resumed_from_step == 2
+    _assert_same_run(ref_out, tmp_path)
+
+
+def test_corrupt_records_go_to_rejects(world, tmp_path):
+    rows = json.loads((world / "sft.json").read_text())[:10]
+    rows[1]["answer"] = ""  # blank answer
+    rows[2]["reasoning_image"] = [99]  # index outside the pool
+    rows[3]["video"] = "videos/missing.mp4"  # no such file
+    del rows[4]["conversations"]  # missing field
+    data = world / "sft_corrupt.json"
+    data.write_text(json.dumps(rows))
+    base = tmp_path / "base"
+    model, proc = build_tiny_future_l1(seed=0)
+    save_future_l1(model, proc, base)
+    cfg = CFG.replace(max_steps=1, gradient_accumulation_steps=1)
+    result = run_sft(base, data, tmp_path / "out", cfg, mode="latent")
+    rejects = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    bad_ids = {rows[i]["id"] for i in (1, 2, 3, 4)}
+    assert {r["record_id"] for r in rejects} == bad_ids
+    assert all(r["reason"] for r in rejects)
+    assert result.num_examples == 6 and result.num_rejects == 4
+
+
+def test_text_mode_has_no_latents(records, tmp_path):
+    model, proc = build_tiny_future_l1(seed=0)
+    latent_id = model.latent_config.latent_token_id
+    seen = []
+    model.register_forward_pre_hook(lambda m, a, k: seen.append(k), with_kwargs=True)
+    cfg = CFG.replace(max_steps=2)
+    result = train_sft(model, proc, records, cfg, tmp_path, mode="text")
+    assert seen and all(not (k["input_ids"] == latent_id).any() for k in seen)
+    assert all(k.get("pixel_values_latent") is None for k in seen)
+    # the assistant turns (supervised tokens) hold no span tokens (the system prompt merely names them)
+    span_ids = {model.latent_config.latent_start_id, model.latent_config.latent_end_id, latent_id}
+    assert all(not (k["labels"] == i).any() for k in seen for i in span_ids)
+    row = seen[0]["labels"][0]
+    assert "</reason>" in proc.tokenizer.decode(row[row != -100])  # thoughts kept
+    assert all(r["latent_pairs"] == 0 and r["latent_loss"] == 0.0 for r in result.metrics)
+    assert result.metrics[-1]["loss"] == result.metrics[-1]["ce_loss"]
+
+
+def test_vision_frozen_and_final_decodes(records, reference_run):
+    from fl1_core.decoding import generate_with_latents
+    from fl1_core.data.collator import build_prompt_inputs
+    from fl1_core.data.examples import text_only_prompt
+
+    out, result = reference_run
+    fresh, _ = build_tiny_future_l1(seed=0)
+    before = fresh.base.model.visual.state_dict()
+    after = result.model.base.model.visual.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # the language model did change
+    assert not torch.equal(fresh.base.lm_head.weight, result.model.base.lm_head.weight)
+    model, proc = load_future_l1(out / "final")
+    assert model.latent_config.latent_lambda == CFG.latent_lambda
+    inputs = build_prompt_inputs(proc, [text_only_prompt(r) for r in records[:2]])
+    gen = generate_with_latents(model, inputs, max_new_tokens=6)
+    assert len(gen.texts) == 2
+    report = format_report(model, proc, records, n=2, max_new_tokens=6)
+    assert report.n == 2 and 0.0 <= report.format_valid_rate <= 1.0
+
+
+def test_stage0_base_model(world, tmp_path):
+    from fl1_core.stage0 import BaseMix, base_examples, stage0_config, train_base_model
+
+    records = list(load_sft_records(world / "sft.json").records)
+    examples, counts, bad = base_examples(records, BaseMix(), seed=0)
+    assert len(examples) == len(records) and not bad and sum(counts.values()) == len(records)
+    assert any(not e.thoughts for e in examples)  # direct answers / captions exist
+    assert all(not e.future_frames for e in examples)  # no latents in stage 0
+    cfg = stage0_config(per_device_batch_size=4, max_steps=2, progress_bar=False)
+    final = train_base_model(world, tmp_path, cfg, seed=0)
+    model, _ = load_future_l1(final)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(r["latent_pairs"] == 0 for r in rows)
