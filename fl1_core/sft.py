@@ -272,7 +272,7 @@ def validate_examples(source: ExampleSource, collator: SFTCollator) -> tuple[lis
     for i in range(len(source)):
         try:
             ex = source[i]
-            collator._check(ex)  # the collator's own per-example rules (same package)
+            collator.check(ex)  # the collator's own per-example rules
             good.append(i)
         except Exception as err:  # noqa: BLE001 - any decoding/check failure makes the record a reject
             if source.cache is not None:

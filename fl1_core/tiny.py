@@ -217,14 +217,16 @@ def build_tiny_future_l1(
     """The tiny Qwen3-VL wrapped as a :class:`~fl1_core.model.FutureL1Model` (latent token ids filled in).
 
     ``latent_config`` defaults to the world's setting: ``max_latent_token=9`` (a 96x96 future frame is 3x3 merged
-    tokens) and no projection head, at the tiny hidden size.
+    tokens), the fixed decoding budget (every world frame is exactly 9 latents; the loose budget lets a small model
+    close spans early or run to the cap) and no projection head, at the tiny hidden size.
     """
     from .config import LatentConfig
     from .model import FutureL1Model, add_latent_tokens
 
     base, processor = build_tiny_qwen3vl(seed=seed, sizes=sizes, corpus=corpus)
     ids = add_latent_tokens(processor, base)
-    cfg = (latent_config or LatentConfig(max_latent_token=9, head_dim=2 * sizes.hidden_size)).replace(**ids)
+    default = LatentConfig(max_latent_token=9, budget_mode="fixed", head_dim=2 * sizes.hidden_size)
+    cfg = (latent_config or default).replace(**ids)
     torch.manual_seed(seed + 1)
     model = FutureL1Model(base, cfg).eval()
     model.processor = processor

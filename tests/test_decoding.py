@@ -114,7 +114,8 @@ def test_loose_mode_exits_on_a_sampled_latent_end_and_fixed_mode_does_not(tiny, 
     cfg = model.latent_config
     prefers_end = _model_that_prefers(model, cfg.latent_end_id)
     loose = generate_with_latents(
-        prefers_end, text_inputs, max_new_tokens=6, latent_config=cfg.replace(force_initial_latent=True)
+        prefers_end, text_inputs, max_new_tokens=6,
+        latent_config=cfg.replace(force_initial_latent=True, budget_mode="loose"),
     )
     # span opened by force, closed at once by the sampled <|latent_end|>: zero latents, nothing forced but the start
     assert all(c[0] == 0 for c in loose.span_counts)

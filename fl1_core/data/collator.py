@@ -138,7 +138,8 @@ class SFTCollator:
         self.latent_id = latent_config.latent_token_id
 
     # -------------------------------------------------------------- per example
-    def _check(self, ex: SFTExample) -> None:
+    def check(self, ex: SFTExample) -> None:
+        """Raise :class:`CollateError` (naming the record and field) if ``ex`` cannot become a training sequence."""
         if not ex.answer or not ex.answer.strip():
             raise CollateError(f"record {ex.id!r}: field 'answer': expected non-empty text")
         if self.mode == "latent" and not ex.future_frames:
@@ -171,7 +172,7 @@ class SFTCollator:
         good: list[SFTExample] = []
         for ex in examples:
             try:
-                self._check(ex)
+                self.check(ex)
                 good.append(ex)
             except CollateError as err:
                 if self.on_error == "raise":
