@@ -4,6 +4,9 @@
     fl1 tiny --out runs/tiny-init                save a randomly initialised tiny Qwen3-VL (Future-L1 ready)
     fl1 run [--run-id demo] [--param k=v …]      execute the notebooks in order into runs/<run-id>/ (resumable)
     fl1 batch sweep.yaml [--parallel N]          run a grid of parameter sets as separate runs, then a summary
+    fl1 stage0 --world data/world --out runs/x/stage0         train the world's base model (no latents)
+    fl1 curate --model CKPT --data sft.json --out DIR         visual-gain curation
+    fl1 sft --init CKPT --data sft.json --out DIR --mode latent|text   latent SFT / text-only SFT (accelerate-ready)
     fl1 eval --benchmark futurebench --model CKPT --data FILE --out DIR     evaluate a checkpoint (resumable)
     fl1 judge-serve [--port 8008]                local OpenAI-compatible judge (loopback only by default)
 """
@@ -118,6 +121,40 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sft_config(preset: str, overrides: list[str]):
+    from .sft import SFTConfig
+
+    base = SFTConfig.gpu_release() if preset == "gpu" else SFTConfig.cpu_world()
+    return base.replace(**_parse_params(overrides)) if overrides else base
+
+
+def cmd_stage0(args: argparse.Namespace) -> int:
+    from .stage0 import stage0_config, train_base_model
+
+    config = stage0_config(**_parse_params(args.set))
+    path = train_base_model(args.world, args.out, config=config, seed=args.seed)
+    print(f"base model: {path}")
+    return 0
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    from .sft import run_sft
+
+    result = run_sft(args.init, args.data, args.out, _sft_config(args.preset, args.set), mode=args.mode)
+    print(f"final model: {result.final_dir}")
+    return 0
+
+
+def cmd_curate(args: argparse.Namespace) -> int:
+    from .curation import CurationConfig, curate
+
+    model, processor = _load_model(args.model)
+    config = CurationConfig(**_parse_params(args.set))
+    result = curate(model, processor, args.data, args.out, config)
+    print(json.dumps(result.summary, indent=2, default=str)[:3000])
+    return 0
+
+
 def cmd_judge_serve(args: argparse.Namespace) -> int:
     from .evaluation.judge_server import FaultConfig, serve
 
@@ -159,6 +196,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-root", default="runs")
     p.add_argument("--parallel", type=int, default=1)
     p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("stage0", help="train the world's base model (stands in for Qwen3-VL-8B-Instruct)")
+    p.add_argument("--world", default="data/world")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="SFTConfig overrides")
+    p.set_defaults(func=cmd_stage0)
+
+    p = sub.add_parser("curate", help="visual-gain curation of an SFT file with a base model")
+    p.add_argument("--model", required=True, help="'tiny' or a local checkpoint directory (the base model)")
+    p.add_argument("--data", required=True, help="SFT records (TwiFF / Future-L1-50K JSON)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="CurationConfig fields")
+    p.set_defaults(func=cmd_curate)
+
+    p = sub.add_parser("sft", help="latent SFT or the text-only SFT baseline (run under accelerate launch for GPUs)")
+    p.add_argument("--init", required=True, help="base checkpoint directory")
+    p.add_argument("--data", required=True, help="SFT records (JSON)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--mode", choices=["latent", "text"], default="latent")
+    p.add_argument("--preset", choices=["cpu", "gpu"], default="cpu", help="cpu = the world preset, gpu = release")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="SFTConfig overrides")
+    p.set_defaults(func=cmd_sft)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on FutureBench- or TwiFF-Bench-style data")
     p.add_argument("--benchmark", choices=["futurebench", "twiffbench"], required=True)

@@ -196,3 +196,90 @@ def repo_path(path: str | Path) -> Path:
     """A notebook parameter path: absolute as given, relative ones against the workbook checkout's root."""
     path = Path(path).expanduser()
     return path if path.is_absolute() else REPO_ROOT / path
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where each stage of a run writes (one convention for every notebook and the CLI)."""
+
+    root: Path
+
+    @property
+    def stage0(self) -> Path:
+        return self.root / "stage0"
+
+    @property
+    def base_model(self) -> Path:
+        return self.stage0 / "final"
+
+    @property
+    def curation(self) -> Path:
+        return self.root / "curation"
+
+    @property
+    def curated_sft(self) -> Path:
+        return self.curation / "sft_curated.json"
+
+    def sft(self, mode: str) -> Path:
+        return self.root / "sft" / mode
+
+    def sft_model(self, mode: str) -> Path:
+        return self.sft(mode) / "final"
+
+    def rl(self, mode: str) -> Path:
+        return self.root / "rl" / mode
+
+    def rl_model(self, mode: str) -> Path:
+        return self.rl(mode) / "final"
+
+    def eval(self, model_name: str, benchmark: str) -> Path:
+        return self.root / "eval" / model_name / benchmark
+
+    @property
+    def metrics(self) -> Path:
+        path = self.root / "metrics"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def figures(self) -> Path:
+        path = self.root / "figures"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def launch_cli(args: list[str], num_processes: int = 1, accelerate_config: str | Path | None = None) -> None:
+    """Run ``fl1 <args>`` in this process (1 process) or under ``accelerate launch`` (several processes / GPUs).
+
+    Notebooks use this for heavy cells so the same cell runs on a laptop and on an 8-GPU server.
+    """
+    import subprocess
+    import sys
+
+    if num_processes <= 1:
+        from .cli import main
+
+        code = main(args)
+    else:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes)]
+        if accelerate_config:
+            cmd += ["--config_file", str(repo_path(accelerate_config))]
+        cmd += ["-m", "fl1_core.cli", *args]
+        logger.info("launching: %s", " ".join(cmd))
+        code = subprocess.run(cmd, check=False).returncode
+    if code != 0:
+        raise RuntimeError(f"fl1 {' '.join(args)} failed with exit code {code}")
+
+
+def ensure_world(data_dir: str | Path, seed: int = 0, size: str = "default", regenerate: bool = False) -> dict[str, Any]:
+    """Generate the synthetic world into ``data_dir`` unless it already holds this seed and size; return its manifest."""
+    from .data.world import WorldConfig, generate_world
+
+    data_dir = repo_path(data_dir)
+    config = WorldConfig.small() if size == "small" else WorldConfig()
+    manifest_file = data_dir / "world.json"
+    current = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
+    if regenerate or current.get("seed") != seed or current.get("config") != config.to_dict():
+        generate_world(data_dir, seed=seed, config=config)
+        current = json.loads(manifest_file.read_text())
+    return current
