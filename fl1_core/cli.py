@@ -7,6 +7,7 @@
     fl1 stage0 --world data/world --out runs/x/stage0         train the world's base model (no latents)
     fl1 curate --model CKPT --data sft.json --out DIR         visual-gain curation
     fl1 sft --init CKPT --data sft.json --out DIR --mode latent|text   latent SFT / text-only SFT (accelerate-ready)
+    fl1 rl --init CKPT --data rl.jsonl --out DIR --mode la-dapo   GRPO / DAPO / LA-DAPO (release|corrected preset)
     fl1 eval --benchmark futurebench --model CKPT --data FILE --out DIR     evaluate a checkpoint (resumable)
     fl1 judge-serve [--port 8008]                local OpenAI-compatible judge (loopback only by default)
 """
@@ -155,6 +156,27 @@ def cmd_curate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rl(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from .evaluation.judge_client import JudgeConfig
+    from .evaluation.judge_server import start_judge_server
+    from .rl import RLConfig, run_rl
+
+    base = RLConfig.cpu_world if args.hardware == "cpu" else (
+        RLConfig.release_gpu if args.preset == "release" else RLConfig.corrected_gpu)
+    config = base(mode=args.mode, preset=args.preset, **_parse_params(args.set))
+    with contextlib.ExitStack() as stack:
+        judge = None
+        if args.judge == "local":
+            judge = JudgeConfig(base_url=stack.enter_context(start_judge_server()).base_url, model="world-judge")
+        elif args.judge == "env":
+            judge = JudgeConfig.from_env()
+        result = run_rl(args.init, args.data, args.out, config, judge)
+    print(f"{result.steps} steps; final model: {result.final_dir}")
+    return 0
+
+
 def cmd_judge_serve(args: argparse.Namespace) -> int:
     from .evaluation.judge_server import FaultConfig, serve
 
@@ -219,6 +241,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=["cpu", "gpu"], default="cpu", help="cpu = the world preset, gpu = release")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="SFTConfig overrides")
     p.set_defaults(func=cmd_sft)
+
+    p = sub.add_parser("rl", help="GRPO / DAPO / LA-DAPO from an SFT checkpoint (run under accelerate for GPUs)")
+    p.add_argument("--init", required=True, help="the (latent) SFT checkpoint directory")
+    p.add_argument("--data", required=True, help="RL records (JSONL)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--mode", choices=["grpo", "dapo", "la-dapo"], default="la-dapo")
+    p.add_argument("--preset", choices=["release", "corrected"], default="corrected")
+    p.add_argument("--hardware", choices=["cpu", "gpu"], default="cpu", help="cpu = world sizes, gpu = SPEC sizes")
+    p.add_argument("--judge", choices=["none", "local", "env"], default="none",
+                   help="LLM judge for rule failures: none, the local world judge, or $FL1_JUDGE_* endpoint")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="RLConfig overrides")
+    p.set_defaults(func=cmd_rl)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on FutureBench- or TwiFF-Bench-style data")
     p.add_argument("--benchmark", choices=["futurebench", "twiffbench"], required=True)

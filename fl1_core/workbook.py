@@ -28,6 +28,19 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 COMMON_PARAMETERS = ("run_dir", "preset", "seed")
 
 
+class _QuietParameterWarnings(logging.Filter):
+    """papermill's own parameter inspector mis-parses lines whose comments hold quotes or ``=``; its warnings are
+    false here (parameters are read with :func:`notebook_parameters`), so they are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not (msg.startswith("Unable to parse line") or msg.startswith("Passed unknown parameter"))
+
+
+for _name in ("papermill", "papermill.translators"):
+    logging.getLogger(_name).addFilter(_QuietParameterWarnings())
+
+
 class NotebookFailed(RuntimeError):
     """A notebook raised; the message names it and where its executed copy (with the error cell) is."""
 
@@ -47,10 +60,28 @@ def workbook_notebooks(directory: str | Path = NOTEBOOK_DIR, include_benchmarks:
 
 
 def notebook_parameters(path: str | Path) -> dict[str, Any]:
-    """Names and default values of a notebook's ``parameters`` cell (via papermill's inspector)."""
-    import papermill
+    """Names and default values (as source text) of the assignments in a notebook's cell tagged ``parameters``.
 
-    return {name: info["default"] for name, info in papermill.inspect_notebook(str(path)).items()}
+    Parsed with :mod:`ast`, so comments of any content are fine (papermill's own inspector skips lines whose
+    comments contain quotes, which would silently drop those parameters).
+    """
+    import ast
+
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    if not cells:
+        return {}
+    names: dict[str, Any] = {}
+    for node in ast.parse(cells[0].source).body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    names[target.id] = ast.get_source_segment(cells[0].source, node.value)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            names[node.target.id] = ast.get_source_segment(cells[0].source, node.value)
+    return names
 
 
 def _stages_file(run_dir: Path) -> Path:

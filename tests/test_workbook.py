@@ -90,10 +90,22 @@ def test_sweep_reports_a_failing_run_and_completes_the_others(books, tmp_path):
     assert table.count("| failed |") == 2 and "deliberate failure" in table
 
 
+TINY_PARAMETERS = {
+    "world_size": "small", "seed": 0, "stage0_steps": 3, "sft_steps": 3, "format_prompts": 4, "rl_steps": 1,
+    "max_new_tokens": 24, "scaling_sizes": [2, 4], "scaling_epochs": 0.5, "scaling_eval_limit": 2,
+    "futurebench_limit": 4, "twiffbench_limit": 2, "tsne_prompts": 4,
+}
+EXPECTED_FIGURES = ("latent_span_donuts", "rl_data_scaling", "reward_curves", "latent_tsne", "visual_gain",
+                    "training_curves", "results_table", "accuracy_by_hop")
+
+
 @pytest.mark.slow
-def test_pipeline_notebooks_execute_with_tiny_parameters(tmp_path):
-    """The real notebooks, end to end under papermill, on the small world: no error outputs."""
-    params = {"world_size": "small", "data_dir": str(tmp_path / "world"), "seed": 0}
+def test_pipeline_notebooks_execute_end_to_end_with_tiny_parameters(tmp_path, monkeypatch):
+    """Every pipeline notebook under papermill on the small world: no error outputs, every figure written, and a
+    judge key set in the environment never reaches any file of the run folder."""
+    sentinel = "sk-test-SENTINEL-0123456789abcdef"
+    monkeypatch.setenv("FL1_JUDGE_API_KEY", sentinel)
+    params = {**TINY_PARAMETERS, "data_dir": str(tmp_path / "world")}
     res = run_workbook("nb", runs_root=tmp_path / "runs", parameters=params, progress=False)
     assert res.completed == [b.stem for b in workbook_notebooks()]
     for book in workbook_notebooks():
@@ -101,4 +113,11 @@ def test_pipeline_notebooks_execute_with_tiny_parameters(tmp_path):
         outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])]
         assert not [o for o in outputs if o.output_type == "error"], book.name
         assert outputs, f"{book.name} produced no output"
+    for name in EXPECTED_FIGURES:
+        html = res.run_dir / "figures" / f"{name}.html"
+        assert html.exists() and html.stat().st_size > 1000, name
+    summary = json.loads((res.run_dir / "metrics" / "summary.json").read_text())
+    assert {"base", "latent SFT", "la-dapo"} <= set(summary)
     assert json.loads((res.run_dir / "metrics" / "data.json").read_text())["counts"]["sft"]["rejects"] == 0
+    leaks = [p for p in res.run_dir.rglob("*") if p.is_file() and sentinel.encode() in p.read_bytes()]
+    assert not leaks, f"the judge key leaked into {leaks}"
