@@ -187,24 +187,14 @@ class SFTCollator:
     def _build(self, examples: list[SFTExample]) -> dict:
         future = [f for ex in examples for f in ex.future_frames] if self.mode == "latent" else []
         latent_inputs, counts = self._latent_pixels(future) if future else ({}, [])
-        texts, images, videos, metadata = [], [], [], []
-        offset = 0
+        texts, offset = [], 0
         for ex in examples:
             n_future = len(ex.future_frames) if self.mode == "latent" else 0
             spans = counts[offset : offset + n_future]
             offset += n_future
             prompt = render_prompt(self.processor, self.system, len(ex.question_images), ex.question_video is not None, ex.question)
             texts.append(prompt + assistant_text(ex.thoughts, spans, ex.answer))
-            images.extend(ex.question_images)
-            if ex.question_video is not None:
-                videos.append(ex.question_video.frames)
-                metadata.append(ex.question_video.metadata())
-        kwargs: dict = {}
-        if images:
-            kwargs["images"] = images
-        if videos:
-            kwargs.update(videos=videos, video_metadata=metadata, do_sample_frames=False)
-        batch = dict(self.processor(text=texts, padding=True, return_tensors="pt", **kwargs))
+        batch = _encode(self.processor, texts, examples)
         if self.max_length is not None and batch["input_ids"].shape[1] > self.max_length:
             lengths = batch["attention_mask"].sum(1).tolist()
             too_long = [(ex.id, n) for ex, n in zip(examples, lengths) if n > self.max_length]
@@ -231,16 +221,22 @@ def build_prompt_inputs(
 ) -> dict:
     """Left-padded generation inputs (``input_ids``, ``attention_mask``, ``mm_token_type_ids``, pixels) for prompts."""
     system = T.system_prompt(system_prompt)
-    texts, images, videos, metadata = [], [], [], []
-    for ex in examples:
-        texts.append(render_prompt(processor, system, len(ex.question_images), ex.question_video is not None, ex.question))
-        images.extend(ex.question_images)
-        if ex.question_video is not None:
-            videos.append(ex.question_video.frames)
-            metadata.append(ex.question_video.metadata())
+    texts = [
+        render_prompt(processor, system, len(ex.question_images), ex.question_video is not None, ex.question)
+        for ex in examples
+    ]
+    return _encode(processor, texts, examples)
+
+
+def _encode(processor: Qwen3VLProcessor, texts: list[str], examples: list[SFTExample] | list[PromptExample]) -> dict:
+    """One processor call: chat texts + every example's question images / video (with its real fps), padded."""
+    images = [im for ex in examples for im in ex.question_images]
+    videos = [ex.question_video for ex in examples if ex.question_video is not None]
     kwargs: dict = {}
     if images:
         kwargs["images"] = images
     if videos:
-        kwargs.update(videos=videos, video_metadata=metadata, do_sample_frames=False)
+        kwargs.update(
+            videos=[v.frames for v in videos], video_metadata=[v.metadata() for v in videos], do_sample_frames=False
+        )
     return dict(processor(text=texts, padding=True, return_tensors="pt", **kwargs))
