@@ -1,0 +1,122 @@
+"""Accuracy reward of LA-DAPO (SPEC §6): a rule check first, the LLM judge only on rule failures.
+
+Rule check (exact, model-free):
+
+- multiple choice: the strict option letter of the response (:func:`extract_answer_letter` with ``mode="strict"``:
+  last ``<answer>`` span, standalone letter only) equals the reference letter;
+- free-form: the normalised last answer span equals the normalised reference (lower-case, punctuation → spaces,
+  whitespace collapsed: :func:`fl1_core.evaluation.judge_rules.normalize_text`), e.g. a world event sentence.
+
+A response without an answer span is wrong (0) without asking anybody. Rule failures with an answer go to the yes/no
+judge (``judge_on="free-form"``: only free-form rows; ``"all"``: MCQ rows too) through
+:func:`fl1_core.evaluation.judge_many` (bounded retries, per-request timeout, strict yes/no parsing). A judge
+failure is never scored as wrong: under ``judge_failure_policy="retry"`` the failed items are sent again (up to
+``judge_retry_rounds`` more rounds); whatever still fails comes back as ``None`` and the caller drops its group.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fl1_core.data.formats import RLRecord
+from fl1_core.evaluation import JudgeConfig, YesNoJudgeItem, extract_answer_letter, judge_many, split_reasoning_answer
+from fl1_core.evaluation.judge_rules import normalize_text
+
+__all__ = ["AccuracyResult", "rule_correct", "answer_span", "score_accuracy"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AccuracyResult:
+    """Per-response accuracy (1.0 / 0.0, ``None`` = the judge failed), where it came from, and judge counters."""
+
+    correct: list[float | None]
+    source: list[str]  # "rule", "judge", "no_answer", "judge_failed"
+    judge_calls: int = 0  # items sent to the judge (first round)
+    judge_requests: int = 0  # HTTP requests, retries included
+    judge_failures: int = 0  # items whose judging failed in some round
+    judge_unresolved: int = 0  # items still failed after all rounds
+    judge_errors: dict[str, int] = field(default_factory=dict)
+
+
+def answer_span(text: str) -> str:
+    """The content of the last ``<answer>…</answer>`` span (sanitised), ``""`` when there is none."""
+    return split_reasoning_answer(text)[1]
+
+
+def rule_correct(text: str, record: RLRecord) -> bool:
+    """Exact rule check of one response against its record (see the module docstring)."""
+    if record.is_multiple_choice:
+        letter = extract_answer_letter(text, mode="strict")
+        return bool(letter) and letter == record.answer.strip().strip("().").upper()
+    answer = answer_span(text)
+    return bool(answer) and normalize_text(answer) == normalize_text(record.answer)
+
+
+def score_accuracy(
+    texts: Sequence[str],
+    records: Sequence[RLRecord],
+    *,
+    judge_config: JudgeConfig | None = None,
+    judge_on: str = "free-form",
+    failure_policy: str = "drop_group",
+    retry_rounds: int = 2,
+    cache_dir: str | Path | None = None,
+) -> AccuracyResult:
+    """Accuracy of each ``texts[i]`` for ``records[i]``: rule check, then the judge on rule failures (if configured)."""
+    if len(texts) != len(records):
+        raise ValueError(f"texts ({len(texts)}) and records ({len(records)}) differ in length")
+    correct: list[float | None] = []
+    source: list[str] = []
+    pending: list[int] = []
+    for i, (text, rec) in enumerate(zip(texts, records)):
+        if rule_correct(text, rec):
+            correct.append(1.0)
+            source.append("rule")
+            continue
+        correct.append(0.0)
+        ans = answer_span(text)
+        if not ans:
+            source.append("no_answer")
+            continue
+        source.append("rule")
+        if judge_config is not None and (judge_on == "all" or not rec.is_multiple_choice):
+            pending.append(i)
+    result = AccuracyResult(correct=correct, source=source, judge_calls=len(pending))
+    if not pending:
+        return result
+    rounds = 1 + (max(0, int(retry_rounds)) if failure_policy == "retry" else 0)
+    failed_ever: set[int] = set()
+    for r in range(rounds):
+        items = [
+            YesNoJudgeItem(doc_id=f"{records[i].id}#{i}", question=records[i].question_text,
+                           ground_truth=records[i].answer, model_answer=answer_span(texts[i]))
+            for i in pending
+        ]
+        results, stats = judge_many(items, judge_config, cache_dir=cache_dir, progress=False, desc="rl judge")
+        result.judge_requests += stats.requests_sent
+        for kind, count in stats.errors.items():
+            result.judge_errors[kind] = result.judge_errors.get(kind, 0) + count
+        still: list[int] = []
+        for i, res in zip(pending, results):
+            if res.get("judge_error") is None and isinstance(res.get("verdict"), bool):
+                correct[i] = 1.0 if res["verdict"] else 0.0
+                source[i] = "judge"
+            else:
+                failed_ever.add(i)
+                still.append(i)
+        pending = still
+        if not pending:
+            break
+        log.warning("judge round %d: %d item(s) failed%s", r + 1, len(pending),
+                    "; retrying" if r + 1 < rounds else "; their groups will be dropped")
+    for i in pending:
+        correct[i] = None
+        source[i] = "judge_failed"
+    result.judge_failures = len(failed_ever)
+    result.judge_unresolved = len(pending)
+    return result

@@ -1,0 +1,234 @@
+"""Configuration of the LA-DAPO trainer (SPEC §6): one dataclass, two release/corrected presets, three modes.
+
+Settings left at ``None`` are *derived* by :meth:`RLConfig.resolved` from ``preset`` and ``mode``; the resolved
+config is what a run records (manifest, checkpoints) and what a resume compares.
+
+Presets (``preset``):
+
+- ``release`` — what the authors' code ran: log-probs recomputed WITHOUT latent replay (static ``<|latent|>``
+  embedding), forced tokens (``<|latent|>``, budget-forced ``<|latent_end|>``) inside the loss mask, one optimiser
+  step per rollout (1 mini-batch × 1 epoch, so ρ ≡ 1 and clipping never fires), λ_ctr = 1.0, τ = 0.5, λ_div = 0.
+- ``corrected`` (default) — latent replay in every log-prob recomputation (old, reference, current), forced tokens
+  masked out of the policy loss and KL, ``mini_batches`` × ``epochs_per_rollout`` optimiser steps per rollout,
+  λ_ctr = 0.2, τ = 0.5, λ_div = 0.1.
+
+Modes (``mode``):
+
+- ``grpo`` — no dynamic sampling, symmetric clip ε_low = ε_high = 0.2, sequence-mean aggregation, no R_ctr/R_div;
+- ``dapo`` — clip-higher (0.2 / 0.28), dynamic sampling with refill rounds, token-mean aggregation, no R_ctr/R_div;
+- ``la-dapo`` — dapo + R_ctr + R_div with the preset's weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fl1_core.config import ConfigBase
+
+__all__ = ["RLConfig", "PRESETS", "MODES", "NON_RESULT_KEYS"]
+
+PRESETS = ("release", "corrected")
+MODES = ("grpo", "dapo", "la-dapo")
+
+# Settings that do not change what a run computes (a resume may change them freely).
+NON_RESULT_KEYS = frozenset(
+    {"total_steps", "checkpoint_every", "keep_checkpoints", "progress", "rollout_batch_size", "replay_batch_size"}
+)
+
+
+@dataclass
+class RLConfig(ConfigBase):
+    """Every knob of the LA-DAPO trainer. ``None`` = derived from ``preset`` / ``mode`` (see :meth:`resolved`)."""
+
+    preset: Literal["release", "corrected"] = "corrected"
+    mode: Literal["grpo", "dapo", "la-dapo"] = "la-dapo"
+    seed: int = 0
+
+    # --- rollouts (SPEC §6: n = 8, 64 prompts, T = 0.9, top-p 0.99, ≤ 2048 tokens, latent cap 64)
+    group_size: int = 8
+    prompts_per_step: int = 64
+    max_new_tokens: int = 2048
+    temperature: float = 0.9
+    top_p: float = 0.99
+    latent_cap: int | None = 64  # loose decoding cap per span; None → the model's LatentConfig budget
+    force_initial_latent: bool | None = None  # None → the model's LatentConfig
+    system_prompt: str = "interleaved"
+    rollout_batch_size: int | None = None  # rows per generate call (None → a whole round at once)
+    replay_batch_size: int | None = None  # rows per no-grad replay (old / ref); None → micro_batch_size
+
+    # --- dynamic sampling (DAPO)
+    dynamic_sampling: bool | None = None  # None → off for grpo, on for dapo / la-dapo
+    filter_low: float = 0.1
+    filter_high: float = 0.9
+    max_rounds: int = 20
+
+    # --- accuracy reward
+    judge_on: Literal["free-form", "all"] = "free-form"  # which rule failures go to the LLM judge
+    judge_failure_policy: Literal["retry", "drop_group"] = "drop_group"
+    judge_retry_rounds: int = 2  # extra judge_many rounds for failed items under "retry"
+    repetition_threshold: float = 0.5
+
+    # --- reward weights (None → preset; grpo / dapo force λ_ctr = λ_div = 0)
+    w_acc: float = 0.9
+    w_fmt: float = 0.1
+    lambda_ctr: float | None = None
+    tau: float | None = None
+    lambda_div: float | None = None
+
+    # --- policy loss
+    eps_low: float | None = None  # None → 0.2
+    eps_high: float | None = None  # None → 0.2 (grpo) / 0.28 (dapo, la-dapo)
+    dual_clip: float | None = 3.0
+    loss_agg: Literal["token", "seq"] | None = None  # None → seq (grpo) / token (dapo, la-dapo)
+    kl_beta: float = 0.01
+    replay_latents: bool | None = None  # None → preset
+    mask_forced: bool | None = None  # None → preset
+    mini_batches: int = 1  # optimiser steps per epoch over a rollout (release: forced to 1)
+    epochs_per_rollout: int = 1  # passes over a rollout (release: forced to 1)
+    micro_batch_size: int | None = None  # rows per forward/backward (gradient accumulation); None → a mini-batch
+    # old log-probs by a separate no-grad replay; None → only when a rollout gets more than one optimiser step
+    # (with one step, π_old = π_θ exactly, so log π_old = log π_θ.detach() — ρ ≡ 1 — and one forward is saved)
+    recompute_old_logprobs: bool | None = None
+
+    # --- optimiser (SPEC §6: AdamW lr 1e-6 constant, wd 0.01, clip 1.0)
+    lr: float = 1e-6
+    weight_decay: float = 0.01
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    grad_clip: float = 1.0
+    freeze_vision: bool = False  # the release trains the vision tower
+
+    # --- schedule and run
+    num_epochs: float = 1.0  # passes over the RL data; total steps = ceil(N · num_epochs / prompts_per_step)
+    total_steps: int | None = None  # overrides num_epochs when set
+    checkpoint_every: int = 10
+    keep_checkpoints: int = 2
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.adam_betas, list):
+            self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.group_size < 2:
+            raise ValueError(f"group_size must be >= 2 (group advantages need an unbiased std), got {self.group_size}")
+        for name in ("prompts_per_step", "max_new_tokens", "max_rounds", "mini_batches", "epochs_per_rollout"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.top_p <= 1 or self.temperature <= 0:
+            raise ValueError(f"need temperature > 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
+        if self.judge_failure_policy not in ("retry", "drop_group"):
+            raise ValueError(f"judge_failure_policy must be 'retry' or 'drop_group', got {self.judge_failure_policy!r}")
+        if self.loss_agg not in (None, "token", "seq"):
+            raise ValueError(f"loss_agg must be 'token' or 'seq', got {self.loss_agg!r}")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+
+    # ------------------------------------------------------------------------------------------------ derivation
+    def resolved(self) -> "RLConfig":
+        """A copy with every derived setting filled in from ``preset`` and ``mode``."""
+        release = self.preset == "release"
+        grpo = self.mode == "grpo"
+        latent_rewards = self.mode == "la-dapo"
+        ch: dict[str, Any] = {}
+        if self.dynamic_sampling is None:
+            ch["dynamic_sampling"] = not grpo
+        if self.eps_low is None:
+            ch["eps_low"] = 0.2
+        if self.eps_high is None:
+            ch["eps_high"] = 0.2 if grpo else 0.28
+        if self.loss_agg is None:
+            ch["loss_agg"] = "seq" if grpo else "token"
+        if self.replay_latents is None:
+            ch["replay_latents"] = not release
+        if self.mask_forced is None:
+            ch["mask_forced"] = not release
+        if self.tau is None:
+            ch["tau"] = 0.5
+        if latent_rewards:
+            if self.lambda_ctr is None:
+                ch["lambda_ctr"] = 1.0 if release else 0.2
+            if self.lambda_div is None:
+                ch["lambda_div"] = 0.0 if release else 0.1
+        else:
+            ch["lambda_ctr"] = 0.0
+            ch["lambda_div"] = 0.0
+        if release:
+            ch["mini_batches"] = 1
+            ch["epochs_per_rollout"] = 1
+        if self.recompute_old_logprobs is None:
+            steps = ch.get("mini_batches", self.mini_batches) * ch.get("epochs_per_rollout", self.epochs_per_rollout)
+            ch["recompute_old_logprobs"] = steps > 1
+        out = dataclasses.replace(self, **ch)
+        if not out.recompute_old_logprobs and out.mini_batches * out.epochs_per_rollout > 1:
+            raise ValueError("recompute_old_logprobs=False needs exactly one optimiser step per rollout "
+                             "(mini_batches = epochs_per_rollout = 1): later steps need the rollout policy's log-probs")
+        return out
+
+    def steps_for(self, num_records: int) -> int:
+        """Optimiser-step budget (rollout steps) for ``num_records`` prompts: ``total_steps`` or
+        ``ceil(num_records · num_epochs / prompts_per_step)`` (≥ 1)."""
+        if self.total_steps is not None:
+            return int(self.total_steps)
+        return max(1, math.ceil(num_records * self.num_epochs / self.prompts_per_step))
+
+    def result_dict(self) -> dict[str, Any]:
+        """The resolved settings that change results (compared on resume)."""
+        d = self.resolved().to_dict()
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items() if k not in NON_RESULT_KEYS}
+
+    def flags(self) -> dict[str, Any]:
+        """The release-faithful / corrected switches, for the run manifest."""
+        r = self.resolved()
+        return {
+            "rl_preset": r.preset,
+            "rl_mode": r.mode,
+            "rl_replay_latents": r.replay_latents,
+            "rl_mask_forced_tokens": r.mask_forced,
+            "rl_mini_batches": r.mini_batches,
+            "rl_epochs_per_rollout": r.epochs_per_rollout,
+            "rl_dynamic_sampling": r.dynamic_sampling,
+            "rl_clip": [r.eps_low, r.eps_high, r.dual_clip],
+            "rl_loss_agg": r.loss_agg,
+            "rl_lambda_ctr": r.lambda_ctr,
+            "rl_tau": r.tau,
+            "rl_lambda_div": r.lambda_div,
+            "rl_judge_failure_policy": r.judge_failure_policy,
+            "rl_recompute_old_logprobs": r.recompute_old_logprobs,
+        }
+
+    # ---------------------------------------------------------------------------------------------------- presets
+    @classmethod
+    def release_gpu(cls, **overrides: Any) -> "RLConfig":
+        """The release run on GPUs (SPEC §6): n = 8, 64 prompts, ≤ 2048 tokens, cap 64, lr 1e-6 constant, 1 epoch,
+        ``release`` preset, ``la-dapo`` mode ("dapo_ctr")."""
+        base: dict[str, Any] = dict(
+            preset="release", mode="la-dapo", group_size=8, prompts_per_step=64, max_new_tokens=2048, latent_cap=64,
+            temperature=0.9, top_p=0.99, lr=1e-6, weight_decay=0.01, grad_clip=1.0, kl_beta=0.01, num_epochs=1.0,
+            micro_batch_size=8, rollout_batch_size=64, checkpoint_every=20,
+        )
+        base.update(overrides)
+        return cls(**base)
+
+    @classmethod
+    def corrected_gpu(cls, **overrides: Any) -> "RLConfig":
+        """The GPU release sizes with the ``corrected`` preset (4 mini-batches per rollout so clipping can act)."""
+        return cls.release_gpu(**{"preset": "corrected", "mini_batches": 4, **overrides})
+
+    @classmethod
+    def cpu_world(cls, **overrides: Any) -> "RLConfig":
+        """The tiny model on the synthetic world, 2 CPU cores: n = 8, 4 prompts per step, 112 new tokens (an SFT'd
+        answer is ~90 tokens), latent cap 9 (one 3x3 frame), lr 3e-4, 2 mini-batches per rollout, at most 3 rounds,
+        40 steps — about 1–3 minutes per mode on an idle 2-core machine."""
+        base: dict[str, Any] = dict(
+            preset="corrected", mode="la-dapo", group_size=8, prompts_per_step=4, max_new_tokens=112, latent_cap=9,
+            lr=3e-4, weight_decay=0.01, grad_clip=1.0, kl_beta=0.01, mini_batches=2, max_rounds=3,
+            total_steps=40, checkpoint_every=10, micro_batch_size=16,
+        )
+        base.update(overrides)
+        return cls(**base)

@@ -1,0 +1,431 @@
+"""Rollouts, rewards and dynamic sampling with refill rounds (SPEC §6).
+
+One *round* draws ``prompts_per_step`` prompts, samples ``group_size`` responses per prompt with
+:func:`generate_with_latents` (temperature 0.9, top-p 0.99, loose latent cap), recording the fed latent vectors and
+per-span counts, and scores every response:
+
+    acc   ∈ {1, 0}  rule check, then the judge on rule failures (:mod:`fl1_core.rl.accuracy`);
+    acc  ← −1       when repetition_score(text) > 0.5  (after judging);
+    fmt   ∈ {0, 1}  :func:`format_reward`;
+    R_ctr           :func:`outcome_contrastive_reward` within the group (la-dapo);
+    C̄²              :func:`temporal_diversity_cos2` of the response's spans (la-dapo);
+    overall = w_acc·acc + w_fmt·fmt + λ_ctr·R_ctr − λ_div·C̄².
+
+A group with a response whose judging failed is *dropped* (never scored as wrong).
+
+Dynamic sampling (:func:`dynamic_sampling_rounds`): keep a group iff ``low < mean(acc) < high`` (strict; −1 counts);
+draw more rounds until ``target`` groups are kept or ``max_rounds`` rounds were drawn; truncate to exactly ``target``
+groups in draw order. If no group was kept after the last round, fall back to the last round unfiltered (minus
+dropped groups). If some but fewer than ``target`` were kept, the step trains on those (``short`` is reported).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from fl1_core.config import LatentConfig
+from fl1_core.data.collator import build_prompt_inputs
+from fl1_core.data.examples import rl_prompt
+from fl1_core.data.formats import RLRecord
+from fl1_core.decoding import LatentGeneration, generate_with_latents
+from fl1_core.evaluation import JudgeConfig
+from fl1_core.rewards import (
+    accuracy_with_repetition,
+    combine_rewards,
+    format_reward,
+    outcome_contrastive_reward,
+    repetition_score,
+    temporal_diversity_cos2,
+)
+from fl1_core.rl.accuracy import score_accuracy
+from fl1_core.rl.advantages import dynamic_sampling_keep
+
+__all__ = [
+    "PromptTensors",
+    "Response",
+    "RoundStats",
+    "SamplingResult",
+    "prepare_prompt",
+    "collate_prompts",
+    "collate_responses",
+    "generate_group_round",
+    "score_groups",
+    "dynamic_sampling_rounds",
+]
+
+log = logging.getLogger(__name__)
+
+_VISION = ("pixel_values", "image_grid_thw")
+
+
+@dataclass
+class PromptTensors:
+    """One processed prompt, unpadded: ids [L], mm types [L], its pixel rows and image grids."""
+
+    record: RLRecord
+    input_ids: torch.Tensor
+    mm_token_type_ids: torch.Tensor | None
+    pixel_values: torch.Tensor | None
+    image_grid_thw: torch.Tensor | None
+
+
+@dataclass
+class Response:
+    """One sampled response with what replay needs (tokens, masks, latents) and its rewards."""
+
+    group: int
+    prompt: PromptTensors
+    sequence: torch.Tensor  # [L] emitted ids (EOS included)
+    latent_mask: torch.Tensor  # [L] bool
+    forced_mask: torch.Tensor  # [L] bool
+    logprobs: torch.Tensor  # [L] rollout log-probs (log-softmax(logits / T) of the emitted token)
+    latents: torch.Tensor  # [n_latents, H] fp32
+    span_counts: list[int]
+    text: str
+    acc: float | None = None  # after the repetition penalty; None = judge failed
+    acc_source: str = ""
+    fmt: float = 0.0
+    repetition: float = 0.0
+    r_ctr: float = 0.0
+    div_cos2: float = 0.0
+    reward: float = 0.0
+
+    @property
+    def length(self) -> int:
+        return int(self.sequence.shape[0])
+
+
+class _HasAcc(Protocol):
+    acc: float | None
+
+
+@dataclass
+class RoundStats:
+    """Counters of scoring one round."""
+
+    judge_calls: int = 0
+    judge_requests: int = 0
+    judge_failures: int = 0
+    judge_unresolved: int = 0
+    dropped_groups: int = 0
+    judge_errors: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: "RoundStats") -> None:
+        self.judge_calls += other.judge_calls
+        self.judge_requests += other.judge_requests
+        self.judge_failures += other.judge_failures
+        self.judge_unresolved += other.judge_unresolved
+        self.dropped_groups += other.dropped_groups
+        for k, v in other.judge_errors.items():
+            self.judge_errors[k] = self.judge_errors.get(k, 0) + v
+
+
+def latent_spans(r: Response) -> list[int]:
+    """Latents per span of a response, including a trailing span left open when decoding hit ``max_new_tokens``
+    (decoding's ``span_counts`` lists closed spans only, while ``latents`` holds every fed vector)."""
+    counts = list(r.span_counts)
+    rest = int(r.latents.shape[0]) - sum(counts)
+    return counts + [rest] if rest > 0 else counts
+
+
+def _closed_spans(ids: list[int], start_id: int, latent_id: int, end_id: int) -> list[int]:
+    counts, current = [], None
+    for t in ids:
+        if t == start_id:
+            current = 0
+        elif t == latent_id and current is not None:
+            current += 1
+        elif t == end_id and current is not None:
+            counts.append(current)
+            current = None
+    return counts
+
+
+# ------------------------------------------------------------------------------------------------------ tensors
+def prepare_prompt(processor: Any, record: RLRecord, system_prompt: str = "interleaved") -> PromptTensors:
+    """Process one RL record's prompt (frames + question) into unpadded tensors."""
+    inputs = build_prompt_inputs(processor, [rl_prompt(record)], system_prompt)
+    mm = inputs.get("mm_token_type_ids")
+    return PromptTensors(
+        record=record,
+        input_ids=inputs["input_ids"][0],
+        mm_token_type_ids=None if mm is None else mm[0],
+        pixel_values=inputs.get("pixel_values"),
+        image_grid_thw=inputs.get("image_grid_thw"),
+    )
+
+
+def collate_prompts(prompts: Sequence[PromptTensors], pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-padded generation inputs for a list of prompts (a prompt may repeat; its pixels are repeated too)."""
+    width = max(int(p.input_ids.shape[0]) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    mm = torch.zeros((len(prompts), width), dtype=torch.long)
+    has_mm = any(p.mm_token_type_ids is not None for p in prompts)
+    for i, p in enumerate(prompts):
+        n = int(p.input_ids.shape[0])
+        ids[i, width - n :] = p.input_ids
+        mask[i, width - n :] = 1
+        if p.mm_token_type_ids is not None:
+            mm[i, width - n :] = p.mm_token_type_ids
+    out: dict[str, torch.Tensor] = {"input_ids": ids, "attention_mask": mask}
+    if has_mm:
+        out["mm_token_type_ids"] = mm
+    pix = [p.pixel_values for p in prompts if p.pixel_values is not None]
+    if pix:
+        out["pixel_values"] = torch.cat(pix, dim=0)
+        out["image_grid_thw"] = torch.cat([p.image_grid_thw for p in prompts if p.image_grid_thw is not None], dim=0)
+    return out
+
+
+def collate_responses(rows: Sequence[Response], pad_id: int) -> tuple[dict[str, torch.Tensor], LatentGeneration]:
+    """Prompt inputs (left-padded) and a :class:`LatentGeneration` (right-padded) for :func:`replay`."""
+    inputs = collate_prompts([r.prompt for r in rows], pad_id)
+    width = max(1, max(r.length for r in rows))
+    b = len(rows)
+    seq = torch.full((b, width), pad_id, dtype=torch.long)
+    lat = torch.zeros((b, width), dtype=torch.bool)
+    forced = torch.zeros((b, width), dtype=torch.bool)
+    logp = torch.zeros((b, width), dtype=torch.float32)
+    for i, r in enumerate(rows):
+        n = r.length
+        seq[i, :n] = r.sequence
+        lat[i, :n] = r.latent_mask
+        forced[i, :n] = r.forced_mask
+        logp[i, :n] = r.logprobs
+    gen = LatentGeneration(
+        sequences=seq,
+        lengths=torch.tensor([r.length for r in rows], dtype=torch.long),
+        texts=[r.text for r in rows],
+        latents=[r.latents for r in rows],
+        latent_mask=lat,
+        span_counts=[list(r.span_counts) for r in rows],
+        forced_mask=forced,
+        logprobs=logp,
+    )
+    return inputs, gen
+
+
+# ------------------------------------------------------------------------------------------------------ rollouts
+def generate_group_round(
+    model: Any,
+    prompts: Sequence[PromptTensors],
+    *,
+    group_size: int,
+    first_group_id: int,
+    latent_config: LatentConfig,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    seed: int,
+    pad_id: int,
+    batch_rows: int | None = None,
+    tokenizer: Any = None,
+    banned_ids: Sequence[int] = (),
+) -> list[list[Response]]:
+    """Sample ``group_size`` responses for every prompt; returns one list of responses per prompt (a group).
+
+    Rows are generated in chunks of ``batch_rows`` (default: all at once); chunk k uses seed ``seed + k``. A
+    response that emits one of ``banned_ids`` (the vision placeholders ``<|image_pad|>`` / ``<|video_pad|>``, which
+    a teacher-forced replay with pixels would take for vision slots) is cut just before it: what remains is exactly
+    what was sampled, so its replay is still exact. A trained model never emits them; a random one can.
+    """
+    rows = [p for p in prompts for _ in range(group_size)]
+    chunk = batch_rows or len(rows)
+    banned = torch.tensor(sorted(set(banned_ids or ())), dtype=torch.long)
+    lat_id, start_id, end_id = latent_config.require_token_ids()
+    out: list[Response] = []
+    for k, start in enumerate(range(0, len(rows), chunk)):
+        part = rows[start : start + chunk]
+        inputs = collate_prompts(part, pad_id)
+        gen = generate_with_latents(
+            model,
+            inputs,
+            max_new_tokens=max_new_tokens,
+            latent_config=latent_config,
+            do_sample=True,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed + k,
+            tokenizer=tokenizer,
+        )
+        seqs = gen.sequences.cpu()
+        for i, p in enumerate(part):
+            n = int(gen.lengths[i])
+            text, spans, latents = gen.texts[i], list(gen.span_counts[i]), gen.latents[i].float().cpu()
+            if banned.numel():
+                hit = torch.isin(seqs[i, :n], banned).nonzero()
+                if hit.numel():  # cut before an emitted vision placeholder (replay would read it as a vision slot)
+                    n = int(hit[0, 0])
+                    ids = seqs[i, :n]
+                    text = tokenizer.decode(ids.tolist(), skip_special_tokens=False) if tokenizer is not None else ""
+                    spans = _closed_spans(ids.tolist(), start_id, lat_id, end_id)
+                    latents = latents[: int(gen.latent_mask[i, :n].sum())]
+            g = (start + i) // group_size
+            out.append(
+                Response(
+                    group=first_group_id + g,
+                    prompt=p,
+                    sequence=seqs[i, :n].clone(),
+                    latent_mask=gen.latent_mask[i, :n].cpu(),
+                    forced_mask=gen.forced_mask[i, :n].cpu(),
+                    logprobs=gen.logprobs[i, :n].float().cpu(),
+                    latents=latents,
+                    span_counts=spans,
+                    text=text,
+                )
+            )
+    return [out[g * group_size : (g + 1) * group_size] for g in range(len(prompts))]
+
+
+def score_groups(
+    groups: Sequence[Sequence[Response]],
+    *,
+    w_acc: float,
+    w_fmt: float,
+    lambda_ctr: float,
+    lambda_div: float,
+    tau: float,
+    repetition_threshold: float = 0.5,
+    judge_config: JudgeConfig | None = None,
+    judge_on: str = "free-form",
+    failure_policy: str = "drop_group",
+    retry_rounds: int = 2,
+    cache_dir: str | None = None,
+) -> RoundStats:
+    """Fill in the rewards of every response in place (see the module docstring); return judge counters.
+
+    R_ctr and C̄² are computed only when their weight is non-zero (else 0). A group containing a response whose
+    judging failed gets ``acc = None`` on those responses and counts as dropped.
+    """
+    rows = [r for g in groups for r in g]
+    stats = RoundStats()
+    if not rows:
+        return stats
+    acc = score_accuracy(
+        [r.text for r in rows],
+        [r.prompt.record for r in rows],
+        judge_config=judge_config,
+        judge_on=judge_on,
+        failure_policy=failure_policy,
+        retry_rounds=retry_rounds,
+        cache_dir=cache_dir,
+    )
+    stats.judge_calls, stats.judge_requests = acc.judge_calls, acc.judge_requests
+    stats.judge_failures, stats.judge_unresolved = acc.judge_failures, acc.judge_unresolved
+    stats.judge_errors = dict(acc.judge_errors)
+    for r, a, src in zip(rows, acc.correct, acc.source):
+        r.fmt = format_reward(r.text)
+        r.repetition = repetition_score(r.text)
+        r.acc = None if a is None else accuracy_with_repetition(a, r.repetition, repetition_threshold)
+        r.acc_source = src
+    if lambda_ctr != 0.0:
+        ctr = outcome_contrastive_reward(
+            [r.latents for r in rows], [(r.acc or 0.0) for r in rows], [r.group for r in rows], tau=tau
+        )
+        for r, c in zip(rows, ctr):
+            r.r_ctr = float(c)
+    if lambda_div != 0.0:
+        for r in rows:
+            r.div_cos2 = temporal_diversity_cos2(r.latents, latent_spans(r))
+    for r in rows:
+        r.reward = float(
+            combine_rewards(r.acc or 0.0, r.fmt, r.r_ctr, r.div_cos2, w_acc=w_acc, w_fmt=w_fmt,
+                            lambda_ctr=lambda_ctr, lambda_div=lambda_div)
+        )
+    stats.dropped_groups = sum(any(r.acc is None for r in g) for g in groups)
+    return stats
+
+
+# ------------------------------------------------------------------------------------------------ dynamic sampling
+@dataclass
+class SamplingResult:
+    """Outcome of :func:`dynamic_sampling_rounds`."""
+
+    groups: list[list[Any]]  # the training groups (exactly ``target`` unless ``short``)
+    rounds: int  # rounds drawn (1 + refill rounds)
+    drawn_groups: int
+    kept_groups: int  # groups that passed the filter over all rounds (before truncation)
+    dropped_groups: int  # groups with a failed judgement (never trained on)
+    fallback: bool  # no group kept → the last round unfiltered
+    short: bool  # fewer than ``target`` groups to train on
+    drawn: list[list[Any]] = field(default_factory=list, repr=False)  # every non-dropped group drawn
+
+    @property
+    def kept_fraction(self) -> float:
+        valid = self.drawn_groups - self.dropped_groups
+        return self.kept_groups / valid if valid else 0.0
+
+
+def _is_dropped(group: Sequence[_HasAcc]) -> bool:
+    return any(r.acc is None for r in group)
+
+
+def dynamic_sampling_rounds(
+    draw: Callable[[int], list[list[Any]]],
+    *,
+    target: int,
+    enabled: bool = True,
+    max_rounds: int = 20,
+    low: float = 0.1,
+    high: float = 0.9,
+    should_stop: Callable[[bool], bool] | None = None,
+) -> SamplingResult:
+    """Draw rounds with ``draw(round_index)`` (→ scored groups; items have ``.acc``) until ``target`` groups pass
+    ``low < mean acc < high``; see the module docstring for the fallback and truncation rules.
+
+    ``enabled=False`` (GRPO): one round, no filter (dropped groups still excluded), truncated to ``target``.
+    ``should_stop(done_locally)`` lets data-parallel processes agree on when to stop (all must be done).
+    """
+    kept: list[list[Any]] = []
+    drawn: list[list[Any]] = []
+    n_drawn = n_dropped = n_kept = 0
+    last_valid: list[list[Any]] = []
+    rounds = 0
+    for rnd in range(max_rounds if enabled else 1):
+        done = len(kept) >= target
+        groups = [] if done else draw(rnd)
+        rounds += 0 if done else 1
+        valid = [g for g in groups if not _is_dropped(g)]
+        n_drawn += len(groups)
+        n_dropped += len(groups) - len(valid)
+        drawn.extend(valid)
+        if groups:
+            last_valid = valid
+        if not enabled:
+            kept.extend(valid)
+            n_kept += len(valid)
+        elif valid:
+            acc = torch.tensor([float(r.acc) for g in valid for r in g], dtype=torch.float64)
+            gid = torch.tensor([i for i, g in enumerate(valid) for _ in g], dtype=torch.long)
+            keep = dynamic_sampling_keep(acc, gid, low=low, high=high)
+            first = torch.tensor([0] + [len(g) for g in valid[:-1]]).cumsum(0)
+            for i, g in enumerate(valid):
+                if bool(keep[int(first[i])]):
+                    kept.append(g)
+                    n_kept += 1
+        done = len(kept) >= target
+        stop = should_stop(done) if should_stop is not None else done
+        if stop:
+            break
+    fallback = False
+    if enabled and not kept:
+        fallback = True
+        kept = list(last_valid)
+        log.info("dynamic sampling: no group kept in %d round(s); falling back to the last round unfiltered", rounds)
+    groups_out = kept[:target]
+    return SamplingResult(
+        groups=groups_out,
+        rounds=rounds,
+        drawn_groups=n_drawn,
+        kept_groups=n_kept,
+        dropped_groups=n_dropped,
+        fallback=fallback,
+        short=len(groups_out) < target,
+        drawn=drawn,
+    )
