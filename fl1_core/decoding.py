@@ -39,7 +39,9 @@ class LatentGeneration:
     - ``texts``: decoded new text per row with special tokens kept;
     - ``latents``: per row, the fp32 vectors fed at its ``<|latent|>`` positions, [n_i, H];
     - ``latent_mask`` [B, T]: positions where a latent vector (not a token embedding) was fed;
-    - ``span_counts``: per row, the number of latents in each closed span;
+    - ``span_counts``: per row, the number of latents in each span, in order; a span still open when
+      ``max_new_tokens`` ran out is included, so ``sum(span_counts[i]) == len(latents[i])`` always holds
+      (:func:`fl1_core.tokens.count_latent_spans` on the text counts closed spans only);
     - ``forced_mask`` [B, T]: positions whose token was not sampled by the policy (``<|latent|>``, a budget-forced
       ``<|latent_end|>``, a forced initial ``<|latent_start|>``);
     - ``logprobs`` [B, T]: log-softmax(logits / temperature) of the emitted token at each step;
@@ -118,11 +120,14 @@ def generate_with_latents(
     eos_token_id: int | list[int] | None = None,
     return_logits: bool = False,
     tokenizer=None,
+    suppress_token_ids: list[int] | None = None,
 ) -> LatentGeneration:
     """Batched interleaved latent decoding (SPEC §4) from processor ``inputs`` (left-padded prompts).
 
     ``latent_config`` defaults to ``model.latent_config`` (budget: fixed → exactly ``max_latent_token``; loose →
     ``loose_cap`` or ``round(max_latent_token × loose_multiplier)``). ``seed`` makes sampling reproducible.
+    ``suppress_token_ids`` can never be sampled; by default the vision placeholders ``<|image_pad|>`` and
+    ``<|video_pad|>`` (a model that emitted one would make a teacher-forced replay read it as a vision slot).
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -140,6 +145,9 @@ def generate_with_latents(
     eos = _eos_ids(model, eos_token_id)
     pad_id = model.base.generation_config.pad_token_id
     pad_id = int(eos[0]) if pad_id is None else int(pad_id)
+    if suppress_token_ids is None:
+        suppress_token_ids = [model.config.image_token_id, model.config.video_token_id]
+    suppressed = torch.tensor(suppress_token_ids, dtype=torch.long, device=device)
     generator = None
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)
@@ -174,6 +182,8 @@ def generate_with_latents(
 
     for step in range(max_new_tokens):
         logits = model.base.lm_head(hidden)
+        if suppressed.numel():
+            logits = logits.index_fill(-1, suppressed, float("-inf"))
         token, logprobs = sample_next_token(
             logits, do_sample=do_sample, temperature=temperature, top_p=top_p, generator=generator
         )
@@ -233,7 +243,7 @@ def generate_with_latents(
         tok.decode(sequences[i, : int(lengths[i])].tolist(), skip_special_tokens=False) if tok is not None else ""
         for i in range(batch)
     ]
-    span_counts = [_span_counts(sequences[i, : int(lengths[i])], start_id, latent_id, end_id) for i in range(batch)]
+    span_counts = [span_counts_of(sequences[i, : int(lengths[i])].tolist(), start_id, latent_id, end_id) for i in range(batch)]
     return LatentGeneration(
         sequences=sequences,
         lengths=lengths,
@@ -247,10 +257,10 @@ def generate_with_latents(
     )
 
 
-def _span_counts(ids: torch.Tensor, start_id: int, latent_id: int, end_id: int) -> list[int]:
-    """Latents per closed span of a token sequence (same rule as :func:`fl1_core.tokens.count_latent_spans`)."""
+def span_counts_of(ids: list[int], start_id: int, latent_id: int, end_id: int) -> list[int]:
+    """Latents per span of a generated token sequence, a trailing span left open included."""
     counts, current = [], None
-    for t in ids.tolist():
+    for t in ids:
         if t == start_id:
             current = 0
         elif t == latent_id and current is not None:
@@ -258,7 +268,7 @@ def _span_counts(ids: torch.Tensor, start_id: int, latent_id: int, end_id: int) 
         elif t == end_id and current is not None:
             counts.append(current)
             current = None
-    return counts
+    return counts + [current] if current is not None else counts
 
 
 @dataclass
@@ -279,13 +289,15 @@ def replay(
     *,
     temperature: float = 1.0,
     replay_latents: bool = True,
+    suppress_token_ids: list[int] | None = None,
 ) -> ReplayOutput:
     """Recompute log-probs of ``generation`` in ONE pass over prompt + generated tokens.
 
     With ``replay_latents`` the recorded latent vectors are put back as input embeddings at the positions where
     decoding fed them, so every position sees exactly the context it was sampled in (equal to decoding up to
     float error). Without it (the release's behaviour) latent positions see the static ``<|latent|>`` embedding.
-    Gradients flow (call under ``torch.no_grad()`` for old/reference log-probs).
+    Gradients flow (call under ``torch.no_grad()`` for old/reference log-probs). ``suppress_token_ids`` must match
+    the decoding call (default: the vision placeholders), so log-probs are over the distribution that was sampled.
     """
     device = model.device
     prompt_ids = inputs["input_ids"].to(device)
@@ -323,6 +335,10 @@ def replay(
     )
     hidden = out.last_hidden_state[:, n_prompt - 1 : n_prompt - 1 + n_new]
     logits = model.base.lm_head(hidden).float()
+    if suppress_token_ids is None:
+        suppress_token_ids = [model.config.image_token_id, model.config.video_token_id]
+    if suppress_token_ids:
+        logits = logits.index_fill(-1, torch.tensor(suppress_token_ids, device=logits.device), float("-inf"))
     logprobs = F.log_softmax(logits / temperature, dim=-1).gather(-1, new_ids.unsqueeze(-1)).squeeze(-1)
     return ReplayOutput(logprobs=logprobs * new_mask, logits=logits, hidden_states=hidden, mask=new_mask)
 
@@ -334,4 +350,5 @@ __all__ = [
     "generate_with_latents",
     "replay",
     "sample_next_token",
+    "span_counts_of",
 ]

@@ -38,7 +38,9 @@ def test_greedy_without_latents_equals_hf_generate(tiny, request, which):
     inputs = request.getfixturevalue(which)
     assert inputs["attention_mask"].min() == 0, "prompts must have different lengths (left padding)"
     n = 24
-    ref = model.base.generate(**inputs, max_new_tokens=n, do_sample=False)[:, inputs["input_ids"].shape[1] :]
+    vision_placeholders = [model.config.image_token_id, model.config.video_token_id]  # never sampled by either
+    ref = model.base.generate(**inputs, max_new_tokens=n, do_sample=False, suppress_tokens=vision_placeholders)
+    ref = ref[:, inputs["input_ids"].shape[1] :]
     ours = generate_with_latents(model, inputs, max_new_tokens=n)
     assert not (ours.sequences == model.latent_config.latent_start_id).any(), "test needs a latent-free decode"
     width = ours.sequences.shape[1]
@@ -61,14 +63,16 @@ def test_replay_reproduces_the_decoding_logits_inside_and_after_spans(tiny, visi
     assert gen.latent_mask.any() and (mask & ~gen.latent_mask).any()
     with torch.no_grad():
         rep = replay(model, vision_inputs, gen, temperature=0.9)
-    diff = (rep.logits - gen.step_logits).abs().amax(-1)[mask]
+    finite = torch.isfinite(gen.step_logits)  # the suppressed vision placeholders are -inf in both
+    assert torch.equal(finite, torch.isfinite(rep.logits))
+    diff = (rep.logits - gen.step_logits).where(finite, torch.zeros(())).abs().amax(-1)[mask]
     assert diff.max() <= 1e-4, diff.max()
     torch.testing.assert_close(rep.logprobs[mask], gen.logprobs[mask], atol=1e-4, rtol=0)
     # positions after the first span depend on the fed vectors: without replay they differ
     with torch.no_grad():
         static = replay(model, vision_inputs, gen, temperature=0.9, replay_latents=False)
     after = mask & (torch.arange(mask.shape[1]) > 8)
-    assert (static.logits - gen.step_logits).abs().amax(-1)[after].max() > 1e-3
+    assert (static.logits - gen.step_logits).where(finite, torch.zeros(())).abs().amax(-1)[after].max() > 1e-3
 
 
 def test_fixed_budget_gives_exactly_max_latent_token_per_span(tiny, vision_inputs):
@@ -79,7 +83,8 @@ def test_fixed_budget_gives_exactly_max_latent_token_per_span(tiny, vision_input
         n_tokens = int((gen.sequences[i, : gen.lengths[i]] == model.latent_config.latent_token_id).sum())
         assert gen.latents[i].shape == (n_tokens, model.base.config.text_config.hidden_size)
         assert n_tokens == sum(counts) == int(gen.latent_mask[i].sum())
-        assert T.count_latent_spans(gen.texts[i]) == counts
+        closed = T.count_latent_spans(gen.texts[i])
+        assert counts[: len(closed)] == closed and len(counts) - len(closed) in (0, 1)  # + a span open at the end
         assert gen.texts[i].startswith(T.LATENT_START + T.LATENT_TOKEN * 5 + T.LATENT_END)
         assert gen.latents[i].dtype == torch.float32
 
@@ -144,6 +149,17 @@ def test_finished_rows_stop_and_pad(tiny, text_inputs):
     gen = generate_with_latents(prefers_eos, text_inputs, max_new_tokens=10)
     assert gen.lengths.tolist() == [1] * len(QUESTIONS) and gen.sequences.shape[1] == 1
     assert all(t.endswith(T.IM_END) for t in gen.texts)
+
+
+def test_vision_placeholders_are_never_sampled_and_open_spans_are_counted(tiny, text_inputs):
+    model, _ = tiny
+    prefers_pad = _model_that_prefers(model, model.config.image_token_id)
+    gen = generate_with_latents(prefers_pad, text_inputs, max_new_tokens=4)
+    assert not (gen.sequences == model.config.image_token_id).any()
+    cfg = model.latent_config.replace(force_initial_latent=True, budget_mode="fixed", max_latent_token=9)
+    cut = generate_with_latents(model, text_inputs, max_new_tokens=5, latent_config=cfg)  # span still open
+    assert cut.span_counts == [[4]] * len(QUESTIONS) and cut.num_latents == [4] * len(QUESTIONS)
+    assert all(T.count_latent_spans(t) == [] for t in cut.texts)
 
 
 def test_bad_arguments_are_rejected(tiny, text_inputs):

@@ -125,27 +125,6 @@ class RoundStats:
             self.judge_errors[k] = self.judge_errors.get(k, 0) + v
 
 
-def latent_spans(r: Response) -> list[int]:
-    """Latents per span of a response, including a trailing span left open when decoding hit ``max_new_tokens``
-    (decoding's ``span_counts`` lists closed spans only, while ``latents`` holds every fed vector)."""
-    counts = list(r.span_counts)
-    rest = int(r.latents.shape[0]) - sum(counts)
-    return counts + [rest] if rest > 0 else counts
-
-
-def _closed_spans(ids: list[int], start_id: int, latent_id: int, end_id: int) -> list[int]:
-    counts, current = [], None
-    for t in ids:
-        if t == start_id:
-            current = 0
-        elif t == latent_id and current is not None:
-            current += 1
-        elif t == end_id and current is not None:
-            counts.append(current)
-            current = None
-    return counts
-
-
 # ------------------------------------------------------------------------------------------------------ tensors
 def prepare_prompt(processor: Any, record: RLRecord, system_prompt: str = "interleaved") -> PromptTensors:
     """Process one RL record's prompt (frames + question) into unpadded tensors."""
@@ -226,19 +205,14 @@ def generate_group_round(
     pad_id: int,
     batch_rows: int | None = None,
     tokenizer: Any = None,
-    banned_ids: Sequence[int] = (),
 ) -> list[list[Response]]:
     """Sample ``group_size`` responses for every prompt; returns one list of responses per prompt (a group).
 
-    Rows are generated in chunks of ``batch_rows`` (default: all at once); chunk k uses seed ``seed + k``. A
-    response that emits one of ``banned_ids`` (the vision placeholders ``<|image_pad|>`` / ``<|video_pad|>``, which
-    a teacher-forced replay with pixels would take for vision slots) is cut just before it: what remains is exactly
-    what was sampled, so its replay is still exact. A trained model never emits them; a random one can.
+    Rows are generated in chunks of ``batch_rows`` (default: all at once); chunk k uses seed ``seed + k``.
+    ``generate_with_latents`` never samples the vision placeholders, so every response replays exactly.
     """
     rows = [p for p in prompts for _ in range(group_size)]
     chunk = batch_rows or len(rows)
-    banned = torch.tensor(sorted(set(banned_ids or ())), dtype=torch.long)
-    lat_id, start_id, end_id = latent_config.require_token_ids()
     out: list[Response] = []
     for k, start in enumerate(range(0, len(rows), chunk)):
         part = rows[start : start + chunk]
@@ -258,14 +232,6 @@ def generate_group_round(
         for i, p in enumerate(part):
             n = int(gen.lengths[i])
             text, spans, latents = gen.texts[i], list(gen.span_counts[i]), gen.latents[i].float().cpu()
-            if banned.numel():
-                hit = torch.isin(seqs[i, :n], banned).nonzero()
-                if hit.numel():  # cut before an emitted vision placeholder (replay would read it as a vision slot)
-                    n = int(hit[0, 0])
-                    ids = seqs[i, :n]
-                    text = tokenizer.decode(ids.tolist(), skip_special_tokens=False) if tokenizer is not None else ""
-                    spans = _closed_spans(ids.tolist(), start_id, lat_id, end_id)
-                    latents = latents[: int(gen.latent_mask[i, :n].sum())]
             g = (start + i) // group_size
             out.append(
                 Response(
@@ -332,7 +298,7 @@ def score_groups(
             r.r_ctr = float(c)
     if lambda_div != 0.0:
         for r in rows:
-            r.div_cos2 = temporal_diversity_cos2(r.latents, latent_spans(r))
+            r.div_cos2 = temporal_diversity_cos2(r.latents, r.span_counts)
     for r in rows:
         r.reward = float(
             combine_rewards(r.acc or 0.0, r.fmt, r.r_ctr, r.div_cos2, w_acc=w_acc, w_fmt=w_fmt,

@@ -242,9 +242,6 @@ class RLTrainer:
         self.device = model.device
         tok = getattr(processor, "tokenizer", processor)
         self.tokenizer = tok
-        vision_cfg = model.base.config
-        self.banned_ids = [int(i) for i in (getattr(vision_cfg, "image_token_id", None),
-                                            getattr(vision_cfg, "video_token_id", None)) if i is not None]
         self.pad_id = int(model.base.generation_config.pad_token_id if model.base.generation_config.pad_token_id
                           is not None else tok.pad_token_id)
         lc = model.latent_config
@@ -315,7 +312,6 @@ class RLTrainer:
                 * self.local_prompts, latent_config=self.latent_config, max_new_tokens=cfg.max_new_tokens,
                 temperature=cfg.temperature, top_p=cfg.top_p, seed=_mix_seed(cfg.seed, step, rnd, self.dist.rank),
                 pad_id=self.pad_id, batch_rows=cfg.rollout_batch_size, tokenizer=self.tokenizer,
-                banned_ids=self.banned_ids,
             )
             gen_tokens += sum(r.length for g in groups for r in g)
             s = score_groups(
