@@ -219,7 +219,7 @@ def latent_span_donuts(
         else:
             fig.add_trace(go.Pie(labels=list(BIN_LABELS.values()), values=values, hole=0.6, sort=False,
                                  direction="clockwise", marker={"colors": list(BIN_COLORS.values())},
-                                 texttemplate="%{percent:.0%}", name=label,
+                                 texttemplate=[("%{percent:.0%}" if v else "") for v in values], name=label,
                                  hovertemplate=f"{label}<br>%{{label}}: %{{value}} responses (%{{percent}})"
                                  "<extra></extra>"), row=1, col=col)
         mean = d.get(key)
