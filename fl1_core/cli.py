@@ -9,6 +9,7 @@
     fl1 sft --init CKPT --data sft.json --out DIR --mode latent|text   latent SFT / text-only SFT (accelerate-ready)
     fl1 rl --init CKPT --data rl.jsonl --out DIR --mode la-dapo   GRPO / DAPO / LA-DAPO (release|corrected preset)
     fl1 eval --benchmark futurebench --model CKPT --data FILE --out DIR     evaluate a checkpoint (resumable)
+    fl1 heldout --model NAME=CKPT … --data heldout_mcq.jsonl --out FILE.json   held-out MCQ accuracy (RL format)
     fl1 judge-serve [--port 8008]                local OpenAI-compatible judge (loopback only by default)
 """
 
@@ -177,6 +178,20 @@ def cmd_rl(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_heldout(args: argparse.Namespace) -> int:
+    from .rl.heldout import run_heldout_mcq
+
+    checkpoints = {}
+    for item in args.model:
+        name, sep, path = item.partition("=")
+        checkpoints[name if sep else Path(item).name] = path if sep else item
+    results = run_heldout_mcq(checkpoints, args.data, args.out, max_new_tokens=args.max_new_tokens,
+                              batch_size=args.batch_size)
+    for name, res in results.items():
+        print(f"{name}: accuracy {res['accuracy']:.3f} (format-valid {res['format_valid']:.3f}, n={res['n']})")
+    return 0
+
+
 def cmd_judge_serve(args: argparse.Namespace) -> int:
     from .evaluation.judge_server import FaultConfig, serve
 
@@ -267,6 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge-url", default=None, help="OpenAI-compatible base URL (else $FL1_JUDGE_BASE_URL)")
     p.add_argument("--judge-model", default=None, help="judge model name (else $FL1_JUDGE_MODEL)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("heldout", help="held-out MCQ accuracy of checkpoints, prompts built like RL rollouts")
+    p.add_argument("--model", nargs="+", required=True, metavar="[NAME=]CKPT", help="checkpoint directories")
+    p.add_argument("--data", required=True, help="RL-format JSONL with multiple-choice records (heldout_mcq.jsonl)")
+    p.add_argument("--out", default=None, help="JSON file for the results (responses go beside it)")
+    p.add_argument("--max-new-tokens", type=int, default=112)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=cmd_heldout)
 
     p = sub.add_parser("judge-serve", help="local OpenAI-compatible judge scoring world answers exactly")
     p.add_argument("--host", default="127.0.0.1")

@@ -38,3 +38,16 @@ def test_eval_twiffbench_with_the_local_judge(world, tmp_path):
     summary = json.loads((tmp_path / "tw" / "summary.json").read_text())
     scores = summary["scores"]
     assert scores["n_judged"] + scores["n_failed"] == scores["n"] > 0
+
+
+def test_heldout_names_checkpoints_and_writes_results(world, tmp_path, capsys):
+    assert main(["tiny", "--out", str(tmp_path / "tiny")]) == 0
+    out = tmp_path / "heldout.json"
+    args = ["heldout", "--model", f"init={tmp_path / 'tiny'}", str(tmp_path / "tiny"), "--data",
+            str(world / "heldout_mcq.jsonl"), "--out", str(out), "--max-new-tokens", "6"]
+    assert main(args) == 0
+    saved = json.loads(out.read_text())
+    assert set(saved) == {"init", "tiny", "data_path"}
+    assert saved["init"]["n"] == WorldConfig.small().heldout_mcq_size
+    assert saved["init"]["accuracy"] == saved["tiny"]["accuracy"]  # the same weights, greedy decoding
+    assert "init: accuracy" in capsys.readouterr().out

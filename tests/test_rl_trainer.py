@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import dataclasses
 from types import SimpleNamespace
 
@@ -244,9 +245,17 @@ def test_one_update_changes_weights_and_lowers_the_loss(tiny, world, tmp_path, g
     w0 = [p.detach().clone() for p in tr.params]
     metrics = tr.update(batch, step=0)
     assert metrics["optimizer_steps"] == 1
+    assert 0.0 < metrics["entropy"] < math.log(tr.model.base.config.text_config.vocab_size)  # finite, not NaN
     assert any(not torch.equal(a, p) for a, p in zip(w0, tr.params))
     after = tr.loss_and_backward(batch, idx, num_tokens=n, num_seqs=len(idx), backward=False)["loss"]
     assert after < before, (before, after)
+
+
+def test_entropy_ignores_suppressed_tokens():
+    from fl1_core.rl.trainer import _entropy
+
+    z = torch.tensor([[0.0, 0.0, float("-inf"), float("-inf")], [5.0, float("-inf"), 5.0, 5.0]])
+    assert torch.allclose(_entropy(z), torch.tensor([math.log(2), math.log(3)]))
 
 
 @pytest.mark.parametrize("agg", ["token", "seq"])

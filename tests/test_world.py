@@ -20,7 +20,8 @@ from fl1_core.tokens import IMAGE_PLACEHOLDER, MCQ_INSTRUCTION
 
 log = logging.getLogger(__name__)
 
-SMALL = dict(num_train_clips=8, num_test_clips=6, rl_size=10, futurebench_size=16, twiffbench_size=8)
+SMALL = dict(num_train_clips=8, num_test_clips=6, rl_size=10, heldout_mcq_size=12, futurebench_size=16,
+             twiffbench_size=8)
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -40,6 +41,7 @@ def _load(root: Path) -> dict:
         "sft": json.loads((root / "sft.json").read_text()),
         "rl": [json.loads(line) for line in (root / "rl.jsonl").read_text().splitlines()],
         "fb": [json.loads(line) for line in (root / "futurebench.jsonl").read_text().splitlines()],
+        "heldout": [json.loads(line) for line in (root / "heldout_mcq.jsonl").read_text().splitlines()],
         "tw": pq.read_table(root / "twiffbench/test-00000-of-00001.parquet").to_pylist(),
     }
 
@@ -130,7 +132,7 @@ def test_marker_counts_and_pool_indices(world):
         assert r["reasoning_image"] == sorted(set(r["reasoning_image"]))
         assert (r["answer"] in "ABCD") == (r["meta"]["format"] == "mcq")
         assert (MCQ_INSTRUCTION in human) == (r["meta"]["format"] == "mcq")
-    for r in data["rl"]:
+    for r in data["rl"] + data["heldout"]:
         assert len(r["conversations"]) == 1 and r["conversations"][0]["from"] == "human"
         assert r["conversations"][0]["value"].count(IMAGE_PLACEHOLDER) == len(r["image"])
         assert all(1 <= i <= 8 for i in r["image"])
@@ -148,7 +150,7 @@ def test_marker_counts_and_pool_indices(world):
 def test_observed_frames_precede_asked_events(world):
     _, data = world
     pool = data["manifest"]["pool"]
-    for r in data["sft"] + data["rl"] + data["fb"]:
+    for r in data["sft"] + data["rl"] + data["heldout"] + data["fb"]:
         row = data["events"][_clip_of(r)]
         ev = row["events"]
         image = r.get("image") or row["observed_images"]
@@ -174,12 +176,13 @@ def test_train_test_clips_disjoint(world):
     _, data = world
     split = {cid: r["split"] for cid, r in data["events"].items()}
     train = {_clip_of(r) for r in data["sft"] + data["rl"]}
-    test = {_clip_of(r) for r in data["fb"]} | {json.loads(r["meta_data"])["clip_id"] for r in data["tw"]}
+    test = {_clip_of(r) for r in data["fb"] + data["heldout"]}
+    test |= {json.loads(r["meta_data"])["clip_id"] for r in data["tw"]}
     assert train and test and not (train & test)
     assert all(split[c] == "train" for c in train) and all(split[c] == "test" for c in test)
     for item in data["fb"]:
         assert item["video_path"] == data["events"][_clip_of(item)]["prefix_video"]
-    for r in data["sft"] + data["rl"]:
+    for r in data["sft"] + data["rl"] + data["heldout"]:
         assert r["video"] == data["events"][_clip_of(r)]["video"]
 
 
@@ -202,7 +205,10 @@ def test_mcq_answers_are_true_events(world):
         else:  # interpolation: the stated later event follows the asked-about ones
             assert ev[item["meta"]["chain_event_indices"][-1]]["text"] in qa["Question"]
             assert item["meta"]["answer_event_indices"] == list(range(n_obs, item["meta"]["chain_event_indices"][-1]))
-    for r in data["rl"]:
+    assert len(data["heldout"]) == SMALL["heldout_mcq_size"]
+    assert all(r["problem_type"] == "multiple choice" for r in data["heldout"])
+    assert len({(_clip_of(r), r["meta"]["question_kind"]) for r in data["heldout"]}) > 1
+    for r in data["rl"] + data["heldout"]:
         ev = data["events"][_clip_of(r)]["events"]
         truth = ", then ".join(ev[i]["text"] for i in r["meta"]["answer_event_indices"])
         value = r["conversations"][0]["value"]
@@ -288,6 +294,7 @@ def test_default_sizes(tmp_path):
     assert c["train_clips"] == cfg.num_train_clips and c["test_clips"] == cfg.num_test_clips
     assert c["sft"] == cfg.num_train_clips * cfg.sft_per_clip
     assert c["rl"] == cfg.rl_size and c["twiffbench"] == cfg.twiffbench_size
+    assert c["heldout_mcq"] == cfg.heldout_mcq_size and len(c["heldout_mcq_kinds"]) == 9  # every question kind
     assert c["futurebench"] == {"hop1": 18, "hop2": 21, "hop3": 24, "hop5": 57}
     assert max(c["futurebench_answers"].values()) - min(c["futurebench_answers"].values()) <= 2
     assert 0.15 < 1 - c["sft_needs_vision"] / c["sft"] < 0.5  # a real share of text-solvable questions

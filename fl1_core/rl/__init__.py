@@ -6,7 +6,8 @@ scaling.
 - :mod:`~fl1_core.rl.accuracy` — rule check + LLM-judge fallback;
 - :mod:`~fl1_core.rl.rollout` — rollouts with latent recording, rewards, dynamic sampling with refill rounds;
 - :mod:`~fl1_core.rl.trainer` — the update step and the loop with checkpoint/resume (``train_rl``, ``run_rl``);
-- :mod:`~fl1_core.rl.scaling` — ``rl_data_scaling``.
+- :mod:`~fl1_core.rl.scaling` — ``rl_data_scaling``;
+- :mod:`~fl1_core.rl.heldout` — held-out MCQ accuracy in the RL prompt format (``evaluate_heldout_mcq``).
 """
 
 from fl1_core.rl.advantages import dynamic_sampling_keep, group_advantages
@@ -26,6 +27,8 @@ __all__ = [
     "rule_correct",
     "dynamic_sampling_rounds",
     "SamplingResult",
+    "evaluate_heldout_mcq",
+    "run_heldout_mcq",
 ]
 
 _LAZY = {
@@ -41,6 +44,8 @@ _LAZY = {
     "rule_correct": "fl1_core.rl.accuracy",
     "dynamic_sampling_rounds": "fl1_core.rl.rollout",
     "SamplingResult": "fl1_core.rl.rollout",
+    "evaluate_heldout_mcq": "fl1_core.rl.heldout",
+    "run_heldout_mcq": "fl1_core.rl.heldout",
 }
 
 

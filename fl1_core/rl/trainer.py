@@ -197,9 +197,9 @@ class _Dist:
 
 
 def _entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Per-position entropy H = logsumexp(z) − Σ softmax(z)·z of logits [..., V]."""
-    logp = F.log_softmax(logits.float(), dim=-1)
-    return -(logp.exp() * logp).sum(-1)
+    """Per-position entropy H = −Σ_v p_v log p_v, p = softmax(z), of logits [..., V]; suppressed tokens (z = −inf,
+    p = 0) add 0 (``torch.special.entr``), not NaN."""
+    return torch.special.entr(F.softmax(logits.float(), dim=-1)).sum(-1)
 
 
 # ------------------------------------------------------------------------------------------------------ trainer

@@ -23,6 +23,7 @@ class WorldConfig:
     sft_text_priority: float = 0.9  # P(a clip's SFT questions include a text-solvable kind when it has one)
     rl_size: int = 100
     rl_mcq_fraction: float = 0.5
+    heldout_mcq_size: int = 200  # RL-format MCQ over test clips: held-out accuracy of SFT / RL
     futurebench_size: int = 120
     futurebench_weights: tuple[float, float, float, float] = (0.15, 0.175, 0.20, 0.47)  # hop1, hop2, hop3, hop5
     twiffbench_size: int = 60
@@ -89,7 +90,7 @@ class WorldConfig:
     def small(cls, **overrides: Any) -> "WorldConfig":
         """A tiny world for tests and smoke runs."""
         base: dict[str, Any] = dict(
-            num_train_clips=8, num_test_clips=6, rl_size=8, futurebench_size=12, twiffbench_size=6
+            num_train_clips=8, num_test_clips=6, rl_size=8, heldout_mcq_size=8, futurebench_size=12, twiffbench_size=6
         )
         base.update(overrides)
         return cls(**base)

@@ -8,6 +8,7 @@ Layout (all paths relative to ``out_dir``)::
     events.jsonl                                 one line per clip: objects (with tracks), scene, events, cutoff
     sft.json                                     TwiFF SFT records (train clips)
     rl.jsonl                                     RL records (train clips)
+    heldout_mcq.jsonl                            RL-format MCQ records over test clips (held-out accuracy)
     futurebench.jsonl                            FutureBench-style MCQ (test clips; hop1/hop2/hop3/hop5)
     twiffbench/test-00000-of-00001.parquet       TwiFF-Bench-style open-ended rows (test clips)
 
@@ -50,9 +51,10 @@ from .render import png_bytes, render_clip, write_mp4
 
 log = logging.getLogger(__name__)
 
-_STREAM_CLIPS, _STREAM_SFT, _STREAM_RL, _STREAM_FB, _STREAM_TWIFF = range(5)
+_STREAM_CLIPS, _STREAM_SFT, _STREAM_RL, _STREAM_FB, _STREAM_TWIFF, _STREAM_HELDOUT = range(6)
 FB_TYPES = ("hop1", "hop2", "hop3", "hop5")
 TWIFF_PARQUET = "twiffbench/test-00000-of-00001.parquet"
+HELDOUT_MCQ = "heldout_mcq.jsonl"
 
 
 # ------------------------------------------------------------------------------------------------------------ io utils
@@ -203,20 +205,20 @@ def make_sft(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dict[str, A
     return records
 
 
-def make_rl(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dict[str, Any]]:
-    """``rl_size`` RL records from train clips (MCQ with letter answers or free-form with event answers)."""
-    train = [c for c in clips if c.split == "train"]
-    rng = _rng(seed, _STREAM_RL)
-    letters = LetterBalancer(rng, cfg.rl_size)
+def _rl_records(
+    clips: list[Clip], rng: np.random.Generator, size: int, mcq_fraction: float, id_prefix: str
+) -> list[dict[str, Any]]:
+    """``size`` RL-format records (MCQ with letter answers, or free-form with one-event answers) from ``clips``."""
+    letters = LetterBalancer(rng, size)
     records: list[dict[str, Any]] = []
     used: set[tuple[str, str]] = set()
-    for _ in range(10):  # passes over the train clips
+    for _ in range(10):  # passes over the clips
         progress = False
-        for ci in rng.permutation(len(train)):
-            if len(records) >= cfg.rl_size:
+        for ci in rng.permutation(len(clips)):
+            if len(records) >= size:
                 return records
-            c = train[int(ci)]
-            mcq = rng.random() < cfg.rl_mcq_fraction
+            c = clips[int(ci)]
+            mcq = rng.random() < mcq_fraction
             qs = [
                 q
                 for q in candidates(c, rng)
@@ -225,18 +227,31 @@ def make_rl(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dict[str, An
             if not qs:
                 continue
             q = qs[int(rng.integers(0, len(qs)))]
-            rec = rl_record(c, q, f"world-rl-{len(records):05d}", rng, letters.next() if mcq else None)
+            rec = rl_record(c, q, f"{id_prefix}-{len(records):05d}", rng, letters.next() if mcq else None)
             if rec is None and len(q.answer_events) == 1:
-                rec = rl_record(c, q, f"world-rl-{len(records):05d}", rng, None)
+                rec = rl_record(c, q, f"{id_prefix}-{len(records):05d}", rng, None)
             if rec is not None:
                 records.append(rec)
                 used.add((c.clip_id, q.text))
                 progress = True
         if not progress:
             break
-    if len(records) < cfg.rl_size:
-        log.warning("only %d RL records (asked for %d)", len(records), cfg.rl_size)
+    if len(records) < size:
+        log.warning("only %d %s records (asked for %d)", len(records), id_prefix, size)
     return records
+
+
+def make_rl(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dict[str, Any]]:
+    """``rl_size`` RL records from train clips (MCQ with letter answers or free-form with event answers)."""
+    train = [c for c in clips if c.split == "train"]
+    return _rl_records(train, _rng(seed, _STREAM_RL), cfg.rl_size, cfg.rl_mcq_fraction, "world-rl")
+
+
+def make_heldout_mcq(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dict[str, Any]]:
+    """``heldout_mcq_size`` RL-format MCQ records over TEST clips, every question kind (text-solvable ones
+    included), question frames as images: the held-out accuracy of the SFT and RL stages in the RL prompt format."""
+    test = [c for c in clips if c.split == "test"]
+    return _rl_records(test, _rng(seed, _STREAM_HELDOUT), cfg.heldout_mcq_size, 1.0, "world-heldout")
 
 
 def make_futurebench(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dict[str, Any]]:
@@ -331,13 +346,15 @@ def generate_world(out_dir: str | os.PathLike, seed: int = 0, config: WorldConfi
     _write_bytes(out / "sft.json", _json_bytes(sft, indent=1))
     rl = make_rl(clips, seed, cfg)
     _write_bytes(out / "rl.jsonl", _jsonl_bytes(rl))
+    heldout = make_heldout_mcq(clips, seed, cfg)
+    _write_bytes(out / HELDOUT_MCQ, _jsonl_bytes(heldout))
     fb = make_futurebench(clips, seed, cfg)
     _write_bytes(out / "futurebench.jsonl", _jsonl_bytes(fb))
     tw = make_twiffbench(clips, seed, cfg)
     _write_bytes(out / TWIFF_PARQUET, _parquet_bytes(tw))
 
     files = [c.video for c in clips] + [c.prefix_video for c in clips if c.prefix_video]
-    files += ["events.jsonl", "sft.json", "rl.jsonl", "futurebench.jsonl", TWIFF_PARQUET]
+    files += ["events.jsonl", "sft.json", "rl.jsonl", HELDOUT_MCQ, "futurebench.jsonl", TWIFF_PARQUET]
     n_events = Counter(len(c.sim.events) for c in clips)
     manifest: dict[str, Any] = {
         "generator": GENERATOR_VERSION,
@@ -356,6 +373,8 @@ def generate_world(out_dir: str | os.PathLike, seed: int = 0, config: WorldConfi
             "rl": len(rl),
             "rl_problem_types": dict(sorted(Counter(r["problem_type"] for r in rl).items())),
             "rl_kinds": dict(sorted(Counter(r["meta"]["question_kind"] for r in rl).items())),
+            "heldout_mcq": len(heldout),
+            "heldout_mcq_kinds": dict(sorted(Counter(r["meta"]["question_kind"] for r in heldout).items())),
             "futurebench": {t: sum(i["question_type"] == t for i in fb) for t in FB_TYPES},
             "futurebench_answers": dict(sorted(Counter(i["qa"]["Answer"] for i in fb).items())),
             "twiffbench": len(tw),

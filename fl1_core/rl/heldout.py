@@ -1,0 +1,146 @@
+"""Held-out MCQ accuracy in the RL prompt format: the yardstick of "did RL help over the SFT checkpoint".
+
+Greedy interleaved decoding (:func:`fl1_core.decoding.generate_with_latents`, ``do_sample=False``) of every record's
+prompt, built exactly like an RL rollout prompt (:func:`fl1_core.rl.rollout.prepare_prompt`), scored by the RL rule
+check (:func:`fl1_core.rl.accuracy.rule_correct`: the strict option letter of the last ``<answer>`` span):
+
+    accuracy = (1/N) · Σ_i 1[strict_letter(response_i) = answer_i]
+
+On the world the records are ``heldout_mcq.jsonl`` (test clips, every question kind); on real data any RL-format
+MCQ file whose videos were not trained on. A response without a strict letter counts as wrong (``format_valid``
+reports how many had one).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from fl1_core.config import LatentConfig
+from fl1_core.data.formats import RLRecord
+from fl1_core.decoding import generate_with_latents
+from fl1_core.evaluation import extract_answer_letter
+from fl1_core.rl.accuracy import rule_correct
+from fl1_core.rl.rollout import collate_prompts, prepare_prompt
+
+__all__ = ["evaluate_heldout_mcq", "question_kinds", "run_heldout_mcq"]
+
+log = logging.getLogger(__name__)
+
+
+def question_kinds(path: str | os.PathLike) -> dict[str, str]:
+    """``{record id: meta.question_kind}`` of an RL-format jsonl file (records without one are left out)."""
+    out: dict[str, str] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                kind = (row.get("meta") or {}).get("question_kind")
+                if kind is not None and "id" in row:
+                    out[str(row["id"])] = str(kind)
+    return out
+
+
+@torch.no_grad()
+def evaluate_heldout_mcq(
+    model: Any,
+    processor: Any,
+    records: Sequence[RLRecord],
+    *,
+    max_new_tokens: int = 112,
+    batch_size: int = 32,
+    latent_config: LatentConfig | None = None,
+    system_prompt: str = "interleaved",
+    kinds: Mapping[str, str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Greedy accuracy of ``model`` on multiple-choice RL records.
+
+    Returns ``{"n", "accuracy", "format_valid", "by_kind": {kind: {"n", "accuracy"}}, "rows": [{"id", "kind",
+    "answer", "pred", "correct", "text"}]}``; ``kind`` is ``kinds[record.id]`` (see :func:`question_kinds`), else ``"all"``.
+    """
+    mcq = [r for r in records if r.is_multiple_choice]
+    if not mcq:
+        raise ValueError("evaluate_heldout_mcq needs at least one multiple-choice record")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    was_training = model.training
+    model.eval()
+    tok = processor.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(total=len(mcq), desc="held-out MCQ", disable=not progress, leave=False)
+    try:
+        for start in range(0, len(mcq), batch_size):
+            part = mcq[start : start + batch_size]
+            inputs = collate_prompts([prepare_prompt(processor, r, system_prompt) for r in part], pad_id)
+            gen = generate_with_latents(model, inputs, max_new_tokens=max_new_tokens, latent_config=latent_config,
+                                        do_sample=False, tokenizer=tok)
+            for rec, text in zip(part, gen.texts):
+                rows.append({
+                    "id": rec.id,
+                    "kind": str((kinds or {}).get(rec.id, "all")),
+                    "answer": rec.answer,
+                    "pred": extract_answer_letter(text, mode="strict"),
+                    "correct": bool(rule_correct(text, rec)),
+                    "text": text,
+                })
+            bar.update(len(part))
+    finally:
+        bar.close()
+        model.train(was_training)
+    by_kind: dict[str, list[bool]] = defaultdict(list)
+    for r in rows:
+        by_kind[r["kind"]].append(r["correct"])
+    n = len(rows)
+    return {
+        "n": n,
+        "accuracy": sum(r["correct"] for r in rows) / n,
+        "format_valid": sum(bool(r["pred"]) for r in rows) / n,
+        "by_kind": {k: {"n": len(v), "accuracy": sum(v) / len(v)} for k, v in sorted(by_kind.items())},
+        "rows": rows,
+    }
+
+
+def run_heldout_mcq(
+    checkpoints: Mapping[str, str | os.PathLike],
+    data_path: str | os.PathLike,
+    out_path: str | os.PathLike | None = None,
+    **kwargs: Any,
+) -> dict[str, dict[str, Any]]:
+    """Load each named checkpoint and :func:`evaluate_heldout_mcq` it on the MCQ records of ``data_path``.
+
+    Returns ``{name: result}``; with ``out_path`` also writes it (atomically) as JSON, and each model's responses
+    to ``<out_path stem>.<name>.jsonl`` beside it. ``kwargs`` go to :func:`evaluate_heldout_mcq`.
+    """
+    from fl1_core.data.formats import load_rl_records
+    from fl1_core.model import load_future_l1
+    from fl1_core.runs import atomic_write_json, write_jsonl
+
+    loaded = load_rl_records(data_path, on_error="skip")
+    if loaded.rejects:
+        log.warning("%d held-out record(s) rejected (first: %s)", len(loaded.rejects), loaded.rejects[0].reason)
+    kinds = question_kinds(data_path)
+    results: dict[str, dict[str, Any]] = {}
+    for name, ckpt in checkpoints.items():
+        model, processor = load_future_l1(ckpt)
+        res = evaluate_heldout_mcq(model, processor, loaded.records, kinds=kinds, **kwargs)
+        log.info("held-out MCQ %s: accuracy %.3f (format-valid %.3f, n=%d)", name, res["accuracy"],
+                 res["format_valid"], res["n"])
+        results[name] = {**res, "checkpoint": str(ckpt)}
+        del model
+    if out_path is not None:
+        out = Path(out_path)
+        for name, res in results.items():
+            write_jsonl(out.with_name(f"{out.stem}.{name}.jsonl"), res["rows"])
+        atomic_write_json(out, {name: {k: v for k, v in res.items() if k != "rows"} for name, res in results.items()}
+                          | {"data_path": str(data_path)})
+    return results

@@ -1,0 +1,99 @@
+"""Held-out MCQ accuracy (fl1_core.rl.heldout): scoring, per-kind breakdown, determinism, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fl1_core.data.formats import load_rl_records
+from fl1_core.data.world import WorldConfig, generate_world
+from fl1_core.rl import heldout as heldout_mod
+from fl1_core.rl.heldout import evaluate_heldout_mcq, question_kinds, run_heldout_mcq
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("heldout_world")
+    generate_world(root, seed=0, config=WorldConfig.small(heldout_mcq_size=10))
+    return root
+
+
+def _records(root):
+    return list(load_rl_records(root / "heldout_mcq.jsonl").records)
+
+
+def test_question_kinds_reads_meta(small_world):
+    kinds = question_kinds(small_world / "heldout_mcq.jsonl")
+    rows = [json.loads(line) for line in (small_world / "heldout_mcq.jsonl").read_text().splitlines()]
+    assert kinds == {r["id"]: r["meta"]["question_kind"] for r in rows}
+
+
+def test_accuracy_counts_rule_correct_letters(small_world, tiny, monkeypatch):
+    """With scripted responses, accuracy / format-valid / per-kind numbers follow the strict-letter rule exactly."""
+    model, processor = tiny
+    records = _records(small_world)
+    kinds = question_kinds(small_world / "heldout_mcq.jsonl")
+    wrong = {"A": "B", "B": "C", "C": "D", "D": "A"}
+    # record i: correct letter for i % 3 == 0, a wrong letter for i % 3 == 1, no answer span for i % 3 == 2
+    scripted = []
+    for i, r in enumerate(records):
+        if i % 3 == 0:
+            scripted.append(f"<reason>x</reason>\n<answer>{r.answer}</answer>")
+        elif i % 3 == 1:
+            scripted.append(f"<reason>x</reason>\n<answer>{wrong[r.answer]}</answer>")
+        else:
+            scripted.append(f"<reason>the answer is {r.answer}</reason>")
+    calls = []
+
+    def fake_generate(model_, inputs, **kw):
+        start = sum(calls)
+        n = int(inputs["input_ids"].shape[0])
+        calls.append(n)
+        assert kw["do_sample"] is False
+        return type("Gen", (), {"texts": scripted[start : start + n]})()
+
+    monkeypatch.setattr(heldout_mod, "generate_with_latents", fake_generate)
+    res = evaluate_heldout_mcq(model, processor, records, kinds=kinds, batch_size=4, progress=False)
+    n = len(records)
+    assert calls == [4, 4, 2] and res["n"] == n
+    assert res["accuracy"] == pytest.approx(sum(i % 3 == 0 for i in range(n)) / n)
+    assert res["format_valid"] == pytest.approx(sum(i % 3 != 2 for i in range(n)) / n)
+    assert sum(v["n"] for v in res["by_kind"].values()) == n
+    for kind, v in res["by_kind"].items():
+        idx = [i for i, r in enumerate(records) if kinds[r.id] == kind]
+        assert v["accuracy"] == pytest.approx(sum(i % 3 == 0 for i in idx) / len(idx))
+    assert [row["correct"] for row in res["rows"]] == [i % 3 == 0 for i in range(n)]
+
+
+def test_real_greedy_decoding_is_deterministic_and_consistent(small_world, tiny):
+    model, processor = tiny
+    records = _records(small_world)[:4]
+    a = evaluate_heldout_mcq(model, processor, records, max_new_tokens=12, batch_size=3, progress=False)
+    b = evaluate_heldout_mcq(model, processor, records, max_new_tokens=12, batch_size=4, progress=False)
+    assert [r["text"] for r in a["rows"]] == [r["text"] for r in b["rows"]]
+    assert a["accuracy"] == sum(r["correct"] for r in a["rows"]) / 4
+    assert set(a["by_kind"]) == {"all"}  # no kinds given
+
+
+def test_rejects_bad_input(small_world, tiny):
+    model, processor = tiny
+    free = [r for r in load_rl_records(small_world / "rl.jsonl").records if not r.is_multiple_choice]
+    with pytest.raises(ValueError, match="multiple-choice"):
+        evaluate_heldout_mcq(model, processor, free, progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate_heldout_mcq(model, processor, _records(small_world), batch_size=0, progress=False)
+
+
+def test_run_heldout_writes_results(small_world, tiny, tmp_path):
+    from fl1_core.model import save_future_l1
+
+    model, processor = tiny
+    save_future_l1(model, processor, tmp_path / "ckpt")
+    out = tmp_path / "heldout.json"
+    res = run_heldout_mcq({"sft": tmp_path / "ckpt"}, small_world / "heldout_mcq.jsonl", out, max_new_tokens=8,
+                          progress=False)
+    saved = json.loads(out.read_text())
+    assert saved["sft"]["accuracy"] == res["sft"]["accuracy"] and saved["sft"]["n"] == 10
+    rows = (tmp_path / "heldout.sft.jsonl").read_text().splitlines()
+    assert len(rows) == 10 and json.loads(rows[0])["id"] == res["sft"]["rows"][0]["id"]
