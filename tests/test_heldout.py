@@ -91,9 +91,11 @@ def test_run_heldout_writes_results(small_world, tiny, tmp_path):
     model, processor = tiny
     save_future_l1(model, processor, tmp_path / "ckpt")
     out = tmp_path / "heldout.json"
-    res = run_heldout_mcq({"sft": tmp_path / "ckpt"}, small_world / "heldout_mcq.jsonl", out, max_new_tokens=8,
-                          progress=False)
+    res = run_heldout_mcq({"sft": tmp_path / "ckpt", "SFT (init)/x": tmp_path / "ckpt"},
+                          small_world / "heldout_mcq.jsonl", out, max_new_tokens=8, progress=False)
     saved = json.loads(out.read_text())
     assert saved["sft"]["accuracy"] == res["sft"]["accuracy"] and saved["sft"]["n"] == 10
     rows = (tmp_path / "heldout.sft.jsonl").read_text().splitlines()
     assert len(rows) == 10 and json.loads(rows[0])["id"] == res["sft"]["rows"][0]["id"]
+    assert (tmp_path / "heldout.SFT_init_x.jsonl").exists()  # names are made file-safe
+    assert saved["SFT (init)/x"]["accuracy"] == saved["sft"]["accuracy"]

@@ -17,6 +17,7 @@ from collections import defaultdict
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,8 @@ def run_heldout_mcq(
     """Load each named checkpoint and :func:`evaluate_heldout_mcq` it on the MCQ records of ``data_path``.
 
     Returns ``{name: result}``; with ``out_path`` also writes it (atomically) as JSON, and each model's responses
-    to ``<out_path stem>.<name>.jsonl`` beside it. ``kwargs`` go to :func:`evaluate_heldout_mcq`.
+    to ``<out_path stem>.<name>.jsonl`` beside it (characters other than letters, digits, ``_.-`` in the name
+    become ``_``). ``kwargs`` go to :func:`evaluate_heldout_mcq`.
     """
     from fl1_core.data.formats import load_rl_records
     from fl1_core.model import load_future_l1
@@ -140,7 +142,7 @@ def run_heldout_mcq(
     if out_path is not None:
         out = Path(out_path)
         for name, res in results.items():
-            write_jsonl(out.with_name(f"{out.stem}.{name}.jsonl"), res["rows"])
+            write_jsonl(out.with_name(f"{out.stem}.{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.jsonl"), res["rows"])
         atomic_write_json(out, {name: {k: v for k, v in res.items() if k != "rows"} for name, res in results.items()}
                           | {"data_path": str(data_path)})
     return results
