@@ -60,6 +60,7 @@ def test_accuracy_counts_rule_correct_letters(small_world, tiny, monkeypatch):
     assert res["accuracy"] == pytest.approx(sum(i % 3 == 0 for i in range(n)) / n)
     assert res["format_valid"] == pytest.approx(sum(i % 3 != 2 for i in range(n)) / n)
     assert sum(v["n"] for v in res["by_kind"].values()) == n
+    assert res["letters"]["none"] == sum(i % 3 == 2 for i in range(n)) and sum(res["letters"].values()) == n
     for kind, v in res["by_kind"].items():
         idx = [i for i, r in enumerate(records) if kinds[r.id] == kind]
         assert v["accuracy"] == pytest.approx(sum(i % 3 == 0 for i in idx) / len(idx))

@@ -13,7 +13,7 @@ reports how many had one).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 import json
 import logging
 import os
@@ -65,7 +65,7 @@ def evaluate_heldout_mcq(
 ) -> dict[str, Any]:
     """Greedy accuracy of ``model`` on multiple-choice RL records.
 
-    Returns ``{"n", "accuracy", "format_valid", "by_kind": {kind: {"n", "accuracy"}}, "rows": [{"id", "kind",
+    Returns ``{"n", "accuracy", "format_valid", "letters": {letter or "none": count}, "by_kind": {kind: {"n", "accuracy"}}, "rows": [{"id", "kind",
     "answer", "pred", "correct", "text"}]}``; ``kind`` is ``kinds[record.id]`` (see :func:`question_kinds`), else ``"all"``.
     """
     mcq = [r for r in records if r.is_multiple_choice]
@@ -106,6 +106,7 @@ def evaluate_heldout_mcq(
         "n": n,
         "accuracy": sum(r["correct"] for r in rows) / n,
         "format_valid": sum(bool(r["pred"]) for r in rows) / n,
+        "letters": dict(sorted(Counter(r["pred"] or "none" for r in rows).items())),
         "by_kind": {k: {"n": len(v), "accuracy": sum(v) / len(v)} for k, v in sorted(by_kind.items())},
         "rows": rows,
     }
