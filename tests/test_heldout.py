@@ -23,10 +23,13 @@ def _records(root):
     return list(load_rl_records(root / "heldout_mcq.jsonl").records)
 
 
-def test_question_kinds_reads_meta(small_world):
+def test_question_kinds_reads_meta(small_world, tmp_path):
     kinds = question_kinds(small_world / "heldout_mcq.jsonl")
     rows = [json.loads(line) for line in (small_world / "heldout_mcq.jsonl").read_text().splitlines()]
     assert kinds == {r["id"]: r["meta"]["question_kind"] for r in rows}
+    as_list = tmp_path / "heldout.json"
+    as_list.write_text(json.dumps(rows[:3] + [{"id": "no-meta"}]))
+    assert question_kinds(as_list) == {r["id"]: r["meta"]["question_kind"] for r in rows[:3]}
 
 
 def test_accuracy_counts_rule_correct_letters(small_world, tiny, monkeypatch):

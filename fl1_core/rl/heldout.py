@@ -13,11 +13,11 @@ reports how many had one).
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 import json
 import logging
 import os
 import re
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,16 +38,12 @@ log = logging.getLogger(__name__)
 
 
 def question_kinds(path: str | os.PathLike) -> dict[str, str]:
-    """``{record id: meta.question_kind}`` of an RL-format jsonl file (records without one are left out)."""
-    out: dict[str, str] = {}
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                row = json.loads(line)
-                kind = (row.get("meta") or {}).get("question_kind")
-                if kind is not None and "id" in row:
-                    out[str(row["id"])] = str(kind)
-    return out
+    """``{record id: meta.question_kind}`` of an RL-format ``.jsonl`` (or ``.json`` list) file; records without a
+    kind are left out."""
+    text = Path(path).read_text(encoding="utf-8")
+    rows = json.loads(text) if str(path).endswith(".json") else [json.loads(x) for x in text.splitlines() if x.strip()]
+    return {str(r["id"]): str(r["meta"]["question_kind"]) for r in rows
+            if "id" in r and (r.get("meta") or {}).get("question_kind") is not None}
 
 
 @torch.no_grad()
