@@ -184,7 +184,10 @@ def cmd_heldout(args: argparse.Namespace) -> int:
     checkpoints = {}
     for item in args.model:
         name, sep, path = item.partition("=")
-        checkpoints[name if sep else Path(item).name] = path if sep else item
+        name, path = (name, path) if sep else (Path(item).name, item)
+        if name in checkpoints:
+            raise SystemExit(f"fl1 heldout: two checkpoints named {name!r}; name them with NAME=CKPT")
+        checkpoints[name] = path
     results = run_heldout_mcq(checkpoints, args.data, args.out, max_new_tokens=args.max_new_tokens,
                               batch_size=args.batch_size)
     for name, res in results.items():

@@ -51,3 +51,6 @@ def test_heldout_names_checkpoints_and_writes_results(world, tmp_path, capsys):
     assert saved["init"]["n"] == WorldConfig.small().heldout_mcq_size
     assert saved["init"]["accuracy"] == saved["tiny"]["accuracy"]  # the same weights, greedy decoding
     assert "init: accuracy" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="two checkpoints named 'tiny'"):
+        main(["heldout", "--model", str(tmp_path / "tiny"), f"tiny={tmp_path / 'tiny'}", "--data",
+              str(world / "heldout_mcq.jsonl")])
