@@ -65,7 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         result = run_workbook(
             args.run_id, runs_root=args.runs_root, parameters=_parse_params(args.param),
-            notebooks=args.notebooks or None, resume=not args.no_resume,
+            notebooks=args.notebooks or None, resume=not args.no_resume, cell_timeout_s=args.cell_timeout,
         )
     except NotebookFailed as err:
         print(f"fl1 run: {err}", file=sys.stderr)
@@ -229,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", nargs="*", default=[], metavar="KEY=VALUE", help="notebook parameters")
     p.add_argument("--notebooks", nargs="*", default=[], help="explicit notebook paths (default: all, in order)")
     p.add_argument("--no-resume", action="store_true", help="re-run completed notebooks too")
+    p.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
+                   help="limit per cell; a notebook whose cell exceeds it is restarted once, then fails (default: none)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("batch", help="run a sweep file (grid of parameter sets) as separate runs")

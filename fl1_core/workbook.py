@@ -102,12 +102,18 @@ def run_workbook(
     resume: bool = True,
     kernel_name: str = "python3",
     progress: bool = True,
+    cell_timeout_s: float | None = None,
+    timeout_retries: int = 1,
 ) -> RunResult:
     """Execute the notebooks in order into ``runs_root/run_id``; resume after the last completed one.
 
     ``parameters`` go to every notebook that declares them in its ``parameters`` cell (``run_dir`` is always the
     run folder). A change of parameters between a first attempt and a resume is refused: completed stages would
     no longer match.
+
+    ``cell_timeout_s`` bounds each cell (None = no limit: GPU cells may run for days). A cell that exceeds it (or
+    a client that never hears back from an idle kernel, a rare jupyter_client/papermill hang) restarts that
+    notebook up to ``timeout_retries`` times (its stages resume from their checkpoints), then fails loudly.
     """
     import papermill
 
@@ -138,16 +144,27 @@ def run_workbook(
         output = run_dir / book.name
         logger.info("running %s → %s", book.name, output)
         start = time.perf_counter()
-        try:
-            papermill.execute_notebook(
-                str(book), str(output), parameters=given, kernel_name=kernel_name, progress_bar=progress,
-                cwd=str(book.parent), log_output=False,
-            )
-        except papermill.PapermillExecutionError as err:
-            raise NotebookFailed(
-                f"notebook {book.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
-                f"the executed notebook with the error cell is {output}; fix it and re-run the same command to resume"
-            ) from None
+        for attempt in range(timeout_retries + 1):
+            try:
+                papermill.execute_notebook(
+                    str(book), str(output), parameters=given, kernel_name=kernel_name, progress_bar=progress,
+                    cwd=str(book.parent), log_output=False, execution_timeout=cell_timeout_s,
+                )
+                break
+            except papermill.PapermillExecutionError as err:
+                raise NotebookFailed(
+                    f"notebook {book.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
+                    f"the executed notebook with the error cell is {output}; fix it and re-run the same command to "
+                    "resume"
+                ) from None
+            except TimeoutError as err:  # nbclient's CellTimeoutError
+                if attempt == timeout_retries:
+                    raise NotebookFailed(
+                        f"notebook {book.name}: a cell ran longer than {cell_timeout_s} s in each of "
+                        f"{timeout_retries + 1} attempt(s) ({type(err).__name__}); see {output}"
+                    ) from None
+                logger.warning("%s: a cell exceeded %s s; restarting the notebook (attempt %d of %d)",
+                               book.name, cell_timeout_s, attempt + 2, timeout_retries + 1)
         wall = time.perf_counter() - start
         stages["completed"][name] = {"wall_s": round(wall, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         atomic_write_json(_stages_file(run_dir), stages)

@@ -76,6 +76,19 @@ def test_a_failed_notebook_stops_the_chain_and_keeps_the_error_cell(books, tmp_p
     assert not (tmp_path / "runs" / "r2" / "01_second.ipynb").exists()
 
 
+def test_a_cell_over_the_time_limit_restarts_the_notebook_then_fails(tmp_path):
+    slow_once = _notebook(
+        tmp_path / "slow_once.ipynb",
+        "import time\nfrom pathlib import Path\nmark = Path(run_dir) / 'tried'\n"
+        "if not mark.exists():\n    mark.write_text('1')\n    time.sleep(60)",
+    )
+    res = run_workbook("t1", runs_root=tmp_path / "runs", notebooks=[slow_once], progress=False, cell_timeout_s=3)
+    assert res.completed == ["slow_once"]  # the first attempt timed out, the restart finished
+    always_slow = _notebook(tmp_path / "always_slow.ipynb", "import time\ntime.sleep(60)")
+    with pytest.raises(NotebookFailed, match="longer than 3 s in each of 2 attempt"):
+        run_workbook("t2", runs_root=tmp_path / "runs", notebooks=[always_slow], progress=False, cell_timeout_s=3)
+
+
 def test_sweep_reports_a_failing_run_and_completes_the_others(books, tmp_path):
     spec = {"name": "sw", "base": {"value": 3}, "grid": {"fail": [False, True], "seed": [0, 1]}}
     assert len(expand_sweep(spec)) == 4
@@ -107,7 +120,8 @@ def test_pipeline_notebooks_execute_end_to_end_with_tiny_parameters(tmp_path, mo
     sentinel = "sk-test-SENTINEL-0123456789abcdef"
     monkeypatch.setenv("FL1_JUDGE_API_KEY", sentinel)
     params = {**TINY_PARAMETERS, "data_dir": str(tmp_path / "world")}
-    res = run_workbook("nb", runs_root=tmp_path / "runs", parameters=params, progress=False)
+    # a cell limit turns a rare papermill/jupyter_client hang (idle kernel, client never answered) into a retry
+    res = run_workbook("nb", runs_root=tmp_path / "runs", parameters=params, progress=False, cell_timeout_s=600)
     assert res.completed == [b.stem for b in workbook_notebooks()]
     for book in workbook_notebooks():
         executed = nbformat.read(res.run_dir / book.name, 4)
