@@ -5,6 +5,8 @@
     fl1 run [--run-id demo] [--param k=v …]      execute the notebooks in order into runs/<run-id>/ (resumable)
     fl1 batch sweep.yaml [--parallel N]          run a grid of parameter sets as separate runs, then a summary
     fl1 stage0 --world data/world --out runs/x/stage0         train the world's base model (no latents)
+    fl1 pretrain --out runs/world_base [--recipe FILE]        world pretraining (the shipped base's recipe)
+    fl1 ship-base runs/world_base                             ship a finished base with its model card
     fl1 curate --model CKPT --data sft.json --out DIR         visual-gain curation
     fl1 sft --init CKPT --data sft.json --out DIR --mode latent|text   latent SFT / text-only SFT (accelerate-ready)
     fl1 rl --init CKPT --data rl.jsonl --out DIR --mode la-dapo   GRPO / DAPO / LA-DAPO (release|corrected preset)
@@ -24,6 +26,7 @@ from pathlib import Path
 import yaml
 
 logger = logging.getLogger("fl1")
+WORLD_BASE_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "world_base" / "recipe.yaml"
 
 
 def _parse_params(items: list[str]) -> dict:
@@ -139,6 +142,39 @@ def cmd_stage0(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipe(path: str | None, overrides: list[str]):
+    from .pretrain import PretrainRecipe
+
+    recipe = PretrainRecipe.load(path) if path else PretrainRecipe.load(WORLD_BASE_RECIPE)
+    return recipe.replace(**_parse_params(overrides)) if overrides else recipe
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    import torch
+
+    from .pretrain import pretrain_world_base
+
+    torch.set_num_threads(args.threads)
+    recipe = _recipe(args.recipe, args.set)
+    world = args.world
+    if world is not None and not (Path(world) / "world.json").exists():
+        raise SystemExit(f"fl1 pretrain: {world} is not a generated world (no world.json); run `fl1 world --out {world}`")
+    path = pretrain_world_base(recipe, args.out, world_dir=world, eval_mcq=args.eval_mcq, max_steps=args.max_steps)
+    print(f"world base: {path}")
+    return 0
+
+
+def cmd_ship_base(args: argparse.Namespace) -> int:
+    from .pretrain.shipped import WORLD_BASE_DIR, card_from_run, ship_world_base
+
+    command = f"fl1 pretrain --out {args.run} --threads {args.threads} && fl1 ship-base {args.run}"
+    card = card_from_run(args.run, args.world, threads=args.threads, command=command)
+    dest = ship_world_base(args.run, card, args.dest or WORLD_BASE_DIR)
+    print(json.dumps({k: v for k, v in card["metrics"].items()}, indent=1, default=str)[:3000])
+    print(f"shipped to {dest}")
+    return 0
+
+
 def cmd_sft(args: argparse.Namespace) -> int:
     from .sft import run_sft
 
@@ -245,6 +281,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="SFTConfig overrides")
     p.set_defaults(func=cmd_stage0)
+
+    p = sub.add_parser("pretrain", help="world pretraining: the tiny Qwen3-VL learns to see and read (resumable)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--recipe", default=None, help="a PretrainRecipe YAML/JSON (default: configs/world_base/recipe.yaml)")
+    p.add_argument("--world", default="data/world", help="a generated world whose held-out MCQ set is scored")
+    p.add_argument("--eval-mcq", type=int, default=200, help="held-out MCQ rows per evaluation")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (no final checkpoint)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--set", nargs="*", default=[], help="recipe overrides k=v")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("ship-base", help="copy a finished world base into fl1_core/assets/world_base with its card")
+    p.add_argument("run", help="the run folder of `fl1 pretrain`")
+    p.add_argument("--world", default="data/world")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--dest", default=None)
+    p.set_defaults(func=cmd_ship_base)
 
     p = sub.add_parser("curate", help="visual-gain curation of an SFT file with a base model")
     p.add_argument("--model", required=True, help="'tiny' or a local checkpoint directory (the base model)")

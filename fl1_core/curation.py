@@ -673,8 +673,12 @@ def curate(
     """Score, select and write: ``<out_dir>/{curated_name}`` (kept records' original JSON rows, source order),
     ``curation.jsonl`` / ``curation.csv`` (one :class:`Decision` per scored record), ``curation_summary.json``,
     ``scores.jsonl`` (resumable scores, unless ``scores_path``) and ``rejects.jsonl`` (records that failed to load
-    or score). Relative media paths become absolute unless ``out_dir`` is the source file's folder."""
+    or score). Relative media paths become absolute unless ``out_dir`` is the source file's folder. A world base
+    built for another tokenizer or world version is refused (:func:`fl1_core.pretrain.shipped.check_base_compatible`)."""
+    from .pretrain.shipped import check_base_compatible
+
     sft_path, out_dir = Path(sft_path), Path(out_dir)
+    check_base_compatible(model, processor, sft_path.parent)
     out_dir.mkdir(parents=True, exist_ok=True)
     scores_path = Path(scores_path) if scores_path is not None else out_dir / "scores.jsonl"
     loaded = load_sft_records(sft_path, video_root=video_root, on_error="skip")

@@ -71,8 +71,9 @@ class TinySizes:
 def default_corpus() -> list[str]:
     """Text the tiny tokenizer is trained on: the synthetic world's vocabulary plus prompts and tags."""
     from .data.world import vocabulary_corpus  # local import: the world is optional for real checkpoints
+    from .pretrain.tasks import curriculum_corpus
 
-    extra = [p for p in T.SYSTEM_PROMPTS.values() if p]
+    extra = [p for p in T.SYSTEM_PROMPTS.values() if p] + curriculum_corpus()
     extra += [T.MCQ_INSTRUCTION, "<reason> </reason> <answer> </answer> THOUGHT 0: THOUGHT 1:"]
     extra += [f"<{t / 10:.1f} seconds>" for t in range(0, 301)]
     return list(vocabulary_corpus()) + extra

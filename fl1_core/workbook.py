@@ -257,8 +257,27 @@ class RunLayout:
         return self.root / "stage0"
 
     @property
+    def world_base(self) -> Path:
+        """Where ``base_model="retrain"`` pretrains the world base from scratch."""
+        return self.root / "world_base"
+
+    @property
+    def base_pointer(self) -> Path:
+        return self.root / "base_model.json"
+
+    @property
     def base_model(self) -> Path:
+        """The base checkpoint of this run: the one notebook 02 chose (shipped world base, re-trained base or a
+        given checkpoint), recorded in ``base_model.json``; runs without the record use ``stage0/final``."""
+        if self.base_pointer.exists():
+            return Path(json.loads(self.base_pointer.read_text())["path"])
         return self.stage0 / "final"
+
+    def set_base_model(self, path: str | Path, source: str) -> None:
+        """Record the base checkpoint every later notebook of the run starts from."""
+        from .runs import atomic_write_json
+
+        atomic_write_json(self.base_pointer, {"path": str(Path(path).resolve()), "source": source})
 
     @property
     def curation(self) -> Path:

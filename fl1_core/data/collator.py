@@ -109,7 +109,8 @@ class SFTCollator:
     """Builds model batches from :class:`SFTExample` lists.
 
     ``mode="latent"``: one latent span per future frame (SPEC §3); ``mode="text"``: the text-only SFT baseline (same
-    thoughts, no spans, no future frames). ``on_error="skip"`` drops bad examples (kept in ``self.rejects``) and
+    thoughts, no spans, no future frames). ``allow_text_only`` accepts examples without frames (world pretraining's
+    option look-up). ``on_error="skip"`` drops bad examples (kept in ``self.rejects``) and
     raises :class:`CollateError` only when the whole batch is bad; ``"raise"`` raises on the first bad example.
     """
 
@@ -122,6 +123,7 @@ class SFTCollator:
         mode: Literal["latent", "text"] = "latent",
         max_length: int | None = None,
         on_error: Literal["raise", "skip"] = "skip",
+        allow_text_only: bool = False,
     ):
         if mode not in ("latent", "text"):
             raise ValueError(f"mode must be 'latent' or 'text', got {mode!r}")
@@ -131,6 +133,7 @@ class SFTCollator:
         self.mode = mode
         self.max_length = max_length
         self.on_error = on_error
+        self.allow_text_only = allow_text_only
         self.rejects: list[tuple[str, str]] = []
         tok = processor.tokenizer
         self.im_start_id = tok.convert_tokens_to_ids(T.IM_START)
@@ -152,7 +155,7 @@ class SFTCollator:
                 f"record {ex.id!r}: field 'conversations': {len(ex.thoughts)} thoughts for {n_spans} future frames "
                 f"(expected {n_spans} or {n_spans + 1})"
             )
-        if not ex.question_images and ex.question_video is None:
+        if not ex.question_images and ex.question_video is None and not self.allow_text_only:
             raise CollateError(f"record {ex.id!r}: field 'image': expected question frames or a video, got none")
 
     def _latent_pixels(self, frames: list[Image.Image]) -> tuple[dict, list[int]]:

@@ -16,15 +16,15 @@ class WorldConfig:
     """
 
     # dataset sizes
-    num_train_clips: int = 160
-    num_test_clips: int = 40
+    num_train_clips: int = 600
+    num_test_clips: int = 120
     sft_per_clip: int = 3
     sft_mcq_fraction: float = 0.3
     sft_text_priority: float = 0.9  # P(a clip's SFT questions include a text-solvable kind when it has one)
-    rl_size: int = 100
+    rl_size: int = 200
     rl_mcq_fraction: float = 0.5
-    heldout_mcq_size: int = 200  # RL-format MCQ over test clips: held-out accuracy of SFT / RL
-    futurebench_size: int = 120
+    heldout_mcq_size: int = 400  # RL-format MCQ over test clips: held-out accuracy of SFT / RL
+    futurebench_size: int = 400
     futurebench_weights: tuple[float, float, float, float] = (0.15, 0.175, 0.20, 0.47)  # hop1, hop2, hop3, hop5
     twiffbench_size: int = 60
     # clip and rendering

@@ -1,0 +1,136 @@
+"""Held-out measures of a world base: does it see, does it read, does it answer.
+
+* ``scene_accuracy`` — greedy scene descriptions of frames from clips never trained on (a seed of their own):
+  exact match of the whole description, and the share of object colours named in the right left-to-right slot;
+* ``lookup_accuracy`` — option look-up ("Which option says: …?") over option sets of held-out MCQ records: the
+  letter the model writes first inside ``<answer>``;
+* ``heldout_mcq_by_group`` — :func:`fl1_core.rl.heldout.evaluate_heldout_mcq` on the world's ``heldout_mcq.jsonl``
+  (test clips), split into text-solvable and vision-dependent kinds.
+
+Every accuracy comes with its Wilson 95 % interval (``n`` items).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.collator import PromptExample, build_prompt_inputs
+from ..data.world.questions import LETTERS, TEXT_KINDS, options_block
+from ..decoding import generate_with_latents
+from .tasks import LOOKUP_QUESTION, SCENE_QUESTION, ClipStream, scene_text
+
+EVAL_SEED = 987_654  # clips of the scene measure: a seed no training stream uses
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion: ``(p̂ + z²/2n ± z·sqrt(p̂(1−p̂)/n + z²/4n²)) / (1 + z²/n)``."""
+    if n <= 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _summary(correct: Sequence[bool]) -> dict[str, Any]:
+    n, k = len(correct), int(sum(correct))
+    lo, hi = wilson_interval(k, n)
+    return {"n": n, "accuracy": k / n if n else 0.0, "ci95": [lo, hi]}
+
+
+def _answer_span(text: str) -> str:
+    body = text.split("<answer>")[-1]
+    return body.split("</answer>")[0].strip()
+
+
+@torch.no_grad()
+def _greedy(model, processor, prompts: list[PromptExample], system: str, max_new_tokens: int,
+            batch_size: int = 32) -> list[str]:
+    out: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        inputs = build_prompt_inputs(processor, prompts[start : start + batch_size], system)
+        gen = generate_with_latents(model, inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                    tokenizer=processor.tokenizer)
+        out.extend(gen.texts)
+    return out
+
+
+def scene_accuracy(model, processor, n: int = 64, seed: int = EVAL_SEED) -> dict[str, Any]:
+    """Greedy "Describe the picture" on ``n`` frames of held-out clips → exact match and colour-slot accuracy."""
+    stream = ClipStream(seed)
+    rng = np.random.default_rng([seed, 1])
+    prompts, truths = [], []
+    for i in range(n):
+        clip = stream.clip(i)
+        frame = int(rng.integers(0, clip.sim.states.shape[0]))
+        prompts.append(PromptExample(f"scene-{i}", SCENE_QUESTION, [stream.frame(clip, frame)]))
+        truths.append(scene_text(clip, frame))
+    texts = _greedy(model, processor, prompts, "none", max_new_tokens=48)
+    colours = set(stream.colors)
+    exact, slots = [], []
+    for text, truth in zip(texts, truths):
+        got = _answer_span(text)
+        exact.append(got == truth)
+        want = [w.strip(",.") for w in truth.split() if w.strip(",.") in colours]
+        said = [w.strip(",.") for w in got.split() if w.strip(",.") in colours]
+        slots.extend(a == b for a, b in zip(want, said + [None] * len(want)))
+    return {"exact": _summary(exact), "colour_slots": _summary(slots), "sample": texts[0]}
+
+
+def lookup_prompts(records: Sequence[dict], seed: int = 0) -> tuple[list[PromptExample], list[str]]:
+    """One look-up prompt per MCQ record's options; the asked option drawn with ``default_rng([seed, 3])``."""
+    rng = np.random.default_rng([seed, 3])
+    prompts, letters = [], []
+    for i, rec in enumerate(records):
+        options = rec["meta"]["options"]
+        asked = LETTERS[int(rng.integers(0, 4))]
+        prompts.append(PromptExample(f"lookup-{i}", f"{options_block(options)}\n{LOOKUP_QUESTION.format(options[asked])}"))
+        letters.append(asked)
+    return prompts, letters
+
+
+def lookup_accuracy(model, processor, records: Sequence[dict], seed: int = 0) -> dict[str, Any]:
+    """Option look-up accuracy over the option sets of ``records`` (MCQ rows with ``meta.options``)."""
+    prompts, letters = lookup_prompts([r for r in records if "options" in r.get("meta", {})], seed)
+    texts = _greedy(model, processor, prompts, "none", max_new_tokens=6)
+    return _summary([_answer_span(t)[:1] == want for t, want in zip(texts, letters)])
+
+
+def read_heldout(world_dir: str | Path, limit: int | None = None) -> list[dict]:
+    """The rows of ``<world>/heldout_mcq.jsonl`` (first ``limit``)."""
+    path = Path(world_dir) / "heldout_mcq.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no held-out MCQ set; generate the world with `fl1 world --out {world_dir}`")
+    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    return rows[:limit] if limit else rows
+
+
+def heldout_mcq_by_group(model, processor, world_dir: str | Path, limit: int | None = None,
+                         batch_size: int = 32) -> dict[str, Any]:
+    """Held-out MCQ accuracy (RL prompt format, greedy, strict letter): all, text-solvable, vision-dependent."""
+    from ..data.formats import load_rl_records
+    from ..rl.heldout import evaluate_heldout_mcq
+
+    path = Path(world_dir) / "heldout_mcq.jsonl"
+    rows = read_heldout(world_dir, limit)
+    keep = {r["id"] for r in rows}
+    records = [r for r in load_rl_records(path, on_error="skip").records if r.id in keep]
+    kinds = {r["id"]: r["meta"]["question_kind"] for r in rows}
+    res = evaluate_heldout_mcq(model, processor, records, kinds=kinds, batch_size=batch_size, progress=False)
+    groups: dict[str, list[bool]] = {"all": [], "text": [], "vision": []}
+    for row in res["rows"]:
+        groups["all"].append(row["correct"])
+        groups["text" if row["kind"] in TEXT_KINDS else "vision"].append(row["correct"])
+    out = {g: _summary(v) for g, v in groups.items()}
+    out["format_valid"] = res["format_valid"]
+    out["letters"] = res["letters"]
+    out["by_kind"] = res["by_kind"]
+    return out

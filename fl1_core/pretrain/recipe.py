@@ -1,0 +1,106 @@
+"""The recipe of world pretraining: model sizes, optimisation and curriculum shares, as one config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..config import ConfigBase
+from ..tiny import TinySizes
+from .tasks import QA_VARIANTS, TASKS
+
+
+def _default_tasks() -> dict[str, float]:
+    return {"scene": 0.15, "motion": 0.1, "change": 0.1, "lookup": 0.15, "qa": 0.4, "video": 0.1}
+
+
+def _default_variants() -> dict[str, float]:
+    return {"reason": 0.5, "direct": 0.3, "hinted": 0.2}
+
+
+@dataclass
+class PretrainRecipe(ConfigBase):
+    """Everything that decides the world base. Same recipe + same seed → the same weights on CPU.
+
+    Learning rate: linear warm-up over ``warmup_steps``, then cosine from ``learning_rate`` down to
+    ``min_lr_ratio · learning_rate`` at ``steps``. Loss per step: ``CE + cell_weight · L_cell`` (the cell head's
+    BCE, on steps whose examples carry images). Each step draws ONE task by ``tasks`` shares (a homogeneous batch).
+    """
+
+    seed: int = 0
+    steps: int = 4000
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    cell_weight: float = 1.0
+    tasks: dict[str, float] = field(default_factory=_default_tasks)
+    qa_variants: dict[str, float] = field(default_factory=_default_variants)
+    mcq_fraction: float = 0.5
+    # sizes of the tiny Qwen3-VL
+    hidden_size: int = 128
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    intermediate_size: int = 384
+    vision_hidden_size: int = 64
+    vision_depth: int = 2
+    vision_heads: int = 4
+    # bookkeeping
+    save_every: int = 250
+    eval_every: int = 500
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.tasks) - set(TASKS))
+        if unknown:
+            raise ValueError(f"PretrainRecipe.tasks: unknown task(s) {unknown}; known: {list(TASKS)}")
+        bad = sorted(set(self.qa_variants) - set(QA_VARIANTS))
+        if bad:
+            raise ValueError(f"PretrainRecipe.qa_variants: unknown variant(s) {bad}; known: {list(QA_VARIANTS)}")
+        if any(v < 0 for v in self.tasks.values()) or sum(self.tasks.values()) <= 0:
+            raise ValueError(f"PretrainRecipe.tasks: shares must be >= 0 with a positive sum, got {self.tasks}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"PretrainRecipe: steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("PretrainRecipe: hidden_size must be a multiple of num_attention_heads")
+
+    def sizes(self) -> TinySizes:
+        return TinySizes(
+            hidden_size=self.hidden_size,
+            intermediate_size=self.intermediate_size,
+            num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads,
+            num_key_value_heads=self.num_key_value_heads,
+            head_dim=self.hidden_size // self.num_attention_heads,
+            vision_depth=self.vision_depth,
+            vision_hidden_size=self.vision_hidden_size,
+            vision_intermediate_size=2 * self.vision_hidden_size,
+            vision_heads=self.vision_heads,
+        )
+
+    def task_of_step(self, step: int) -> str:
+        """The task of 0-based ``step``: a draw by ``tasks`` shares from ``default_rng([seed, 2000, step])``."""
+        names = [t for t in TASKS if self.tasks.get(t, 0) > 0]
+        p = np.array([self.tasks[t] for t in names], dtype=np.float64)
+        return names[int(np.random.default_rng([self.seed, 2000, int(step)]).choice(len(names), p=p / p.sum()))]
+
+    def lr_at(self, step: int) -> float:
+        """``lr(s) = lr·(s+1)/warmup`` for s < warmup, else ``lr·(m + (1−m)·½(1+cos(π·(s−w)/(S−w))))``."""
+        if step < self.warmup_steps:
+            return self.learning_rate * (step + 1) / self.warmup_steps
+        span = max(1, self.steps - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        m = self.min_lr_ratio
+        return self.learning_rate * (m + (1 - m) * 0.5 * (1 + np.cos(np.pi * progress)))
+
+    def result_affecting(self) -> dict[str, Any]:
+        """The settings that change the weights (bookkeeping intervals left out): compared on resume."""
+        d = self.to_dict()
+        for k in ("save_every", "eval_every", "log_every"):
+            d.pop(k)
+        return d

@@ -1,0 +1,201 @@
+"""World pretraining: the loop that turns a random tiny Qwen3-VL into the world's base model.
+
+The stand-in for Qwen3-VL-8B-Instruct's pretraining trains *everything* (vision tower, merger, LM) on the
+procedural stream of :mod:`fl1_core.pretrain.tasks`, with the auxiliary cell head of
+:mod:`fl1_core.pretrain.perception`:
+
+    L = CE(answer tokens) + cell_weight · L_cell(merged vision tokens)
+
+One step = one task drawn by the recipe's shares, ``batch_size`` examples of it. Data is a pure function of
+(seed, step), the model is built from the seed, and there is no dropout, so a CPU run is deterministic and a resumed
+run continues bit-identically from its last checkpoint (``<out>/checkpoint``: weights, cell head, optimizer, step).
+
+Writes ``<out>/log.jsonl`` (one row per step: task, loss, ce, cell, lr, seconds), ``<out>/eval.jsonl`` (held-out
+measures every ``eval_every`` steps, with the CPU minutes spent training so far) and ``<out>/final`` (a Future-L1
+checkpoint: ``load_future_l1`` and ``generate_with_latents`` work on it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data.collator import SFTCollator
+from ..runs import append_jsonl, atomic_directory, atomic_write_json, read_jsonl, write_jsonl
+from .perception import CellHead, VisionTap, cell_channels, cell_loss
+from .recipe import PretrainRecipe
+from .tasks import TaskSampler
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+SYSTEM_OF_TASK = {"scene": "none", "motion": "none", "change": "none", "lookup": "none",
+                  "qa": "interleaved", "video": "interleaved"}
+
+
+class RecipeMismatchError(ValueError):
+    """A run folder holds a checkpoint of another recipe."""
+
+
+def build_base(recipe: PretrainRecipe):
+    """The random-init tiny Future-L1 model of the recipe's sizes, its processor and a fresh cell head."""
+    from ..tiny import build_tiny_future_l1
+
+    model, processor = build_tiny_future_l1(seed=recipe.seed, sizes=recipe.sizes())
+    torch.manual_seed(recipe.seed + 2)
+    head = CellHead(recipe.hidden_size, len(cell_channels()))
+    return model, processor, head
+
+
+def _optimizer(params: list[torch.nn.Parameter], recipe: PretrainRecipe) -> torch.optim.AdamW:
+    decay = [p for p in params if p.ndim >= 2]
+    rest = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=recipe.learning_rate, betas=(0.9, 0.95), eps=1e-8)
+
+
+def _save_state(out: Path, step: int, model, head, opt, recipe: PretrainRecipe, cpu_s: float) -> None:
+    with atomic_directory(out / "checkpoint") as tmp:
+        torch.save({"step": step, "model": model.state_dict(), "head": head.state_dict(),
+                    "optimizer": opt.state_dict(), "recipe": recipe.result_affecting(), "cpu_s": cpu_s},
+                   tmp / STATE_FILE)
+
+
+def _load_state(out: Path, model, head, opt, recipe: PretrainRecipe) -> tuple[int, float]:
+    path = out / "checkpoint" / STATE_FILE
+    if not path.exists():
+        return 0, 0.0
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state["recipe"] != recipe.result_affecting():
+        diff = {k: (state["recipe"].get(k), v) for k, v in recipe.result_affecting().items() if state["recipe"].get(k) != v}
+        raise RecipeMismatchError(f"{out} holds a checkpoint of another recipe (saved vs now: {diff}); "
+                                  "use a new output folder or the same recipe")
+    model.load_state_dict(state["model"])
+    head.load_state_dict(state["head"])
+    opt.load_state_dict(state["optimizer"])
+    logger.info("resuming %s at step %d", out, state["step"])
+    return int(state["step"]), float(state["cpu_s"])
+
+
+def _truncate_logs(out: Path, step: int) -> None:
+    """Drop log rows past the resumed step (a killed run may have logged steps it never checkpointed)."""
+    for name in ("log.jsonl", "eval.jsonl"):
+        rows = read_jsonl(out / name)
+        kept = [r for r in rows if r["step"] <= step]
+        if len(kept) != len(rows):
+            write_jsonl(out / name, kept)
+
+
+def training_step(model, head, tap: VisionTap, collators: dict[str, SFTCollator], items, recipe: PretrainRecipe
+                  ) -> dict[str, torch.Tensor]:
+    """Forward one homogeneous batch; returns ``{"loss", "ce", "cell"}`` (``cell`` is 0 without images)."""
+    task = items[0].task
+    batch = collators[SYSTEM_OF_TASK[task]]([it.example for it in items])
+    batch.pop("ids")
+    tap.pop()
+    out = model(**batch)
+    tokens = tap.pop()
+    cells = [it.cells for it in items]
+    if tokens is not None and all(c is not None for c in cells):
+        target = torch.from_numpy(np.concatenate(cells))
+        if target.shape[0] != tokens.shape[0]:
+            raise RuntimeError(f"{target.shape[0]} cell targets for {tokens.shape[0]} merged vision tokens ({task})")
+        lc = cell_loss(head(tokens), target)
+    else:
+        lc = out.loss.new_zeros(())
+    return {"loss": out.loss + recipe.cell_weight * lc, "ce": out.ce_loss, "cell": lc}
+
+
+def pretrain_world_base(
+    recipe: PretrainRecipe,
+    out_dir: str | Path,
+    *,
+    world_dir: str | Path | None = None,
+    eval_mcq: int | None = 200,
+    max_steps: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train (or resume) the world base of ``recipe`` into ``out_dir``; returns ``<out>/final``.
+
+    ``world_dir``: a generated world whose ``heldout_mcq.jsonl`` is scored at each evaluation (first ``eval_mcq``
+    rows; None skips the MCQ measure). ``max_steps`` stops early (for tests and the reproducibility check) without
+    writing ``final``.
+    """
+    from ..model import save_future_l1
+    from .evaluate import heldout_mcq_by_group, lookup_accuracy, read_heldout, scene_accuracy
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "recipe.json", recipe.to_dict())
+    model, processor, head = build_base(recipe)
+    params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
+    opt = _optimizer(params, recipe)
+    start, cpu_s = _load_state(out, model, head, opt, recipe)
+    _truncate_logs(out, start)
+    sampler = TaskSampler(recipe.seed, qa_variants=recipe.qa_variants, mcq_fraction=recipe.mcq_fraction)
+    collators = {s: SFTCollator(processor, model.latent_config, system_prompt=s, mode="text", on_error="raise",
+                                 allow_text_only=True)
+                 for s in set(SYSTEM_OF_TASK.values())}
+    tap = VisionTap(model.base.model.visual)
+    held = read_heldout(world_dir) if world_dir is not None else []
+    end = recipe.steps if max_steps is None else min(recipe.steps, max_steps)
+
+    def evaluate(step: int) -> None:
+        model.eval()
+        row: dict[str, Any] = {"step": step, "cpu_minutes": cpu_s / 60.0}
+        row["scene"] = scene_accuracy(model, processor)
+        if held:
+            row["lookup"] = lookup_accuracy(model, processor, held)
+            if eval_mcq:
+                row["mcq"] = heldout_mcq_by_group(model, processor, world_dir, limit=eval_mcq)
+        tap.pop()
+        model.train()
+        append_jsonl(out / "eval.jsonl", row)
+        logger.info("eval @%d: %s", step, json.dumps({k: v for k, v in row.items() if k != "scene"})[:300])
+
+    model.train()
+    bar = tqdm(total=end, initial=start, desc="world pretraining", disable=not progress)
+    try:
+        for step in range(start, end):
+            t0, c0 = time.perf_counter(), time.process_time()
+            task = recipe.task_of_step(step)
+            items = [sampler.item(task, step * recipe.batch_size + j) for j in range(recipe.batch_size)]
+            lr = recipe.lr_at(step)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            losses = training_step(model, head, tap, collators, items, recipe)
+            if not torch.isfinite(losses["loss"]):
+                raise FloatingPointError(f"non-finite loss at step {step} ({task}); last checkpoint is kept")
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, recipe.max_grad_norm)
+            opt.step()
+            cpu_s += time.process_time() - c0
+            append_jsonl(out / "log.jsonl", {"step": step + 1, "task": task, "lr": lr, "grad_norm": float(grad_norm),
+                                             "wall_s": time.perf_counter() - t0, "cpu_s": cpu_s,
+                                             **{k: float(v.detach()) for k, v in losses.items()}})
+            bar.update(1)
+            done = step + 1
+            if done % recipe.save_every == 0 or done == end:
+                _save_state(out, done, model, head, opt, recipe, cpu_s)
+            if recipe.eval_every and (done % recipe.eval_every == 0 or done == recipe.steps):
+                evaluate(done)
+    finally:
+        bar.close()
+        tap.remove()
+    if end < recipe.steps:
+        return out / "final"
+    from .shipped import META_KEY, base_metadata
+
+    setattr(model.base.config, META_KEY, base_metadata(processor.tokenizer))
+    final = out / "final"
+    with atomic_directory(final) as tmp:
+        save_future_l1(model.eval(), processor, tmp)
+    return final
