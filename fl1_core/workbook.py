@@ -210,11 +210,14 @@ def run_sweep(
 ) -> list[dict[str, Any]]:
     """Run every parameter set of a sweep file as its own run (``parallel`` at a time); write a summary table.
 
+    ``notebooks`` (or the spec's ``notebooks:`` list of file names in ``notebooks/``) restricts every run to those.
     One failed run does not stop the others; the summary (``<runs_root>/<name>-summary.json`` and ``.md``) lists
     every run with its status, wall time and headline metrics found in its ``metrics/summary.json``.
     """
     spec = yaml.safe_load(Path(spec_path).read_text())
     runs = expand_sweep(spec)
+    if notebooks is None and spec.get("notebooks"):
+        notebooks = [str(repo_path(Path("notebooks") / n)) for n in spec["notebooks"]]
     results: list[dict[str, Any]] = []
     workers = max(1, int(parallel))
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:

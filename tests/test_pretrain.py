@@ -132,3 +132,90 @@ def test_pretraining_resumes_bit_identically(tmp_path):
     assert set(config["world_base"]) == {"world_generator", "tokenizer_sha256"}
     with pytest.raises(ValueError, match="another recipe"):
         pretrain_world_base(recipe.replace(learning_rate=0.5), tmp_path / "b", progress=False)
+
+
+# ---------------------------------------------------------------------------------------------- the shipped base
+@pytest.fixture(scope="module")
+def shipped_card():
+    from fl1_core.pretrain.shipped import verify_world_base
+
+    return verify_world_base()
+
+
+def test_shipped_base_matches_its_card_and_decodes(shipped_card):
+    from fl1_core.data.collator import PromptExample, build_prompt_inputs
+    from fl1_core.decoding import generate_with_latents
+    from fl1_core.model import load_future_l1
+    from fl1_core.pretrain.shipped import WORLD_BASE_DIR, current_tokenizer_fingerprint
+
+    total = sum((WORLD_BASE_DIR / name).stat().st_size for name in shipped_card["sha256"])
+    assert total <= 50 * 2**20
+    model, processor = load_future_l1(WORLD_BASE_DIR)
+    assert shipped_card["tokenizer_sha256"] == current_tokenizer_fingerprint()
+    stream = ClipStream(21)
+    clip = stream.clip(0)
+    inputs = build_prompt_inputs(processor, [PromptExample("x", "What will happen next after the video ends?",
+                                                           [stream.frame(clip, f) for f in clip.pool[:3]])])
+    cfg = model.latent_config.replace(force_initial_latent=True, budget_mode="fixed")
+    out = generate_with_latents(model, inputs, max_new_tokens=16, latent_config=cfg, tokenizer=processor.tokenizer)
+    assert out.span_counts[0] and out.span_counts[0][0] == cfg.max_latent_token
+    assert out.latents[0].shape[1] == model.config.get_text_config().hidden_size
+
+
+def test_first_steps_of_the_recipe_reproduce_the_card(shipped_card, tmp_path):
+    recipe = PretrainRecipe.from_dict(shipped_card["recipe"])
+    n = len(shipped_card["first_losses"])
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(shipped_card["threads"]))
+    try:
+        pretrain_world_base(recipe, tmp_path / "again", max_steps=n, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    losses = [r["loss"] for r in read_jsonl(tmp_path / "again" / "log.jsonl")]
+    assert losses == shipped_card["first_losses"]
+
+
+def test_a_corrupted_shipped_base_says_how_to_recreate_it(shipped_card, tmp_path):
+    import shutil
+
+    from fl1_core.pretrain.shipped import WORLD_BASE_DIR, WorldBaseError, world_base_path
+
+    copy = tmp_path / "base"
+    shutil.copytree(WORLD_BASE_DIR, copy)
+    data = bytearray((copy / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (copy / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(WorldBaseError, match="model.safetensors.*fl1 pretrain"):
+        world_base_path(copy)
+    (copy / "card.json").unlink()
+    with pytest.raises(WorldBaseError, match="missing card.json"):
+        world_base_path(copy)
+
+
+def test_a_base_of_another_tokenizer_or_world_version_is_refused(shipped_card, tmp_path):
+    import shutil
+
+    from fl1_core.model import load_future_l1
+    from fl1_core.pretrain.shipped import WORLD_BASE_DIR, IncompatibleBaseError, check_base_compatible
+
+    model, processor = load_future_l1(WORLD_BASE_DIR)
+    world = tmp_path / "world"
+    world.mkdir()
+    (world / "world.json").write_text(json.dumps({"generator": "fl1-world-0.9"}))
+    with pytest.raises(IncompatibleBaseError, match="world version"):
+        check_base_compatible(model, processor, world)
+    model.config.world_base = {**model.config.world_base, "tokenizer_sha256": "0" * 64}
+    with pytest.raises(IncompatibleBaseError, match="tokenizer"):
+        check_base_compatible(model, processor, None)
+    # the SFT entry point refuses it too, before any training
+    other = tmp_path / "other"
+    shutil.copytree(WORLD_BASE_DIR, other)
+    config = json.loads((other / "config.json").read_text())
+    config["world_base"]["world_generator"] = "fl1-world-0.9"
+    (other / "config.json").write_text(json.dumps(config))
+    from fl1_core.data.world import generate_world
+    from fl1_core.sft import SFTConfig, run_sft
+
+    generate_world(tmp_path / "w", seed=0, config=WorldConfig.small())
+    with pytest.raises(IncompatibleBaseError, match="world version"):
+        run_sft(other, tmp_path / "w" / "sft.json", tmp_path / "sft", SFTConfig.cpu_world(max_steps=1), mode="text")

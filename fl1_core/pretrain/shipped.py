@@ -113,7 +113,8 @@ def world_base_path(directory: str | Path = WORLD_BASE_DIR) -> Path:
 
 
 def ship_world_base(run_dir: str | Path, card_fields: dict[str, Any], dest: str | Path = WORLD_BASE_DIR) -> Path:
-    """Copy ``<run_dir>/final`` to ``dest`` and write its card (``card_fields`` + the sha256 of every file)."""
+    """Copy ``<run_dir>/final`` (and the run's recipe, step log and evaluations under ``training/``) to ``dest`` and
+    write its card (``card_fields`` + the sha256 of every file)."""
     src = Path(run_dir) / "final"
     if not (src / "config.json").exists():
         raise FileNotFoundError(f"{src}: no finished world base (run `fl1 pretrain --out {run_dir}` to the end)")
@@ -121,6 +122,10 @@ def ship_world_base(run_dir: str | Path, card_fields: dict[str, Any], dest: str 
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(src, dest)
+    (dest / "training").mkdir()
+    for name in ("recipe.json", "log.jsonl", "eval.jsonl"):
+        if (Path(run_dir) / name).exists():
+            shutil.copy2(Path(run_dir) / name, dest / "training" / name)
     card = {**card_fields, "sha256": file_hashes(dest)}
     atomic_write_json(dest / CARD_FILE, card)
     atomic_write_text(dest / CARD_MD, model_card_markdown(card))

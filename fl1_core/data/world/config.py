@@ -24,6 +24,7 @@ class WorldConfig:
     rl_size: int = 200
     rl_mcq_fraction: float = 0.5
     heldout_mcq_size: int = 400  # RL-format MCQ over test clips: held-out accuracy of SFT / RL
+    heldout_text_share: float = 0.35  # P(a held-out pick prefers a text-solvable kind when the clip has one)
     futurebench_size: int = 400
     futurebench_weights: tuple[float, float, float, float] = (0.15, 0.175, 0.20, 0.47)  # hop1, hop2, hop3, hop5
     twiffbench_size: int = 60

@@ -206,9 +206,13 @@ def make_sft(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dict[str, A
 
 
 def _rl_records(
-    clips: list[Clip], rng: np.random.Generator, size: int, mcq_fraction: float, id_prefix: str
+    clips: list[Clip], rng: np.random.Generator, size: int, mcq_fraction: float, id_prefix: str,
+    text_share: float | None = None,
 ) -> list[dict[str, Any]]:
-    """``size`` RL-format records (MCQ with letter answers, or free-form with one-event answers) from ``clips``."""
+    """``size`` RL-format records (MCQ with letter answers, or free-form with one-event answers) from ``clips``.
+
+    With ``text_share``, each pick prefers a text-solvable question (when the clip has one) with that probability,
+    so both groups of kinds are large enough to measure."""
     letters = LetterBalancer(rng, size)
     records: list[dict[str, Any]] = []
     used: set[tuple[str, str]] = set()
@@ -226,6 +230,8 @@ def _rl_records(
             ]
             if not qs:
                 continue
+            if text_share is not None and rng.random() < text_share:
+                qs = [q for q in qs if q.kind in TEXT_KINDS] or qs
             q = qs[int(rng.integers(0, len(qs)))]
             rec = rl_record(c, q, f"{id_prefix}-{len(records):05d}", rng, letters.next() if mcq else None)
             if rec is None and len(q.answer_events) == 1:
@@ -251,7 +257,8 @@ def make_heldout_mcq(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dic
     """``heldout_mcq_size`` RL-format MCQ records over TEST clips, every question kind (text-solvable ones
     included), question frames as images: the held-out accuracy of the SFT and RL stages in the RL prompt format."""
     test = [c for c in clips if c.split == "test"]
-    return _rl_records(test, _rng(seed, _STREAM_HELDOUT), cfg.heldout_mcq_size, 1.0, "world-heldout")
+    return _rl_records(test, _rng(seed, _STREAM_HELDOUT), cfg.heldout_mcq_size, 1.0, "world-heldout",
+                       text_share=cfg.heldout_text_share)
 
 
 def make_futurebench(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dict[str, Any]]:
