@@ -54,7 +54,7 @@ class RunResult:
 
 
 def workbook_notebooks(directory: str | Path = NOTEBOOK_DIR, include_benchmarks: bool = False) -> list[Path]:
-    """The pipeline notebooks ``NN_name.ipynb`` in order (``9x_*`` benchmarks only when asked)."""
+    """The pipeline notebooks ``NN_name.ipynb`` in order (``9x_*``: benchmarks and the seed study, only when asked)."""
     books = sorted(p for p in Path(directory).glob("[0-9][0-9]_*.ipynb"))
     return [p for p in books if include_benchmarks or not p.name.startswith("9")]
 

@@ -1,0 +1,213 @@
+"""The seed study: effect sizes of every stage over several training seeds, with 95 % confidence intervals.
+
+``fl1 batch configs/seed_study.yaml`` runs notebooks 02–05 once per seed (same world, same shipped base); this module
+reads those runs and aggregates:
+
+* held-out MCQ accuracy of every checkpoint (base, text-only SFT, latent SFT, GRPO, DAPO, LA-DAPO), overall and by
+  group of question kinds (text-solvable / vision-dependent);
+* paired differences between two checkpoints on the same items (latent vs text-only SFT; each RL mode vs its SFT
+  init), their mean over seeds with a t-interval over seeds, and the interval of the item-level paired differences
+  pooled over seeds;
+* curation: the vision-dependent share of the kept records against a random pick of the same size;
+* latent spans per FutureBench response by hop, and RL data scaling.
+
+Intervals:
+
+    t-interval over seeds:     x̄ ± t_{0.975, k−1} · s / √k          (k seeds; s = sample std of the seed values)
+    pooled paired interval:    d̄ ± 1.96 · sd(d) / √n               (d = per-item differences, n items × seeds)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data.world.questions import TEXT_KINDS
+from .runs import read_jsonl
+
+HELDOUT_MODELS = ("base", "text_sft", "sft_init", "grpo", "dapo", "la-dapo")
+MODEL_LABELS = {"base": "base", "text_sft": "text-only SFT", "sft_init": "latent SFT", "grpo": "GRPO",
+                "dapo": "DAPO", "la-dapo": "LA-DAPO"}
+GROUPS = ("all", "text", "vision")
+
+
+def t_interval(values: Sequence[float]) -> dict[str, Any]:
+    """Mean and t-interval ``x̄ ± t_{0.975,k−1}·s/√k`` of per-seed values (a single value has no interval)."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=np.float64)
+    k = len(x)
+    mean = float(x.mean()) if k else float("nan")
+    if k < 2:
+        return {"mean": mean, "ci95": [mean, mean], "k": k, "values": x.tolist()}
+    half = float(stats.t.ppf(0.975, k - 1) * x.std(ddof=1) / math.sqrt(k))
+    return {"mean": mean, "ci95": [mean - half, mean + half], "k": k, "values": x.tolist()}
+
+
+def seed_runs(runs_root: str | Path, name: str = "seed-study") -> dict[int, Path]:
+    """``{seed: run dir}`` of the runs ``<runs_root>/<name>-seed=<k>`` that finished notebook 04."""
+    out: dict[int, Path] = {}
+    for path in sorted(Path(runs_root).glob(f"{name}-seed=*")):
+        m = re.fullmatch(rf"{re.escape(name)}-seed=(\d+)", path.name)
+        if m and (path / "metrics" / "rl.json").exists():
+            out[int(m.group(1))] = path
+    return out
+
+
+def heldout_rows(run_dir: str | Path) -> dict[str, list[dict]]:
+    """Per checkpoint name, the held-out MCQ rows (``id``, ``kind``, ``correct``) that notebook 04 wrote."""
+    metrics = Path(run_dir) / "metrics"
+    out = {}
+    for name in HELDOUT_MODELS:
+        path = metrics / f"rl_heldout.{name}.jsonl"
+        if path.exists():
+            out[name] = read_jsonl(path)
+    return out
+
+
+def _group(rows: Sequence[Mapping], group: str) -> list[Mapping]:
+    if group == "all":
+        return list(rows)
+    return [r for r in rows if (r["kind"] in TEXT_KINDS) == (group == "text")]
+
+
+def stage_table(runs: Mapping[int, Path]) -> list[dict[str, Any]]:
+    """One row per (checkpoint, group): accuracy per seed, its mean with the t-interval, items per seed."""
+    per_seed = {seed: heldout_rows(path) for seed, path in runs.items()}
+    table = []
+    for name in HELDOUT_MODELS:
+        for group in GROUPS:
+            accs, n = [], []
+            for rows in per_seed.values():
+                if name in rows:
+                    g = _group(rows[name], group)
+                    accs.append(sum(bool(r["correct"]) for r in g) / max(1, len(g)))
+                    n.append(len(g))
+            if accs:
+                table.append({"model": MODEL_LABELS[name], "key": name, "group": group, "items_per_seed": n,
+                              **t_interval(accs)})
+    return table
+
+
+def paired_delta(runs: Mapping[int, Path], a: str, b: str, group: str = "all") -> dict[str, Any]:
+    """Δ = accuracy(a) − accuracy(b) on the same held-out items: per-seed Δ with its t-interval, and the pooled
+    item-level paired interval. ``a`` and ``b`` are checkpoint keys of :data:`HELDOUT_MODELS`."""
+    seeds, diffs = [], []
+    for path in runs.values():
+        rows = heldout_rows(path)
+        if a not in rows or b not in rows:
+            continue
+        right = {r["id"]: bool(r["correct"]) for r in _group(rows[b], group)}
+        d = [float(bool(r["correct"])) - float(right[r["id"]]) for r in _group(rows[a], group) if r["id"] in right]
+        if d:
+            seeds.append(float(np.mean(d)))
+            diffs.extend(d)
+    if not diffs:
+        return {"a": a, "b": b, "group": group, "k": 0}
+    d = np.asarray(diffs)
+    half = 1.96 * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else 0.0
+    return {"a": a, "b": b, "group": group, "over_seeds": t_interval(seeds),
+            "pooled": {"mean": float(d.mean()), "ci95": [float(d.mean() - half), float(d.mean() + half)],
+                       "n_items": len(d)}}
+
+
+def curation_delta(runs: Mapping[int, Path]) -> dict[str, Any]:
+    """Vision-dependent share of the kept records minus that of a random pick of the same size, per seed."""
+    kept, rand = [], []
+    for path in runs.values():
+        f = path / "metrics" / "curation.json"
+        if not f.exists():
+            continue
+        summary = json.loads(f.read_text())["summary"]
+        k, r = summary.get("kept", {}).get("needs_vision_share"), summary.get("random_baseline", {}).get("needs_vision_share")
+        if k is not None and r is not None:
+            kept.append(float(k))
+            rand.append(float(r))
+    return {"kept": t_interval(kept), "random": t_interval(rand),
+            "delta": t_interval([k - r for k, r in zip(kept, rand)])}
+
+
+def spans_by_hop(runs: Mapping[int, Path], model: str = "la-dapo") -> dict[str, Any]:
+    """Mean latent spans per FutureBench response of ``model`` (a notebook-05 name) per hop split, over seeds."""
+    per_split: dict[str, list[float]] = {}
+    for path in runs.values():
+        f = path / "metrics" / "eval.json"
+        if not f.exists():
+            continue
+        res = json.loads(f.read_text())["results"]["futurebench"].get(model)
+        if not res:
+            continue
+        for split, dist in res["latent_stats"]["distribution"]["per_split"].items():
+            per_split.setdefault(split, []).append(float(dist["mean_spans"]))
+    return {split: t_interval(v) for split, v in sorted(per_split.items())}
+
+
+def scaling_means(runs: Mapping[int, Path]) -> dict[str, Any]:
+    """TwiFF-style answer score of RL data scaling per subset size, over seeds."""
+    per_size: dict[int, list[float]] = {}
+    for path in runs.values():
+        for row in json.loads((path / "metrics" / "rl.json").read_text()).get("scaling", []):
+            if row.get("eval"):
+                per_size.setdefault(int(row["size"]), []).append(float(row["eval"]["avg"]))
+    return {str(size): t_interval(v) for size, v in sorted(per_size.items())}
+
+
+def summarize(runs_root: str | Path, name: str = "seed-study") -> dict[str, Any]:
+    """Everything the seed-study notebook shows, as one JSON-friendly dict."""
+    runs = seed_runs(runs_root, name)
+    if not runs:
+        raise FileNotFoundError(f"no finished seed-study runs {name}-seed=* under {runs_root}; "
+                                "run `fl1 batch configs/seed_study.yaml --parallel 2` first")
+    return {
+        "seeds": sorted(runs),
+        "stages": stage_table(runs),
+        "deltas": [paired_delta(runs, a, b, g) for a, b in (("sft_init", "text_sft"), ("dapo", "sft_init"),
+                                                            ("la-dapo", "sft_init"), ("grpo", "sft_init"),
+                                                            ("sft_init", "base"))
+                   for g in GROUPS],
+        "curation": curation_delta(runs),
+        "spans_by_hop": spans_by_hop(runs),
+        "scaling": scaling_means(runs),
+    }
+
+
+def stage_bars(stages: Sequence[Mapping[str, Any]], title: str = "Held-out MCQ accuracy by stage (mean over seeds, "
+               "95 % t-interval)"):
+    """Grouped bars: one group per checkpoint, one bar per group of kinds, error bars = the t-interval over seeds."""
+    import plotly.graph_objects as go
+
+    from .plots import _color, _style
+
+    fig = go.Figure()
+    for i, group in enumerate(GROUPS):
+        rows = [r for r in stages if r["group"] == group]
+        fig.add_bar(name={"all": "all kinds", "text": "text-solvable", "vision": "vision-dependent"}[group],
+                    x=[r["model"] for r in rows], y=[r["mean"] for r in rows], marker_color=_color(i),
+                    error_y={"type": "data", "symmetric": False,
+                             "array": [r["ci95"][1] - r["mean"] for r in rows],
+                             "arrayminus": [r["mean"] - r["ci95"][0] for r in rows]})
+    fig.add_hline(y=0.25, line_dash="dot", line_color="grey", annotation_text="chance")
+    fig.update_layout(barmode="group", yaxis={"range": [0, 1], "title": "accuracy"})
+    return _style(fig, title)
+
+
+def delta_table(deltas: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for display: comparison, group, Δ over seeds [t-interval], pooled Δ [interval], items."""
+    out = []
+    for d in deltas:
+        if not d.get("k", 1):
+            continue
+        s, p = d["over_seeds"], d["pooled"]
+        out.append({"comparison": f"{MODEL_LABELS[d['a']]} − {MODEL_LABELS[d['b']]}", "group": d["group"],
+                    "Δ (mean of seeds)": round(100 * s["mean"], 1),
+                    "95 % CI over seeds": f"[{100 * s['ci95'][0]:.1f}, {100 * s['ci95'][1]:.1f}]",
+                    "seeds": s["k"], "Δ pooled": round(100 * p["mean"], 1),
+                    "95 % CI pooled items": f"[{100 * p['ci95'][0]:.1f}, {100 * p['ci95'][1]:.1f}]",
+                    "items": p["n_items"]})
+    return out

@@ -1,0 +1,58 @@
+"""Seed-study aggregation: per-stage accuracy with t-intervals over seeds and paired differences on shared items."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from fl1_core import seed_study
+from fl1_core.runs import atomic_write_json, write_jsonl
+
+
+def _run(root, seed: int, correct: dict[str, list[bool]], kinds: list[str]):
+    run = root / f"seed-study-seed={seed}"
+    metrics = run / "metrics"
+    for name, flags in correct.items():
+        write_jsonl(metrics / f"rl_heldout.{name}.jsonl",
+                    [{"id": f"q{i}", "kind": kinds[i], "correct": c} for i, c in enumerate(flags)])
+    atomic_write_json(metrics / "rl.json", {"scaling": [{"size": 16, "eval": {"avg": 1.0 + seed}}]})
+    atomic_write_json(metrics / "curation.json", {"summary": {"kept": {"needs_vision_share": 0.8 + 0.01 * seed},
+                                                              "random_baseline": {"needs_vision_share": 0.7}}})
+    return run
+
+
+def test_t_interval_matches_the_formula():
+    t = seed_study.t_interval([0.2, 0.3, 0.4])
+    half = 4.302652729911275 * 0.1 / math.sqrt(3)
+    assert t["mean"] == pytest.approx(0.3)
+    assert t["ci95"] == pytest.approx([0.3 - half, 0.3 + half])
+    assert seed_study.t_interval([0.5])["ci95"] == [0.5, 0.5]
+
+
+def test_stage_table_and_paired_deltas(tmp_path):
+    kinds = ["uniform_motion", "next_event", "next_event", "kth_event"]  # 1 text-solvable, 3 vision-dependent
+    _run(tmp_path, 0, {"text_sft": [True, False, False, False], "sft_init": [True, True, False, False]}, kinds)
+    _run(tmp_path, 1, {"text_sft": [False, False, False, False], "sft_init": [False, True, True, False]}, kinds)
+    _run(tmp_path, 2, {"text_sft": [True, True, False, False], "sft_init": [True, True, True, True]}, kinds)
+    (tmp_path / "seed-study-seed=9").mkdir()  # unfinished run (no rl.json): ignored
+    runs = seed_study.seed_runs(tmp_path)
+    assert sorted(runs) == [0, 1, 2]
+    rows = {(r["key"], r["group"]): r for r in seed_study.stage_table(runs)}
+    assert rows[("sft_init", "all")]["values"] == [0.5, 0.5, 1.0]
+    assert rows[("sft_init", "vision")]["values"] == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert rows[("text_sft", "text")]["items_per_seed"] == [1, 1, 1]
+    d = seed_study.paired_delta(runs, "sft_init", "text_sft", "vision")
+    assert d["over_seeds"]["values"] == pytest.approx([1 / 3, 2 / 3, 2 / 3])
+    assert d["pooled"]["n_items"] == 9 and d["pooled"]["mean"] == pytest.approx(5 / 9)
+    summary = seed_study.summarize(tmp_path)
+    assert summary["curation"]["delta"]["values"] == pytest.approx([0.1, 0.11, 0.12])
+    assert summary["scaling"]["16"]["mean"] == pytest.approx(2.0)
+    json.dumps(summary)  # JSON-friendly
+    assert seed_study.delta_table(summary["deltas"])[0]["comparison"] == "latent SFT − text-only SFT"
+
+
+def test_no_runs_says_how_to_make_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match="fl1 batch configs/seed_study.yaml"):
+        seed_study.summarize(tmp_path)
