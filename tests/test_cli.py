@@ -54,3 +54,23 @@ def test_heldout_names_checkpoints_and_writes_results(world, tmp_path, capsys):
     with pytest.raises(SystemExit, match="two checkpoints named 'tiny'"):
         main(["heldout", "--model", str(tmp_path / "tiny"), f"tiny={tmp_path / 'tiny'}", "--data",
               str(world / "heldout_mcq.jsonl")])
+
+
+def test_pretrain_then_ship_a_base_with_its_card(world, tmp_path):
+    from fl1_core.pretrain.shipped import CARD_MD, verify_world_base
+
+    tiny = ["hidden_size=32", "intermediate_size=64", "num_attention_heads=4", "num_key_value_heads=2",
+            "vision_hidden_size=32", "vision_depth=1", "batch_size=2", "steps=3", "eval_every=3", "save_every=3"]
+    run = tmp_path / "base"
+    assert main(["pretrain", "--out", str(run), "--world", str(world), "--eval-mcq", "2", "--threads", "1",
+                 "--set", *tiny]) == 0
+    evals = [json.loads(x) for x in (run / "eval.jsonl").read_text().splitlines()]
+    assert evals[-1]["step"] == 3 and evals[-1]["mcq"]["all"]["n"] == 2
+    dest = tmp_path / "shipped"
+    assert main(["ship-base", str(run), "--world", str(world), "--threads", "1", "--dest", str(dest)]) == 0
+    card = verify_world_base(dest)
+    assert card["recipe"]["steps"] == 3 and len(card["first_losses"]) == 3
+    assert {"config.json", "model.safetensors", "training/log.jsonl"} <= set(card["sha256"])
+    assert "fl1 pretrain" in (dest / CARD_MD).read_text()
+    with pytest.raises(SystemExit, match="not a generated world"):
+        main(["pretrain", "--out", str(tmp_path / "x"), "--world", str(tmp_path / "nowhere")])
