@@ -18,6 +18,16 @@ def tiny():
     return build_tiny_future_l1(seed=0)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module: its runs are tiny, and on a shared 2-core machine two threads mostly wait on
+    each other (use with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

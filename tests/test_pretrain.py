@@ -20,12 +20,7 @@ TINY = dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key
             vision_depth=1, batch_size=2, warmup_steps=2, save_every=2, eval_every=0, log_every=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _resting_ball(x: float, color: str = "red") -> Body:

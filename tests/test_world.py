@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from fl1_core.data.frames import frame_pool_indices
-from fl1_core.data.world import WorldConfig, event_text, generate_world, vocabulary_corpus
+from fl1_core.data.world import TEXT_KINDS, WorldConfig, event_text, generate_world, vocabulary_corpus
+from fl1_core.data.world.generate import split_counts
 from fl1_core.data.world.physics import EVENT_TYPES
 from fl1_core.tokens import IMAGE_PLACEHOLDER, MCQ_INSTRUCTION
 
@@ -295,6 +296,9 @@ def test_default_sizes(tmp_path):
     assert c["sft"] == cfg.num_train_clips * cfg.sft_per_clip
     assert c["rl"] == cfg.rl_size and c["twiffbench"] == cfg.twiffbench_size
     assert c["heldout_mcq"] == cfg.heldout_mcq_size and len(c["heldout_mcq_kinds"]) == 9  # every question kind
-    assert c["futurebench"] == {"hop1": 18, "hop2": 21, "hop3": 24, "hop5": 57}
+    assert c["futurebench"] == dict(zip(("hop1", "hop2", "hop3", "hop5"), split_counts(cfg.futurebench_weights, 400)))
+    assert c["heldout_mcq"] >= 400 and sum(c["futurebench"].values()) >= 400  # 95 % CI half-width <= 5 points
+    text_kinds = sum(n for k, n in c["heldout_mcq_kinds"].items() if k in TEXT_KINDS)
+    assert 0.15 * c["heldout_mcq"] < text_kinds < 0.5 * c["heldout_mcq"]  # both groups of kinds measurable
     assert max(c["futurebench_answers"].values()) - min(c["futurebench_answers"].values()) <= 2
     assert 0.15 < 1 - c["sft_needs_vision"] / c["sft"] < 0.5  # a real share of text-solvable questions
