@@ -214,3 +214,27 @@ def test_a_base_of_another_tokenizer_or_world_version_is_refused(shipped_card, t
     generate_world(tmp_path / "w", seed=0, config=WorldConfig.small())
     with pytest.raises(IncompatibleBaseError, match="world version"):
         run_sft(other, tmp_path / "w" / "sft.json", tmp_path / "sft", SFTConfig.cpu_world(max_steps=1), mode="text")
+
+
+def test_a_second_phase_starts_from_the_given_checkpoint(shipped_card):
+    from safetensors.torch import load_file
+
+    from fl1_core.pretrain.shipped import WORLD_BASE_DIR
+    from fl1_core.pretrain.train import build_base
+
+    recipe = PretrainRecipe.from_dict({**shipped_card["recipe"], "init_from": str(WORLD_BASE_DIR), "steps": 10})
+    model, _, _ = build_base(recipe)
+    shipped = load_file(WORLD_BASE_DIR / "model.safetensors")
+    state = model.base.state_dict()
+    assert set(shipped) <= set(state) and all(torch.equal(state[k], v) for k, v in shipped.items())
+    with pytest.raises(ValueError, match="hidden size"):
+        build_base(recipe.replace(hidden_size=64, intermediate_size=192))
+
+
+def test_concluded_answer_reads_the_conclusion_not_the_letter():
+    from fl1_core.pretrain.evaluate import concluded_answer
+
+    text = "<reason>Next, the red ball hits the wall.</reason>\n<reason>So, the red ball bounces off the left wall, " \
+           "which is option D.</reason>\n<answer>D</answer>"
+    assert concluded_answer(text) == "the red ball bounces off the left wall"
+    assert concluded_answer("<answer>B</answer>") is None

@@ -5,7 +5,8 @@
 * ``lookup_accuracy`` — option look-up ("Which option says: …?") over option sets of held-out MCQ records: the
   letter the model writes first inside ``<answer>``;
 * ``heldout_mcq_by_group`` — :func:`fl1_core.rl.heldout.evaluate_heldout_mcq` on the world's ``heldout_mcq.jsonl``
-  (test clips), split into text-solvable and vision-dependent kinds.
+  (test clips), split into text-solvable and vision-dependent kinds; also the share of responses whose reasoning
+  *concludes* the gold option's text (:func:`concluded_answer`), whatever letter follows.
 
 Every accuracy comes with its Wilson 95 % interval (``n`` items).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -104,6 +106,18 @@ def lookup_accuracy(model, processor, records: Sequence[dict], seed: int = 0) ->
     return _summary([_answer_span(t)[:1] == want for t, want in zip(texts, letters)])
 
 
+_CONCLUSION = re.compile(r"So, (.+?), which is option [A-D]")
+
+
+def concluded_answer(text: str) -> str | None:
+    """The answer text of the reasoning's conclusion ("So, <answer>, which is option X."), or None.
+
+    Scored against the gold option's text, it separates *knowing the answer* from *reading the options*: a model
+    can conclude the right event and still write the wrong letter."""
+    m = _CONCLUSION.search(text)
+    return m.group(1).strip() if m else None
+
+
 def read_heldout(world_dir: str | Path, limit: int | None = None) -> list[dict]:
     """The rows of ``<world>/heldout_mcq.jsonl`` (first ``limit``)."""
     path = Path(world_dir) / "heldout_mcq.jsonl"
@@ -125,11 +139,17 @@ def heldout_mcq_by_group(model, processor, world_dir: str | Path, limit: int | N
     records = [r for r in load_rl_records(path, on_error="skip").records if r.id in keep]
     kinds = {r["id"]: r["meta"]["question_kind"] for r in rows}
     res = evaluate_heldout_mcq(model, processor, records, kinds=kinds, batch_size=batch_size, progress=False)
+    gold_text = {r["id"]: r["meta"]["options"][r["answer"]] for r in rows}
     groups: dict[str, list[bool]] = {"all": [], "text": [], "vision": []}
+    concluded: dict[str, list[bool]] = {"all": [], "text": [], "vision": []}
     for row in res["rows"]:
-        groups["all"].append(row["correct"])
-        groups["text" if row["kind"] in TEXT_KINDS else "vision"].append(row["correct"])
+        group = "text" if row["kind"] in TEXT_KINDS else "vision"
+        said = concluded_answer(row["text"]) == gold_text[row["id"]]
+        for g in ("all", group):
+            groups[g].append(row["correct"])
+            concluded[g].append(said)
     out = {g: _summary(v) for g, v in groups.items()}
+    out["concluded_text"] = {g: _summary(v) for g, v in concluded.items()}
     out["format_valid"] = res["format_valid"]
     out["letters"] = res["letters"]
     out["by_kind"] = res["by_kind"]

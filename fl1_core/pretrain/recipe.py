@@ -30,6 +30,7 @@ class PretrainRecipe(ConfigBase):
     """
 
     seed: int = 0
+    init_from: str | None = None  # a Future-L1 checkpoint to continue from (a second phase); None = random init
     steps: int = 4000
     batch_size: int = 16
     learning_rate: float = 2e-3

@@ -181,6 +181,8 @@ def final_metrics(model, processor, world_dir: str | Path, eval_mcq: int | None 
         "heldout_mcq_all": mcq["all"],
         "heldout_mcq_text_solvable": mcq["text"],
         "heldout_mcq_vision_dependent": mcq["vision"],
+        "concluded_answer_text_solvable": mcq["concluded_text"]["text"],
+        "concluded_answer_vision_dependent": mcq["concluded_text"]["vision"],
         "heldout_mcq_format_valid": mcq["format_valid"],
         "heldout_mcq_letters": mcq["letters"],
     }

@@ -45,10 +45,19 @@ class RecipeMismatchError(ValueError):
 
 
 def build_base(recipe: PretrainRecipe):
-    """The random-init tiny Future-L1 model of the recipe's sizes, its processor and a fresh cell head."""
+    """The tiny Future-L1 model of the recipe's sizes (random init, or the checkpoint ``recipe.init_from``), its
+    processor and a fresh cell head."""
     from ..tiny import build_tiny_future_l1
 
-    model, processor = build_tiny_future_l1(seed=recipe.seed, sizes=recipe.sizes())
+    if recipe.init_from:
+        from ..model import load_future_l1
+
+        model, processor = load_future_l1(recipe.init_from)
+        if model.config.get_text_config().hidden_size != recipe.hidden_size:
+            raise ValueError(f"init_from {recipe.init_from} has hidden size "
+                             f"{model.config.get_text_config().hidden_size}, the recipe says {recipe.hidden_size}")
+    else:
+        model, processor = build_tiny_future_l1(seed=recipe.seed, sizes=recipe.sizes())
     torch.manual_seed(recipe.seed + 2)
     head = CellHead(recipe.hidden_size, len(cell_channels()))
     return model, processor, head
