@@ -191,19 +191,17 @@ def final_metrics(model, processor, world_dir: str | Path, eval_mcq: int | None 
 def card_from_run(run_dir: str | Path, world_dir: str | Path, *, threads: int, command: str,
                   first_steps: int = 20) -> dict[str, Any]:
     """Card fields of a finished pretraining run: recipe, data, CPU minutes, first losses, held-out metrics."""
-    import json as _json
-
     from ..data.world import GENERATOR_VERSION
     from ..model import load_future_l1
     from ..runs import read_jsonl
 
     run_dir = Path(run_dir)
-    recipe = _json.loads((run_dir / "recipe.json").read_text())
+    recipe = json.loads((run_dir / "recipe.json").read_text())
     log = read_jsonl(run_dir / "log.jsonl")
     if len(log) < recipe["steps"]:
         raise ValueError(f"{run_dir}: the log has {len(log)} of {recipe['steps']} steps; finish the run first")
     model, processor = load_future_l1(run_dir / "final")
-    world = _json.loads((Path(world_dir) / "world.json").read_text())
+    world = json.loads((Path(world_dir) / "world.json").read_text())
     return {
         "recipe": recipe,
         "command": command,
