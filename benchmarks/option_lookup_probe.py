@@ -37,6 +37,9 @@ def main() -> None:
     ap.add_argument("--init", default=None, help="a Future-L1 checkpoint to start from (default: fresh tiny model)")
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=None, help="attention heads (default max(4, hidden / 32))")
+    ap.add_argument("--pretokenizer", default="word", help="word (Qwen's split) or phrase (see fl1_core.tiny)")
+    ap.add_argument("--vocab", type=int, default=2048)
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -53,8 +56,8 @@ def main() -> None:
     else:
         from fl1_core.tiny import TinySizes, build_tiny_future_l1
 
-        heads = max(4, args.hidden // 32)
-        sizes = TinySizes(hidden_size=args.hidden, intermediate_size=3 * args.hidden, num_hidden_layers=args.layers,
+        heads = args.heads or max(4, args.hidden // 32)
+        sizes = TinySizes(vocab_size=args.vocab, pretokenizer=args.pretokenizer, hidden_size=args.hidden, intermediate_size=3 * args.hidden, num_hidden_layers=args.layers,
                           num_attention_heads=heads, num_key_value_heads=heads // 2, head_dim=args.hidden // heads)
         model, processor = build_tiny_future_l1(seed=args.seed, sizes=sizes)
     held = read_heldout(Path(args.world))

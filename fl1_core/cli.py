@@ -90,15 +90,19 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return 0 if all(r["status"] == "ok" for r in results) else 1
 
 
-def _load_model(spec: str, seed: int = 0):
-    """'tiny' (random init) or a local checkpoint directory → (model, processor)."""
+def _load_model(spec: str, seed: int = 0, device: str = "auto"):
+    """'tiny' (random init) or a local checkpoint directory → (model, processor), on the accelerator when there is
+    one (``FL1_DEVICE=cpu`` forces the CPU)."""
+    from .placement import resolve_device
+
     if spec == "tiny":
         from .tiny import build_tiny_future_l1
 
-        return build_tiny_future_l1(seed=seed)
+        model, processor = build_tiny_future_l1(seed=seed)
+        return model.to(resolve_device(device)), processor
     from .model import load_future_l1
 
-    return load_future_l1(spec)
+    return load_future_l1(spec, device=device)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

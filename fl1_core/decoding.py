@@ -273,13 +273,22 @@ def span_counts_of(ids: list[int], start_id: int, latent_id: int, end_id: int) -
 
 @dataclass
 class ReplayOutput:
-    """Teacher-forced re-scoring of generated tokens: per-step log-probs [B, T], logits [B, T, V] and final hidden
-    states [B, T, H] at the positions that predicted each generated token, plus the valid-token mask."""
+    """Teacher-forced re-scoring of generated tokens: per-step log-probs [B, T], final hidden states [B, T, H] at the
+    positions that predicted each generated token, the valid-token mask; logits [B, T, V] only when asked
+    (``return_logits``), entropy [B, T] only when asked (``with_entropy``)."""
 
     logprobs: torch.Tensor
-    logits: torch.Tensor
+    logits: torch.Tensor | None
     hidden_states: torch.Tensor
     mask: torch.Tensor
+    entropy: torch.Tensor | None = None
+
+
+def unwrap_model(model):
+    """The :class:`FutureL1Model` inside a DDP / FSDP / torch.compile wrapper (the model itself otherwise)."""
+    while hasattr(model, "module") and not isinstance(model, FutureL1Model):
+        model = model.module
+    return getattr(model, "_orig_mod", model)
 
 
 def replay(
@@ -290,6 +299,9 @@ def replay(
     temperature: float = 1.0,
     replay_latents: bool = True,
     suppress_token_ids: list[int] | None = None,
+    return_logits: bool = False,
+    with_entropy: bool = False,
+    chunk_size: int = 1024,
 ) -> ReplayOutput:
     """Recompute log-probs of ``generation`` in ONE pass over prompt + generated tokens.
 
@@ -298,7 +310,13 @@ def replay(
     float error). Without it (the release's behaviour) latent positions see the static ``<|latent|>`` embedding.
     Gradients flow (call under ``torch.no_grad()`` for old/reference log-probs). ``suppress_token_ids`` must match
     the decoding call (default: the vision placeholders), so log-probs are over the distribution that was sampled.
+
+    Log-probs (and ``with_entropy`` the per-token entropy, without gradient) come from
+    :func:`fl1_core.losses.token_logprobs`, ``chunk_size`` positions at a time, so the fp32 ``[B, T, V]`` logits are
+    never held (about 10 GB for Qwen3-VL-8B at B = 8, T = 2,000). ``return_logits`` also returns them (tests and
+    diagnostics on small models only).
     """
+    wrapper, model = model, unwrap_model(model)  # a DDP/FSDP wrapper must see the forward to reduce gradients
     device = model.device
     prompt_ids = inputs["input_ids"].to(device)
     prompt_mask = inputs.get("attention_mask")
@@ -326,21 +344,20 @@ def replay(
         slots = torch.cat([torch.zeros_like(prompt_mask, dtype=torch.bool), generation.latent_mask.to(device)], dim=1)
         vectors = torch.cat([v for v in generation.latents if v.numel()], dim=0).to(device, embeds.dtype)
         embeds = embeds.masked_scatter(slots.unsqueeze(-1), vectors)
-    out = model.base.model(
-        inputs_embeds=embeds,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        use_cache=False,
-        **vision,
-    )
-    hidden = out.last_hidden_state[:, n_prompt - 1 : n_prompt - 1 + n_new]
-    logits = model.base.lm_head(hidden).float()
     if suppress_token_ids is None:
         suppress_token_ids = [model.config.image_token_id, model.config.video_token_id]
-    if suppress_token_ids:
-        logits = logits.index_fill(-1, torch.tensor(suppress_token_ids, device=logits.device), float("-inf"))
-    logprobs = F.log_softmax(logits / temperature, dim=-1).gather(-1, new_ids.unsqueeze(-1)).squeeze(-1)
-    return ReplayOutput(logprobs=logprobs * new_mask, logits=logits, hidden_states=hidden, mask=new_mask)
+    out = wrapper(input_ids=None, attention_mask=attention_mask, inputs_embeds=embeds, position_ids=position_ids,
+                  score_targets=new_ids, score=dict(temperature=temperature, suppress_token_ids=suppress_token_ids,
+                                                    chunk_size=chunk_size, with_entropy=with_entropy), **vision)
+    hidden, logprobs, entropy = out.hidden_states, out.token_logprobs, out.entropy
+    head = model.base.lm_head
+    logits = None
+    if return_logits:
+        logits = head(hidden).float()
+        if suppress_token_ids:
+            logits = logits.index_fill(-1, torch.tensor(suppress_token_ids, device=logits.device), float("-inf"))
+    return ReplayOutput(logprobs=logprobs * new_mask, logits=logits, hidden_states=hidden, mask=new_mask,
+                        entropy=entropy)
 
 
 __all__ = [

@@ -22,6 +22,7 @@ __all__ = [
     "aggregate_loss",
     "kl_k3",
     "dapo_policy_loss",
+    "token_logprobs",
 ]
 
 LossAgg = Literal["token", "seq"]
@@ -205,3 +206,88 @@ def dapo_policy_loss(
             "num_tokens": m.sum(),
         }
     return loss, metrics
+
+
+# ------------------------------------------------------------------------------------------- token log-probs, chunked
+def _chunk_logits(hidden: torch.Tensor, weight: torch.Tensor, temperature: float,
+                  suppress: torch.Tensor | None) -> torch.Tensor:
+    z = (hidden @ weight.T).float() / temperature
+    if suppress is not None:
+        z = z.index_fill(-1, suppress, float("-inf"))
+    return z
+
+
+class _ChunkedLogProbs(torch.autograd.Function):
+    """log π(y) of rows of ``hidden`` under the LM head ``weight``, forward and backward chunk by chunk. One autograd
+    node (so a DDP hook on ``weight`` fires once); saves only ``hidden``, ``weight``, targets and logsumexp.
+
+    Backward, with g = ∂L/∂log π(y_t):  ∂L/∂z_t = g_t (onehot(y_t) − π_t) / τ,  ∂L/∂h_t = ∂L/∂z_t · W,
+    ∂L/∂W = Σ_t (∂L/∂z_t)ᵀ h_t.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, temperature, suppress, chunk):
+        logp = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        lse = torch.empty_like(logp)
+        for s in range(0, hidden.shape[0], chunk):
+            z = _chunk_logits(hidden[s : s + chunk], weight, temperature, suppress)
+            lse[s : s + chunk] = torch.logsumexp(z, dim=-1)
+            logp[s : s + chunk] = z.gather(-1, targets[s : s + chunk, None]).squeeze(-1) - lse[s : s + chunk]
+        ctx.save_for_backward(hidden, weight, targets, lse)
+        ctx.temperature, ctx.suppress, ctx.chunk = temperature, suppress, chunk
+        return logp
+
+    @staticmethod
+    def backward(ctx, grad):
+        hidden, weight, targets, lse = ctx.saved_tensors
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_h = torch.zeros_like(hidden, dtype=torch.float32) if need_h else None
+        grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
+        for s in range(0, hidden.shape[0], ctx.chunk):
+            h, g = hidden[s : s + ctx.chunk], grad[s : s + ctx.chunk].float()
+            z = _chunk_logits(h, weight, ctx.temperature, ctx.suppress)
+            dz = -torch.exp(z - lse[s : s + ctx.chunk, None]) * g[:, None]
+            dz.scatter_add_(-1, targets[s : s + ctx.chunk, None], g[:, None])
+            dz /= ctx.temperature
+            if need_h:
+                grad_h[s : s + ctx.chunk] = dz @ weight.float()
+            if need_w:
+                grad_w += dz.T @ h.float()
+        return (None if grad_h is None else grad_h.to(hidden.dtype),
+                None if grad_w is None else grad_w.to(weight.dtype), None, None, None, None)
+
+
+def token_logprobs(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    suppress_token_ids: list[int] | None = None,
+    chunk_size: int = 1024,
+    with_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs of ``targets`` under ``softmax(h W^T / τ)`` (and, without gradient, the entropy), computed
+    ``chunk_size`` positions at a time so the fp32 ``[B, T, V]`` logits are never held, in forward or backward:
+
+        log π(y_t) = z_{t, y_t} − logsumexp_v z_{t, v},   z_t = h_t W^T / τ   (suppressed ids: z = −∞)
+        H_t        = −Σ_v π_v log π_v
+
+    ``hidden`` [B, T, d], ``weight`` [V, d] (the LM head), ``targets`` [B, T]. Equal to the full computation up to
+    float summation order (values and gradients).
+    """
+    b, t, d = hidden.shape
+    chunk = max(1, int(chunk_size))
+    flat_h, flat_y = hidden.reshape(b * t, d), targets.reshape(b * t)
+    suppress = (torch.tensor(suppress_token_ids, device=hidden.device, dtype=torch.long)
+                if suppress_token_ids else None)
+    logp = _ChunkedLogProbs.apply(flat_h, weight, flat_y, float(temperature), suppress, chunk).view(b, t)
+    entropy = None
+    if with_entropy:
+        ents = []
+        with torch.no_grad():
+            for s in range(0, b * t, chunk):
+                z = _chunk_logits(flat_h[s : s + chunk], weight, float(temperature), suppress)
+                ents.append(torch.special.entr(torch.softmax(z, dim=-1)).sum(-1))
+        entropy = (torch.cat(ents) if ents else flat_h.new_zeros(0, dtype=torch.float32)).view(b, t)
+    return logp, entropy

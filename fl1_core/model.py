@@ -13,7 +13,6 @@ latent projection head, and implements the one-pass teacher-forced latent forwar
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from transformers import AutoProcessor, Qwen3VLForConditionalGeneration, Qwen3VL
 
 from . import tokens as T
 from .config import CONFIG_KEY, LatentConfig
+from .losses import token_logprobs
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +54,11 @@ class FutureL1Output:
     loss: torch.Tensor | None
     ce_loss: torch.Tensor | None
     latent_loss: torch.Tensor | None
-    logits: torch.Tensor
+    logits: torch.Tensor | None  # None with hidden_only
     hidden_states: torch.Tensor
     num_latent_pairs: int = 0
+    token_logprobs: torch.Tensor | None = None  # replay scoring (``score_targets``): log π(y_t) [B, T]
+    entropy: torch.Tensor | None = None  # and, when asked, H_t [B, T] (no gradient)
 
 
 class FutureL1Model(nn.Module):
@@ -171,15 +173,41 @@ class FutureL1Model(nn.Module):
         image_grid_thw_latent: torch.Tensor | None = None,
         latent_vectors: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        hidden_only: bool = False,
+        score_targets: torch.Tensor | None = None,
+        score: dict | None = None,
         **unused,
     ) -> FutureL1Output:
-        """One teacher-forced pass (SPEC §3). Latent slots get ``latent_vectors`` if given (RL replay), else the
-        ground-truth future-frame embeddings computed from ``pixel_values_latent``."""
+        """One teacher-forced pass (SPEC §3). Latent slots get ``latent_vectors`` if given, else the ground-truth
+        future-frame embeddings computed from ``pixel_values_latent``.
+
+        RL replay passes ready ``inputs_embeds`` and ``position_ids`` and the generated tokens ``score_targets``
+        [B, T] (predicted by the last T positions but one); their log-probs come back chunk-wise
+        (:func:`fl1_core.losses.token_logprobs` with ``score`` = its keyword arguments), never as ``[B, L, V]``
+        logits. Scoring inside ``forward`` lets a DDP/FSDP wrapper see every parameter the loss uses."""
+        if inputs_embeds is not None:
+            if position_ids is None:
+                raise ValueError("FutureL1Model.forward: inputs_embeds needs position_ids")
+            out = self.base.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                  position_ids=position_ids, pixel_values=pixel_values, image_grid_thw=image_grid_thw,
+                                  pixel_values_videos=pixel_values_videos, video_grid_thw=video_grid_thw,
+                                  use_cache=False)
+            hidden = out.last_hidden_state
+            if score_targets is None:
+                return FutureL1Output(None, None, None, None, hidden)
+            n = score_targets.shape[1]
+            hidden = hidden[:, hidden.shape[1] - n - 1 : hidden.shape[1] - 1]
+            logp, entropy = token_logprobs(hidden, self.base.lm_head.weight, score_targets, **(score or {}))
+            return FutureL1Output(None, None, None, None, hidden, token_logprobs=logp, entropy=entropy)
         if latent_vectors is None and pixel_values_latent is not None:
             targets = self.latent_targets(pixel_values_latent, image_grid_thw_latent)
             latent_vectors = torch.cat(targets, dim=0) if targets else None
         embeds, latent_mask = self.embed_with_latents(input_ids, latent_vectors)
-        position_ids = self.position_ids(input_ids, attention_mask, mm_token_type_ids, image_grid_thw, video_grid_thw)
+        if position_ids is None:
+            position_ids = self.position_ids(input_ids, attention_mask, mm_token_type_ids, image_grid_thw,
+                                             video_grid_thw)
         out = self.base.model(
             inputs_embeds=embeds,
             attention_mask=attention_mask,
@@ -191,6 +219,8 @@ class FutureL1Model(nn.Module):
             use_cache=False,
         )
         hidden = out.last_hidden_state
+        if hidden_only:
+            return FutureL1Output(None, None, None, None, hidden)
         logits = self.base.lm_head(hidden)
         if labels is None:
             return FutureL1Output(None, None, None, logits, hidden)
@@ -264,11 +294,11 @@ def add_latent_tokens(processor: Qwen3VLProcessor, base: Qwen3VLForConditionalGe
     return {"latent_token_id": ids[T.LATENT_TOKEN], "latent_start_id": ids[T.LATENT_START], "latent_end_id": ids[T.LATENT_END]}
 
 
-def default_attn_implementation() -> str:
-    """flash-attention 2 when installed and a GPU is present, else PyTorch SDPA."""
-    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa"
+def default_attn_implementation(device: str | torch.device | None = "auto") -> str:
+    """flash-attention 2 when the model will run on CUDA and flash-attn is installed, else PyTorch SDPA."""
+    from .placement import attn_implementation_for, resolve_device
+
+    return attn_implementation_for(resolve_device(device))
 
 
 def load_future_l1(
@@ -276,7 +306,7 @@ def load_future_l1(
     *,
     latent_config: LatentConfig | None = None,
     dtype: torch.dtype | str | None = None,
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = "auto",
     attn_implementation: str | None = None,
 ) -> tuple[FutureL1Model, Qwen3VLProcessor]:
     """Load any Qwen3-VL checkpoint directory (the tiny one or Qwen3-VL-8B-Instruct) as a Future-L1 model.
@@ -284,14 +314,29 @@ def load_future_l1(
     A Future-L1 checkpoint brings its latent config (``config.json[future_l1]``); a plain Qwen3-VL checkpoint gets the
     latent tokens added and ``latent_config`` (default :class:`LatentConfig`). Passing ``latent_config`` for a
     Future-L1 checkpoint overrides decoding/loss settings but keeps the stored token ids.
+
+    ``device``: ``"auto"`` (default) picks the accelerator when there is one, ``None`` leaves the model on the CPU
+    (:func:`fl1_core.placement.resolve_device`); the attention kernel follows the device (FA2 only on CUDA).
+    ``dtype``: ``"auto"`` (default) keeps the checkpoint's dtype; a bf16 load should be followed by
+    :func:`fl1_core.placement.upcast_trainable` before training. A directory with ``adapter_config.json`` is a LoRA
+    adapter (:mod:`fl1_core.adapters`): its base is loaded and the adapter applied.
     """
+    from .placement import attn_implementation_for, resolve_device
+
+    target = resolve_device(device)
     path = Path(path)
+    from .adapters import adapter_base_path, is_adapter_dir, load_adapter
+
+    if is_adapter_dir(path) and not (path / "config.json").exists():
+        model, processor = load_future_l1(adapter_base_path(path), latent_config=latent_config, dtype=dtype,
+                                          device=device, attn_implementation=attn_implementation)
+        return load_adapter(model, path), processor
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path}: no config.json — expected a local Qwen3-VL checkpoint directory")
     processor = AutoProcessor.from_pretrained(path)
     processor.tokenizer.padding_side = "left"  # batched decoding appends to the right end of every row
     base = Qwen3VLForConditionalGeneration.from_pretrained(
-        path, dtype=dtype or "auto", attn_implementation=attn_implementation or default_attn_implementation()
+        path, dtype=dtype or "auto", attn_implementation=attn_implementation or attn_implementation_for(target)
     )
     stored = getattr(base.config, CONFIG_KEY, None)
     ids = add_latent_tokens(processor, base)
@@ -308,9 +353,10 @@ def load_future_l1(
         if head_file.exists():
             model.latent_head.load_state_dict(torch.load(head_file, map_location="cpu", weights_only=True))
         model.latent_head.to(dtype=model.dtype)
-    if device is not None:
-        model.to(device)
+    if target is not None:
+        model.to(target)
     model.processor = processor
+    model.source_path = path.resolve()  # the base of LoRA adapters trained on this model
     return model, processor
 
 

@@ -33,6 +33,7 @@ import math
 import re
 import shutil
 import time
+from contextlib import nullcontext
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,8 @@ from .data.collator import CollateError, PromptExample, SFTCollator, SFTExample,
 from .data.examples import sft_example, text_only_prompt
 from .data.formats import Reject, SFTRecord, load_sft_records, write_rejects
 from .model import FutureL1Model, load_future_l1, save_future_l1
+from .adapters import LoraSettings, apply_lora, has_lora, save_trained
+from .placement import autocast, scalar, upcast_trainable
 from .runs import atomic_directory, atomic_write_json, append_jsonl, read_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)
@@ -111,6 +114,8 @@ class SFTConfig(ConfigBase):
     validate_examples: bool = True
     cache_examples: bool = True
     dataloader_workers: int = 0
+    lora: dict | None = None  # LoRA settings (fl1_core.adapters.LoraSettings fields, {} = defaults); None → full
+    lora_merge: bool = False  # with LoRA: save final/ merged into a full checkpoint instead of an adapter folder
 
     def __post_init__(self) -> None:
         if self.learning_rate <= 0:
@@ -441,6 +446,9 @@ def train_sft(
         model._sync_config()
     fingerprint = model_fingerprint(model)
     model.freeze_vision(cfg.freeze_vision)
+    if cfg.lora is not None:
+        apply_lora(model, LoraSettings.from_dict(cfg.lora))
+    upcast_trainable(model)  # fp32 master weights: a bf16-loaded checkpoint would lose updates below bf16 resolution
     if cfg.gradient_checkpointing:
         model.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
@@ -501,6 +509,8 @@ def train_sft(
             ds_config["train_micro_batch_size_per_gpu"] = b
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
+    # frozen bf16 weights beside fp32 trainable ones need autocast when accelerate adds none (CPU, "no")
+    mixed_forward = autocast(model, accelerator.device) if accelerator.mixed_precision == "no" else nullcontext()
     trainable = [p for p in wrapped.parameters() if p.requires_grad]
 
     # ---- resume
@@ -534,17 +544,24 @@ def train_sft(
             lr = scheduler.get_last_lr()[0]
             t0 = time.perf_counter()
             sums = torch.zeros(5, dtype=torch.float64)  # loss, ce, latent, latent pairs, tokens
-            bad = False
             grad_norm = None
             for m in range(cfg.gradient_accumulation_steps):
                 batch = next(stream)
                 batch.pop("ids", None)
                 batch = _to_device(batch, accelerator.device)
-                with accelerator.accumulate(wrapped):
+                with accelerator.accumulate(wrapped), mixed_forward:
                     out = wrapped(**batch)
                     loss = out.loss
-                    if not bool(torch.isfinite(loss.detach())):
-                        bad = True
+                    # checked on every process BEFORE backward: under DeepSpeed, backward at the accumulation
+                    # boundary also steps the engine, so a check after it would come too late
+                    bad = not bool(torch.isfinite(loss.detach()))
+                    flag = accelerator.reduce(torch.tensor([float(bad)], device=accelerator.device), "sum")
+                    if float(flag.sum()) > 0:
+                        raise NonFiniteLossError(
+                            f"non-finite loss (NaN/inf) at optimizer step {step + 1} (epoch {epoch}, micro-batch "
+                            f"{m}); training stopped before the optimizer step. Last good checkpoint: "
+                            f"{latest_checkpoint(out_dir) or 'none'}. Lower learning_rate or check the data."
+                        )
                     accelerator.backward(loss)
                     sums += torch.tensor(
                         [float(loss.detach()), float(out.ce_loss.detach()), float(out.latent_loss.detach()),
@@ -552,17 +569,10 @@ def train_sft(
                         dtype=torch.float64,
                     )
                     if accelerator.sync_gradients:
-                        flag = accelerator.reduce(torch.tensor([float(bad)], device=accelerator.device), "sum")
-                        if float(flag.sum()) > 0:
-                            raise NonFiniteLossError(
-                                f"non-finite loss (NaN/inf) at optimizer step {step + 1} (epoch {epoch}, micro-batch "
-                                f"{m}); training stopped before the optimizer step. Last good checkpoint: "
-                                f"{latest_checkpoint(out_dir) or 'none'}. Lower learning_rate or check the data."
-                            )
                         if cfg.max_grad_norm and cfg.max_grad_norm > 0:
                             gn = accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
                             if gn is not None:
-                                grad_norm = float(gn)
+                                grad_norm = scalar(gn)
                                 if not math.isfinite(grad_norm):
                                     raise NonFiniteLossError(
                                         f"non-finite gradient norm at optimizer step {step + 1}; training stopped "
@@ -610,7 +620,7 @@ def train_sft(
     final_dir = out_dir / "final"
     unwrapped = accelerator.unwrap_model(wrapped)
     unwrapped.eval()
-    _save_final(accelerator, wrapped, processor, final_dir, DistributedType)
+    _save_final(accelerator, wrapped, processor, final_dir, DistributedType, merge=cfg.lora_merge)
     metrics = read_jsonl(metrics_path) if main else []
     wall = time.perf_counter() - t_start
     if main:
@@ -656,10 +666,15 @@ def _save_checkpoint(accelerator, out_dir: Path, step: int, epoch: int, run_info
     return final
 
 
-def _save_final(accelerator, wrapped, processor, final_dir: Path, DistributedType) -> None:
-    """The trained model as a Future-L1 checkpoint (gathered from FSDP / ZeRO shards when needed)."""
+def _save_final(accelerator, wrapped, processor, final_dir: Path, DistributedType, merge: bool = False) -> None:
+    """The trained model as a Future-L1 checkpoint (gathered from FSDP / ZeRO shards when needed); with LoRA an
+    adapter folder, or merged on request (:func:`fl1_core.adapters.save_trained`)."""
     unwrapped = accelerator.unwrap_model(wrapped)
-    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+    if has_lora(unwrapped):
+        if accelerator.is_main_process:
+            with atomic_directory(final_dir) as tmp:
+                save_trained(unwrapped, processor, tmp, merge=merge)
+    elif accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
         full = accelerator.get_state_dict(wrapped)
         if accelerator.is_main_process:
             base_sd = {k[len("base."):]: v for k, v in full.items() if k.startswith("base.")}

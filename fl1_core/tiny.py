@@ -30,6 +30,14 @@ logger = logging.getLogger(__name__)
 _QWEN_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
+# The world's closed language as phrases: as Qwen's, except that a run of lower-case words joined by single spaces
+# (optionally led by one capitalised word) is one pre-token, so BPE can merge "the purple box" or "bounces off the
+# left wall" into one token. A lone capital ("A", "B") stays its own token.
+_PHRASE_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}\p{Ll}*(?: \p{Ll}+)*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+PRETOKENIZERS = {"word": _QWEN_SPLIT, "phrase": _PHRASE_SPLIT}
 
 # A chat template compatible with Qwen3VLProcessor: images are wrapped in vision_start/end here; a video is a bare
 # <|video_pad|> that the processor expands into "<t seconds><|vision_start|>…<|vision_end|>" per temporal group.
@@ -53,6 +61,8 @@ class TinySizes:
     """Sizes of the tiny Qwen3-VL (≈1–2 M parameters with the default vocabulary)."""
 
     vocab_size: int = 2048
+    # pre-tokenisation, a key of PRETOKENIZERS: "word" (Qwen's) or "phrase" (merges across spaces)
+    pretokenizer: str = "word"
     hidden_size: int = 128
     intermediate_size: int = 384
     num_hidden_layers: int = 4
@@ -79,17 +89,18 @@ def default_corpus() -> list[str]:
     return list(vocabulary_corpus()) + extra
 
 
-def build_tokenizer(corpus: Iterable[str], vocab_size: int = 2048) -> PreTrainedTokenizerFast:
+def build_tokenizer(corpus: Iterable[str], vocab_size: int = 2048, pretokenizer: str = "word"
+                    ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on ``corpus`` and add Qwen3-VL's special tokens and the three latent tokens.
 
-    Byte-level: every string is encodable. Special tokens get the ids right after the BPE vocabulary, in Qwen3-VL's
+    Byte-level: every string is encodable. ``pretokenizer`` picks the split before BPE (:data:`PRETOKENIZERS`). Special tokens get the ids right after the BPE vocabulary, in Qwen3-VL's
     order; latent tokens are added last as ordinary (non-special) added tokens (SPEC §2).
     """
     n_special = len(T.QWEN3VL_SPECIAL_TOKENS) + len(T.QWEN3VL_ADDED_TOKENS) + len(T.LATENT_TOKENS)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(pattern=_regex(_QWEN_SPLIT), behavior="isolated"),
+            pre_tokenizers.Split(pattern=_regex(_split_pattern(pretokenizer)), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
@@ -113,6 +124,12 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int = 2048) -> PreTrained
     fast.add_tokens(list(T.QWEN3VL_ADDED_TOKENS) + list(T.LATENT_TOKENS), special_tokens=False)
     fast.chat_template = CHAT_TEMPLATE
     return fast
+
+
+def _split_pattern(name: str) -> str:
+    if name not in PRETOKENIZERS:
+        raise ValueError(f"unknown pretokenizer {name!r}; expected one of {sorted(PRETOKENIZERS)}")
+    return PRETOKENIZERS[name]
 
 
 def _regex(pattern: str):
@@ -191,7 +208,7 @@ def build_tiny_qwen3vl(
     seed: int = 0, sizes: TinySizes = TinySizes(), corpus: Iterable[str] | None = None
 ) -> tuple[Qwen3VLForConditionalGeneration, Qwen3VLProcessor]:
     """A randomly initialised tiny ``Qwen3VLForConditionalGeneration`` and its processor (deterministic in seed)."""
-    tokenizer = build_tokenizer(default_corpus() if corpus is None else corpus, sizes.vocab_size)
+    tokenizer = build_tokenizer(default_corpus() if corpus is None else corpus, sizes.vocab_size, sizes.pretokenizer)
     processor = build_processor(tokenizer, min_pixels=sizes.image_min_pixels, max_pixels=sizes.image_max_pixels)
     config = tiny_config(tokenizer, sizes)
     torch.manual_seed(seed)

@@ -62,7 +62,7 @@ def test_replay_reproduces_the_decoding_logits_inside_and_after_spans(tiny, visi
     mask = gen.valid_mask
     assert gen.latent_mask.any() and (mask & ~gen.latent_mask).any()
     with torch.no_grad():
-        rep = replay(model, vision_inputs, gen, temperature=0.9)
+        rep = replay(model, vision_inputs, gen, temperature=0.9, return_logits=True)
     finite = torch.isfinite(gen.step_logits)  # the suppressed vision placeholders are -inf in both
     assert torch.equal(finite, torch.isfinite(rep.logits))
     diff = (rep.logits - gen.step_logits).where(finite, torch.zeros(())).abs().amax(-1)[mask]
@@ -70,7 +70,7 @@ def test_replay_reproduces_the_decoding_logits_inside_and_after_spans(tiny, visi
     torch.testing.assert_close(rep.logprobs[mask], gen.logprobs[mask], atol=1e-4, rtol=0)
     # positions after the first span depend on the fed vectors: without replay they differ
     with torch.no_grad():
-        static = replay(model, vision_inputs, gen, temperature=0.9, replay_latents=False)
+        static = replay(model, vision_inputs, gen, temperature=0.9, replay_latents=False, return_logits=True)
     after = mask & (torch.arange(mask.shape[1]) > 8)
     assert (static.logits - gen.step_logits).where(finite, torch.zeros(())).abs().amax(-1)[after].max() > 1e-3
 

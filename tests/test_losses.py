@@ -187,3 +187,47 @@ def test_masked_mean_and_aggregate():
     assert torch.allclose(masked_mean(x, m, dim=0), torch.tensor([1.0, 0.0, 3.0]))
     assert masked_mean(x, torch.zeros_like(x)).item() == 0.0
     assert aggregate_loss(x, m, "token", num_tokens=4).item() == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------------------- chunked token log-probs
+def _full_logprobs(hidden, weight, targets, temperature, suppress):
+    z = (hidden @ weight.T).float() / temperature
+    if suppress:
+        z[..., suppress] = float("-inf")
+    logp = torch.log_softmax(z, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    p = torch.softmax(z, -1)
+    ent = -(p * torch.where(p > 0, torch.log(p), torch.zeros_like(p))).sum(-1)
+    return logp, ent
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 7, 64])
+def test_chunked_logprobs_equal_the_full_computation_values_and_gradients(chunk):
+    from fl1_core.losses import token_logprobs
+
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(3, 9, 16, generator=g, requires_grad=True)
+    weight = torch.randn(40, 16, generator=g, requires_grad=True)
+    targets = torch.randint(0, 38, (3, 9), generator=g)  # ids 38, 39 suppressed, never targets
+    logp, ent = token_logprobs(hidden, weight, targets, temperature=0.9, suppress_token_ids=[38, 39],
+                               chunk_size=chunk, with_entropy=True)
+    ref_logp, ref_ent = _full_logprobs(hidden, weight, targets, 0.9, [38, 39])
+    torch.testing.assert_close(logp, ref_logp, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ent, ref_ent.detach(), atol=1e-5, rtol=0)
+    assert not ent.requires_grad
+    coef = torch.randn(3, 9, generator=g)
+    gh, gw = torch.autograd.grad((logp * coef).sum(), (hidden, weight))
+    rh, rw = torch.autograd.grad((ref_logp * coef).sum(), (hidden, weight))
+    torch.testing.assert_close(gh, rh, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gw, rw, atol=1e-5, rtol=1e-5)
+
+
+def test_entropy_of_suppressed_tokens_is_zero_not_nan():
+    from fl1_core.losses import token_logprobs
+
+    # two live tokens of equal logit → H = log 2; three live → log 3
+    weight = torch.eye(4)
+    hidden = torch.tensor([[[0.0, 0.0, 0.0, 0.0], [5.0, 0.0, 5.0, 5.0]]])
+    _, ent = token_logprobs(hidden, weight, torch.tensor([[0, 0]]), suppress_token_ids=[1], with_entropy=True)
+    assert torch.isfinite(ent).all()
+    torch.testing.assert_close(ent[0, 1], torch.tensor(math.log(3)), atol=1e-3, rtol=0)
+    torch.testing.assert_close(ent[0, 0], torch.tensor(math.log(3)), atol=1e-6, rtol=0)

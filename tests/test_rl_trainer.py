@@ -251,13 +251,6 @@ def test_one_update_changes_weights_and_lowers_the_loss(tiny, world, tmp_path, g
     assert after < before, (before, after)
 
 
-def test_entropy_ignores_suppressed_tokens():
-    from fl1_core.rl.trainer import _entropy
-
-    z = torch.tensor([[0.0, 0.0, float("-inf"), float("-inf")], [5.0, float("-inf"), 5.0, 5.0]])
-    assert torch.allclose(_entropy(z), torch.tensor([math.log(2), math.log(3)]))
-
-
 @pytest.mark.parametrize("agg", ["token", "seq"])
 def test_micro_batches_add_up_to_the_full_batch(tiny, world, tmp_path, agg, groups):
     tr = make_trainer(tiny, world, tmp_path, loss_agg=agg)

@@ -42,6 +42,9 @@ class PretrainRecipe(ConfigBase):
     tasks: dict[str, float] = field(default_factory=_default_tasks)
     qa_variants: dict[str, float] = field(default_factory=_default_variants)
     mcq_fraction: float = 0.5
+    # tokenizer: pre-tokenisation ("word" = Qwen's, "phrase" = the world's phrases as tokens) and BPE budget
+    pretokenizer: str = "word"
+    vocab_size: int = 2048
     # sizes of the tiny Qwen3-VL
     hidden_size: int = 128
     num_hidden_layers: int = 4
@@ -72,6 +75,8 @@ class PretrainRecipe(ConfigBase):
 
     def sizes(self) -> TinySizes:
         return TinySizes(
+            vocab_size=self.vocab_size,
+            pretokenizer=self.pretokenizer,
             hidden_size=self.hidden_size,
             intermediate_size=self.intermediate_size,
             num_hidden_layers=self.num_hidden_layers,

@@ -35,7 +35,8 @@ MODES = ("grpo", "dapo", "la-dapo")
 
 # Settings that do not change what a run computes (a resume may change them freely).
 NON_RESULT_KEYS = frozenset(
-    {"total_steps", "checkpoint_every", "keep_checkpoints", "progress", "rollout_batch_size", "replay_batch_size"}
+    {"total_steps", "checkpoint_every", "keep_checkpoints", "progress", "rollout_batch_size", "replay_batch_size",
+     "gradient_checkpointing", "logprob_chunk"}
 )
 
 
@@ -100,6 +101,13 @@ class RLConfig(ConfigBase):
     adam_eps: float = 1e-8
     grad_clip: float = 1.0
     freeze_vision: bool = False  # the release trains the vision tower
+
+    # --- memory (issue 12: fitting the 8B actor)
+    gradient_checkpointing: bool = False  # recompute activations in the policy replay's backward
+    logprob_chunk: int = 1024  # positions per chunk of the LM head in replay (never a full fp32 [B, T, V])
+    ref_dtype: Literal["auto", "model", "bf16"] = "auto"  # reference copy: bf16 on a bf16 GPU ("auto"), else as loaded
+    lora: dict | None = None  # LoRA adapter settings (fl1_core.adapters.LoraSettings fields); None → full fine-tuning
+    lora_merge: bool = False  # with LoRA: final/ merged into a full checkpoint instead of an adapter folder
 
     # --- schedule and run
     num_epochs: float = 1.0  # passes over the RL data; total steps = ceil(N · num_epochs / prompts_per_step)

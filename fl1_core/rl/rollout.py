@@ -208,13 +208,17 @@ def generate_group_round(
 ) -> list[list[Response]]:
     """Sample ``group_size`` responses for every prompt; returns one list of responses per prompt (a group).
 
-    Rows are generated in chunks of ``batch_rows`` (default: all at once); chunk k uses seed ``seed + k``.
+    Rows are generated in chunks of ``batch_rows`` (default: all at once); the chunk holding global rows
+    ``[k·c, (k+1)·c)`` (global row = ``first_group_id · group_size`` + local row) uses seed ``seed + k``, so with a
+    rank-independent ``seed`` and chunks that do not straddle processes, P processes draw exactly the responses one
+    process draws.
     ``generate_with_latents`` never samples the vision placeholders, so every response replays exactly.
     """
     rows = [p for p in prompts for _ in range(group_size)]
     chunk = batch_rows or len(rows)
     out: list[Response] = []
-    for k, start in enumerate(range(0, len(rows), chunk)):
+    for start in range(0, len(rows), chunk):
+        k = (first_group_id * group_size + start) // chunk
         part = rows[start : start + chunk]
         inputs = collate_prompts(part, pad_id)
         gen = generate_with_latents(

@@ -35,7 +35,7 @@ def rl_data_scaling(
     eval_fn: EvalFn | None = None,
     *,
     judge_config: JudgeConfig | None = None,
-    device: str | None = None,
+    device: str | None = "auto",
 ) -> list[dict[str, Any]]:
     """For each n in ``sizes`` (ascending, ≤ len(records)): train on ``records[:n]`` from the init checkpoint.
 

@@ -32,11 +32,13 @@ as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -54,7 +56,8 @@ from fl1_core.data.formats import RLRecord
 from fl1_core.decoding import replay
 from fl1_core.evaluation import JudgeConfig
 from fl1_core.losses import aggregate_loss, dapo_policy_loss, kl_k3
-from fl1_core.model import save_future_l1
+from fl1_core.adapters import adapters_disabled, save_trained
+from fl1_core.placement import autocast, bf16_supported, scalar, upcast_trainable
 from fl1_core.rl.advantages import group_advantages
 from fl1_core.rl.config import RLConfig
 from fl1_core.rl.rollout import (
@@ -78,7 +81,8 @@ METRICS_FILE = "metrics.jsonl"
 CKPT_DIR = "checkpoints"
 STATE_FILE = "trainer_state.json"
 _SUM_KEYS = ("judge_calls", "judge_requests", "judge_failures", "judge_unresolved", "dropped_groups",
-             "drawn_groups", "kept_groups", "train_groups", "train_responses", "tokens", "gen_tokens")
+             "drawn_groups", "kept_groups", "train_groups", "train_responses", "tokens", "gen_tokens", "loss_tokens",
+             "loss", "pg_loss", "kl_loss")  # losses are normalised by global counts: process parts add up
 #: metrics fields that depend on wall-clock time (everything else is reproducible on CPU)
 TIMING_KEYS = ("time_s", "tokens_per_s", "rollout_s", "update_s")
 
@@ -156,6 +160,22 @@ class _Dist:
     def main(self) -> bool:
         return self.rank == 0
 
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The actor for the update: with several processes wrapped by accelerate in DDP (bucketed gradient
+        all-reduce; ``find_unused_parameters`` because the latent head gets no gradient in replay), else itself."""
+        if self.world == 1:
+            return model
+        from accelerate import Accelerator, DistributedDataParallelKwargs
+        from accelerate.utils import DistributedType
+
+        acc = Accelerator(mixed_precision="no",
+                          kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+        if acc.distributed_type != DistributedType.NO:
+            return acc.prepare_model(model)
+        # torchrun on CPU without accelerate's multi-CPU detection: the same DDP wrapper directly
+        ids = [self.device.index] if self.device is not None and self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+
     def sum_(self, t: torch.Tensor) -> torch.Tensor:
         if self.world > 1:
             torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
@@ -196,10 +216,14 @@ class _Dist:
         return out
 
 
-def _entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Per-position entropy H = −Σ_v p_v log p_v, p = softmax(z), of logits [..., V]; suppressed tokens (z = −inf,
-    p = 0) add 0 (``torch.special.entr``), not NaN."""
-    return torch.special.entr(F.softmax(logits.float(), dim=-1)).sum(-1)
+def _reference_copy(model: torch.nn.Module, ref_dtype: str) -> torch.nn.Module:
+    """The frozen reference π_ref: one copy per process, in bf16 on a bf16 GPU (``"auto"``) or when asked."""
+    ref = copy.deepcopy(model).eval()
+    if ref_dtype == "bf16" or (ref_dtype == "auto" and bf16_supported(model.device)):
+        ref.to(torch.bfloat16)
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref
 
 
 # ------------------------------------------------------------------------------------------------------ trainer
@@ -252,13 +276,20 @@ class RLTrainer:
             changes["force_initial_latent"] = self.cfg.force_initial_latent
         self.latent_config = lc.replace(**changes)
         self.init_fingerprint = _fingerprint(model)
-        self.ref_model = None
-        if self.cfg.kl_beta != 0.0:
-            self.ref_model = copy.deepcopy(model).eval()
-            for p in self.ref_model.parameters():
-                p.requires_grad_(False)
         model.freeze_vision(self.cfg.freeze_vision)
+        self.ref_model = None
+        if self.cfg.kl_beta != 0.0 and not self.cfg.lora:
+            self.ref_model = _reference_copy(model, self.cfg.ref_dtype)
+        if self.cfg.lora:
+            # the reference is the base with adapters disabled: no second copy of the weights
+            from fl1_core.adapters import LoraSettings, apply_lora
+
+            apply_lora(model, LoraSettings.from_dict(self.cfg.lora))
+        upcast_trainable(model)  # fp32 master weights: lr 1e-6 updates are below bf16 resolution
+        if self.cfg.gradient_checkpointing:
+            model.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.actor = self.dist.wrap(model)
         self.optimizer = torch.optim.AdamW(
             self.params, lr=self.cfg.lr, betas=tuple(self.cfg.adam_betas), eps=self.cfg.adam_eps,
             weight_decay=self.cfg.weight_decay,
@@ -307,12 +338,13 @@ class RLTrainer:
             nonlocal gen_tokens
             base = start + rnd * per_round + self.dist.rank * self.local_prompts
             prompts = [self._prompt(self._record_at(base + i)) for i in range(self.local_prompts)]
-            groups = generate_group_round(
-                self.model, prompts, group_size=cfg.group_size, first_group_id=rnd * per_round + self.dist.rank
-                * self.local_prompts, latent_config=self.latent_config, max_new_tokens=cfg.max_new_tokens,
-                temperature=cfg.temperature, top_p=cfg.top_p, seed=_mix_seed(cfg.seed, step, rnd, self.dist.rank),
-                pad_id=self.pad_id, batch_rows=cfg.rollout_batch_size, tokenizer=self.tokenizer,
-            )
+            with autocast(self.model):
+                groups = generate_group_round(
+                    self.model, prompts, group_size=cfg.group_size, first_group_id=rnd * per_round + self.dist.rank
+                    * self.local_prompts, latent_config=self.latent_config, max_new_tokens=cfg.max_new_tokens,
+                    temperature=cfg.temperature, top_p=cfg.top_p, seed=_mix_seed(cfg.seed, step, rnd),
+                    pad_id=self.pad_id, batch_rows=cfg.rollout_batch_size, tokenizer=self.tokenizer,
+                )
             gen_tokens += sum(r.length for g in groups for r in g)
             s = score_groups(
                 groups, w_acc=cfg.w_acc, w_fmt=cfg.w_fmt, lambda_ctr=float(cfg.lambda_ctr),
@@ -333,13 +365,18 @@ class RLTrainer:
 
     # --------------------------------------------------------------------------------------------- log-probs
     def _replay_logprobs(self, model: Any, rows: Sequence[Response], batch: int) -> list[torch.Tensor]:
+        """No-grad log-probs of ``rows`` under ``model`` (``None`` = the reference: the actor with its LoRA
+        adapters disabled)."""
         out: list[torch.Tensor] = []
-        with torch.no_grad():
+        reference = model is None
+        model = self.model if reference else model
+        context = adapters_disabled(model) if reference else contextlib.nullcontext()
+        with torch.no_grad(), context, autocast(model):
             for s in range(0, len(rows), batch):
                 part = rows[s : s + batch]
                 inputs, gen = collate_responses(part, self.pad_id)
                 rep = replay(model, inputs, gen, temperature=self.cfg.temperature,
-                             replay_latents=bool(self.cfg.replay_latents))
+                             replay_latents=bool(self.cfg.replay_latents), chunk_size=self.cfg.logprob_chunk)
                 lp = rep.logprobs.float().cpu()
                 out.extend(lp[i, : r.length].clone() for i, r in enumerate(part))
         return out
@@ -359,7 +396,9 @@ class RLTrainer:
         batch = self.cfg.replay_batch_size or self.cfg.micro_batch_size or max(1, len(rows))
         self.model.eval()
         old = self._replay_logprobs(self.model, rows, batch) if self.cfg.recompute_old_logprobs else None
-        ref = self._replay_logprobs(self.ref_model, rows, batch) if self.ref_model is not None else None
+        ref = None
+        if self.cfg.kl_beta != 0.0:  # computed before the update, like the old log-probs
+            ref = self._replay_logprobs(self.ref_model, rows, batch)
         return TrainBatch(rows=rows, advantages=adv, old_logprobs=old, ref_logprobs=ref, loss_masks=masks)
 
     # ------------------------------------------------------------------------------------------------ update
@@ -390,17 +429,24 @@ class RLTrainer:
         acc: dict[str, float] = {"loss": 0.0, "pg_loss": 0.0, "kl_loss": 0.0, "tokens": 0.0, "clipfrac_tok": 0.0,
                                  "clipfrac_high_tok": 0.0, "clipfrac_low_tok": 0.0, "clipfrac_dual_tok": 0.0,
                                  "kl_tok": 0.0, "approx_kl_old_tok": 0.0, "entropy_tok": 0.0, "ratio_max": 0.0}
-        for s in range(0, len(indices), micro):
+        starts = list(range(0, len(indices), micro))
+        ddp = self.actor is not self.model
+        for s in starts:
             idx = list(indices[s : s + micro])
+            last = s == starts[-1]
+            # DDP averages gradients over processes; the loss is normalised by the global token / sequence count,
+            # so the sum is wanted: scale by the process count. Reduce once per mini-batch (no_sync before).
+            sync = contextlib.nullcontext() if (not ddp or last or not backward) else self.actor.no_sync()
             rows = [batch.rows[i] for i in idx]
             inputs, gen = collate_responses(rows, self.pad_id)
             width = gen.sequences.shape[1]
             dev = self.device
             mask = self._pad([batch.loss_masks[i] for i in idx], width, False).to(dev)
             adv = batch.advantages[idx].to(dev)
-            with torch.set_grad_enabled(backward):
-                rep = replay(self.model, inputs, gen, temperature=cfg.temperature,
-                             replay_latents=bool(cfg.replay_latents))
+            with torch.set_grad_enabled(backward), sync, autocast(self.model):
+                rep = replay(self.actor if backward else self.model, inputs, gen, temperature=cfg.temperature,
+                             replay_latents=bool(cfg.replay_latents), chunk_size=cfg.logprob_chunk,
+                             with_entropy=True)
                 logp = rep.logprobs.float()
                 if batch.old_logprobs is None:
                     old = logp.detach()
@@ -419,7 +465,7 @@ class RLTrainer:
                     loss = loss + cfg.kl_beta * kl
                     acc["kl_loss"] += float(kl.detach())
                 if backward:
-                    loss.backward()
+                    (loss * self.dist.world if ddp else loss).backward()
             with torch.no_grad():
                 ntok = float(mask.sum())
                 fm = mask.float()
@@ -430,32 +476,30 @@ class RLTrainer:
                     acc[f"{k}_tok"] += float(m[k]) * ntok
                 acc["approx_kl_old_tok"] += float(m["approx_kl"]) * ntok
                 acc["kl_tok"] += float((kl_tok.detach() * fm).sum())
-                ent = _entropy(rep.logits.detach() / cfg.temperature)
-                acc["entropy_tok"] += float((ent * fm).sum())
+                acc["entropy_tok"] += float((rep.entropy * fm).sum())
                 acc["ratio_max"] = max(acc["ratio_max"], float(m["ratio_max"]))
         return acc
 
     def _optimizer_step(self) -> tuple[float, bool]:
-        """All-reduce gradients, clip, step unless non-finite. Returns (grad norm, stepped)."""
-        if self.dist.world > 1:
-            for p in self.params:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                self.dist.sum_(p.grad)
-        norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
-        finite = bool(torch.isfinite(norm))
+        """Clip, step unless non-finite (gradients are already summed over processes by the DDP wrapper).
+        Returns (grad norm, stepped)."""
+        norm = scalar(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip))
+        finite = math.isfinite(norm)
         if finite:
             self.optimizer.step()
         else:
             self.skipped_steps += 1
             log.warning("non-finite gradient norm at step %d; optimiser step skipped", self.step)
         self.optimizer.zero_grad(set_to_none=True)
-        return float(norm), finite
+        return norm, finite
 
     def update(self, batch: TrainBatch, step: int) -> dict[str, float]:
         """``epochs_per_rollout`` passes over ``batch`` in ``mini_batches`` shuffled mini-batches, one optimiser step
         per mini-batch. Returns token-weighted metric means over all mini-batches."""
         cfg = self.cfg
+        if cfg.gradient_checkpointing:  # HF checkpoints only in training mode (Qwen3-VL has no dropout)
+            self.model.train()
+            self.model.base.model.visual.eval()
         n = len(batch.rows)
         tot: dict[str, float] = {}
         norms: list[float] = []
@@ -684,7 +728,7 @@ class RLTrainer:
         final = self.out_dir / "final"
         if self.dist.main:
             with atomic_directory(final) as tmp:
-                save_future_l1(self.model, self.processor, tmp)
+                save_trained(self.model, self.processor, tmp, merge=self.cfg.lora_merge)
         self.dist.barrier()
         metrics = read_jsonl(self.out_dir / METRICS_FILE)
         return RLResult(out_dir=self.out_dir, steps=self.step, metrics=metrics, final_dir=final,
@@ -712,7 +756,7 @@ def run_rl(
     config: RLConfig,
     judge_config: JudgeConfig | None = None,
     *,
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = "auto",
     dtype: torch.dtype | str | None = None,
 ) -> RLResult:
     """Load the init checkpoint and the RL records (``rl.jsonl``/``.json``; bad rows are rejected and reported in

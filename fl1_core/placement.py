@@ -1,0 +1,103 @@
+"""Where a model runs and in what precision: one home for device choice, attention kernel and fp32 master weights.
+
+Rules (issue 12):
+
+- **Device.** ``resolve_device("auto")`` is ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU; the
+  environment variable ``FL1_DEVICE`` overrides "auto" (``FL1_DEVICE=cpu`` forces the CPU on a GPU machine). Every CLI
+  command and notebook loads through :func:`fl1_core.model.load_future_l1` with ``device="auto"``.
+- **Attention.** flash-attention 2 only when the model will run on CUDA *and* ``flash_attn`` is installed; SDPA
+  otherwise (FA2 on a CPU-resident model crashes at the first forward).
+- **Precision.** A checkpoint may be loaded in bf16 to halve weight memory, but trainable weights and AdamW states
+  stay fp32 (:func:`upcast_trainable`): at lr 1e-6 an update ``Δw ≈ lr`` is below bf16's resolution
+  (``2^-8 · |w|``) and would be lost. The forward then runs under :func:`autocast` (bf16 matmuls, fp32 master
+  weights); frozen weights (vision tower, reference model) stay bf16.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+from typing import Any
+
+import torch
+
+DEVICE_ENV = "FL1_DEVICE"
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device | None:
+    """``"auto"`` → ``$FL1_DEVICE`` if set, else ``cuda:$LOCAL_RANK`` with CUDA, else ``cpu``; ``None`` → None (leave
+    the model where it is); anything else → ``torch.device(device)``."""
+    if device is None:
+        return None
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        forced = os.environ.get(DEVICE_ENV, "").strip()
+        if forced:
+            return torch.device(forced)
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def attn_implementation_for(device: torch.device | None) -> str:
+    """``"flash_attention_2"`` iff ``device`` is CUDA and flash-attn is installed, else ``"sdpa"``."""
+    if device is not None and device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def bf16_supported(device: torch.device | None) -> bool:
+    """True on a bf16-capable CUDA device (the only place bf16 pays off here)."""
+    return device is not None and device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def upcast_trainable(model: torch.nn.Module) -> int:
+    """Cast every parameter with ``requires_grad`` to fp32 in place (fp32 master weights); frozen ones keep their
+    dtype. Build the optimizer *after* this. Returns the number of parameters cast."""
+    cast = 0
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != torch.float32 and p.is_floating_point():
+            p.data = p.data.float()
+            cast += 1
+    return cast
+
+
+def low_precision_dtype(model: torch.nn.Module) -> torch.dtype | None:
+    """bf16/fp16 if any floating parameter of ``model`` is stored in it (the run's compute dtype), else None."""
+    for p in model.parameters():
+        if p.dtype in (torch.bfloat16, torch.float16):
+            return p.dtype
+    return None
+
+
+def autocast(model: torch.nn.Module, device: torch.device | None = None) -> contextlib.AbstractContextManager[Any]:
+    """``torch.autocast`` in the model's low-precision dtype when it mixes dtypes (fp32 master weights beside bf16
+    frozen weights), a no-op context for an all-fp32 model."""
+    dtype = low_precision_dtype(model)
+    if dtype is None:
+        return contextlib.nullcontext()
+    dev = device or next(model.parameters()).device
+    return torch.autocast(dev.type, dtype=dtype)
+
+
+def scalar(value: Any) -> float:
+    """A Python float from a 0-d tensor, also a sharded FSDP2 ``DTensor`` (gathered with ``full_tensor()`` first;
+    ``float()`` on a DTensor fails or reads only the local shard)."""
+    if hasattr(value, "full_tensor"):
+        value = value.full_tensor()
+    return float(value.detach().float().cpu()) if isinstance(value, torch.Tensor) else float(value)
+
+
+__all__ = [
+    "DEVICE_ENV",
+    "attn_implementation_for",
+    "autocast",
+    "bf16_supported",
+    "low_precision_dtype",
+    "resolve_device",
+    "scalar",
+    "upcast_trainable",
+]

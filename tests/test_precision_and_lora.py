@@ -1,0 +1,179 @@
+"""Issue 12 on a CPU: device choice, fp32 master weights over a bf16 load, NaN check before backward, LoRA."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from fl1_core.adapters import adapters_disabled, apply_lora, has_lora, merge_lora
+from fl1_core.model import load_future_l1, save_future_l1
+from fl1_core.placement import attn_implementation_for, resolve_device, upcast_trainable
+from fl1_core.sft import NonFiniteLossError, SFTConfig, train_sft
+from fl1_core.tiny import build_tiny_future_l1
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def saved_tiny(tmp_path_factory):
+    model, processor = build_tiny_future_l1(seed=0)
+    path = tmp_path_factory.mktemp("tiny") / "ckpt"
+    save_future_l1(model, processor, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    from fl1_core.data.formats import load_sft_records
+    from fl1_core.data.world import WorldConfig, generate_world
+
+    out = tmp_path_factory.mktemp("world")
+    generate_world(out, seed=0, config=WorldConfig.small())
+    return list(load_sft_records(out / "sft.json").records)[:8]
+
+
+# ------------------------------------------------------------------------------------------------ device choice
+def test_auto_device_is_the_cpu_here_and_env_overrides(monkeypatch):
+    monkeypatch.delenv("FL1_DEVICE", raising=False)
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == want
+    monkeypatch.setenv("FL1_DEVICE", "cpu")
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device(None) is None
+
+
+def test_flash_attention_only_for_a_cuda_model(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "flash_attn" else real(name))
+    assert attn_implementation_for(torch.device("cpu")) == "sdpa"  # installed, but the model is on the CPU
+    assert attn_implementation_for(torch.device("cuda", 0)) == "flash_attention_2"
+    assert attn_implementation_for(None) == "sdpa"
+
+
+# ------------------------------------------------------------------------------------- fp32 master weights
+def test_adamw_step_on_a_bf16_load_equals_the_fp32_reference(saved_tiny):
+    """lr 1e-6: in bf16 most updates vanish; with fp32 master weights the step is the fp32 reference's, exactly."""
+    bf16, _ = load_future_l1(saved_tiny, dtype=torch.bfloat16, device=None)
+    ref, _ = load_future_l1(saved_tiny, dtype=torch.bfloat16, device=None)
+    ref.float()  # the reference: the same (bf16-representable) weights, all in fp32
+    naive, _ = load_future_l1(saved_tiny, dtype=torch.bfloat16, device=None)
+    assert upcast_trainable(bf16) > 0
+    for m in (bf16, ref, naive):
+        m.freeze_vision(True)
+    names = [n for n, p in ref.named_parameters() if p.requires_grad]
+    g = torch.Generator().manual_seed(0)
+    grads = {n: torch.randn(p.shape, generator=g) for n, p in ref.named_parameters() if p.requires_grad}
+
+    def step(model):
+        params = dict(model.named_parameters())
+        before = {n: params[n].detach().float().clone() for n in names}
+        opt = torch.optim.AdamW([params[n] for n in names], lr=1e-6, weight_decay=0.01)
+        for n in names:
+            params[n].grad = grads[n].to(params[n].dtype)
+        opt.step()
+        return {n: params[n].detach().float() - before[n] for n in names}
+
+    d_master, d_ref, d_naive = step(bf16), step(ref), step(naive)
+    for n in names:
+        assert dict(bf16.named_parameters())[n].dtype == torch.float32
+        assert torch.equal(d_master[n], d_ref[n]), n
+    moved = sum(int((d != 0).sum()) for d in d_ref.values())
+    moved_naive = sum(int((d != 0).sum()) for d in d_naive.values())
+    total = sum(d.numel() for d in d_ref.values())
+    assert moved == total  # Adam's first step moves every weight by ≈ lr
+    assert moved_naive < 0.2 * total  # the defect being fixed: bf16 parameters swallow most of the step
+
+
+def test_sft_on_a_bf16_load_trains_fp32_master_weights(saved_tiny, records, tmp_path):
+    model, processor = load_future_l1(saved_tiny, dtype=torch.bfloat16, device=None)
+    lm_before = model.base.lm_head.weight.detach().float().clone()
+    cfg = SFTConfig.cpu_world(per_device_batch_size=2, gradient_accumulation_steps=1, max_steps=1, save_every=0,
+                              learning_rate=1e-6, warmup_ratio=0.0, progress_bar=False)
+    result = train_sft(model, processor, records, cfg, tmp_path, mode="latent")
+    trained = result.model
+    assert trained.base.lm_head.weight.dtype == torch.float32
+    assert trained.base.model.visual.patch_embed.proj.weight.dtype == torch.bfloat16  # frozen: stays bf16
+    assert (trained.base.lm_head.weight.detach() - lm_before).abs().gt(0).float().mean() > 0.9
+
+
+# ------------------------------------------------------------------------------------------- NaN order
+def test_nan_loss_is_caught_before_backward(records, tmp_path):
+    """Under DeepSpeed ``accelerator.backward`` also steps the engine: the check must come first."""
+    from accelerate import Accelerator
+
+    class Recording(Accelerator):
+        backward_calls = 0
+
+        def backward(self, loss, **kw):
+            Recording.backward_calls += 1
+            return super().backward(loss, **kw)
+
+    model, processor = build_tiny_future_l1(seed=0)
+    model.base.lm_head.register_forward_hook(lambda mod, args, out: out * float("nan"))
+    cfg = SFTConfig.cpu_world(per_device_batch_size=2, gradient_accumulation_steps=2, max_steps=2, save_every=0,
+                              progress_bar=False)
+    with pytest.raises(NonFiniteLossError):
+        train_sft(model, processor, records, cfg, tmp_path, mode="latent",
+                  accelerator=Recording(gradient_accumulation_steps=2, cpu=True))
+    assert Recording.backward_calls == 0
+
+
+# ------------------------------------------------------------------------------------------------------- LoRA
+def _logits(model, processor):
+    ids = processor.tokenizer(["the red ball hits the blue box <|latent_start|> <|latent_end|> A"],
+                              return_tensors="pt")
+    with torch.no_grad():
+        return model(input_ids=ids.input_ids, attention_mask=ids.attention_mask).logits
+
+
+def test_lora_trains_adapters_latent_rows_and_lm_head_only(saved_tiny):
+    model, processor = load_future_l1(saved_tiny, device=None)
+    apply_lora(model)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any("lora_A" in n for n in trainable) and any("trainable_tokens_delta" in n for n in trainable)
+    assert "base.lm_head.weight" in trainable
+    assert not any(".visual." in n for n in trainable)
+    assert not any(n.endswith("q_proj.base_layer.weight") for n in trainable)
+
+
+def test_sft_with_lora_lowers_the_loss_and_saves_an_adapter_that_reloads(saved_tiny, records, tmp_path):
+    model, processor = load_future_l1(saved_tiny, device=None)
+    embed_before = model.base.model.language_model.embed_tokens.weight.detach().clone()
+    cfg = SFTConfig.cpu_world(per_device_batch_size=2, gradient_accumulation_steps=1, max_steps=8, save_every=0,
+                              learning_rate=3e-3, warmup_ratio=0.0, progress_bar=False, lora={"r": 8})
+    result = train_sft(model, processor, records, cfg, tmp_path, mode="latent")
+    losses = [r["loss"] for r in result.metrics]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+    assert (result.final_dir / "adapter_config.json").is_file()
+    assert not (result.final_dir / "model.safetensors").exists()
+    reloaded, proc2 = load_future_l1(result.final_dir, device=None)
+    assert has_lora(reloaded)
+    torch.testing.assert_close(_logits(reloaded, proc2), _logits(result.model, processor), atol=1e-5, rtol=0)
+    # only the latent tokens' embedding rows moved
+    merge_lora(reloaded)
+    after = reloaded.base.model.language_model.embed_tokens.weight.detach()
+    lc = reloaded.latent_config
+    latent = [lc.latent_token_id, lc.latent_start_id, lc.latent_end_id]
+    others = torch.ones(after.shape[0], dtype=torch.bool)
+    others[latent] = False
+    assert torch.equal(after[others], embed_before[others])
+    assert not torch.equal(after[latent], embed_before[latent])
+
+
+def test_merged_and_unmerged_adapters_give_equal_logits(saved_tiny):
+    model, processor = load_future_l1(saved_tiny, device=None)
+    base_logits = _logits(model, processor)
+    apply_lora(model)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n or "trainable_tokens_delta" in n:
+                p.normal_(0, 0.05, generator=torch.Generator().manual_seed(len(n)))
+    unmerged = _logits(model, processor)
+    assert (unmerged - base_logits).abs().max() > 1e-2  # the adapters do something
+    with adapters_disabled(model):
+        torch.testing.assert_close(_logits(model, processor), base_logits, atol=0, rtol=0)
+    merge_lora(model)
+    assert not has_lora(model)
+    torch.testing.assert_close(_logits(model, processor), unmerged, atol=1e-5, rtol=1e-5)

@@ -1,0 +1,46 @@
+"""Run 2 RL steps of the tiny model in 1 process (python) or 2 (torchrun, gloo); used by test_rl_distributed.
+
+    python rl_dist_worker.py MODEL_DIR RL_JSONL OUT_DIR
+    ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 rl_dist_worker.py MODEL_DIR RL_JSONL OUT_DIR
+
+Rewards are the share of even token ids of each response (a random model answers nothing right), so advantages are
+non-zero and the update does something. Sampling is rank-invariant (per-group seeds, one group per generate call),
+dynamic sampling is off and one mini-batch per rollout: 1 and 2 processes must train the same model.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+
+def main() -> None:
+    model_dir, data, out = sys.argv[1:4]
+    torch.set_num_threads(1)
+    import fl1_core.rl.trainer as trainer_mod
+    from fl1_core.data.formats import load_rl_records
+    from fl1_core.model import load_future_l1
+    from fl1_core.rl import RLConfig, RLTrainer
+
+    real = trainer_mod.score_groups
+
+    def scored(groups, **kw):
+        stats = real(groups, **kw)
+        for g in groups:
+            for r in g:
+                r.reward = float((r.sequence % 2 == 0).float().mean()) if r.length else 0.0
+        return stats
+
+    trainer_mod.score_groups = scored
+    model, processor = load_future_l1(model_dir, device=None)
+    model.latent_config = model.latent_config.replace(budget_mode="loose")
+    records = load_rl_records(data).records
+    cfg = RLConfig(group_size=4, prompts_per_step=4, max_new_tokens=10, latent_cap=3, force_initial_latent=True,
+                   lr=1e-3, total_steps=2, checkpoint_every=5, max_rounds=1, progress=False, dynamic_sampling=False,
+                   mini_batches=1, micro_batch_size=3, rollout_batch_size=4, kl_beta=0.01)
+    RLTrainer(model, processor, records, cfg, out).train()
+
+
+if __name__ == "__main__":
+    main()
