@@ -51,7 +51,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import tokens as T
@@ -60,6 +59,7 @@ from .data.collator import PromptExample, build_prompt_inputs, render_prompt
 from .data.examples import hinted_prompt, text_only_prompt
 from .data.formats import SFTRecord, load_sft_records, read_json_rows, write_rejects
 from .decoding import generate_with_latents
+from .losses import token_logprobs
 from .runs import append_jsonl, atomic_write_json, atomic_write_text, write_jsonl
 
 try:  # the evaluation package is the single home of option-letter extraction
@@ -338,7 +338,7 @@ def _likelihood_pass(
     device = _device(model)
     inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
     input_ids, mask = inputs["input_ids"], inputs["attention_mask"]
-    logits = model(**inputs).logits  # [B, L, V]
+    hidden = model(**inputs, hidden_only=True).hidden_states  # [B, L, d]: no [B, L, V] logits for 2B rows
     batch, length = input_ids.shape
     m = max(n_target)
     # row end = one past the last real token (left padding: L; right padding: the row length)
@@ -352,9 +352,9 @@ def _likelihood_pass(
         got = input_ids[b, int(end[b]) - n_target[b] : int(end[b])].tolist()
         if got != tails[b]:
             raise RuntimeError(f"record {prompts[b].id!r}: target tokens differ between tokenizer and processor")
-    pred_logits = torch.gather(logits, 1, (tgt_pos - 1).unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
-    logp = F.log_softmax(pred_logits.float(), dim=-1)
-    tok_logp = torch.gather(logp, 2, torch.gather(input_ids, 1, tgt_pos).unsqueeze(-1)).squeeze(-1)
+    # only the m target positions of each row go through the LM head, chunk-wise
+    pred_hidden = torch.gather(hidden, 1, (tgt_pos - 1).unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+    tok_logp, _ = token_logprobs(pred_hidden, model.base.lm_head.weight, torch.gather(input_ids, 1, tgt_pos))
     mean = (tok_logp * valid).sum(1) / n
     return [(float(v), int(k)) for v, k in zip(mean.tolist(), n_target)]
 

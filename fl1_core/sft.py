@@ -47,6 +47,7 @@ from .config import ConfigBase, LatentConfig
 from .data.collator import CollateError, PromptExample, SFTCollator, SFTExample, build_prompt_inputs
 from .data.examples import sft_example, text_only_prompt
 from .data.formats import Reject, SFTRecord, load_sft_records, write_rejects
+from .data.frames import clear_reader_cache
 from .model import FutureL1Model, load_future_l1, save_future_l1
 from .adapters import LoraSettings, apply_lora, has_lora, save_trained
 from .placement import autocast, scalar, upcast_trainable
@@ -271,10 +272,12 @@ class ExampleSource(Dataset):
 _FIELD_RE = re.compile(r"field '([^']+)'")
 
 
-def validate_examples(source: ExampleSource, collator: SFTCollator) -> tuple[list[int], list[Reject]]:
-    """Decode every example once and apply the collator's checks; returns (good indices, rejects)."""
+def validate_examples(source: ExampleSource, collator: SFTCollator, rank: int = 0, processes: int = 1
+                      ) -> tuple[list[int], list[Reject]]:
+    """Decode the examples ``i ≡ rank (mod processes)`` once and apply the collator's checks; returns (good
+    indices, rejects) of that shard. :func:`train_sft` gathers the shards, so each process opens 1/P of the videos."""
     good, rejects = [], []
-    for i in range(len(source)):
+    for i in range(rank, len(source), processes):
         try:
             ex = source[i]
             collator.check(ex)  # the collator's own per-example rules
@@ -302,6 +305,11 @@ def micro_batch_indices(
     return [perm[pos + (m * processes + rank) * batch :][:batch].tolist() for m in range(accumulation)]
 
 
+def _fresh_readers(worker_id: int) -> None:
+    """DataLoader worker start: drop any decord reader inherited from the parent (each worker opens its own)."""
+    clear_reader_cache()
+
+
 def _batch_stream(source: ExampleSource, collator: SFTCollator, cfg: SFTConfig, start: int, total: int,
                   steps_per_epoch: int, processes: int, rank: int):
     """Collated micro-batches from step ``start`` on, epoch by epoch (a DataLoader with workers if configured)."""
@@ -316,8 +324,9 @@ def _batch_stream(source: ExampleSource, collator: SFTCollator, cfg: SFTConfig, 
                                            cfg.gradient_accumulation_steps, processes, rank)
         ]
         if cfg.dataloader_workers > 0:
+            clear_reader_cache()  # decord readers opened by validation must not be shared with forked workers
             yield from DataLoader(source, batch_sampler=index_lists, collate_fn=collator,
-                                  num_workers=cfg.dataloader_workers)
+                                  num_workers=cfg.dataloader_workers, worker_init_fn=_fresh_readers)
         else:
             for idx in index_lists:
                 yield collator([source[i] for i in idx])
@@ -460,7 +469,12 @@ def train_sft(
     source = ExampleSource(records, mode, cache=cfg.cache_examples)
     all_rejects = list(rejects)
     if cfg.validate_examples:
-        good, bad = validate_examples(source, collator)
+        good, bad = validate_examples(source, collator, rank, n_proc)
+        if n_proc > 1:  # every process needs the same good set: gather the shards
+            from accelerate.utils import gather_object
+
+            good = sorted(gather_object(good))
+            bad = sorted(gather_object(bad), key=lambda r: r.position if r.position is not None else -1)
         if bad and cfg.on_error == "raise":
             raise ValueError(f"{len(bad)} bad training example(s); first: {bad[0]}")
         all_rejects += bad
@@ -714,7 +728,8 @@ def run_sft(
 
     model, processor = load_future_l1(init_checkpoint_dir, latent_config=latent_config)
     check_base_compatible(model, processor, Path(data_path).parent)
-    loaded = load_sft_records(data_path, on_error=config.on_error)
+    # with validate_examples every example is decoded later, 1/P per process: skip opening every video here too
+    loaded = load_sft_records(data_path, on_error=config.on_error, check_videos=not config.validate_examples)
     excluded = set(exclude_ids)
     records = [r for r in loaded.records if r.id not in excluded]
     return train_sft(model, processor, records, config, out_dir, mode, rejects=loaded.rejects, callbacks=callbacks)

@@ -70,6 +70,10 @@ class Counting(torch.nn.Module):
     def device(self):
         return self.inner.device
 
+    @property
+    def base(self):  # the LM head scores target positions outside forward
+        return self.inner.base
+
     def forward(self, **batch):
         self.calls += 1
         if self.fail_on is not None and self.calls == self.fail_on:
@@ -96,10 +100,19 @@ def biased_towards_answers(model, processor, recs, *, hinted_only: bool, bias: f
         out[rows.nonzero().squeeze(-1).unsqueeze(-1), :, answer_ids] += bias
         return out
 
+    def scored(hidden, weight, targets, **kw):  # likelihood mode scores target positions chunk-wise, not via lm_head
+        z = add_bias(None, None, (hidden @ weight.T).float())
+        return torch.log_softmax(z, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1), None
+
+    import fl1_core.curation as curation_mod
+
+    real_scorer = curation_mod.token_logprobs
+    curation_mod.token_logprobs = scored
     handles = [model.register_forward_pre_hook(remember, with_kwargs=True), model.base.lm_head.register_forward_hook(add_bias)]
     try:
         yield hinted_rows
     finally:
+        curation_mod.token_logprobs = real_scorer
         for h in handles:
             h.remove()
 

@@ -455,8 +455,9 @@ class _MediaChecker:
     def video(self, path: str, label: str) -> None:
         if path not in self._videos:
             try:
-                read_video_info(path)
-                self._videos[path] = None
+                info = read_video_info(path)
+                self._videos[path] = None if info.fps > 0 else (
+                    f"video reports no frame rate (fps {info.fps:g}); Qwen3-VL timestamps need it: {path}")
             except VideoError as exc:
                 self._videos[path] = str(exc)
         if self._videos[path] is not None:

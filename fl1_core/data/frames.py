@@ -296,11 +296,12 @@ def load_video_clip(
         raise ValueError(f"fps must be > 0, got {fps}")
     entry = _CACHE.get(path)
     info, p = entry.info, entry.path
+    if not info.fps > 0:
+        # Qwen3-VL's processor divides by the fps for its "<t seconds>" timestamps: reject here, with the file named
+        raise VideoError(f"video reports no frame rate (fps {info.fps:g}); Qwen3-VL timestamps need it: {p}")
     if num_frames is not None:
         count = num_frames
     elif fps is not None:
-        if info.fps <= 0:
-            raise VideoError(f"cannot sample at {fps} fps: the video reports no frame rate: {p}")
         count = max(1, int(round(info.num_frames / info.fps * fps)))
     else:
         count = info.num_frames

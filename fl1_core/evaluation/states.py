@@ -36,7 +36,8 @@ def collect_state_groups(
     for start in range(0, len(prompts), batch_size):
         chunk = list(prompts[start : start + batch_size])
         inputs = build_prompt_inputs(processor, chunk, system_prompt)
-        hidden = model(**inputs).hidden_states.float()
+        inputs = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        hidden = model(**inputs, hidden_only=True).hidden_states.float()
         types = inputs.get("mm_token_type_ids", torch.zeros_like(inputs["input_ids"]))
         valid = inputs["attention_mask"].bool()
         for row in range(hidden.shape[0]):
