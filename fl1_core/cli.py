@@ -235,6 +235,17 @@ def cmd_heldout(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .memory_plan import PlanInputs, plan_memory
+
+    inputs = PlanInputs(stage=args.stage, gpus=args.gpus, gpu_mem_gb=args.gpu_mem, lora=args.lora,
+                        lora_rank=args.lora_rank, micro_batch=args.micro_batch, tokens_per_row=args.tokens,
+                        gradient_checkpointing=not args.no_checkpointing, rollout_rows=args.rollout_rows)
+    plan = plan_memory(args.model, inputs)
+    print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.render())
+    return 0 if plan.fits else 3
+
+
 def cmd_judge_serve(args: argparse.Namespace) -> int:
     from .evaluation.judge_server import FaultConfig, serve
 
@@ -352,6 +363,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=112)
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=cmd_heldout)
+
+    p = sub.add_parser("plan", help="per-GPU memory plan of an SFT or RL run (meta device; exit 3 if it won't fit)")
+    p.add_argument("--model", required=True, help="a checkpoint folder, or qwen3-vl-8b (its published shapes)")
+    p.add_argument("--gpus", type=int, default=1)
+    p.add_argument("--gpu-mem", type=float, default=80.0, metavar="GB")
+    p.add_argument("--stage", choices=["sft", "rl"], default="sft")
+    p.add_argument("--lora", action="store_true")
+    p.add_argument("--lora-rank", type=int, default=16)
+    p.add_argument("--micro-batch", type=int, default=1)
+    p.add_argument("--tokens", type=int, default=4096, help="tokens per row (RL: prompt + max_new_tokens)")
+    p.add_argument("--rollout-rows", type=int, default=64, help="RL: responses decoded at once over all GPUs")
+    p.add_argument("--no-checkpointing", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("judge-serve", help="local OpenAI-compatible judge scoring world answers exactly")
     p.add_argument("--host", default="127.0.0.1")

@@ -339,16 +339,16 @@ def replay(
     ids = torch.cat([prompt_ids, new_ids], dim=1)
     attention_mask = torch.cat([prompt_mask, new_mask.to(prompt_mask.dtype)], dim=1)
 
-    embeds = model.input_embeddings()(ids)
+    slots, vectors = None, None
     if replay_latents and any(v.numel() for v in generation.latents):
         slots = torch.cat([torch.zeros_like(prompt_mask, dtype=torch.bool), generation.latent_mask.to(device)], dim=1)
-        vectors = torch.cat([v for v in generation.latents if v.numel()], dim=0).to(device, embeds.dtype)
-        embeds = embeds.masked_scatter(slots.unsqueeze(-1), vectors)
+        vectors = torch.cat([v for v in generation.latents if v.numel()], dim=0).to(device)
     if suppress_token_ids is None:
         suppress_token_ids = [model.config.image_token_id, model.config.video_token_id]
-    out = wrapper(input_ids=None, attention_mask=attention_mask, inputs_embeds=embeds, position_ids=position_ids,
-                  score_targets=new_ids, score=dict(temperature=temperature, suppress_token_ids=suppress_token_ids,
-                                                    chunk_size=chunk_size, with_entropy=with_entropy), **vision)
+    out = wrapper(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids, latent_slots=slots,
+                  latent_vectors=vectors, score_targets=new_ids,
+                  score=dict(temperature=temperature, suppress_token_ids=suppress_token_ids, chunk_size=chunk_size,
+                             with_entropy=with_entropy), **vision)
     hidden, logprobs, entropy = out.hidden_states, out.token_logprobs, out.entropy
     head = model.base.lm_head
     logits = None

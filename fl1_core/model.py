@@ -173,9 +173,9 @@ class FutureL1Model(nn.Module):
         image_grid_thw_latent: torch.Tensor | None = None,
         latent_vectors: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         hidden_only: bool = False,
+        latent_slots: torch.Tensor | None = None,
         score_targets: torch.Tensor | None = None,
         score: dict | None = None,
         **unused,
@@ -183,15 +183,20 @@ class FutureL1Model(nn.Module):
         """One teacher-forced pass (SPEC §3). Latent slots get ``latent_vectors`` if given, else the ground-truth
         future-frame embeddings computed from ``pixel_values_latent``.
 
-        RL replay passes ready ``inputs_embeds`` and ``position_ids`` and the generated tokens ``score_targets``
-        [B, T] (predicted by the last T positions but one); their log-probs come back chunk-wise
-        (:func:`fl1_core.losses.token_logprobs` with ``score`` = its keyword arguments), never as ``[B, L, V]``
-        logits. Scoring inside ``forward`` lets a DDP/FSDP wrapper see every parameter the loss uses."""
-        if inputs_embeds is not None:
+        RL replay passes the recorded ``latent_vectors`` with their positions ``latent_slots`` [B, L] (bool), the
+        decode's ``position_ids``, and the generated tokens ``score_targets`` [B, T] (the last T tokens, each
+        predicted by the position before it); their log-probs come back chunk-wise
+        (:func:`fl1_core.losses.token_logprobs`, ``score`` = its keyword arguments), never as ``[B, L, V]`` logits.
+        Embedding and scoring inside ``forward`` let a DDP / FSDP wrapper see every parameter the loss uses.
+        ``hidden_only`` skips the LM head."""
+        if latent_slots is not None or score_targets is not None:
             if position_ids is None:
-                raise ValueError("FutureL1Model.forward: inputs_embeds needs position_ids")
-            out = self.base.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                  position_ids=position_ids, pixel_values=pixel_values, image_grid_thw=image_grid_thw,
+                raise ValueError("FutureL1Model.forward: replay (latent_slots / score_targets) needs position_ids")
+            embeds = self.input_embeddings()(input_ids)
+            if latent_slots is not None and latent_vectors is not None and latent_vectors.numel():
+                embeds = embeds.masked_scatter(latent_slots.unsqueeze(-1), latent_vectors.to(embeds.dtype))
+            out = self.base.model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
+                                  pixel_values=pixel_values, image_grid_thw=image_grid_thw,
                                   pixel_values_videos=pixel_values_videos, video_grid_thw=video_grid_thw,
                                   use_cache=False)
             hidden = out.last_hidden_state
