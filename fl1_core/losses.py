@@ -209,9 +209,18 @@ def dapo_policy_loss(
 
 
 # ------------------------------------------------------------------------------------------- token log-probs, chunked
+def _compute_dtype(hidden: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
+    """The matmul dtype of the LM head: autocast's when it is on (bf16 over fp32 master weights), else the common
+    dtype. Fixed at forward time so the backward's recomputation matches (backward runs outside autocast)."""
+    if torch.is_autocast_enabled(hidden.device.type):
+        return torch.get_autocast_dtype(hidden.device.type)
+    return torch.promote_types(hidden.dtype, weight.dtype)
+
+
 def _chunk_logits(hidden: torch.Tensor, weight: torch.Tensor, temperature: float,
-                  suppress: torch.Tensor | None) -> torch.Tensor:
-    z = (hidden @ weight.T).float() / temperature
+                  suppress: torch.Tensor | None, dtype: torch.dtype | None = None) -> torch.Tensor:
+    dtype = dtype or torch.promote_types(hidden.dtype, weight.dtype)
+    z = (hidden.to(dtype) @ weight.to(dtype).T).float() / temperature
     if suppress is not None:
         z = z.index_fill(-1, suppress, float("-inf"))
     return z
@@ -229,8 +238,9 @@ class _ChunkedLogProbs(torch.autograd.Function):
     def forward(ctx, hidden, weight, targets, temperature, suppress, chunk):
         logp = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
         lse = torch.empty_like(logp)
+        ctx.dtype = dtype = _compute_dtype(hidden, weight)
         for s in range(0, hidden.shape[0], chunk):
-            z = _chunk_logits(hidden[s : s + chunk], weight, temperature, suppress)
+            z = _chunk_logits(hidden[s : s + chunk], weight, temperature, suppress, dtype)
             lse[s : s + chunk] = torch.logsumexp(z, dim=-1)
             logp[s : s + chunk] = z.gather(-1, targets[s : s + chunk, None]).squeeze(-1) - lse[s : s + chunk]
         ctx.save_for_backward(hidden, weight, targets, lse)
@@ -245,7 +255,7 @@ class _ChunkedLogProbs(torch.autograd.Function):
         grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
         for s in range(0, hidden.shape[0], ctx.chunk):
             h, g = hidden[s : s + ctx.chunk], grad[s : s + ctx.chunk].float()
-            z = _chunk_logits(h, weight, ctx.temperature, ctx.suppress)
+            z = _chunk_logits(h, weight, ctx.temperature, ctx.suppress, ctx.dtype)
             dz = -torch.exp(z - lse[s : s + ctx.chunk, None]) * g[:, None]
             dz.scatter_add_(-1, targets[s : s + ctx.chunk, None], g[:, None])
             dz /= ctx.temperature
@@ -287,7 +297,8 @@ def token_logprobs(
         ents = []
         with torch.no_grad():
             for s in range(0, b * t, chunk):
-                z = _chunk_logits(flat_h[s : s + chunk], weight, float(temperature), suppress)
+                z = _chunk_logits(flat_h[s : s + chunk], weight, float(temperature), suppress,
+                                  _compute_dtype(flat_h, weight))
                 ents.append(torch.special.entr(torch.softmax(z, dim=-1)).sum(-1))
         entropy = (torch.cat(ents) if ents else flat_h.new_zeros(0, dtype=torch.float32)).view(b, t)
     return logp, entropy

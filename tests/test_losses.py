@@ -231,3 +231,20 @@ def test_entropy_of_suppressed_tokens_is_zero_not_nan():
     assert torch.isfinite(ent).all()
     torch.testing.assert_close(ent[0, 1], torch.tensor(math.log(3)), atol=1e-3, rtol=0)
     torch.testing.assert_close(ent[0, 0], torch.tensor(math.log(3)), atol=1e-6, rtol=0)
+
+
+def test_chunked_logprobs_backward_under_autocast_with_fp32_master_weights():
+    """bf16 hidden states, fp32 LM head (master weights) under autocast: backward (outside autocast) recomputes the
+    logits in the forward's dtype instead of failing on mixed dtypes."""
+    from fl1_core.losses import token_logprobs
+
+    g = torch.Generator().manual_seed(1)
+    hidden = torch.randn(2, 5, 8, generator=g).to(torch.bfloat16).requires_grad_(True)
+    weight = torch.randn(12, 8, generator=g, requires_grad=True)
+    targets = torch.randint(0, 12, (2, 5), generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logp, _ = token_logprobs(hidden, weight, targets, chunk_size=3)
+    logp.sum().backward()
+    assert hidden.grad.dtype == torch.bfloat16 and weight.grad.dtype == torch.float32
+    ref = torch.log_softmax((hidden.detach().float() @ weight.detach().bfloat16().float().T), -1)
+    torch.testing.assert_close(logp.detach(), ref.gather(-1, targets.unsqueeze(-1)).squeeze(-1), atol=0.05, rtol=0)

@@ -45,7 +45,7 @@ from ..tokens import MCQ_INSTRUCTION
 from .perception import cell_targets
 
 TASKS = ("scene", "motion", "change", "lookup", "qa", "video")
-QA_VARIANTS = ("reason", "direct", "hinted")
+QA_VARIANTS = ("reason", "direct", "hinted", "conclude")
 STREAM_CLIPS = 1000  # seed streams of the pretraining world; the world generator uses streams 0-5
 STREAM_TASK = 1001
 
@@ -228,6 +228,8 @@ class TaskSampler:
         frames = [clip.pool[i - 1] for i in rec["image"]]
         if variant == "direct":
             thoughts = []
+        elif variant == "conclude":  # only the concluding thought ("So, <answer>, which is option X."): the
+            thoughts = thoughts[-1:]  # option look-up in the question's context, with most of the loss on it
         elif variant == "hinted":
             frames += [clip.pool[i - 1] for i in rec["reasoning_image"]]
             question = question.replace("\n" + MCQ_INSTRUCTION, "") + HINT + (
