@@ -81,12 +81,13 @@ def has_lora(model) -> bool:
 
 def apply_lora(model, settings: LoraSettings | None = None):
     """Inject LoRA adapters into ``model.base`` in place and set what trains (see the module docstring).
-    Returns ``model``. The optimizer must be built afterwards."""
+    Adapters the model already carries (an SFT adapter under RL) are merged into its weights first, so new ones
+    train on top of them. Returns ``model``. The optimizer must be built afterwards."""
     from peft import inject_adapter_in_model
 
     settings = settings or LoraSettings()
     if has_lora(model):
-        raise ValueError("apply_lora: the model already has adapters (merge_lora first, or train the ones it has)")
+        merge_lora(model)
     for p in model.parameters():
         p.requires_grad_(False)
     inject_adapter_in_model(_peft_config(model, settings), model.base)
@@ -138,6 +139,8 @@ def merge_lora(model):
             continue
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, plain)
+    if "peft_config" in vars(model.base):  # set by inject_adapter_in_model; stale once merged
+        del model.base.peft_config
     model.lora_settings = None
     return model
 
@@ -200,7 +203,7 @@ def load_adapter(model, path: str | Path):
     path = Path(path)
     config = json.loads((path / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     settings = LoraSettings.from_dict(config.get("future_l1_lora") or {})
-    apply_lora(model, settings)
+    apply_lora(model, settings)  # a chain (RL adapter on an SFT adapter): the base's adapters are merged first
     device = model.device
     result = set_peft_model_state_dict(model.base, {k: v.to(device) for k, v in
                                                     load_file(str(path / ADAPTER_WEIGHTS)).items()})
@@ -214,6 +217,7 @@ def load_adapter(model, path: str | Path):
         head = {k.removeprefix("latent_head."): v for k, v in full.items() if k.startswith("latent_head.")}
         if head and model.latent_head is not None:
             model.latent_head.load_state_dict(head)
+    model.source_path = path.resolve()  # adapters trained on this model chain onto this folder
     return model
 
 

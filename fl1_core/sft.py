@@ -49,7 +49,7 @@ from .data.examples import sft_example, text_only_prompt
 from .data.formats import Reject, SFTRecord, load_sft_records, write_rejects
 from .data.frames import clear_reader_cache
 from .model import FutureL1Model, load_future_l1, save_future_l1
-from .adapters import LoraSettings, apply_lora, has_lora, save_trained
+from .adapters import LoraSettings, apply_lora, has_lora, merge_lora, save_trained
 from .placement import autocast, scalar, upcast_trainable
 from .runs import atomic_directory, atomic_write_json, append_jsonl, read_jsonl, write_jsonl
 
@@ -456,7 +456,9 @@ def train_sft(
     fingerprint = model_fingerprint(model)
     model.freeze_vision(cfg.freeze_vision)
     if cfg.lora is not None:
-        apply_lora(model, LoraSettings.from_dict(cfg.lora))
+        apply_lora(model, LoraSettings.from_dict(cfg.lora))  # adapters already there are merged first
+    elif has_lora(model):
+        merge_lora(model)  # full fine-tuning of an adapter checkpoint: fold its adapters in first
     upcast_trainable(model)  # fp32 master weights: a bf16-loaded checkpoint would lose updates below bf16 resolution
     if cfg.gradient_checkpointing:
         model.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

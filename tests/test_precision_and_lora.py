@@ -177,3 +177,29 @@ def test_merged_and_unmerged_adapters_give_equal_logits(saved_tiny):
     merge_lora(model)
     assert not has_lora(model)
     torch.testing.assert_close(_logits(model, processor), unmerged, atol=1e-5, rtol=1e-5)
+
+
+def test_rl_with_lora_on_an_sft_adapter_chains_and_reloads(saved_tiny, records, tmp_path):
+    """SFT adapter → RL adapter on top (the SFT one merged first, reference = adapters off = the SFT model);
+    the RL adapter folder reloads through the chain to the same logits."""
+    from fl1_core.data.formats import load_rl_records
+    from fl1_core.data.world import WorldConfig, generate_world
+    from fl1_core.rl import RLConfig, RLTrainer
+
+    model, processor = load_future_l1(saved_tiny, device=None)
+    cfg = SFTConfig.cpu_world(per_device_batch_size=2, gradient_accumulation_steps=1, max_steps=2, save_every=0,
+                              learning_rate=3e-3, warmup_ratio=0.0, progress_bar=False, lora={"r": 4})
+    sft = train_sft(model, processor, records, cfg, tmp_path / "sft", mode="latent")
+    model, processor = load_future_l1(sft.final_dir, device=None)
+    generate_world(tmp_path / "w", seed=0, config=WorldConfig.small(rl_size=6))
+    rl_records = load_rl_records(tmp_path / "w" / "rl.jsonl").records
+    model.latent_config = model.latent_config.replace(budget_mode="loose")
+    rl_cfg = RLConfig(group_size=2, prompts_per_step=2, max_new_tokens=8, latent_cap=2, force_initial_latent=True,
+                      lr=1e-2, total_steps=1, checkpoint_every=5, max_rounds=1, progress=False,
+                      dynamic_sampling=False, lora={"r": 4})
+    trainer = RLTrainer(model, processor, rl_records, rl_cfg, tmp_path / "rl")
+    assert trainer.ref_model is None  # the reference is the model with its adapters off: no copy
+    result = trainer.train()
+    assert (result.final_dir / "adapter_config.json").is_file()
+    reloaded, proc = load_future_l1(result.final_dir, device=None)
+    torch.testing.assert_close(_logits(reloaded, proc), _logits(trainer.model, processor), atol=1e-5, rtol=0)

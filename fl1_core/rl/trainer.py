@@ -56,7 +56,7 @@ from fl1_core.data.formats import RLRecord
 from fl1_core.decoding import replay
 from fl1_core.evaluation import JudgeConfig
 from fl1_core.losses import aggregate_loss, dapo_policy_loss, kl_k3
-from fl1_core.adapters import adapters_disabled, save_trained
+from fl1_core.adapters import adapters_disabled, has_lora, merge_lora, save_trained
 from fl1_core.placement import autocast, bf16_supported, scalar, upcast_trainable
 from fl1_core.rl.advantages import group_advantages
 from fl1_core.rl.config import RLConfig
@@ -170,6 +170,12 @@ class _Dist:
 
         acc = Accelerator(mixed_precision="no",
                           kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+        if acc.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
+            raise RuntimeError(
+                f"RL runs its actor under DDP; a {acc.distributed_type.value} accelerate config is not supported for "
+                "RL (rollouts decode the whole model on every process). Launch with `accelerate launch --multi_gpu "
+                "--num_processes N`, and train LoRA adapters (--set 'lora={}') when the full model's AdamW states do "
+                "not fit: see `fl1 plan --stage rl`.")
         if acc.distributed_type != DistributedType.NO:
             return acc.prepare_model(model)
         # torchrun on CPU without accelerate's multi-CPU detection: the same DDP wrapper directly
@@ -275,6 +281,8 @@ class RLTrainer:
         if self.cfg.force_initial_latent is not None:
             changes["force_initial_latent"] = self.cfg.force_initial_latent
         self.latent_config = lc.replace(**changes)
+        if has_lora(model) and not self.cfg.lora:
+            merge_lora(model)  # full fine-tuning of an adapter checkpoint: fold its adapters in first
         self.init_fingerprint = _fingerprint(model)
         model.freeze_vision(self.cfg.freeze_vision)
         self.ref_model = None
