@@ -203,3 +203,31 @@ def test_rl_with_lora_on_an_sft_adapter_chains_and_reloads(saved_tiny, records, 
     assert (result.final_dir / "adapter_config.json").is_file()
     reloaded, proc = load_future_l1(result.final_dir, device=None)
     torch.testing.assert_close(_logits(reloaded, proc), _logits(trainer.model, processor), atol=1e-5, rtol=0)
+
+
+def test_cli_models_go_where_the_device_policy_says(saved_tiny, monkeypatch):
+    """``fl1 eval/curate/rl/heldout`` load through ``_load_model`` / ``load_future_l1(device="auto")``: with a device
+    forced by FL1_DEVICE (here the meta device, standing in for a GPU) the model is moved there."""
+    from fl1_core.cli import _load_model
+    from fl1_core.rl.heldout import run_heldout_mcq  # noqa: F401  (loads with the default device="auto")
+
+    monkeypatch.setenv("FL1_DEVICE", "meta")
+    model, _ = _load_model(str(saved_tiny))
+    assert model.device.type == "meta"
+    tiny, _ = _load_model("tiny")
+    assert tiny.device.type == "meta"
+    monkeypatch.setenv("FL1_DEVICE", "cpu")
+    assert load_future_l1(saved_tiny)[0].device.type == "cpu"
+
+
+def test_scalar_reads_a_sharded_norm_whole():
+    from fl1_core.placement import scalar
+
+    class Sharded:  # what FSDP2's clip_grad_norm_ returns: a DTensor whose local value is one shard's
+        def full_tensor(self):
+            return torch.tensor(5.0)
+
+        def __float__(self):
+            raise RuntimeError("float() of a DTensor")
+
+    assert scalar(Sharded()) == 5.0 and scalar(torch.tensor(2.5)) == 2.5
