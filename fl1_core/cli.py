@@ -235,6 +235,13 @@ def cmd_heldout(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    print(f"report: {build_report(args.run_dir)}")
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from .memory_plan import PlanInputs, plan_memory
 
@@ -363,6 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=112)
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=cmd_heldout)
+
+    p = sub.add_parser("report", help="RUN_DIR/report/index.html: the run's notebooks, manifest, metrics, figures, "
+                                      "clips (opens offline)")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("plan", help="per-GPU memory plan of an SFT or RL run (meta device; exit 3 if it won't fit)")
     p.add_argument("--model", required=True, help="a checkpoint folder, or qwen3-vl-8b (its published shapes)")

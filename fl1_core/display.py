@@ -47,13 +47,14 @@ def latent_html(text: str) -> str:
     return '<div style="font-family:monospace;white-space:pre-wrap;line-height:1.6">' + "".join(parts) + "</div>"
 
 
-def record_browser(records: Sequence, load_example):
-    """An ipywidgets browser over SFT records: question frames, question, THOUGHT trajectory and future frames.
+def record_browser(records: Sequence, load_example, clip_html=None):
+    """An ipywidgets browser over SFT records: the clip playing (``clip_html(record)`` → HTML, e.g.
+    :func:`fl1_core.clips.world_clip_html`), question frames, question, THOUGHT trajectory and future frames.
 
     ``load_example(record)`` returns an :class:`~fl1_core.data.collator.SFTExample` (frames decoded).
     """
     import ipywidgets as widgets
-    from IPython.display import display
+    from IPython.display import HTML, display
 
     out = widgets.Output()
     slider = widgets.IntSlider(value=0, min=0, max=max(0, len(records) - 1), description="record")
@@ -65,6 +66,8 @@ def record_browser(records: Sequence, load_example):
         with out:
             meta = getattr(rec, "meta", {}) or {}
             print(f"{rec.id}  kind={meta.get('question_kind')}  needs_vision={meta.get('needs_vision')}")
+            if clip_html is not None:
+                display(HTML(clip_html(rec)))
             display(image_strip(ex.question_images, [f"q{i + 1}" for i in range(len(ex.question_images))]))
             print("Q:", ex.question)
             for k, thought in enumerate(ex.thoughts):

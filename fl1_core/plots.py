@@ -52,6 +52,7 @@ __all__ = [
     "reward_curves",
     "rl_data_scaling",
     "save_figure",
+    "shared_plotlyjs",
     "training_curves",
     "visual_gain_distribution",
 ]
@@ -120,19 +121,35 @@ def _is_missing(v: Any) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------------------ save
+STATIC_DIR = "_static"  # beside a run's figures/ and report/: one plotly.js for both
+PLOTLY_JS = "plotly.min.js"
+
+
+def shared_plotlyjs(folder: str | Path) -> Path:
+    """``<folder>/plotly.min.js`` (the installed plotly's bundle), written once; returns its path."""
+    path = Path(folder) / PLOTLY_JS
+    if not path.exists():
+        from plotly.offline import get_plotlyjs
+
+        atomic_write_text(path, get_plotlyjs())
+    return path
+
+
 def save_figure(
     fig: go.Figure,
     out_dir: str | Path,
     name: str,
     *,
-    include_plotlyjs: bool | str = True,
+    include_plotlyjs: bool | str = "shared",
     scale: float = 2.0,
 ) -> dict[str, Any]:
-    """Write ``<out_dir>/<name>.html`` and ``<out_dir>/<name>.png`` atomically.
+    """Write ``<out_dir>/<name>.html``, ``<name>.json`` (the figure, for the run report) and ``<name>.png``
+    atomically.
 
-    The HTML embeds plotly.js by default (works offline, ~4.7 MB per file); ``include_plotlyjs="directory"``
-    writes plotly.min.js once into ``out_dir`` and references it (small files, still offline); ``"cdn"`` loads it
-    from the internet. The PNG needs kaleido + Chrome/Chromium; if static export
+    ``include_plotlyjs``: ``"shared"`` (default) writes plotly.js once per run into ``<out_dir>/../_static/`` and
+    references it relatively (each HTML ~10 KB, works offline, one copy for the run's figures and its report);
+    ``"directory"`` writes it once into ``out_dir``; ``True`` embeds it (~4.7 MB per file); ``"cdn"`` loads it from
+    the internet. The PNG needs kaleido + Chrome/Chromium; if static export
     fails, one warning is logged per process (:data:`PNG_HELP`) and the PNG is skipped. Returns
     ``{"html": str, "png": str | None, "png_error": str | None}``.
     """
@@ -142,11 +159,13 @@ def save_figure(
     out = Path(out_dir)
     html_path = out / f"{name}.html"
     png_path = out / f"{name}.png"
-    if include_plotlyjs == "directory" and not (out / "plotly.min.js").exists():
-        from plotly.offline import get_plotlyjs
-
-        atomic_write_text(out / "plotly.min.js", get_plotlyjs())
+    if include_plotlyjs == "shared":
+        shared_plotlyjs(out.parent / STATIC_DIR)
+        include_plotlyjs = f"../{STATIC_DIR}/{PLOTLY_JS}"
+    elif include_plotlyjs == "directory":
+        shared_plotlyjs(out)
     atomic_write_text(html_path, fig.to_html(include_plotlyjs=include_plotlyjs, full_html=True))
+    atomic_write_text(out / f"{name}.json", fig.to_json())
     try:
         data = fig.to_image(format="png", scale=scale)
     except Exception as exc:  # kaleido raises several types (no Chrome, no kaleido, browser crash)

@@ -114,9 +114,8 @@ def run_workbook(
     ``cell_timeout_s`` bounds each cell (None = no limit: GPU cells may run for days). A cell that exceeds it (or
     a client that never hears back from an idle kernel, a rare jupyter_client/papermill hang) restarts that
     notebook up to ``timeout_retries`` times (its stages resume from their checkpoints), then fails loudly.
+    The last step, also of a failed run, writes the run's offline report (``run_dir/report/index.html``).
     """
-    import papermill
-
     run_dir = run_directory(runs_root, run_id).resolve()
     books = [Path(p) for p in (notebooks or workbook_notebooks())]
     if not books:
@@ -132,6 +131,29 @@ def run_workbook(
     stages.setdefault("completed", {})
     write_manifest(run_dir, parameters=params, extra={"run_id": run_dir.name, "notebooks": [b.name for b in books]})
     result = RunResult(run_dir=run_dir, completed=[])
+    try:
+        _execute_books(books, run_dir, params, stages, result, kernel_name=kernel_name, progress=progress,
+                       cell_timeout_s=cell_timeout_s, timeout_retries=timeout_retries)
+    finally:  # the report is the last step, also of a failed run (it shows the failing cell first)
+        write_manifest(run_dir, extra={"stages": stages["completed"]})
+        _write_report(run_dir)
+    return result
+
+
+def _write_report(run_dir: Path) -> None:
+    try:
+        from .report import build_report
+
+        logger.info("run report: %s", build_report(run_dir))
+    except Exception as err:  # a report problem must not hide the run's own result or error
+        logger.warning("run report not written (%s: %s); retry with `fl1 report %s`", type(err).__name__, err,
+                       run_dir)
+
+
+def _execute_books(books: list[Path], run_dir: Path, params: dict, stages: dict, result: RunResult, *,
+                   kernel_name: str, progress: bool, cell_timeout_s: float | None, timeout_retries: int) -> None:
+    import papermill
+
     for book in books:
         name = book.stem
         if name in stages["completed"]:
@@ -170,8 +192,6 @@ def run_workbook(
         atomic_write_json(_stages_file(run_dir), stages)
         result.completed.append(name)
         result.wall_s[name] = wall
-    write_manifest(run_dir, extra={"stages": stages["completed"]})
-    return result
 
 
 # --------------------------------------------------------------------------------------------- sweeps

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 
@@ -325,3 +326,16 @@ def test_save_figure_directory_mode_writes_plotlyjs_once(tmp_path, monkeypatch):
     assert (tmp_path / "plotly.min.js").stat().st_size > 1_000_000
     assert out["png"] == str(tmp_path / "small.png")
     assert (tmp_path / "small.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_save_figure_shares_one_plotlyjs_per_run(tmp_path, monkeypatch):
+    """Default: plotly.js once in <run>/_static, every figure HTML small and pointing at it, plus the figure JSON."""
+    monkeypatch.setattr(go.Figure, "to_image", lambda *a, **k: b"\x89PNG\r\n\x1a\nfake")
+    figures = tmp_path / "run" / "figures"
+    for name in ("a", "b"):
+        plots.save_figure(_small_fig(), figures, name)
+        html = (figures / f"{name}.html").read_text()
+        assert 'src="../_static/plotly.min.js"' in html and len(html) < 100_000
+        assert json.loads((figures / f"{name}.json").read_text())["data"][0]["name"] == "probe-trace"
+    assert (tmp_path / "run" / "_static" / "plotly.min.js").stat().st_size > 1_000_000
+    assert not (figures / "plotly.min.js").exists()
