@@ -53,7 +53,10 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
+from . import answers
 from . import tokens as T
+from .answers import answer_span, reference_letter
+from .answers import normalize as normalize_answer  # the earlier public name
 from .config import ConfigBase
 from .data.collator import PromptExample, build_prompt_inputs, render_prompt
 from .data.examples import hinted_prompt, text_only_prompt
@@ -61,11 +64,6 @@ from .data.formats import SFTRecord, load_sft_records, read_json_rows, write_rej
 from .decoding import generate_with_latents
 from .losses import token_logprobs
 from .runs import append_jsonl, atomic_write_json, atomic_write_text, write_jsonl
-
-try:  # the evaluation package is the single home of option-letter extraction
-    from .evaluation import extract_answer_letter as _extract_letter
-except ImportError:  # pragma: no cover - only while fl1_core.evaluation is being written
-    _extract_letter = None
 
 logger = logging.getLogger(__name__)
 
@@ -210,51 +208,19 @@ class CurationResult:
 
 
 # ------------------------------------------------------------------------------------------------------ correctness
-_ANSWER_SPAN = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
-_NON_WORD = re.compile(r"[^0-9a-z]+")
-_MCQ_ANSWER = re.compile(r"^\s*\(?([A-Da-d])\)?\s*\.?\s*$")
-
-
-def answer_span(text: str) -> str | None:
-    """The text of the LAST ``<answer>…</answer>`` span (latent tokens stripped), None if there is none."""
-    spans = _ANSWER_SPAN.findall(T.strip_latent_tokens(text or ""))
-    return spans[-1] if spans else None
-
-
-def normalize_answer(text: str) -> str:
-    """Lower-case; every run of non-alphanumerics → one space; trimmed (``"The light, turns on."`` → ``"the light turns on"``)."""
-    return _NON_WORD.sub(" ", text.lower()).strip()
-
-
 def is_mcq(record: SFTRecord) -> bool:
     """MCQ record: ``meta.format == "mcq"`` when present, else a single option letter as the answer."""
     fmt = (record.meta or {}).get("format")
     if fmt is not None:
         return str(fmt).lower() in ("mcq", "multiple choice", "multiple-choice")
-    return bool(_MCQ_ANSWER.match(record.answer))
+    return reference_letter(record.answer) is not None
 
 
-def _letter(text: str) -> str:
-    if _extract_letter is not None:
-        return _extract_letter(text, mode="strict")
-    span = answer_span(text)  # pragma: no cover - fallback parser
-    m = re.search(r"(?<![A-Za-z])([A-D])(?![A-Za-z])", span or "")
-    return m.group(1) if m else ""
-
-
-def is_correct(text: str, reference: str, mcq: bool) -> bool:
-    """Rollout correctness: MCQ → strict option letter == reference letter; free-form → normalised answer span
-    equals the normalised reference or contains it on word boundaries. No answer span → wrong."""
-    if mcq:
-        ref = _MCQ_ANSWER.match(reference)
-        return bool(ref) and _letter(text) == ref.group(1).upper()
-    span = answer_span(text)
-    if span is None:
-        return False
-    pred, gold = normalize_answer(span), normalize_answer(reference)
-    if not gold or not pred:
-        return False
-    return pred == gold or f" {gold} " in f" {pred} "
+def is_correct(text: str, reference: str, mcq: bool, rule: str = "contains") -> bool:
+    """Rollout correctness: :func:`fl1_core.answers.is_correct` with the containment rule by default (a rollout's
+    free-form answer counts when it contains the reference event on word boundaries; ``rule="exact"`` is stricter).
+    No answer span → wrong."""
+    return answers.is_correct(text, reference, mcq=mcq, rule=rule)
 
 
 # ------------------------------------------------------------------------------------------------------ fingerprints

@@ -50,6 +50,7 @@ from .data.formats import Reject, SFTRecord, load_sft_records, write_rejects
 from .data.frames import clear_reader_cache
 from .model import FutureL1Model, load_future_l1, save_future_l1
 from .adapters import LoraSettings, apply_lora, has_lora, merge_lora, save_trained
+from .answers import is_correct, reference_letter
 from .placement import autocast, scalar, upcast_trainable
 from .runs import atomic_directory, atomic_write_json, append_jsonl, read_jsonl, write_jsonl
 
@@ -750,9 +751,6 @@ class FormatReport:
     samples: list[str] = field(default_factory=list, repr=False)
 
 
-_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-
-
 def format_report(
     model: FutureL1Model,
     processor,
@@ -786,8 +784,7 @@ def format_report(
             valid.append(format_reward(text))
             spans.append(len(counts))
             latents.extend(counts)
-            m = _ANSWER_RE.search(text)
-            correct.append(float(m is not None and m.group(1).strip().lower() == rec.answer.strip().lower()))
+            correct.append(float(is_correct(text, rec.answer, mcq=reference_letter(rec.answer) is not None)))
             if len(samples) < 4:
                 samples.append(text)
     model.train(was_training)

@@ -8,8 +8,8 @@ and ``judge_server`` (the local OpenAI-compatible judge).
 
 from fl1_core.evaluation.extraction import EXTRACTION_MODES, extract_answer_letter, read_option_letter
 from fl1_core.evaluation.futurebench import FUTUREBENCH_SPLITS, SPLIT_LABELS, score_futurebench
-from fl1_core.evaluation.judge_cache import JudgeCache, cache_key
-from fl1_core.evaluation.judge_client import (
+from fl1_core.judge.cache import JudgeCache, cache_key
+from fl1_core.judge.client import (
     JudgeClient,
     JudgeConfig,
     JudgeStats,
@@ -19,17 +19,17 @@ from fl1_core.evaluation.judge_client import (
     judge_many,
     normalize_base_url,
 )
-from fl1_core.evaluation.judge_parsing import (
+from fl1_core.judge.parsing import (
     clamp_score_pair,
     coerce_score_pair,
     parse_score_reply,
     parse_yes_no,
     round_half_up,
 )
-from fl1_core.evaluation.judge_prompts import build_twiff_messages, build_yesno_messages
-from fl1_core.evaluation.judge_rules import rule_answer_score, rule_cot_score, rule_scores, rule_yes_no
-from fl1_core.evaluation.judge_server import FaultConfig, JudgeServerHandle, serve, start_judge_server
-from fl1_core.evaluation.sanitize import VISUAL_MARKER, sanitize_for_judge, split_reasoning_answer
+from fl1_core.judge.prompts import build_twiff_messages, build_yesno_messages
+from fl1_core.judge.rules import rule_answer_score, rule_cot_score, rule_scores, rule_yes_no
+from fl1_core.judge.server import FaultConfig, JudgeServerHandle, serve, start_judge_server
+from fl1_core.judge.sanitize import VISUAL_MARKER, sanitize_for_judge, split_reasoning_answer
 from fl1_core.evaluation.twiffbench import score_twiffbench
 
 __all__ = [

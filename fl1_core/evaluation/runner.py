@@ -58,9 +58,9 @@ from fl1_core.data.formats import (
 from fl1_core.decoding import generate_with_latents
 from fl1_core.evaluation.extraction import EXTRACTION_MODES, extract_answer_letter
 from fl1_core.evaluation.futurebench import score_futurebench
-from fl1_core.evaluation.judge_client import JudgeConfig, TwiffJudgeItem, judge_many
+from fl1_core.judge.client import JudgeConfig, TwiffJudgeItem, judge_many
 from fl1_core.evaluation.latent_stats import adjacent_span_cosines, inference_cost, latent_statistics
-from fl1_core.evaluation.sanitize import split_reasoning_answer
+from fl1_core.judge.sanitize import split_reasoning_answer
 from fl1_core.evaluation.twiffbench import score_twiffbench
 from fl1_core.runs import atomic_write_json, read_jsonl, write_jsonl
 from fl1_core.tokens import SYSTEM_PROMPTS

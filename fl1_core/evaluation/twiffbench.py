@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from fl1_core.evaluation.judge_parsing import clamp_score_pair
+from fl1_core.judge.parsing import clamp_score_pair
 
 __all__ = ["score_twiffbench"]
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..answers import answer_span
 from ..data.collator import PromptExample, build_prompt_inputs
 from ..data.world.questions import LETTERS, TEXT_KINDS, options_block
 from ..decoding import generate_with_latents
@@ -49,8 +50,8 @@ def _summary(correct: Sequence[bool]) -> dict[str, Any]:
 
 
 def _answer_span(text: str) -> str:
-    body = text.split("<answer>")[-1]
-    return body.split("</answer>")[0].strip()
+    """The last answer span, ``""`` without one (:func:`fl1_core.answers.answer_span`)."""
+    return answer_span(text) or ""
 
 
 @torch.no_grad()

@@ -2,10 +2,11 @@
 
 Rule check (exact, model-free):
 
-- multiple choice: the strict option letter of the response (:func:`extract_answer_letter` with ``mode="strict"``:
-  last ``<answer>`` span, standalone letter only) equals the reference letter;
-- free-form: the normalised last answer span equals the normalised reference (lower-case, punctuation → spaces,
-  whitespace collapsed: :func:`fl1_core.evaluation.judge_rules.normalize_text`), e.g. a world event sentence.
+- multiple choice: the strict option letter of the response (last ``<answer>`` span, standalone letter only)
+  equals the reference letter;
+- free-form: the normalised last answer span equals the normalised reference, e.g. a world event sentence.
+
+Both are :func:`fl1_core.answers.is_correct` with ``rule="exact"`` (the one correctness rule of the repository).
 
 A response without an answer span is wrong (0) without asking anybody. Rule failures with an answer go to the yes/no
 judge (``judge_on="free-form"``: only free-form rows; ``"all"``: MCQ rows too) through
@@ -21,9 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fl1_core.answers import answer_span, is_correct
 from fl1_core.data.formats import RLRecord
-from fl1_core.evaluation import JudgeConfig, YesNoJudgeItem, extract_answer_letter, judge_many, split_reasoning_answer
-from fl1_core.evaluation.judge_rules import normalize_text
+from fl1_core.judge.client import JudgeConfig, YesNoJudgeItem, judge_many
 
 __all__ = ["AccuracyResult", "rule_correct", "answer_span", "score_accuracy"]
 
@@ -43,18 +44,9 @@ class AccuracyResult:
     judge_errors: dict[str, int] = field(default_factory=dict)
 
 
-def answer_span(text: str) -> str:
-    """The content of the last ``<answer>…</answer>`` span (sanitised), ``""`` when there is none."""
-    return split_reasoning_answer(text)[1]
-
-
 def rule_correct(text: str, record: RLRecord) -> bool:
     """Exact rule check of one response against its record (see the module docstring)."""
-    if record.is_multiple_choice:
-        letter = extract_answer_letter(text, mode="strict")
-        return bool(letter) and letter == record.answer.strip().strip("().").upper()
-    answer = answer_span(text)
-    return bool(answer) and normalize_text(answer) == normalize_text(record.answer)
+    return is_correct(text, record.answer, mcq=record.is_multiple_choice, rule="exact")
 
 
 def score_accuracy(

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from fl1_core.config import LatentConfig
 from fl1_core.data.formats import RLRecord
 from fl1_core.decoding import generate_with_latents
-from fl1_core.evaluation import extract_answer_letter
+from fl1_core.answers import extract_answer_letter
 from fl1_core.rl.accuracy import rule_correct
 from fl1_core.rl.rollout import collate_prompts, prepare_prompt
 

@@ -54,7 +54,7 @@ import torch.nn.functional as F
 
 from fl1_core.data.formats import RLRecord
 from fl1_core.decoding import replay
-from fl1_core.evaluation import JudgeConfig
+from fl1_core.judge.client import JudgeConfig
 from fl1_core.losses import aggregate_loss, dapo_policy_loss, kl_k3
 from fl1_core.adapters import adapters_disabled, has_lora, merge_lora, save_trained
 from fl1_core.placement import autocast, bf16_supported, scalar, upcast_trainable
