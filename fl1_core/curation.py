@@ -42,7 +42,6 @@ import json
 import logging
 import math
 import random
-import re
 import time
 from collections import Counter
 from collections.abc import Sequence

@@ -7,7 +7,10 @@ as the per-token quantity, and aggregation is explicit.
 Shapes: ``B`` sequences (responses), ``T`` response tokens. ``mask[b, t] = 1`` marks a token that takes part in the
 loss (a sampled response token; padding, prompt and forced tokens are 0).
 
-The latent SFT loss lives with the model (``fl1_core.model``), not here.
+Every objective of the method is here: the latent SFT loss (SPEC §3: :func:`causal_ce_loss`,
+:func:`latent_alignment_loss`, :func:`latent_sft_loss`), the DAPO policy loss and k3 KL (SPEC §6), their sum
+:func:`policy_objective` (what the RL trainer calls), the per-token :func:`token_entropy`, and chunked token
+log-probs (:func:`token_logprobs`).
 """
 
 from __future__ import annotations
@@ -15,9 +18,14 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 
 __all__ = [
-    "masked_sum",
+    "causal_ce_loss",
+    "latent_alignment_loss",
+    "latent_sft_loss",
+    "policy_objective",
+    "token_entropy",
     "masked_mean",
     "aggregate_loss",
     "kl_k3",
@@ -39,13 +47,6 @@ def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     """``num / den`` where ``den != 0``, else ``0`` (no NaN, gradient of ``num`` kept at 0 there)."""
     safe_den = torch.where(den != 0, den, torch.ones_like(den))
     return torch.where(den != 0, num / safe_den, torch.zeros_like(num))
-
-
-def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | tuple[int, ...] | None = None) -> torch.Tensor:
-    """Σ x·m over ``dim`` (all elements when ``dim`` is None). ``mask`` broadcasts against ``x``."""
-    m = _as_float_mask(mask, x)
-    xm = x * m
-    return xm.sum() if dim is None else xm.sum(dim=dim)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | tuple[int, ...] | None = None) -> torch.Tensor:
@@ -302,3 +303,77 @@ def token_logprobs(
                 ents.append(torch.special.entr(torch.softmax(z, dim=-1)).sum(-1))
         entropy = (torch.cat(ents) if ents else flat_h.new_zeros(0, dtype=torch.float32)).view(b, t)
     return logp, entropy
+
+
+# ----------------------------------------------------------------------------------------------- latent SFT (SPEC §3)
+def causal_ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over positions with ``labels[t+1] != -100`` (fp32):
+
+        CE = −(1/|S|) Σ_{t ∈ S} log softmax(z_t)[x_{t+1}],   S = {t : labels[t+1] ≠ −100}
+    """
+
+    shift_logits = logits[:, :-1].float()
+    shift_labels = labels[:, 1:]
+    if not bool((shift_labels != -100).any()):
+        return shift_logits.sum() * 0.0
+    return F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100)
+
+
+def latent_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+    """Alignment of the projected hidden state before each latent slot with the (detached) latent input there
+    (the SPEC §3 shift: ``pred`` = project(h_t), ``target`` = e_{t+1}), rows [N, H]:
+
+        mse: (1/(N·H)) Σ ‖pred − target‖²        sim: (1/N) Σ (1 − cos(pred, target))
+    """
+
+    if pred.shape[0] == 0:
+        return pred.new_zeros((), dtype=torch.float32)
+    if kind == "mse":
+        return F.mse_loss(pred.float(), target.float().detach())
+    if kind == "sim":
+        return (1.0 - F.cosine_similarity(pred.float(), target.float().detach(), dim=-1)).mean()
+    raise ValueError(f"latent loss must be 'mse' or 'sim', got {kind!r}")
+
+
+def latent_sft_loss(ce: torch.Tensor, latent: torch.Tensor, latent_lambda: float) -> torch.Tensor:
+    """The latent SFT objective: ``L = CE + λ · L_latent``."""
+    return ce + latent_lambda * latent
+
+
+# ------------------------------------------------------------------------------------------------------ RL (SPEC §6)
+def token_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Per-position entropy ``H = −Σ_v p_v log p_v``, ``p = softmax(z)``, of logits ``[..., V]``; suppressed tokens
+    (``z = −∞``, ``p = 0``) add 0, not NaN."""
+    return torch.special.entr(torch.softmax(logits.float(), dim=-1)).sum(-1)
+
+
+def policy_objective(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    ref_logp: torch.Tensor | None = None,
+    kl_beta: float = 0.0,
+    eps_low: float = 0.2,
+    eps_high: float = 0.28,
+    dual_clip: float | None = 3.0,
+    agg: LossAgg = "token",
+    num_tokens: float | None = None,
+    num_seqs: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """The RL loss the trainer minimises:
+
+        loss = agg(ℓ_DAPO(ρ, A)) + β · agg(k3(log π_ref − log π_θ))     (β = ``kl_beta``; no KL term without
+                                                                           ``ref_logp`` or with β = 0)
+
+    Returns ``(loss, policy_loss, kl_loss, kl_per_token, dapo_metrics)``.
+    """
+    pg, metrics = dapo_policy_loss(logp, old_logp, advantages, mask, eps_low=eps_low, eps_high=eps_high,
+                                   dual_clip=dual_clip, agg=agg, num_tokens=num_tokens, num_seqs=num_seqs)
+    kl_tok = torch.zeros_like(logp)
+    kl = logp.new_zeros(())
+    if ref_logp is not None and kl_beta != 0.0:
+        kl_tok = kl_k3(logp, ref_logp)
+        kl = aggregate_loss(kl_tok, mask, agg=agg, num_tokens=num_tokens, num_seqs=num_seqs)
+    return pg + kl_beta * kl, pg, kl, kl_tok, metrics

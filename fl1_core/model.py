@@ -24,7 +24,7 @@ from transformers import AutoProcessor, Qwen3VLForConditionalGeneration, Qwen3VL
 
 from . import tokens as T
 from .config import CONFIG_KEY, LatentConfig
-from .losses import token_logprobs
+from .losses import causal_ce_loss, latent_alignment_loss, latent_sft_loss, token_logprobs
 
 logger = logging.getLogger(__name__)
 
@@ -231,23 +231,20 @@ class FutureL1Model(nn.Module):
             return FutureL1Output(None, None, None, logits, hidden)
         ce = causal_ce_loss(logits, labels)
         latent_loss, n_pairs = self.latent_alignment_loss(hidden, embeds, latent_mask)
-        loss = ce + self.latent_config.latent_lambda * latent_loss
+        loss = latent_sft_loss(ce, latent_loss, self.latent_config.latent_lambda)
         return FutureL1Output(loss, ce, latent_loss, logits, hidden, n_pairs)
 
     def latent_alignment_loss(
         self, hidden: torch.Tensor, embeds: torch.Tensor, latent_mask: torch.Tensor
     ) -> tuple[torch.Tensor, int]:
-        """MSE (or 1 − cos) between project(hidden@t) and the detached latent input embedding @t+1."""
+        """The pairs of the SPEC §3 shift (project(hidden@t), detached latent input @t+1) and their loss
+        (:func:`fl1_core.losses.latent_alignment_loss`, MSE or 1 − cos)."""
         pred_mask = latent_mask[:, 1:]  # t + 1 is a latent slot
         if not bool(pred_mask.any()):
             return hidden.new_zeros(()), 0
         pred = self.project_latent(hidden[:, :-1][pred_mask])
         target = embeds[:, 1:][pred_mask].detach()
-        if self.latent_config.latent_loss == "mse":
-            loss = F.mse_loss(pred.float(), target.float())
-        else:
-            loss = (1.0 - F.cosine_similarity(pred.float(), target.float(), dim=-1)).mean()
-        return loss, int(pred_mask.sum())
+        return latent_alignment_loss(pred, target, self.latent_config.latent_loss), int(pred_mask.sum())
 
     # --------------------------------------------------------------- save/load
     def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
@@ -273,15 +270,6 @@ class FutureL1Model(nn.Module):
             model.latent_head.load_state_dict(torch.load(head_file, map_location="cpu", weights_only=True))
             model.latent_head.to(device=model.device, dtype=model.dtype)
         return model
-
-
-def causal_ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over positions with ``labels[t+1] != -100`` (fp32)."""
-    shift_logits = logits[:, :-1].float()
-    shift_labels = labels[:, 1:]
-    if not bool((shift_labels != -100).any()):
-        return shift_logits.sum() * 0.0
-    return F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100)
 
 
 def add_latent_tokens(processor: Qwen3VLProcessor, base: Qwen3VLForConditionalGeneration) -> dict[str, int]:

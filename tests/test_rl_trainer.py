@@ -145,6 +145,15 @@ def test_dynamic_sampling_falls_back_to_the_last_round_unfiltered():
     assert len(res.groups) == 2 and [[r.acc for r in g] for g in res.groups] == [[1, 1], [0, 0]]
 
 
+def test_dynamic_sampling_fills_up_from_a_last_round_that_keeps_none():
+    """SPEC §6: "if the last round keeps none, fall back to it unfiltered; truncate to exactly 64×8" — also when
+    earlier rounds kept some groups (before issue 13 such a step trained short on the kept ones)."""
+    rounds = {0: _groups([[1, 0], [1, 1]]), 1: _groups([[1, 1], [0, 0], [1, 1]])}  # round 0 keeps 1, round 1 none
+    res = dynamic_sampling_rounds(lambda r: rounds[r], target=3, max_rounds=2)
+    assert res.fallback and not res.short and res.kept_groups == 1
+    assert res.groups == [rounds[0][0], rounds[1][0], rounds[1][1]]  # kept first, then the last round in order
+
+
 def test_grpo_mode_draws_one_round_without_filtering():
     cfg = RLConfig(mode="grpo").resolved()
     assert cfg.dynamic_sampling is False and (cfg.eps_low, cfg.eps_high) == (0.2, 0.2)

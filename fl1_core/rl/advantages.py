@@ -1,4 +1,4 @@
-"""GRPO group advantages and DAPO dynamic sampling (SPEC §6), vectorised pure functions.
+"""GRPO group advantages (SPEC §6), vectorised pure functions (dynamic sampling: :mod:`fl1_core.rl.dynamic_sampling`).
 
 A *group* is the set of responses sharing a group id (the n rollouts of one prompt). Ids may be any integers, in any
 order, not necessarily contiguous; per-group statistics are computed with ``torch.unique`` + ``index_add`` (no Python
@@ -70,24 +70,10 @@ def group_advantages(rewards: ArrayLike, group_ids: ArrayLike, eps: float = 1e-6
     return (centred / (std[inverse] + eps)).to(out_dtype)
 
 
-def dynamic_sampling_keep(
-    accuracy: ArrayLike, group_ids: ArrayLike, low: float = 0.1, high: float = 0.9
-) -> torch.Tensor:
-    """DAPO dynamic-sampling filter, one decision per group broadcast to its responses:
 
-        keep_i = low < mean_{j∈g(i)} acc_j < high   (strict on both sides)
+def __getattr__(name: str):  # dynamic_sampling_keep lives in fl1_core.rl.dynamic_sampling; this name stays
+    if name == "dynamic_sampling_keep":
+        from fl1_core.rl.dynamic_sampling import dynamic_sampling_keep
 
-    ``acc`` takes the reward values {1, 0, −1}; −1 (a repetitive response) counts as −1 in the mean, so e.g. a group
-    of 7×(−1) and 1×1 has mean −0.75 and is dropped. With n = 8 the default keeps groups with 1..7 correct and no
-    repetition penalty. Means are computed in float64. Returns a bool tensor of shape [N].
-    """
-    acc = _as_1d(accuracy, "accuracy").to(torch.float64)
-    inverse, counts = group_index(group_ids)
-    inverse = inverse.to(acc.device)
-    counts = counts.to(acc.device)
-    if inverse.numel() != acc.numel():
-        raise ValueError(f"accuracy ({acc.numel()}) and group_ids ({inverse.numel()}) differ in length")
-    mean = torch.zeros(len(counts), dtype=torch.float64, device=acc.device).index_add_(0, inverse, acc)
-    mean = mean / counts.to(torch.float64)
-    keep_group = (mean > low) & (mean < high)
-    return keep_group[inverse]
+        return dynamic_sampling_keep
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

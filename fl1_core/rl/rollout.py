@@ -13,18 +13,15 @@ per-span counts, and scores every response:
 
 A group with a response whose judging failed is *dropped* (never scored as wrong).
 
-Dynamic sampling (:func:`dynamic_sampling_rounds`): keep a group iff ``low < mean(acc) < high`` (strict; −1 counts);
-draw more rounds until ``target`` groups are kept or ``max_rounds`` rounds were drawn; truncate to exactly ``target``
-groups in draw order. If no group was kept after the last round, fall back to the last round unfiltered (minus
-dropped groups). If some but fewer than ``target`` were kept, the step trains on those (``short`` is reported).
+Dynamic sampling (filter, refill rounds, fallback) lives in :mod:`fl1_core.rl.dynamic_sampling`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
@@ -43,7 +40,7 @@ from fl1_core.rewards import (
     temporal_diversity_cos2,
 )
 from fl1_core.rl.accuracy import score_accuracy
-from fl1_core.rl.advantages import dynamic_sampling_keep
+from fl1_core.rl.dynamic_sampling import SamplingResult, dynamic_sampling_rounds  # noqa: F401 (re-exported)
 
 __all__ = [
     "PromptTensors",
@@ -98,10 +95,6 @@ class Response:
     @property
     def length(self) -> int:
         return int(self.sequence.shape[0])
-
-
-class _HasAcc(Protocol):
-    acc: float | None
 
 
 @dataclass
@@ -312,90 +305,3 @@ def score_groups(
     return stats
 
 
-# ------------------------------------------------------------------------------------------------ dynamic sampling
-@dataclass
-class SamplingResult:
-    """Outcome of :func:`dynamic_sampling_rounds`."""
-
-    groups: list[list[Any]]  # the training groups (exactly ``target`` unless ``short``)
-    rounds: int  # rounds drawn (1 + refill rounds)
-    drawn_groups: int
-    kept_groups: int  # groups that passed the filter over all rounds (before truncation)
-    dropped_groups: int  # groups with a failed judgement (never trained on)
-    fallback: bool  # no group kept → the last round unfiltered
-    short: bool  # fewer than ``target`` groups to train on
-    drawn: list[list[Any]] = field(default_factory=list, repr=False)  # every non-dropped group drawn
-
-    @property
-    def kept_fraction(self) -> float:
-        valid = self.drawn_groups - self.dropped_groups
-        return self.kept_groups / valid if valid else 0.0
-
-
-def _is_dropped(group: Sequence[_HasAcc]) -> bool:
-    return any(r.acc is None for r in group)
-
-
-def dynamic_sampling_rounds(
-    draw: Callable[[int], list[list[Any]]],
-    *,
-    target: int,
-    enabled: bool = True,
-    max_rounds: int = 20,
-    low: float = 0.1,
-    high: float = 0.9,
-    should_stop: Callable[[bool], bool] | None = None,
-) -> SamplingResult:
-    """Draw rounds with ``draw(round_index)`` (→ scored groups; items have ``.acc``) until ``target`` groups pass
-    ``low < mean acc < high``; see the module docstring for the fallback and truncation rules.
-
-    ``enabled=False`` (GRPO): one round, no filter (dropped groups still excluded), truncated to ``target``.
-    ``should_stop(done_locally)`` lets data-parallel processes agree on when to stop (all must be done).
-    """
-    kept: list[list[Any]] = []
-    drawn: list[list[Any]] = []
-    n_drawn = n_dropped = n_kept = 0
-    last_valid: list[list[Any]] = []
-    rounds = 0
-    for rnd in range(max_rounds if enabled else 1):
-        done = len(kept) >= target
-        groups = [] if done else draw(rnd)
-        rounds += 0 if done else 1
-        valid = [g for g in groups if not _is_dropped(g)]
-        n_drawn += len(groups)
-        n_dropped += len(groups) - len(valid)
-        drawn.extend(valid)
-        if groups:
-            last_valid = valid
-        if not enabled:
-            kept.extend(valid)
-            n_kept += len(valid)
-        elif valid:
-            acc = torch.tensor([float(r.acc) for g in valid for r in g], dtype=torch.float64)
-            gid = torch.tensor([i for i, g in enumerate(valid) for _ in g], dtype=torch.long)
-            keep = dynamic_sampling_keep(acc, gid, low=low, high=high)
-            first = torch.tensor([0] + [len(g) for g in valid[:-1]]).cumsum(0)
-            for i, g in enumerate(valid):
-                if bool(keep[int(first[i])]):
-                    kept.append(g)
-                    n_kept += 1
-        done = len(kept) >= target
-        stop = should_stop(done) if should_stop is not None else done
-        if stop:
-            break
-    fallback = False
-    if enabled and not kept:
-        fallback = True
-        kept = list(last_valid)
-        log.info("dynamic sampling: no group kept in %d round(s); falling back to the last round unfiltered", rounds)
-    groups_out = kept[:target]
-    return SamplingResult(
-        groups=groups_out,
-        rounds=rounds,
-        drawn_groups=n_drawn,
-        kept_groups=n_kept,
-        dropped_groups=n_dropped,
-        fallback=fallback,
-        short=len(groups_out) < target,
-        drawn=drawn,
-    )

@@ -50,12 +50,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from fl1_core.data.formats import RLRecord
 from fl1_core.decoding import replay
 from fl1_core.judge.client import JudgeConfig
-from fl1_core.losses import aggregate_loss, dapo_policy_loss, kl_k3
+from fl1_core.losses import policy_objective
 from fl1_core.adapters import adapters_disabled, has_lora, merge_lora, save_trained
 from fl1_core.placement import autocast, bf16_supported, scalar, upcast_trainable
 from fl1_core.rl.advantages import group_advantages
@@ -460,18 +459,15 @@ class RLTrainer:
                     old = logp.detach()
                 else:
                     old = self._pad([batch.old_logprobs[i] for i in idx], width).to(dev)
-                pg, m = dapo_policy_loss(
-                    logp, old, adv, mask, eps_low=float(cfg.eps_low), eps_high=float(cfg.eps_high),
-                    dual_clip=cfg.dual_clip, agg=cfg.loss_agg, num_tokens=num_tokens, num_seqs=num_seqs,
-                )
-                loss = pg
-                kl_tok = torch.zeros_like(logp)
+                ref = None
                 if batch.ref_logprobs is not None:
                     ref = self._pad([batch.ref_logprobs[i] for i in idx], width).to(dev)
-                    kl_tok = kl_k3(logp, ref)
-                    kl = aggregate_loss(kl_tok, mask, agg=cfg.loss_agg, num_tokens=num_tokens, num_seqs=num_seqs)
-                    loss = loss + cfg.kl_beta * kl
-                    acc["kl_loss"] += float(kl.detach())
+                loss, pg, kl, kl_tok, m = policy_objective(
+                    logp, old, adv, mask, ref_logp=ref, kl_beta=float(cfg.kl_beta), eps_low=float(cfg.eps_low),
+                    eps_high=float(cfg.eps_high), dual_clip=cfg.dual_clip, agg=cfg.loss_agg, num_tokens=num_tokens,
+                    num_seqs=num_seqs,
+                )
+                acc["kl_loss"] += float(kl.detach())
                 if backward:
                     (loss * self.dist.world if ddp else loss).backward()
             with torch.no_grad():
