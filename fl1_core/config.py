@@ -99,9 +99,11 @@ class LatentConfig(ConfigBase):
 
     @property
     def decode_budget(self) -> int:
-        """Latents allowed per span at decoding (SPEC §4)."""
+        """Latents allowed per span at decoding (SPEC §4). Fixed: exactly as many as a training span holds — the
+        pooled budget when ``pooled_latent_tokens`` is set, else ``max_latent_token`` — so decoding never feeds a
+        different number of latents than training taught."""
         if self.budget_mode == "fixed":
-            return self.max_latent_token
+            return self.pooled_latent_tokens or self.max_latent_token
         if self.loose_cap is not None:
             return self.loose_cap
         return int(round(self.max_latent_token * self.loose_multiplier))

@@ -85,8 +85,6 @@ __all__ = [
 ]
 
 REASONS = ("kept", "easy", "negative_gain", "zero_gain", "below_min_gain", "beyond_top_k")
-SCORE_FIELDS = ("mode", "n_rollouts", "temperature", "top_p", "max_new_tokens", "batch_size", "seed",
-                "system_prompt", "likelihood_scope")
 
 
 @dataclass
@@ -110,6 +108,9 @@ class CurationConfig(ConfigBase):
     seed: int = 0
     system_prompt: str = "interleaved"
     likelihood_scope: Literal["answer", "tagged"] = "answer"
+    # rollouts mode, free-form references: "env" asks the yes/no judge ($FL1_JUDGE_*) about rule failures (SPEC:
+    # real TwiFF answers are sentences no rule matches); "none" uses the containment rule only, with a warning
+    judge: Literal["none", "env"] = "none"
     easy_threshold: float = 0.75
     drop_zero_gain: bool = True
     min_gain: float = 0.0
@@ -120,6 +121,8 @@ class CurationConfig(ConfigBase):
     def __post_init__(self) -> None:
         if self.mode not in ("likelihood", "rollouts"):
             raise ValueError(f"CurationConfig.mode must be 'likelihood' or 'rollouts', got {self.mode!r}")
+        if self.judge not in ("none", "env"):
+            raise ValueError(f"CurationConfig.judge must be 'none' or 'env', got {self.judge!r}")
         if self.likelihood_scope not in ("answer", "tagged"):
             raise ValueError(f"CurationConfig.likelihood_scope must be 'answer' or 'tagged', got {self.likelihood_scope!r}")
         for name in ("n_rollouts", "max_new_tokens", "batch_size"):
@@ -369,7 +372,36 @@ def _rollout_pass(
     for i, (answer, is_mc) in enumerate(zip(answers, mcq)):
         texts = list(out.texts[i * n : (i + 1) * n])
         result.append((sum(is_correct(t, answer, is_mc) for t in texts), texts))
-    return result
+    return _judge_free_form(result, prompts, answers, mcq, config)
+
+
+_warned_rule_only = False
+
+
+def _judge_free_form(result: list[tuple[int, list[str]]], prompts: Sequence[PromptExample], answers: Sequence[str],
+                     mcq: Sequence[bool], config: CurationConfig) -> list[tuple[int, list[str]]]:
+    """Free-form rollouts the rule rejected but that have an answer go to the yes/no judge (``config.judge="env"``);
+    without a judge they stay wrong and a warning says so once."""
+    global _warned_rule_only
+    pending = [(i, k) for i, (is_mc, (_, texts)) in enumerate(zip(mcq, result)) if not is_mc
+               for k, t in enumerate(texts) if answer_span(t) and not is_correct(t, answers[i], False)]
+    if not pending:
+        return result
+    if config.judge == "none":
+        if not _warned_rule_only:
+            logger.warning("curation (rollouts): free-form answers are checked by the containment rule only; real "
+                           "sentence answers need the judge (CurationConfig.judge='env' with $FL1_JUDGE_*)")
+            _warned_rule_only = True
+        return result
+    from .judge.client import JudgeConfig, YesNoJudgeItem, judge_many
+
+    items = [YesNoJudgeItem(doc_id=f"{prompts[i].id}#{k}", question=prompts[i].question, ground_truth=answers[i],
+                            model_answer=answer_span(result[i][1][k]) or "") for i, k in pending]
+    verdicts, _ = judge_many(items, JudgeConfig.from_env(), progress=False, desc="curation judge")
+    extra = [0] * len(result)
+    for (i, _), res in zip(pending, verdicts):
+        extra[i] += int(res.get("judge_error") is None and res.get("verdict") is True)
+    return [(c + extra[i], texts) for i, (c, texts) in enumerate(result)]
 
 
 # ------------------------------------------------------------------------------------------------------ scoring
@@ -596,9 +628,6 @@ def summarize(decisions: Sequence[Decision], config: CurationConfig) -> dict[str
                             "expected_mean_gain": _mean([d.gain for d in decisions]),
                             "expected_needs_vision_share": _share(decisions)},
     }
-
-
-_PATH_KEYS = ("video", "image", "reasoning_image")
 
 
 def _absolute_paths(row: dict[str, Any], root: Path) -> dict[str, Any]:

@@ -255,22 +255,6 @@ class FutureL1Model(nn.Module):
         if self.latent_head is not None:
             torch.save(self.latent_head.state_dict(), save_directory / HEAD_FILE)
 
-    @classmethod
-    def from_pretrained(cls, path: str | Path, **kwargs) -> "FutureL1Model":
-        """Load a checkpoint written by :meth:`save_pretrained` (the latent config must be present)."""
-        base = Qwen3VLForConditionalGeneration.from_pretrained(path, **kwargs)
-        data = getattr(base.config, CONFIG_KEY, None)
-        if data is None:
-            raise ValueError(f"{path} is not a Future-L1 checkpoint (no '{CONFIG_KEY}' in config.json); use load_future_l1")
-        model = cls(base, LatentConfig.from_dict(data))
-        head_file = Path(path) / HEAD_FILE
-        if model.latent_head is not None:
-            if not head_file.exists():
-                raise FileNotFoundError(f"{head_file}: the config enables projection_head but the head is missing")
-            model.latent_head.load_state_dict(torch.load(head_file, map_location="cpu", weights_only=True))
-            model.latent_head.to(device=model.device, dtype=model.dtype)
-        return model
-
 
 def add_latent_tokens(processor: Qwen3VLProcessor, base: Qwen3VLForConditionalGeneration) -> dict[str, int]:
     """Add the three latent tokens (ordinary added tokens) if missing; grow the embeddings, new rows = mean row."""
@@ -345,6 +329,11 @@ def load_future_l1(
     if model.latent_head is not None:
         if head_file.exists():
             model.latent_head.load_state_dict(torch.load(head_file, map_location="cpu", weights_only=True))
+        elif stored is not None and stored.get("projection_head"):
+            raise FileNotFoundError(f"{head_file}: the checkpoint's latent config enables projection_head but its "
+                                    "trained head is missing (copy latent_head.pt back; a random head would be used)")
+        else:
+            logger.info("%s: a new (random) latent projection head, trained from scratch", path)
         model.latent_head.to(dtype=model.dtype)
     if target is not None:
         model.to(target)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -43,7 +42,6 @@ __all__ = [
     "temporal_diversity_cos2",
     "accuracy_with_repetition",
     "combine_rewards",
-    "RewardWeights",
 ]
 
 LatentLike = torch.Tensor | np.ndarray | None
@@ -381,67 +379,11 @@ def combine_rewards(
 ) -> float | np.ndarray:
     """overall = w_acc·acc + w_fmt·fmt + λ_ctr·R_ctr − λ_div·C̄² − w_len·length_penalty.
 
-    Defaults are the release weights (:meth:`RewardWeights.release`: λ_ctr = 1, λ_div = 0). Scalars give a Python
+    Defaults are the release weights (λ_ctr = 1, λ_div = 0; the presets live in :class:`fl1_core.rl.RLConfig`). Scalars give a Python
     float; lists/arrays are broadcast (numpy) and give a float64 array.
     """
     parts = [np.asarray(v, dtype=np.float64) for v in (acc, fmt, r_ctr, div_cos2, length_penalty)]
     a, f, c, d, lp = parts
     out = w_acc * a + w_fmt * f + lambda_ctr * c - lambda_div * d - w_len * lp
     return float(out) if out.ndim == 0 else out
-
-
-@dataclass(frozen=True)
-class RewardWeights:
-    """Weights of the overall reward and of R_ctr. Two presets (SPEC §6):
-
-    - :meth:`release`: what the release launcher runs — λ_ctr = 1.0, τ = 0.5, λ_div = 0 (the default);
-    - :meth:`corrected`: what its README states — λ_ctr = 0.2, τ = 0.5, λ_div = 0.1.
-    """
-
-    name: str = "release"
-    w_acc: float = 0.9
-    w_fmt: float = 0.1
-    lambda_ctr: float = 1.0
-    tau: float = 0.5
-    lambda_div: float = 0.0
-    w_len: float = 0.001
-    repetition_threshold: float = 0.5
-
-    @classmethod
-    def release(cls) -> RewardWeights:
-        return cls(name="release", lambda_ctr=1.0, tau=0.5, lambda_div=0.0)
-
-    @classmethod
-    def corrected(cls) -> RewardWeights:
-        return cls(name="corrected", lambda_ctr=0.2, tau=0.5, lambda_div=0.1)
-
-    @classmethod
-    def preset(cls, name: str) -> RewardWeights:
-        """``"release"`` or ``"corrected"``."""
-        presets = {"release": cls.release, "corrected": cls.corrected}
-        if name not in presets:
-            raise ValueError(f"unknown reward preset {name!r}; expected one of {sorted(presets)}")
-        return presets[name]()
-
-    def combine(
-        self,
-        acc: float | np.ndarray | Sequence[float],
-        fmt: float | np.ndarray | Sequence[float],
-        r_ctr: float | np.ndarray | Sequence[float],
-        div_cos2: float | np.ndarray | Sequence[float],
-        length_penalty: float | np.ndarray | Sequence[float] = 0.0,
-    ) -> float | np.ndarray:
-        """:func:`combine_rewards` with these weights."""
-        return combine_rewards(
-            acc,
-            fmt,
-            r_ctr,
-            div_cos2,
-            w_acc=self.w_acc,
-            w_fmt=self.w_fmt,
-            lambda_ctr=self.lambda_ctr,
-            lambda_div=self.lambda_div,
-            length_penalty=length_penalty,
-            w_len=self.w_len,
-        )
 

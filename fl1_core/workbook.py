@@ -25,7 +25,6 @@ logger = logging.getLogger(__name__)
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 # Parameters every notebook accepts (each notebook's tagged `parameters` cell defines them with defaults).
-COMMON_PARAMETERS = ("run_dir", "preset", "seed")
 
 
 class _QuietParameterWarnings(logging.Filter):

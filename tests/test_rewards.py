@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -10,7 +9,6 @@ import pytest
 import torch
 
 from fl1_core.rewards import (
-    RewardWeights,
     accuracy_with_repetition,
     combine_rewards,
     duplicate_line_rate,
@@ -223,14 +221,3 @@ def test_combine_rewards_and_presets():
     )
     vec = combine_rewards([1, 0, -1], [1, 0, 1], [0.0, 0.2, 0.0], [0.0, 0.0, 1.0], lambda_div=0.5)
     assert np.allclose(vec, [1.0, 0.2, -0.9 + 0.1 - 0.5])
-
-    rel, cor = RewardWeights.release(), RewardWeights.corrected()
-    assert (rel.lambda_ctr, rel.tau, rel.lambda_div) == (1.0, 0.5, 0.0)
-    assert (cor.lambda_ctr, cor.tau, cor.lambda_div) == (0.2, 0.5, 0.1)
-    assert (rel.w_acc, rel.w_fmt, rel.w_len) == (0.9, 0.1, 0.001)
-    assert cor.combine(1.0, 1.0, 0.5, 0.4) == pytest.approx(0.9 + 0.1 + 0.1 - 0.04)
-    assert RewardWeights.preset("corrected") == cor
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        rel.lambda_ctr = 0.3  # type: ignore[misc]
-    with pytest.raises(ValueError):
-        RewardWeights.preset("other")

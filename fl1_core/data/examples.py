@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PIL import Image
-from torch.utils.data import Dataset
 
 from .collator import PromptExample, QuestionVideo, SFTExample
 from .formats import FutureBenchItem, RLRecord, SFTRecord, TwiffBenchItem
@@ -78,17 +77,4 @@ def twiffbench_prompt(item: TwiffBenchItem) -> PromptExample:
     """A TwiFF-Bench prompt: the question images, then the question text."""
     return PromptExample(id=str(item.doc_id), question=item.question_text, question_images=item.question_pil_images())
 
-
-class SFTDataset(Dataset):
-    """Lazy ``Dataset`` of :class:`SFTExample` over SFT records (``mode="text"`` skips decoding future frames)."""
-
-    def __init__(self, records: Sequence[SFTRecord], mode: str = "latent"):
-        self.records = list(records)
-        self.mode = mode
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> SFTExample:
-        return sft_example(self.records[index], with_future=self.mode == "latent")
 

@@ -606,6 +606,7 @@ def evaluate(
                 "timing_fields": list(TIMING_FIELDS),
             },
         }
+        summary["scores_rejects_as_wrong"] = rejects_as_wrong(summary["scores"], benchmark, len(rejects))
         if judge_stats is not None:
             summary["judge"] = {"stats": judge_stats, "config": judge_config.to_dict()}  # type: ignore[union-attr]
         atomic_write_json(out / SUMMARY, summary)
@@ -614,6 +615,24 @@ def evaluate(
     if not dist.is_main:
         summary = json.loads((out / SUMMARY).read_text())
     return summary
+
+
+def rejects_as_wrong(scores: Mapping[str, Any], benchmark: str, n_rejects: int) -> dict[str, Any]:
+    """Scores over the benchmark as published: records rejected at load time count as wrong (0) in the
+    denominator, ``score · n / (n + n_rejects)`` (FutureBench: strict and faithful overall accuracy; TwiFF-Bench:
+    CoT / answer / average with judge failures as 0)."""
+    n = int(scores.get("n") or 0)
+    total = n + int(n_rejects)
+
+    def scaled(v: Any) -> float | None:
+        return None if v is None or total == 0 else float(v) * n / total
+
+    if benchmark == "futurebench":
+        out = {mode: scaled((scores.get(mode) or {}).get("overall")) for mode in ("strict", "faithful")}
+    else:
+        zero = scores.get("failures_as_zero") or {}
+        out = {k: scaled(zero.get(k)) for k in ("cot", "answer", "avg")}
+    return {**out, "n": total, "n_rejects": int(n_rejects)}
 
 
 def _log_summary(summary: Mapping[str, Any]) -> None:

@@ -57,7 +57,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_VISION = ("pixel_values", "image_grid_thw")
 
 
 @dataclass

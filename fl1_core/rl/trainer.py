@@ -260,6 +260,13 @@ class RLTrainer:
         self.out_dir = Path(out_dir)
         self.judge_config = judge_config
         self.callbacks = list(callbacks)
+        self.free_form_without_judge = sum(not r.is_multiple_choice for r in self.records) if judge_config is None \
+            else 0
+        if self.free_form_without_judge:
+            log.warning(
+                "%d of %d RL records are free-form and no judge is configured: their answers are scored by the exact "
+                "rule only (a correct paraphrase scores 0). Pass a judge (fl1 rl --judge env|local) to follow SPEC §6.",
+                self.free_form_without_judge, len(self.records))
         self.dist = _Dist()
         if self.cfg.prompts_per_step % self.dist.world:
             raise ValueError(
@@ -706,6 +713,7 @@ class RLTrainer:
                 parameters={"rl": self.cfg.to_dict(), "num_records": len(self.records),
                             "total_steps": self.total_steps, "world_size": self.dist.world,
                             "judge": None if self.judge_config is None else self.judge_config.to_dict(),
+                            "free_form_rule_only": self.free_form_without_judge,
                             "latent_config_rollout": self.latent_config.to_dict()},
                 flags=self.cfg.flags(),
                 extra={"stage": "rl"},
