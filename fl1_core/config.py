@@ -80,7 +80,7 @@ class LatentConfig(ConfigBase):
     projection_head: bool = False
     head_dim: int = 2048
     latent_loss: Literal["mse", "sim"] = "mse"
-    latent_lambda: float = 0.1
+    latent_lambda: float = 0.2  # the release script's λ (SPEC §3); the one default of the repository
     latent_token_id: int | None = None
     latent_start_id: int | None = None
     latent_end_id: int | None = None

@@ -104,7 +104,7 @@ class SFTConfig(ConfigBase):
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     gradient_checkpointing: bool = False
     freeze_vision: bool = True
-    latent_lambda: float | None = 0.2
+    latent_lambda: float | None = None  # None: the model's LatentConfig λ (default 0.2); a value overrides it
     system_prompt: str = "interleaved"
     max_length: int | None = None
     seed: int = 0

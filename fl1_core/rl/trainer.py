@@ -583,7 +583,7 @@ class RLTrainer:
             "acc": mean([float(r.acc or 0.0) for r in rows]),
             "fmt": mean([r.fmt for r in rows]),
             "r_ctr": mean([r.r_ctr for r in rows]),
-            "r_div": mean([r.div_cos2 for r in rows]),
+            "div_cos2": mean([r.div_cos2 for r in rows]),  # C̄² (the reward subtracts λ_div·C̄²)
             "overall": mean([r.reward for r in rows]),
             "acc_all": mean([float(r.acc or 0.0) for r in drawn]),
             "fmt_all": mean([r.fmt for r in drawn]),
