@@ -16,7 +16,6 @@ import pytest
 from helpers_video import frame_colour, write_colour_video, write_corrupt_file, write_empty_file
 from PIL import Image
 
-from fl1_core.data import formats as fm
 from fl1_core.data.formats import (
     DataFileError,
     FutureBenchItem,
@@ -287,13 +286,15 @@ def test_file_level_errors(media: Path, tmp_path: Path) -> None:
 
 def test_each_video_is_opened_once(media: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    real = fm.read_video_info
+    import fl1_core.data.validation as validation  # the media checks live there (issue 13: formats.py split)
+
+    real = validation.read_video_info
 
     def counting(path: str) -> Any:
         calls.append(path)
         return real(path)
 
-    monkeypatch.setattr(fm, "read_video_info", counting)
+    monkeypatch.setattr(validation, "read_video_info", counting)
     rows = [sft_row(id=f"r{i}") for i in range(5)] + [sft_row(id=f"m{i}", video="videos/missing.mp4") for i in range(3)]
     res = load_sft_records(write_json(media / "many.jsonl", rows), on_error="skip")
     assert len(res) == 5 and len(res.rejects) == 3
