@@ -80,7 +80,7 @@ def test_readers_are_dropped_before_dataloader_workers_fork(world, tiny, monkeyp
     records = list(load_sft_records(world / "sft.json").records)[:4]
     read_video_info(world / "videos" / "clip_00000.mp4")
     cleared = []
-    monkeypatch.setattr("fl1_core.sft.clear_reader_cache", lambda: (cleared.append(len(frames._CACHE._entries)),
+    monkeypatch.setattr("fl1_core.sft.data.clear_reader_cache", lambda: (cleared.append(len(frames._CACHE._entries)),
                                                                      frames.clear_reader_cache()))
     cfg = SFTConfig.cpu_world(per_device_batch_size=2, gradient_accumulation_steps=1, dataloader_workers=1,
                               progress_bar=False)

@@ -37,6 +37,8 @@ from fl1_core.data.records import (  # noqa: F401  (re-exported: the public name
     read_rejects,
     write_rejects,
 )
+from fl1_core.data.frames import VideoError, pool_frame_numbers, read_video_info  # noqa: F401  (earlier names)
+from fl1_core.data.records import _decode_image, _question_text  # noqa: F401
 from fl1_core.data.validation import (  # noqa: F401
     _mapping,
     _type_name,
@@ -47,6 +49,8 @@ from fl1_core.data.validation import (  # noqa: F401
     _parse_twiffbench_item,
     _record_id,
 )
+
+from fl1_core.tokens import IMAGE_PLACEHOLDER, MCQ_INSTRUCTION, split_trajectory  # noqa: F401  (earlier names)
 
 logger = logging.getLogger(__name__)
 

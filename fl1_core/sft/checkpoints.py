@@ -1,0 +1,141 @@
+"""SFT checkpoints: folder naming, discovery, the model fingerprint, the resume check, saving state and the
+final model (gathered from FSDP / ZeRO shards, or a LoRA adapter folder)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from ..model import save_future_l1
+from ..adapters import has_lora, save_trained
+from ..runs import atomic_directory, atomic_write_json
+
+from .config import HARMLESS_KEYS, ResumeMismatchError, SFTConfig
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["latent", "text"]
+
+CHECKPOINT_DIR = "checkpoints"
+STATE_FILE = "trainer_state.json"
+_CKPT_RE = re.compile(r"^step-(\d{8})$")
+
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def checkpoint_dirs(out_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (temp ``.step-*.tmp-*`` dirs are never listed)."""
+    root = Path(out_dir) / CHECKPOINT_DIR
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and _CKPT_RE.match(p.name) and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(_CKPT_RE.match(p.name).group(1)))
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint directory of a run, or ``None``."""
+    dirs = checkpoint_dirs(out_dir)
+    return dirs[-1] if dirs else None
+
+
+def model_fingerprint(model: torch.nn.Module, sample: int = 4096) -> str:
+    """A cheap identity of the initial weights: per parameter, its name, shape, fp64 sum and first values."""
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+        t = p.detach()
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}{float(t.double().sum()):.10e}".encode())
+        h.update(t.reshape(-1)[:sample].float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _check_resume(saved: dict, run_info: dict, ckpt: Path) -> None:
+    problems = []
+    old_cfg, new_cfg = saved["config"], run_info["config"]
+    for key in sorted(set(old_cfg) | set(new_cfg)):
+        if key in HARMLESS_KEYS:
+            continue
+        if old_cfg.get(key) != new_cfg.get(key):
+            problems.append(f"{key}: checkpoint {old_cfg.get(key)!r} → now {new_cfg.get(key)!r}")
+    for key in ("mode", "num_processes", "data_hash", "num_examples", "model_fingerprint", "latent_config", "total_steps"):
+        if saved.get(key) != run_info.get(key):
+            old, new = saved.get(key), run_info.get(key)
+            if key in ("data_hash", "model_fingerprint"):
+                old, new = str(old)[:12], str(new)[:12]
+            problems.append(f"{key}: checkpoint {old!r} → now {new!r}")
+    if problems:
+        raise ResumeMismatchError(
+            f"refusing to resume from {ckpt}: these settings differ from the checkpoint's and would change the "
+            "result:\n  " + "\n  ".join(problems) + "\nUse a new output directory, or restore the settings. (Harmless "
+            f"settings that may change: {sorted(HARMLESS_KEYS)}.)"
+        )
+
+
+
+def _save_checkpoint(accelerator, out_dir: Path, step: int, epoch: int, run_info: dict, cfg: SFTConfig,
+                     broadcast_object_list) -> Path:
+    """``accelerator.save_state`` (model, optimizer, scheduler, RNG of every process) + trainer state, atomically."""
+    final = out_dir / CHECKPOINT_DIR / f"step-{step:08d}"
+    state = {
+        "step": step,
+        "epoch": epoch,
+        "position_in_epoch": (step % run_info["steps_per_epoch"]) * run_info["global_batch"],
+        "data_order": "numpy default_rng([seed, epoch]).permutation(num_examples)",
+        "run": run_info,
+    }
+
+    def write(tmp: Path) -> None:
+        holder = [str(tmp)]
+        if accelerator.num_processes > 1:
+            broadcast_object_list(holder)
+        accelerator.save_state(holder[0])
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            cfg.save(Path(holder[0]) / "sft_config.json")
+            atomic_write_json(Path(holder[0]) / STATE_FILE, state)  # written last: marks the checkpoint complete
+
+    if accelerator.is_main_process:
+        with atomic_directory(final) as tmp:
+            write(tmp)
+        for old in checkpoint_dirs(out_dir)[: -cfg.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+    else:
+        write(Path("."))
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _save_final(accelerator, wrapped, processor, final_dir: Path, DistributedType, merge: bool = False) -> None:
+    """The trained model as a Future-L1 checkpoint (gathered from FSDP / ZeRO shards when needed); with LoRA an
+    adapter folder, or merged on request (:func:`fl1_core.adapters.save_trained`)."""
+    unwrapped = accelerator.unwrap_model(wrapped)
+    if has_lora(unwrapped):
+        if accelerator.is_main_process:
+            with atomic_directory(final_dir) as tmp:
+                save_trained(unwrapped, processor, tmp, merge=merge)
+    elif accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        full = accelerator.get_state_dict(wrapped)
+        if accelerator.is_main_process:
+            base_sd = {k[len("base."):]: v for k, v in full.items() if k.startswith("base.")}
+            with atomic_directory(final_dir) as tmp:
+                unwrapped._sync_config()
+                unwrapped.base.save_pretrained(tmp, state_dict=base_sd)
+                if unwrapped.latent_head is not None:
+                    head = {k[len("latent_head."):]: v for k, v in full.items() if k.startswith("latent_head.")}
+                    torch.save(head, tmp / "latent_head.pt")
+                processor.save_pretrained(tmp)
+    elif accelerator.is_main_process:
+        with atomic_directory(final_dir) as tmp:
+            save_future_l1(unwrapped, processor, tmp)
+    accelerator.wait_for_everyone()
+
+

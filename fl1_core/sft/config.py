@@ -1,0 +1,167 @@
+"""The SFT configuration (every knob, the two presets, which settings a resume may change), its errors and results."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+from ..config import ConfigBase
+from ..model import FutureL1Model
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["latent", "text"]
+
+TIMING_KEYS = ("tokens_per_s", "step_time_s")
+#: SFTConfig fields that may change between a run and its resume (they do not change the result)
+HARMLESS_KEYS = frozenset(
+    {"save_every", "keep_checkpoints", "log_every", "progress_bar", "dataloader_workers", "gradient_checkpointing"}
+)
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SFTConfig(ConfigBase):
+    """Settings of one SFT run. Global batch = ``per_device_batch_size × gradient_accumulation_steps × processes``.
+
+    - ``num_epochs`` passes over the data, or exactly ``max_steps`` optimizer steps if set (epochs repeat as needed);
+    - ``lr(s) = learning_rate · s / w`` for ``s < w = ⌈warmup_ratio·S⌉``, then
+      ``learning_rate · ½(1 + cos(π (s − w)/(S − w)))`` (``lr_scheduler="cosine"``) or constant;
+    - ``mixed_precision``: ``"auto"`` = bf16 on a bf16-capable GPU, fp32 (``"no"``) on CPU;
+    - ``latent_lambda``: λ of ``loss = CE + λ·MSE`` written into the model's LatentConfig (``None`` keeps the model's);
+    - ``save_every``: checkpoint interval in optimizer steps (0 = only at the end); ``keep_checkpoints`` newest kept;
+    - ``on_error="skip"``: bad records go to ``<out>/rejects.jsonl``; ``validate_examples`` decodes and checks every
+      example once before training so a bad record never reaches a batch; ``cache_examples`` keeps decoded frames
+      in memory (right for the world; turn off for 50K real records and use ``dataloader_workers``).
+    """
+
+    learning_rate: float = 1e-5
+    lr_scheduler: Literal["cosine", "constant"] = "cosine"
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.1
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0
+    num_epochs: int = 1
+    max_steps: int | None = None
+    per_device_batch_size: int = 1
+    gradient_accumulation_steps: int = 16
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    gradient_checkpointing: bool = False
+    freeze_vision: bool = True
+    latent_lambda: float | None = None  # None: the model's LatentConfig λ (default 0.2); a value overrides it
+    system_prompt: str = "interleaved"
+    max_length: int | None = None
+    seed: int = 0
+    save_every: int = 100
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    progress_bar: bool = True
+    on_error: Literal["raise", "skip"] = "skip"
+    validate_examples: bool = True
+    cache_examples: bool = True
+    dataloader_workers: int = 0
+    lora: dict | None = None  # LoRA settings (fl1_core.adapters.LoraSettings fields, {} = defaults); None → full
+    lora_merge: bool = False  # with LoRA: save final/ merged into a full checkpoint instead of an adapter folder
+
+    def __post_init__(self) -> None:
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.per_device_batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError("per_device_batch_size and gradient_accumulation_steps must be >= 1")
+        if self.num_epochs < 1 and self.max_steps is None:
+            raise ValueError(f"num_epochs must be >= 1, got {self.num_epochs}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
+        if self.lr_scheduler not in ("cosine", "constant"):
+            raise ValueError(f"lr_scheduler must be 'cosine' or 'constant', got {self.lr_scheduler!r}")
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be auto/no/bf16/fp16, got {self.mixed_precision!r}")
+        if self.on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        if self.save_every < 0 or self.keep_checkpoints < 1:
+            raise ValueError("save_every must be >= 0 and keep_checkpoints >= 1")
+
+    @classmethod
+    def gpu_release(cls, **overrides: Any) -> "SFTConfig":
+        """The release's hyper-parameters (SPEC §3): AdamW lr 1e-5, cosine, warmup 0.1, wd 0.1, 1 epoch, bf16,
+        gradient checkpointing, λ = 0.2, per-device batch 1 × grad-accum 16 × 8 GPUs = global batch 128 (launch with
+        ``accelerate launch --config_file configs/accelerate/zero2.yaml``)."""
+        base = dict(
+            learning_rate=1e-5, lr_scheduler="cosine", warmup_ratio=0.1, weight_decay=0.1, num_epochs=1,
+            per_device_batch_size=1, gradient_accumulation_steps=16, mixed_precision="bf16",
+            gradient_checkpointing=True, latent_lambda=0.2, max_grad_norm=1.0, save_every=200,
+            cache_examples=False, dataloader_workers=4,
+        )
+        base.update(overrides)
+        return cls(**base)
+
+    @classmethod
+    def cpu_world(cls, **overrides: Any) -> "SFTConfig":
+        """The world preset: the tiny model learns the format and the easy questions in ~1–2 min on 2 CPU cores
+        (480 records: 60 steps / epoch of batch 8; 3 epochs; lr 2e-3 with 5 % warmup, fp32)."""
+        base = dict(
+            learning_rate=2e-3, lr_scheduler="cosine", warmup_ratio=0.05, weight_decay=0.01, num_epochs=3,
+            per_device_batch_size=8, gradient_accumulation_steps=1, mixed_precision="no",
+            gradient_checkpointing=False, latent_lambda=0.2, max_grad_norm=1.0, save_every=60, log_every=20,
+        )
+        base.update(overrides)
+        return cls(**base)
+
+
+def result_affecting(config: SFTConfig) -> dict[str, Any]:
+    """The settings whose change between a run and its resume would change the result (all but HARMLESS_KEYS)."""
+    return {k: v for k, v in config.to_dict().items() if k not in HARMLESS_KEYS}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Errors and results
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss (or gradient norm) became NaN/inf; the run stopped before the optimizer step."""
+
+
+class ResumeMismatchError(ValueError):
+    """A resume was asked with settings that differ from the checkpoint's in a way that would change the result."""
+
+
+@dataclass
+class StepInfo:
+    """What a callback sees after every optimizer step (metrics row already written, checkpoint saved if any)."""
+
+    step: int
+    total_steps: int
+    metrics: dict[str, Any]
+    checkpoint: Path | None
+
+
+@dataclass
+class SFTResult:
+    """Outcome of :func:`train_sft`."""
+
+    out_dir: Path
+    final_dir: Path
+    total_steps: int
+    resumed_from_step: int | None
+    num_examples: int
+    num_rejects: int
+    wall_time_s: float
+    metrics: list[dict[str, Any]] = field(repr=False)
+    model: FutureL1Model | None = field(default=None, repr=False)
+
+    @property
+    def final_loss(self) -> float | None:
+        return self.metrics[-1]["loss"] if self.metrics else None
+
+

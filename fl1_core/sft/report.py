@@ -1,0 +1,95 @@
+"""The SFT format report (greedy decoding of held-out prompts) and the hold-out split."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from ..config import LatentConfig
+from ..data.collator import PromptExample, build_prompt_inputs
+from ..data.examples import text_only_prompt
+from ..data.formats import SFTRecord
+from ..model import FutureL1Model
+from ..answers import is_correct, reference_letter
+
+from .loop import _to_device
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["latent", "text"]
+
+@dataclass
+class FormatReport:
+    """Greedy ``generate_with_latents`` on held-out prompts: format-valid rate (``format_reward``), spans per response,
+    answer exact-match rate and a few sample outputs."""
+
+    n: int
+    format_valid_rate: float
+    mean_spans: float
+    mean_latents_per_span: float
+    answer_accuracy: float
+    samples: list[str] = field(default_factory=list, repr=False)
+
+
+def format_report(
+    model: FutureL1Model,
+    processor,
+    records: Sequence[SFTRecord],
+    n: int = 32,
+    max_new_tokens: int = 256,
+    *,
+    batch_size: int = 16,
+    system_prompt: str = "interleaved",
+    latent_config: LatentConfig | None = None,
+) -> FormatReport:
+    """Greedy-decode the first ``n`` records' prompts (question frames + question) and score the outputs.
+
+    format_valid_rate = mean ``format_reward(text)``; mean_spans = mean number of closed latent spans per response.
+    ``latent_config`` overrides the model's decoding budget (e.g. ``budget_mode="fixed"``).
+    """
+    from ..decoding import generate_with_latents
+    from ..rewards import format_reward
+
+    records = list(records)[:n]
+    was_training = model.training
+    model.eval()
+    valid, spans, latents, correct, samples = [], [], [], [], []
+    for i in range(0, len(records), batch_size):
+        chunk = records[i : i + batch_size]
+        prompts: list[PromptExample] = [text_only_prompt(r) for r in chunk]
+        inputs = build_prompt_inputs(processor, prompts, system_prompt=system_prompt)
+        inputs = _to_device(inputs, model.device)
+        gen = generate_with_latents(model, inputs, max_new_tokens=max_new_tokens, latent_config=latent_config)
+        for rec, text, counts in zip(chunk, gen.texts, gen.span_counts):
+            valid.append(format_reward(text))
+            spans.append(len(counts))
+            latents.extend(counts)
+            correct.append(float(is_correct(text, rec.answer, mcq=reference_letter(rec.answer) is not None)))
+            if len(samples) < 4:
+                samples.append(text)
+    model.train(was_training)
+    k = max(len(valid), 1)
+    return FormatReport(
+        n=len(valid),
+        format_valid_rate=sum(valid) / k,
+        mean_spans=sum(spans) / k,
+        mean_latents_per_span=(sum(latents) / len(latents)) if latents else 0.0,
+        answer_accuracy=sum(correct) / k,
+        samples=samples,
+    )
+
+
+def split_holdout(records: Sequence[SFTRecord], fraction: float = 0.1, seed: int = 0) -> tuple[list, list]:
+    """Split records by clip (``meta.clip_id``, else ``video``) so no clip is in both parts: (train, held-out)."""
+    def clip(r: SFTRecord) -> str:
+        return str((r.meta or {}).get("clip_id") or r.video or r.id)
+
+    clips = sorted({clip(r) for r in records})
+    order = np.random.default_rng([seed, 7]).permutation(len(clips))
+    held = {clips[i] for i in order[: max(1, int(round(fraction * len(clips))))]}
+    return [r for r in records if clip(r) not in held], [r for r in records if clip(r) in held]
+
