@@ -58,6 +58,7 @@ from fl1_core.data.formats import (
 from fl1_core.decoding import generate_with_latents
 from fl1_core.evaluation.extraction import EXTRACTION_MODES, extract_answer_letter
 from fl1_core.evaluation.futurebench import score_futurebench
+from fl1_core.distributed import ProcessGroup
 from fl1_core.judge.client import JudgeConfig, TwiffJudgeItem, judge_many
 from fl1_core.evaluation.latent_stats import adjacent_span_cosines, inference_cost, latent_statistics
 from fl1_core.judge.sanitize import split_reasoning_answer
@@ -511,27 +512,14 @@ def _prepare_out_dir(out: Path, run_config: dict[str, Any], resume: bool) -> Non
     atomic_write_json(path, run_config)
 
 
-class _Dist:
-    """Rank, process count and barriers: an ``accelerate.Accelerator`` or a single process."""
+def _Dist(accelerator: Any | None) -> ProcessGroup:
+    """The shared process group; with ``WORLD_SIZE > 1`` and no accelerator, one is created (every process decodes
+    its shard)."""
+    if accelerator is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import Accelerator
 
-    def __init__(self, accelerator: Any | None) -> None:
-        if accelerator is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            from accelerate import Accelerator
-
-            accelerator = Accelerator()
-        self.acc = accelerator
-        self.rank = int(accelerator.process_index) if accelerator is not None else 0
-        self.world_size = int(accelerator.num_processes) if accelerator is not None else 1
-        self.is_main = self.rank == 0
-
-    def barrier(self) -> None:
-        if self.acc is not None and self.world_size > 1:
-            self.acc.wait_for_everyone()
-
-    def place(self, model: torch.nn.Module) -> torch.nn.Module:
-        if self.acc is not None and getattr(model, "device", None) != self.acc.device:
-            model = model.to(self.acc.device)
-        return model
+        accelerator = Accelerator()
+    return ProcessGroup(accelerator)
 
 
 def evaluate(

@@ -39,7 +39,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import random
 import shutil
 import time
@@ -52,6 +51,7 @@ import numpy as np
 import torch
 
 from fl1_core.data.formats import RLRecord
+from fl1_core.distributed import ProcessGroup
 from fl1_core.decoding import replay
 from fl1_core.judge.client import JudgeConfig
 from fl1_core.losses import policy_objective
@@ -130,95 +130,7 @@ def _fingerprint(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-class _Dist:
-    """Process group access through accelerate; a no-op with one process."""
-
-    def __init__(self) -> None:
-        self.world = 1
-        self.rank = 0
-        self.device: torch.device | None = None
-        try:
-            from accelerate import PartialState
-
-            state = PartialState()
-            self.world, self.rank = state.num_processes, state.process_index
-            if self.world > 1:
-                self.device = state.device
-        except Exception:  # accelerate missing or not configured: one process
-            pass
-        env_world = int(os.environ.get("WORLD_SIZE", "1"))
-        if self.world == 1 and env_world > 1 and torch.distributed.is_available():
-            # launched by torchrun (or accelerate on CPU without a multi-CPU backend): use the process group directly
-            if not torch.distributed.is_initialized():
-                torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-            self.world, self.rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
-            self.device = (torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available()
-                           else torch.device("cpu"))
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The actor for the update: with several processes wrapped by accelerate in DDP (bucketed gradient
-        all-reduce; ``find_unused_parameters`` because the latent head gets no gradient in replay), else itself."""
-        if self.world == 1:
-            return model
-        from accelerate import Accelerator, DistributedDataParallelKwargs
-        from accelerate.utils import DistributedType
-
-        acc = Accelerator(mixed_precision="no",
-                          kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-        if acc.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
-            raise RuntimeError(
-                f"RL runs its actor under DDP; a {acc.distributed_type.value} accelerate config is not supported for "
-                "RL (rollouts decode the whole model on every process). Launch with `accelerate launch --multi_gpu "
-                "--num_processes N`, and train LoRA adapters (--set 'lora={}') when the full model's AdamW states do "
-                "not fit: see `fl1 plan --stage rl`.")
-        if acc.distributed_type != DistributedType.NO:
-            return acc.prepare_model(model)
-        # torchrun on CPU without accelerate's multi-CPU detection: the same DDP wrapper directly
-        ids = [self.device.index] if self.device is not None and self.device.type == "cuda" else None
-        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
-
-    def sum_(self, t: torch.Tensor) -> torch.Tensor:
-        if self.world > 1:
-            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
-        return t
-
-    def sum(self, x: float) -> float:
-        if self.world == 1:
-            return float(x)
-        t = torch.tensor([float(x)], dtype=torch.float64, device=self.device)
-        return float(self.sum_(t)[0])
-
-    def max(self, x: float) -> float:
-        if self.world == 1:
-            return float(x)
-        t = torch.tensor([float(x)], dtype=torch.float64, device=self.device)
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-        return float(t[0])
-
-    def all(self, flag: bool) -> bool:
-        if self.world == 1:
-            return bool(flag)
-        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
-        return bool(t[0] > 0)
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
-
-    def reduce_metrics(self, row: dict[str, Any]) -> dict[str, Any]:
-        if self.world == 1:
-            return row
-        out = dict(row)
-        for k, v in row.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step":
-                s = self.sum(v)
-                out[k] = s if k in _SUM_KEYS else s / self.world
-        return out
+_Dist = ProcessGroup  # the earlier private name
 
 
 def _reference_copy(model: torch.nn.Module, ref_dtype: str) -> torch.nn.Module:
@@ -612,7 +524,7 @@ class RLTrainer:
             "update_s": t2 - t1,
             "time_s": t2 - t0,
         }
-        row = self.dist.reduce_metrics(row)
+        row = self.dist.reduce_metrics(row, _SUM_KEYS)
         row["tokens_per_s"] = row["gen_tokens"] / row["time_s"] if row["time_s"] > 0 else 0.0
         row["step"] = step + 1
         return row
