@@ -35,3 +35,25 @@ def rng():
 
 def random_image(rng: np.random.Generator, height: int = 96, width: int = 96) -> Image.Image:
     return Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+
+
+@pytest.fixture(scope="session")
+def saved_tiny(tmp_path_factory):
+    """The tiny model saved as a checkpoint folder (for loading with ``load_future_l1`` in another dtype/device)."""
+    from fl1_core.model import save_future_l1
+    from fl1_core.tiny import build_tiny_future_l1
+
+    model, processor = build_tiny_future_l1(seed=0)
+    path = tmp_path_factory.mktemp("tiny") / "ckpt"
+    save_future_l1(model, processor, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory):
+    """``WorldConfig.small()`` generated once per session (seed 0)."""
+    from fl1_core.data.world import WorldConfig, generate_world
+
+    out = tmp_path_factory.mktemp("small_world")
+    generate_world(out, seed=0, config=WorldConfig.small())
+    return out

@@ -14,12 +14,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from fl1_core.data.world import WorldConfig, generate_world
-
-    out = tmp_path_factory.mktemp("world")
-    generate_world(out, seed=0, config=WorldConfig.small())
-    return out
+def world(small_world):
+    return small_world
 
 
 @pytest.fixture

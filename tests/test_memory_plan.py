@@ -8,19 +8,10 @@ import torch
 
 from fl1_core.adapters import apply_lora
 from fl1_core.memory_plan import PlanInputs, plan_memory
-from fl1_core.model import load_future_l1, save_future_l1
+from fl1_core.model import load_future_l1
 from fl1_core.placement import autocast, upcast_trainable
-from fl1_core.tiny import build_tiny_future_l1
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def saved_tiny(tmp_path_factory):
-    model, processor = build_tiny_future_l1(seed=0)
-    path = tmp_path_factory.mktemp("tiny") / "ckpt"
-    save_future_l1(model, processor, path)
-    return path
 
 
 def _real_bytes(model) -> dict[str, int]:

@@ -8,20 +8,12 @@ import pytest
 import torch
 
 from fl1_core.adapters import adapters_disabled, apply_lora, has_lora, merge_lora
-from fl1_core.model import load_future_l1, save_future_l1
+from fl1_core.model import load_future_l1
 from fl1_core.placement import attn_implementation_for, resolve_device, upcast_trainable
 from fl1_core.sft import NonFiniteLossError, SFTConfig, train_sft
 from fl1_core.tiny import build_tiny_future_l1
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def saved_tiny(tmp_path_factory):
-    model, processor = build_tiny_future_l1(seed=0)
-    path = tmp_path_factory.mktemp("tiny") / "ckpt"
-    save_future_l1(model, processor, path)
-    return path
 
 
 @pytest.fixture(scope="module")
