@@ -200,20 +200,14 @@ def cmd_curate(args: argparse.Namespace) -> int:
 def cmd_rl(args: argparse.Namespace) -> int:
     import contextlib
 
-    from .evaluation.judge_client import JudgeConfig
-    from .evaluation.judge_server import start_judge_server
+    from .judge.client import judge_from_choice
     from .rl import RLConfig, run_rl
 
     base = RLConfig.cpu_world if args.hardware == "cpu" else (
         RLConfig.release_gpu if args.preset == "release" else RLConfig.corrected_gpu)
     config = base(mode=args.mode, preset=args.preset, **_parse_params(args.set))
     with contextlib.ExitStack() as stack:
-        judge = None
-        if args.judge == "local":
-            judge = JudgeConfig(base_url=stack.enter_context(start_judge_server()).base_url, model="world-judge")
-        elif args.judge == "env":
-            judge = JudgeConfig.from_env()
-        result = run_rl(args.init, args.data, args.out, config, judge)
+        result = run_rl(args.init, args.data, args.out, config, judge_from_choice(args.judge, stack))
     print(f"{result.steps} steps; final model: {result.final_dir}")
     return 0
 

@@ -162,6 +162,8 @@ def _execute_books(books: list[Path], run_dir: Path, params: dict, stages: dict,
         declared = notebook_parameters(book)
         given = {k: v for k, v in params.items() if k in declared}
         given["run_dir"] = str(run_dir)
+        if "interactive" in declared:  # no browser under papermill: widgets would wait for a frontend forever
+            given["interactive"] = False
         output = run_dir / book.name
         logger.info("running %s → %s", book.name, output)
         start = time.perf_counter()

@@ -476,3 +476,17 @@ def judge_many(
         return run()
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(run).result()
+
+
+def judge_from_choice(choice: str, stack) -> "JudgeConfig | None":
+    """The judge of a run from its one-word choice (CLI flags, notebook parameters): ``"local"`` starts the local
+    world judge inside ``stack`` (a ``contextlib.ExitStack``), ``"env"`` reads ``$FL1_JUDGE_*``, ``"none"`` → None."""
+    if choice == "local":
+        from fl1_core.judge.server import start_judge_server
+
+        return JudgeConfig(base_url=stack.enter_context(start_judge_server()).base_url, model="world-judge")
+    if choice == "env":
+        return JudgeConfig.from_env()
+    if choice in ("none", "", None):
+        return None
+    raise ValueError(f"unknown judge choice {choice!r}; expected local, env or none")

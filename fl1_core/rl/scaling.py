@@ -71,3 +71,4 @@ def rl_data_scaling(
         results.append(row)
         atomic_write_json(out_root / "scaling.json", results)
     return results
+
