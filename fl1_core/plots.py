@@ -92,7 +92,7 @@ HEADER_COLOR = "#0072B2"
 # FutureBench splits (raw question_type → display label), same as fl1_core.evaluation.futurebench.SPLIT_LABELS.
 SPLIT_LABELS: dict[str, str] = {"hop1": "1-hop", "hop2": "2-hop", "hop3": "3-hop", "hop5": "Interp."}
 HOP_COLUMNS = ("1-hop", "2-hop", "3-hop", "Interp.", "AVG")
-TSNE_EXACT_MAX = 500  # latent_tsne(method="auto"): exact t-SNE up to this many points
+from fl1_core.evaluation.tsne import TSNE_EXACT_MAX  # noqa: E402,F401  (its home; the earlier name stays)
 
 PNG_HELP = (
     "static PNG export needs Chrome/Chromium: install it, e.g. `apt-get install chromium`, "
@@ -443,7 +443,8 @@ def latent_tsne(
     method: str = "auto",
     title: str = "t-SNE of prompt states and latent spans",
 ) -> tuple[go.Figure, np.ndarray]:
-    """t-SNE (scikit-learn, 2-D, PCA init, ``random_state=seed``) of hidden-state groups, one colour per group.
+    """The t-SNE figure of hidden-state groups, one colour per group (the embedding:
+    :func:`fl1_core.evaluation.tsne.tsne_embedding`, scikit-learn, 2-D, PCA init, ``random_state=seed``).
 
     ``groups``: ``{"prompt text": [N, H], "prompt vision": [M, H], "latent span 1": [K1, H], …}`` (numpy arrays,
     torch tensors or nested lists; all with the same H; empty groups are skipped). Span indices should be separate
@@ -454,57 +455,11 @@ def latent_tsne(
     ``method``: ``"exact"``, ``"barnes_hut"`` or ``"auto"`` (exact up to :data:`TSNE_EXACT_MAX` points — much
     faster than Barnes-Hut for the few hundred points of the demo — Barnes-Hut above).
     """
-    from sklearn.manifold import TSNE
+    from fl1_core.evaluation.tsne import tsne_embedding
 
-    if method not in ("auto", "exact", "barnes_hut"):
-        raise ValueError(f"method must be 'auto', 'exact' or 'barnes_hut', got {method!r}")
-    rng = np.random.default_rng(seed)
-    names: list[str] = []
-    blocks: list[np.ndarray] = []
-    dim: int | None = None
-    for name, arr in groups.items():
-        if hasattr(arr, "detach"):
-            arr = arr.detach().float().cpu().numpy()
-        x = np.asarray(arr, dtype=np.float64)
-        if x.size == 0:
-            continue
-        if x.ndim == 1:
-            x = x[None, :]
-        if x.ndim != 2:
-            raise ValueError(f"group {name!r}: expected a [n, H] array, got shape {x.shape}")
-        if dim is None:
-            dim = x.shape[1]
-        elif x.shape[1] != dim:
-            raise ValueError(f"group {name!r}: hidden size {x.shape[1]} differs from {dim} of earlier groups")
-        if not np.isfinite(x).all():
-            raise ValueError(f"group {name!r}: contains NaN or inf")
-        if max_points_per_group is not None and x.shape[0] > max_points_per_group:
-            x = x[np.sort(rng.choice(x.shape[0], max_points_per_group, replace=False))]
-        names.append(str(name))
-        blocks.append(x)
-    if not blocks:
-        raise ValueError("latent_tsne needs at least one non-empty group")
-    data = np.concatenate(blocks, axis=0)
-    if normalize:
-        data = data / np.maximum(np.linalg.norm(data, axis=1, keepdims=True), 1e-12)
-    n = data.shape[0]
-    if n == 1:
-        coords = np.zeros((1, 2))
-        eff_perplexity = float("nan")
-    else:
-        eff_perplexity = float(min(perplexity, max(1.0, (n - 1) / 3.0)))
-        if eff_perplexity >= n:
-            eff_perplexity = max(0.5, n - 1.0)
-        if data.shape[1] > 50 and n > 50:  # the usual PCA pre-reduction (deterministic, full SVD)
-            centred = data - data.mean(axis=0, keepdims=True)
-            _, _, vt = np.linalg.svd(centred, full_matrices=False)
-            data = centred @ vt[:50].T
-        init = "pca" if n > 2 and data.shape[1] >= 2 else "random"
-        if method == "auto":
-            method = "exact" if n <= TSNE_EXACT_MAX else "barnes_hut"
-        tsne = TSNE(n_components=2, perplexity=eff_perplexity, init=init, random_state=seed, learning_rate="auto",
-                    method=method)
-        coords = tsne.fit_transform(data)
+    emb = tsne_embedding(groups, seed, perplexity, normalize=normalize, max_points_per_group=max_points_per_group,
+                         method=method)
+    names, blocks, coords, n, eff_perplexity = emb.names, emb.blocks, emb.coords, emb.n, emb.perplexity
     fig = go.Figure()
     offset = 0
     for i, (name, block) in enumerate(zip(names, blocks)):
