@@ -32,119 +32,59 @@ as an uninterrupted one.
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import dataclasses
-import hashlib
-import json
 import logging
-import math
-import random
-import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from fl1_core.adapters import has_lora, merge_lora, save_trained
 from fl1_core.data.formats import RLRecord
 from fl1_core.distributed import ProcessGroup
-from fl1_core.decoding import replay
 from fl1_core.judge.client import JudgeConfig
-from fl1_core.losses import policy_objective
-from fl1_core.adapters import adapters_disabled, has_lora, merge_lora, save_trained
-from fl1_core.placement import autocast, bf16_supported, scalar, upcast_trainable
-from fl1_core.rl.advantages import group_advantages
+from fl1_core.placement import autocast, upcast_trainable
 from fl1_core.rl.config import RLConfig
 from fl1_core.rl.rollout import (
     PromptTensors,
     Response,
     RoundStats,
     SamplingResult,
-    collate_responses,
     dynamic_sampling_rounds,
     generate_group_round,
     prepare_prompt,
     score_groups,
 )
-from fl1_core.runs import atomic_directory, atomic_write_json, append_jsonl, read_jsonl, write_jsonl, write_manifest
+from fl1_core.rl.checkpoints import CKPT_DIR, METRICS_FILE, STATE_FILE, Checkpointing  # noqa: F401 (re-exported)
+from fl1_core.rl.update import (  # noqa: F401  (re-exported: the names this module had)
+    PolicyUpdate,
+    RLResult,
+    StopTraining,
+    TrainBatch,
+    _fingerprint,
+    _mix_seed,
+    _reference_copy,
+)
+from fl1_core.runs import atomic_directory, append_jsonl, read_jsonl, write_jsonl, write_manifest
 
 __all__ = ["RLTrainer", "RLResult", "TrainBatch", "train_rl", "run_rl", "StopTraining", "TIMING_KEYS"]
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
-CKPT_DIR = "checkpoints"
-STATE_FILE = "trainer_state.json"
 _SUM_KEYS = ("judge_calls", "judge_requests", "judge_failures", "judge_unresolved", "dropped_groups",
              "drawn_groups", "kept_groups", "train_groups", "train_responses", "tokens", "gen_tokens", "loss_tokens",
              "loss", "pg_loss", "kl_loss")  # losses are normalised by global counts: process parts add up
 #: metrics fields that depend on wall-clock time (everything else is reproducible on CPU)
 TIMING_KEYS = ("time_s", "tokens_per_s", "rollout_s", "update_s")
 
-
-class StopTraining(Exception):
-    """Raised by a callback to stop a run at once (used by tests to simulate a kill)."""
-
-
-@dataclass
-class RLResult:
-    """What :func:`train_rl` returns: the run folder, steps done, all metric rows, the final model folder."""
-
-    out_dir: Path
-    steps: int
-    metrics: list[dict[str, Any]]
-    final_dir: Path | None
-    resumed_from: int | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class TrainBatch:
-    """A rollout batch ready for the update: responses, their advantages, old / reference log-probs."""
-
-    rows: list[Response]
-    advantages: torch.Tensor  # [N] per response
-    old_logprobs: list[torch.Tensor] | None  # per response [L_i]; None → log π_θ.detach() (one step per rollout)
-    ref_logprobs: list[torch.Tensor] | None
-    loss_masks: list[torch.Tensor]  # per response [L_i] bool
-
-
-# ------------------------------------------------------------------------------------------------------ helpers
-def _mix_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (stable across runs and machines)."""
-    h = hashlib.sha256(":".join(str(int(p)) for p in parts).encode()).digest()
-    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
-
-
-def _fingerprint(model: torch.nn.Module) -> str:
-    """A cheap fingerprint of the weights (sums of every parameter) to recognise the initial model on resume."""
-    h = hashlib.sha256()
-    with torch.no_grad():
-        for name, p in sorted(model.state_dict().items()):
-            h.update(name.encode())
-            h.update(f"{float(p.double().sum()):.10e}".encode())
-    return h.hexdigest()[:16]
-
-
 _Dist = ProcessGroup  # the earlier private name
 
 
-def _reference_copy(model: torch.nn.Module, ref_dtype: str) -> torch.nn.Module:
-    """The frozen reference π_ref: one copy per process, in bf16 on a bf16 GPU (``"auto"``) or when asked."""
-    ref = copy.deepcopy(model).eval()
-    if ref_dtype == "bf16" or (ref_dtype == "auto" and bf16_supported(model.device)):
-        ref.to(torch.bfloat16)
-    for p in ref.parameters():
-        p.requires_grad_(False)
-    return ref
-
-
 # ------------------------------------------------------------------------------------------------------ trainer
-class RLTrainer:
+class RLTrainer(PolicyUpdate, Checkpointing):
     """LA-DAPO / DAPO / GRPO trainer for a :class:`~fl1_core.model.FutureL1Model` (see the module docstring).
 
     ``model`` must be the *initial* model (the SFT checkpoint) also when resuming: the frozen reference is copied
@@ -289,188 +229,6 @@ class RLTrainer:
         self.cursor = start + rounds * per_round
         return sampling, stats, gen_tokens
 
-    # --------------------------------------------------------------------------------------------- log-probs
-    def _replay_logprobs(self, model: Any, rows: Sequence[Response], batch: int) -> list[torch.Tensor]:
-        """No-grad log-probs of ``rows`` under ``model`` (``None`` = the reference: the actor with its LoRA
-        adapters disabled)."""
-        out: list[torch.Tensor] = []
-        reference = model is None
-        model = self.model if reference else model
-        context = adapters_disabled(model) if reference else contextlib.nullcontext()
-        with torch.no_grad(), context, autocast(model):
-            for s in range(0, len(rows), batch):
-                part = rows[s : s + batch]
-                inputs, gen = collate_responses(part, self.pad_id)
-                rep = replay(model, inputs, gen, temperature=self.cfg.temperature,
-                             replay_latents=bool(self.cfg.replay_latents), chunk_size=self.cfg.logprob_chunk)
-                lp = rep.logprobs.float().cpu()
-                out.extend(lp[i, : r.length].clone() for i, r in enumerate(part))
-        return out
-
-    def prepare_batch(self, groups: Sequence[Sequence[Response]]) -> TrainBatch:
-        """Advantages, loss masks, old and reference log-probs of the training groups."""
-        rows = [r for g in groups for r in g]
-        rewards = torch.tensor([r.reward for r in rows], dtype=torch.float64)
-        gid = torch.tensor([r.group for r in rows], dtype=torch.long)
-        adv = group_advantages(rewards, gid).to(torch.float32)
-        masks = []
-        for r in rows:
-            m = torch.ones(r.length, dtype=torch.bool)
-            if self.cfg.mask_forced:
-                m &= ~r.forced_mask
-            masks.append(m)
-        batch = self.cfg.replay_batch_size or self.cfg.micro_batch_size or max(1, len(rows))
-        self.model.eval()
-        old = self._replay_logprobs(self.model, rows, batch) if self.cfg.recompute_old_logprobs else None
-        ref = None
-        if self.cfg.kl_beta != 0.0:  # computed before the update, like the old log-probs
-            ref = self._replay_logprobs(self.ref_model, rows, batch)
-        return TrainBatch(rows=rows, advantages=adv, old_logprobs=old, ref_logprobs=ref, loss_masks=masks)
-
-    # ------------------------------------------------------------------------------------------------ update
-    @staticmethod
-    def _pad(seqs: Sequence[torch.Tensor], width: int, value: float = 0.0) -> torch.Tensor:
-        out = torch.full((len(seqs), width), value, dtype=seqs[0].dtype)
-        for i, s in enumerate(seqs):
-            out[i, : s.shape[0]] = s
-        return out
-
-    def loss_and_backward(
-        self,
-        batch: TrainBatch,
-        indices: Sequence[int],
-        *,
-        num_tokens: float,
-        num_seqs: float,
-        backward: bool = True,
-    ) -> dict[str, float]:
-        """Loss of rows ``indices`` normalised by the mini-batch's global ``num_tokens`` / ``num_seqs``, computed in
-        micro-batches of ``micro_batch_size`` rows; gradients are accumulated when ``backward``.
-
-        Returns sums over the micro-batches: ``loss``, ``pg_loss``, ``kl_loss`` and token-weighted sums
-        (``*_tok``) of the per-token metrics, plus ``tokens``.
-        """
-        cfg = self.cfg
-        micro = cfg.micro_batch_size or max(1, len(indices))
-        acc: dict[str, float] = {"loss": 0.0, "pg_loss": 0.0, "kl_loss": 0.0, "tokens": 0.0, "clipfrac_tok": 0.0,
-                                 "clipfrac_high_tok": 0.0, "clipfrac_low_tok": 0.0, "clipfrac_dual_tok": 0.0,
-                                 "kl_tok": 0.0, "approx_kl_old_tok": 0.0, "entropy_tok": 0.0, "ratio_max": 0.0}
-        starts = list(range(0, len(indices), micro))
-        ddp = self.actor is not self.model
-        for s in starts:
-            idx = list(indices[s : s + micro])
-            last = s == starts[-1]
-            # DDP averages gradients over processes; the loss is normalised by the global token / sequence count,
-            # so the sum is wanted: scale by the process count. Reduce once per mini-batch (no_sync before).
-            sync = contextlib.nullcontext() if (not ddp or last or not backward) else self.actor.no_sync()
-            rows = [batch.rows[i] for i in idx]
-            inputs, gen = collate_responses(rows, self.pad_id)
-            width = gen.sequences.shape[1]
-            dev = self.device
-            mask = self._pad([batch.loss_masks[i] for i in idx], width, False).to(dev)
-            adv = batch.advantages[idx].to(dev)
-            with torch.set_grad_enabled(backward), sync, autocast(self.model):
-                rep = replay(self.actor if backward else self.model, inputs, gen, temperature=cfg.temperature,
-                             replay_latents=bool(cfg.replay_latents), chunk_size=cfg.logprob_chunk,
-                             with_entropy=True)
-                logp = rep.logprobs.float()
-                if batch.old_logprobs is None:
-                    old = logp.detach()
-                else:
-                    old = self._pad([batch.old_logprobs[i] for i in idx], width).to(dev)
-                ref = None
-                if batch.ref_logprobs is not None:
-                    ref = self._pad([batch.ref_logprobs[i] for i in idx], width).to(dev)
-                loss, pg, kl, kl_tok, m = policy_objective(
-                    logp, old, adv, mask, ref_logp=ref, kl_beta=float(cfg.kl_beta), eps_low=float(cfg.eps_low),
-                    eps_high=float(cfg.eps_high), dual_clip=cfg.dual_clip, agg=cfg.loss_agg, num_tokens=num_tokens,
-                    num_seqs=num_seqs,
-                )
-                acc["kl_loss"] += float(kl.detach())
-                if backward:
-                    (loss * self.dist.world if ddp else loss).backward()
-            with torch.no_grad():
-                ntok = float(mask.sum())
-                fm = mask.float()
-                acc["loss"] += float(loss.detach())
-                acc["pg_loss"] += float(pg.detach())
-                acc["tokens"] += ntok
-                for k in ("clipfrac", "clipfrac_high", "clipfrac_low", "clipfrac_dual"):
-                    acc[f"{k}_tok"] += float(m[k]) * ntok
-                acc["approx_kl_old_tok"] += float(m["approx_kl"]) * ntok
-                acc["kl_tok"] += float((kl_tok.detach() * fm).sum())
-                acc["entropy_tok"] += float((rep.entropy * fm).sum())
-                acc["ratio_max"] = max(acc["ratio_max"], float(m["ratio_max"]))
-        return acc
-
-    def _optimizer_step(self) -> tuple[float, bool]:
-        """Clip, step unless non-finite (gradients are already summed over processes by the DDP wrapper).
-        Returns (grad norm, stepped)."""
-        norm = scalar(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip))
-        finite = math.isfinite(norm)
-        if finite:
-            self.optimizer.step()
-        else:
-            self.skipped_steps += 1
-            log.warning("non-finite gradient norm at step %d; optimiser step skipped", self.step)
-        self.optimizer.zero_grad(set_to_none=True)
-        return norm, finite
-
-    def update(self, batch: TrainBatch, step: int) -> dict[str, float]:
-        """``epochs_per_rollout`` passes over ``batch`` in ``mini_batches`` shuffled mini-batches, one optimiser step
-        per mini-batch. Returns token-weighted metric means over all mini-batches."""
-        cfg = self.cfg
-        if cfg.gradient_checkpointing:  # HF checkpoints only in training mode (Qwen3-VL has no dropout)
-            self.model.train()
-            self.model.base.model.visual.eval()
-        n = len(batch.rows)
-        tot: dict[str, float] = {}
-        norms: list[float] = []
-        opt_steps = 0
-        first_pass: dict[str, float] | None = None
-        for epoch in range(cfg.epochs_per_rollout):
-            g = torch.Generator().manual_seed(_mix_seed(cfg.seed, step, 104729, epoch, self.dist.rank))
-            order = torch.randperm(n, generator=g).tolist() if cfg.mini_batches > 1 else list(range(n))
-            chunks = [c.tolist() for c in torch.tensor(order, dtype=torch.long).tensor_split(cfg.mini_batches)]
-            for mb in chunks:
-                local_tok = float(sum(int(batch.loss_masks[i].sum()) for i in mb))
-                local_seq = float(sum(int(batch.loss_masks[i].any()) for i in mb))
-                num_tokens = self.dist.sum(local_tok)
-                num_seqs = self.dist.sum(local_seq)
-                if (num_tokens if cfg.loss_agg == "token" else num_seqs) <= 0:
-                    continue
-                part = self.loss_and_backward(batch, mb, num_tokens=num_tokens, num_seqs=num_seqs)
-                norm, stepped = self._optimizer_step()
-                norms.append(norm)
-                opt_steps += int(stepped)
-                if first_pass is None:
-                    first_pass = part
-                for k, v in part.items():
-                    tot[k] = max(tot.get(k, 0.0), v) if k == "ratio_max" else tot.get(k, 0.0) + v
-        tokens = tot.get("tokens", 0.0)
-        nmb = max(1, len(norms))
-
-        def per_tok(key: str) -> float:
-            return tot.get(key, 0.0) / tokens if tokens else 0.0
-
-        return {
-            "loss": tot.get("loss", 0.0) / nmb,
-            "pg_loss": tot.get("pg_loss", 0.0) / nmb,
-            "kl_loss": tot.get("kl_loss", 0.0) / nmb,
-            "clipfrac": per_tok("clipfrac_tok"),
-            "clipfrac_high": per_tok("clipfrac_high_tok"),
-            "clipfrac_low": per_tok("clipfrac_low_tok"),
-            "clipfrac_dual": per_tok("clipfrac_dual_tok"),
-            "kl": per_tok("kl_tok"),
-            "approx_kl_old": per_tok("approx_kl_old_tok"),
-            "entropy": (first_pass["entropy_tok"] / first_pass["tokens"]) if first_pass and first_pass["tokens"]
-            else 0.0,
-            "ratio_max": tot.get("ratio_max", 0.0),
-            "grad_norm": float(np.mean(norms)) if norms else 0.0,
-            "optimizer_steps": float(opt_steps),
-            "loss_tokens": tokens / max(1, cfg.epochs_per_rollout),
-        }
-
     # ------------------------------------------------------------------------------------------------- a step
     def train_step(self, step: int) -> dict[str, Any]:
         """One rollout + update; returns the metrics row (already reduced across processes)."""
@@ -528,89 +286,6 @@ class RLTrainer:
         row["tokens_per_s"] = row["gen_tokens"] / row["time_s"] if row["time_s"] > 0 else 0.0
         row["step"] = step + 1
         return row
-
-    # -------------------------------------------------------------------------------------------- checkpoints
-    @property
-    def ckpt_root(self) -> Path:
-        return self.out_dir / CKPT_DIR
-
-    def latest_checkpoint(self) -> Path | None:
-        """The newest complete checkpoint folder (``step_XXXXXX`` with a state file), or None."""
-        if not self.ckpt_root.is_dir():
-            return None
-        done = sorted(p for p in self.ckpt_root.glob("step_*") if (p / STATE_FILE).is_file())
-        return done[-1] if done else None
-
-    def save_checkpoint(self) -> Path | None:
-        """Write ``checkpoints/step_{step:06d}`` atomically (main process) and prune old ones."""
-        final = self.ckpt_root / f"step_{self.step:06d}"
-        if self.dist.main:
-            with atomic_directory(final) as tmp:
-                torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, tmp / "model.pt")
-                torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-                torch.save(
-                    {
-                        "torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                        "python": random.getstate(),
-                        "numpy": np.random.get_state(),
-                    },
-                    tmp / "rng.pt",
-                )
-                atomic_write_json(tmp / STATE_FILE, {
-                    "step": self.step,
-                    "cursor": self.cursor,
-                    "skipped_steps": self.skipped_steps,
-                    "init_fingerprint": self.init_fingerprint,
-                    "config": self.cfg.result_dict(),
-                    "world_size": self.dist.world,
-                })
-            old = sorted(p for p in self.ckpt_root.glob("step_*") if p != final)
-            for p in old[: max(0, len(old) - (self.cfg.keep_checkpoints - 1))]:
-                shutil.rmtree(p, ignore_errors=True)
-        self.dist.barrier()
-        return final
-
-    def maybe_resume(self) -> int | None:
-        """Resume from the newest checkpoint if there is one; returns its step (None when starting fresh)."""
-        ckpt = self.latest_checkpoint()
-        if ckpt is None:
-            return None
-        state = json.loads((ckpt / STATE_FILE).read_text())
-        want = self.cfg.result_dict()
-        have = state.get("config", {})
-        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
-        if diff:
-            detail = ", ".join(f"{k}: {have.get(k)!r} → {want.get(k)!r}" for k in diff)
-            raise ValueError(
-                f"{ckpt}: refusing to resume with a changed result-affecting RL config ({detail}); "
-                "use a new out_dir or restore the settings"
-            )
-        if state.get("init_fingerprint") != self.init_fingerprint:
-            raise ValueError(
-                f"{ckpt}: the model passed to train_rl is not the initial model this run started from "
-                "(resume must be given the same init checkpoint; the frozen reference is copied from it)"
-            )
-        if state.get("world_size", 1) != self.dist.world:
-            raise ValueError(f"{ckpt}: written with {state.get('world_size')} processes, resuming with {self.dist.world}")
-        sd = torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True)
-        self.model.load_state_dict(sd)
-        self.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=self.device, weights_only=False))
-        rng = torch.load(ckpt / "rng.pt", weights_only=False)
-        torch.set_rng_state(rng["torch"])
-        if rng.get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-        self.step = int(state["step"])
-        self.cursor = int(state["cursor"])
-        self.skipped_steps = int(state.get("skipped_steps", 0))
-        if self.dist.main:
-            rows = [r for r in read_jsonl(self.out_dir / METRICS_FILE) if int(r.get("step", 0)) <= self.step]
-            write_jsonl(self.out_dir / METRICS_FILE, rows)
-        self.resumed_from = self.step
-        log.info("resumed RL run %s from step %d", self.out_dir, self.step)
-        return self.step
 
     # ---------------------------------------------------------------------------------------------------- loop
     def train(self) -> RLResult:

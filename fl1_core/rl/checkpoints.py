@@ -1,0 +1,109 @@
+"""RL checkpoints (``out_dir/checkpoints/step_XXXXXX``): atomic save with model, optimiser, RNG and data cursor;
+resume that refuses a changed result-affecting config or another initial model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fl1_core.runs import atomic_directory, atomic_write_json, read_jsonl, write_jsonl
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+CKPT_DIR = "checkpoints"
+STATE_FILE = "trainer_state.json"
+
+
+class Checkpointing:
+    """Mixin of :class:`fl1_core.rl.trainer.RLTrainer`: where checkpoints live, saving and resuming."""
+
+    # -------------------------------------------------------------------------------------------- checkpoints
+    @property
+    def ckpt_root(self) -> Path:
+        return self.out_dir / CKPT_DIR
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint folder (``step_XXXXXX`` with a state file), or None."""
+        if not self.ckpt_root.is_dir():
+            return None
+        done = sorted(p for p in self.ckpt_root.glob("step_*") if (p / STATE_FILE).is_file())
+        return done[-1] if done else None
+
+    def save_checkpoint(self) -> Path | None:
+        """Write ``checkpoints/step_{step:06d}`` atomically (main process) and prune old ones."""
+        final = self.ckpt_root / f"step_{self.step:06d}"
+        if self.dist.main:
+            with atomic_directory(final) as tmp:
+                torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, tmp / "model.pt")
+                torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+                torch.save(
+                    {
+                        "torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                        "python": random.getstate(),
+                        "numpy": np.random.get_state(),
+                    },
+                    tmp / "rng.pt",
+                )
+                atomic_write_json(tmp / STATE_FILE, {
+                    "step": self.step,
+                    "cursor": self.cursor,
+                    "skipped_steps": self.skipped_steps,
+                    "init_fingerprint": self.init_fingerprint,
+                    "config": self.cfg.result_dict(),
+                    "world_size": self.dist.world,
+                })
+            old = sorted(p for p in self.ckpt_root.glob("step_*") if p != final)
+            for p in old[: max(0, len(old) - (self.cfg.keep_checkpoints - 1))]:
+                shutil.rmtree(p, ignore_errors=True)
+        self.dist.barrier()
+        return final
+
+    def maybe_resume(self) -> int | None:
+        """Resume from the newest checkpoint if there is one; returns its step (None when starting fresh)."""
+        ckpt = self.latest_checkpoint()
+        if ckpt is None:
+            return None
+        state = json.loads((ckpt / STATE_FILE).read_text())
+        want = self.cfg.result_dict()
+        have = state.get("config", {})
+        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+        if diff:
+            detail = ", ".join(f"{k}: {have.get(k)!r} → {want.get(k)!r}" for k in diff)
+            raise ValueError(
+                f"{ckpt}: refusing to resume with a changed result-affecting RL config ({detail}); "
+                "use a new out_dir or restore the settings"
+            )
+        if state.get("init_fingerprint") != self.init_fingerprint:
+            raise ValueError(
+                f"{ckpt}: the model passed to train_rl is not the initial model this run started from "
+                "(resume must be given the same init checkpoint; the frozen reference is copied from it)"
+            )
+        if state.get("world_size", 1) != self.dist.world:
+            raise ValueError(f"{ckpt}: written with {state.get('world_size')} processes, resuming with {self.dist.world}")
+        sd = torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True)
+        self.model.load_state_dict(sd)
+        self.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=self.device, weights_only=False))
+        rng = torch.load(ckpt / "rng.pt", weights_only=False)
+        torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        self.step = int(state["step"])
+        self.cursor = int(state["cursor"])
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+        if self.dist.main:
+            rows = [r for r in read_jsonl(self.out_dir / METRICS_FILE) if int(r.get("step", 0)) <= self.step]
+            write_jsonl(self.out_dir / METRICS_FILE, rows)
+        self.resumed_from = self.step
+        log.info("resumed RL run %s from step %d", self.out_dir, self.step)
+        return self.step
+
