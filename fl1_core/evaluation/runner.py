@@ -29,42 +29,29 @@ What happens:
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
 import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from fl1_core.config import ConfigBase, LatentConfig
+from fl1_core.config import LatentConfig
 from fl1_core.data.collator import PromptExample, build_prompt_inputs
 from fl1_core.data.examples import futurebench_prompt, twiffbench_prompt
-from fl1_core.data.formats import (
-    FutureBenchItem,
-    Reject,
-    TwiffBenchItem,
-    load_futurebench,
-    load_twiffbench,
-    write_rejects,
-)
+from fl1_core.data.formats import FutureBenchItem, write_rejects
 from fl1_core.decoding import generate_with_latents
 from fl1_core.evaluation.extraction import EXTRACTION_MODES, extract_answer_letter
-from fl1_core.evaluation.futurebench import score_futurebench
 from fl1_core.distributed import ProcessGroup
-from fl1_core.judge.client import JudgeConfig, TwiffJudgeItem, judge_many
-from fl1_core.evaluation.latent_stats import adjacent_span_cosines, inference_cost, latent_statistics
+from fl1_core.judge.client import JudgeConfig
+from fl1_core.evaluation.latent_stats import adjacent_span_cosines
 from fl1_core.judge.sanitize import split_reasoning_answer
-from fl1_core.evaluation.twiffbench import score_twiffbench
 from fl1_core.runs import atomic_write_json, read_jsonl, write_jsonl
-from fl1_core.tokens import SYSTEM_PROMPTS
 
 __all__ = [
     "BENCHMARKS",
@@ -88,160 +75,33 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-BENCHMARKS = ("futurebench", "twiffbench")
-RELEASE_MAX_NEW_TOKENS = {"futurebench": 2048, "twiffbench": 4096}
-WORLD_MAX_NEW_TOKENS = 64
-# Per-row fields that depend on timing or on how items were batched/sharded (everything else is deterministic).
-TIMING_FIELDS = ("latency_s", "decode_s", "batch_size", "rank")
-PREDICTIONS = "predictions.jsonl"
-SUMMARY = "summary.json"
-SHARD_DIR = "shards"
-RUN_CONFIG = "eval_config.json"
-# Settings that change what is decoded: a resume with different values is refused.
-_DECODE_KEYS = ("max_new_tokens", "num_frames", "system_prompt", "do_sample", "temperature", "top_p", "seed")
-_LATENT_OVERRIDABLE = tuple(
-    f.name
-    for f in dataclasses.fields(LatentConfig)
-    if f.name not in ("latent_token_id", "latent_start_id", "latent_end_id")
+from fl1_core.evaluation.eval_config import (  # noqa: F401  (re-exported)
+    BENCHMARKS,
+    RELEASE_MAX_NEW_TOKENS,
+    WORLD_MAX_NEW_TOKENS,
+    TIMING_FIELDS,
+    PREDICTIONS,
+    SUMMARY,
+    SHARD_DIR,
+    RUN_CONFIG,
+    _DECODE_KEYS,
+    _LATENT_OVERRIDABLE,
+    EvalConfig,
+    _check_benchmark,
 )
 
-
-@dataclass
-class EvalConfig(ConfigBase):
-    """Evaluation settings (one name per setting; round-trips through YAML/JSON with the other configs).
-
-    - ``max_new_tokens``: ``None`` → the release's value per benchmark (:data:`RELEASE_MAX_NEW_TOKENS`: FutureBench
-      2048, TwiFF-Bench 4096); :meth:`world` gives the small preset for the synthetic world.
-    - ``latent``: overrides of the model's :class:`~fl1_core.config.LatentConfig` for decoding (e.g.
-      ``{"budget_mode": "fixed"}``, ``{"loose_cap": 64}``, ``{"force_initial_latent": True}``).
-    - ``limit``: evaluate only the first ``limit`` items in doc order.
-    - ``resume``: skip doc ids already decoded in ``out_dir``; ``False`` clears earlier predictions first.
-    """
-
-    batch_size: int = 4
-    max_new_tokens: int | None = None
-    num_frames: int = 32
-    system_prompt: str = "interleaved"
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 0
-    limit: int | None = None
-    latent: dict[str, Any] = field(default_factory=dict)
-    resume: bool = True
-    on_error: str = "skip"
-    video_root: str | None = None
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"EvalConfig.batch_size must be >= 1, got {self.batch_size}")
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise ValueError(f"EvalConfig.max_new_tokens must be >= 1 or None, got {self.max_new_tokens}")
-        if self.num_frames < 1:
-            raise ValueError(f"EvalConfig.num_frames must be >= 1, got {self.num_frames}")
-        if self.system_prompt not in SYSTEM_PROMPTS:
-            raise ValueError(
-                f"EvalConfig.system_prompt must be one of {sorted(SYSTEM_PROMPTS)}, got {self.system_prompt!r}"
-            )
-        if self.limit is not None and self.limit < 0:
-            raise ValueError(f"EvalConfig.limit must be >= 0 or None, got {self.limit}")
-        if self.on_error not in ("skip", "raise"):
-            raise ValueError(f"EvalConfig.on_error must be 'skip' or 'raise', got {self.on_error!r}")
-        unknown = sorted(set(self.latent) - set(_LATENT_OVERRIDABLE))
-        if unknown:
-            raise ValueError(
-                f"EvalConfig.latent: unknown LatentConfig setting(s) {unknown}; known: {list(_LATENT_OVERRIDABLE)}"
-            )
-
-    @classmethod
-    def world(cls, **overrides: Any) -> "EvalConfig":
-        """The small preset for the synthetic world (``max_new_tokens`` = :data:`WORLD_MAX_NEW_TOKENS`)."""
-        return cls(**{"max_new_tokens": WORLD_MAX_NEW_TOKENS, **overrides})
-
-    def resolved_max_new_tokens(self, benchmark: str) -> int:
-        """``max_new_tokens``, or the release's value for ``benchmark``."""
-        _check_benchmark(benchmark)
-        return self.max_new_tokens if self.max_new_tokens is not None else RELEASE_MAX_NEW_TOKENS[benchmark]
-
-    def latent_config(self, base: LatentConfig) -> LatentConfig:
-        """The model's latent config with :attr:`latent` applied."""
-        return base.replace(**self.latent) if self.latent else base
-
-
-def _check_benchmark(benchmark: str) -> None:
-    if benchmark not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {benchmark!r}; expected one of {BENCHMARKS}")
-
-
-# ---------------------------------------------------------------------------------------------------- loading
-Item = FutureBenchItem | TwiffBenchItem
-
-
-def doc_id_of(item: Item) -> Any:
-    """The doc id: FutureBench ``id`` (str), TwiFF-Bench ``doc_id`` (row number, int)."""
-    return item.doc_id if isinstance(item, TwiffBenchItem) else item.id
-
-
-def _load_all(benchmark: str, data_path: str | os.PathLike, config: EvalConfig) -> tuple[list[Item], list[Reject]]:
-    _check_benchmark(benchmark)
-    if benchmark == "futurebench":
-        result = load_futurebench(
-            data_path, video_root=config.video_root, on_error=config.on_error  # type: ignore[arg-type]
-        )
-    else:
-        result = load_twiffbench(data_path, on_error=config.on_error)  # type: ignore[arg-type]
-    items = list(result.records)
-    seen: set[Any] = set()
-    for item in items:
-        did = doc_id_of(item)
-        if did in seen:
-            raise ValueError(f"{data_path}: duplicate doc id {did!r} (field 'id'); doc ids must be unique")
-        seen.add(did)
-    return items, list(result.rejects)
-
-
-def load_benchmark(benchmark: str, data_path: str | os.PathLike, config: EvalConfig) -> tuple[list[Item], list[Reject]]:
-    """Load a benchmark in doc order (``limit`` applied) → ``(items, rejects)``; duplicate doc ids are an error."""
-    items, rejects = _load_all(benchmark, data_path, config)
-    return (items if config.limit is None else items[: config.limit]), rejects
-
-
-def data_fingerprint(items: Sequence[Item]) -> str:
-    """sha256 over what defines each item (doc id, question, options/answer or reference) of the whole benchmark
-    (before ``limit``): a resumed run must not reuse predictions of other data that happens to share doc ids."""
-    h = hashlib.sha256()
-    for item in items:
-        if isinstance(item, FutureBenchItem):
-            key = [item.id, item.question_type, item.prompt_text(), item.answer, Path(item.video_path).name]
-        else:
-            key = [item.doc_id, item.question, item.answer_raw, len(item.question_images)]
-        h.update(json.dumps(key, default=str).encode("utf-8"))
-    return h.hexdigest()
-
-
-def shard_items(items: Sequence[Item], rank: int, world_size: int) -> list[Item]:
-    """Process ``rank``'s deterministic share of the doc order: items ``rank, rank + w, rank + 2w, …``."""
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"bad shard rank={rank} world_size={world_size}")
-    return list(items[rank::world_size])
-
-
-def shard_path(out_dir: str | os.PathLike, rank: int, world_size: int) -> Path:
-    """``out_dir/shards/predictions.rank{r:03d}-of-{w:03d}.jsonl``."""
-    return Path(out_dir) / SHARD_DIR / f"predictions.rank{rank:03d}-of-{world_size:03d}.jsonl"
-
-
-def _existing_rows(out_dir: Path) -> list[dict[str, Any]]:
-    """Rows of ``predictions.jsonl`` then every shard file (sorted by name); may contain repeats."""
-    rows = read_jsonl(out_dir / PREDICTIONS)
-    for path in sorted((out_dir / SHARD_DIR).glob("*.jsonl")):
-        rows.extend(read_jsonl(path))
-    return rows
-
-
-def _finished_doc_ids(out_dir: Path) -> set[Any]:
-    return {row["doc_id"] for row in _existing_rows(out_dir) if "doc_id" in row}
+from fl1_core.evaluation.loading import (  # noqa: F401  (re-exported)
+    Item,
+    _existing_rows,
+    _finished_doc_ids,
+    _load_all,
+    data_fingerprint,
+    doc_id_of,
+    load_benchmark,
+    shard_items,
+    shard_path,
+)
+from fl1_core.evaluation.summary import _log_summary, judge_predictions, rejects_as_wrong, summarize_predictions  # noqa: F401,E501
 
 
 # --------------------------------------------------------------------------------------------------- decoding
@@ -416,68 +276,6 @@ def merge_predictions(out_dir: str | os.PathLike, items: Sequence[Item]) -> list
     return merged
 
 
-# ---------------------------------------------------------------------------------------------------- judging
-def judge_predictions(
-    records: Sequence[Mapping[str, Any]],
-    items: Sequence[TwiffBenchItem],
-    judge_config: JudgeConfig,
-    *,
-    cache_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Judge TwiFF-Bench predictions; returns (records with judge fields, judge stats).
-
-    Model reasoning/answer come from :func:`split_reasoning_answer` of the raw response; the reference chain, its
-    reasoning images and the ground truth from the item. Every row gets ``cot_score``/``answer_score`` or a
-    ``judge_error`` (never dropped).
-    """
-    by_id = {it.doc_id: it for it in items}
-    judge_items = []
-    for rec in records:
-        item = by_id[rec["doc_id"]]
-        reasoning, answer = split_reasoning_answer(rec.get("response") or "")
-        judge_items.append(
-            TwiffJudgeItem(
-                doc_id=item.doc_id,
-                question=item.question_text,
-                reference_reasoning=item.reference_chain,
-                ground_truth=item.ground_truth,
-                model_reasoning=reasoning,
-                model_answer=answer,
-                reference_images=list(item.reasoning_images),
-            )
-        )
-    results, stats = judge_many(judge_items, judge_config, cache_dir=cache_dir, progress=progress, desc="judge twiff")
-    if len(results) != len(records) or any(r["doc_id"] != rec["doc_id"] for r, rec in zip(results, records)):
-        raise RuntimeError("judge results do not line up with the predictions (lost or reordered samples)")
-    judged = []
-    for rec, res in zip(records, results):
-        row = dict(rec)
-        row.update(
-            cot_score=res.get("cot_score"),
-            answer_score=res.get("answer_score"),
-            raw_scores=res.get("raw_scores"),
-            clamped=bool(res.get("clamped")),
-            judge_error=res.get("judge_error"),
-            judge_attempts=res.get("attempts"),
-            judge_cached=res.get("cached"),
-        )
-        judged.append(row)
-    return judged, stats.to_dict()
-
-
-# ---------------------------------------------------------------------------------------------------- summary
-def summarize_predictions(records: Sequence[Mapping[str, Any]], benchmark: str) -> dict[str, Any]:
-    """The recomputable part of ``summary.json``: ``scores``, ``latent_stats`` and ``inference_cost``."""
-    _check_benchmark(benchmark)
-    scores = score_futurebench(records) if benchmark == "futurebench" else score_twiffbench(records)
-    return {
-        "scores": scores,
-        "latent_stats": latent_statistics(records),
-        "inference_cost": inference_cost(records),
-    }
-
-
 def _run_config(
     benchmark: str, data_path: Any, items: Sequence[Item], config: EvalConfig, latent_config: LatentConfig
 ) -> dict[str, Any]:
@@ -603,36 +401,6 @@ def evaluate(
     if not dist.is_main:
         summary = json.loads((out / SUMMARY).read_text())
     return summary
-
-
-def rejects_as_wrong(scores: Mapping[str, Any], benchmark: str, n_rejects: int) -> dict[str, Any]:
-    """Scores over the benchmark as published: records rejected at load time count as wrong (0) in the
-    denominator, ``score · n / (n + n_rejects)`` (FutureBench: strict and faithful overall accuracy; TwiFF-Bench:
-    CoT / answer / average with judge failures as 0)."""
-    n = int(scores.get("n") or 0)
-    total = n + int(n_rejects)
-
-    def scaled(v: Any) -> float | None:
-        return None if v is None or total == 0 else float(v) * n / total
-
-    if benchmark == "futurebench":
-        out = {mode: scaled((scores.get(mode) or {}).get("overall")) for mode in ("strict", "faithful")}
-    else:
-        zero = scores.get("failures_as_zero") or {}
-        out = {k: scaled(zero.get(k)) for k in ("cot", "answer", "avg")}
-    return {**out, "n": total, "n_rejects": int(n_rejects)}
-
-
-def _log_summary(summary: Mapping[str, Any]) -> None:
-    scores = summary["scores"]
-    cost = summary["inference_cost"]
-    if summary["benchmark"] == "futurebench":
-        log.info("FutureBench: n=%d acc faithful=%s strict=%s; %.1f new tokens, %.3f s/sample",
-                 scores["n"], scores["faithful"]["overall"], scores["strict"]["overall"],
-                 cost["mean_new_tokens"] or 0.0, cost["mean_latency_s"] or 0.0)
-    else:
-        log.info("TwiFF-Bench: n=%d judged=%d failed=%d CoT=%s Ans=%s Avg=%s", scores["n"], scores["n_judged"],
-                 scores["n_failed"], scores["cot"], scores["answer"], scores["avg"])
 
 
 def evaluate_futurebench(
