@@ -83,6 +83,16 @@ def autocast(model: torch.nn.Module, device: torch.device | None = None) -> cont
     return torch.autocast(dev.type, dtype=dtype)
 
 
+def enable_activation_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute each decoder layer's activations in backward (non-reentrant), through transformers' current API
+    (``activation_checkpointing_enable``) or its older name."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:  # transformers < 5.x
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def scalar(value: Any) -> float:
     """A Python float from a 0-d tensor, also a sharded FSDP2 ``DTensor`` (gathered with ``full_tensor()`` first;
     ``float()`` on a DTensor fails or reads only the local shard)."""
@@ -96,6 +106,7 @@ __all__ = [
     "attn_implementation_for",
     "autocast",
     "bf16_supported",
+    "enable_activation_checkpointing",
     "low_precision_dtype",
     "resolve_device",
     "scalar",

@@ -144,7 +144,7 @@ def time_decode(model, device, prompt_len, new_tokens, bandwidth) -> dict:
 def rl_update_memory(model, device, group, new_tokens) -> dict:
     from fl1_core.decoding import generate_with_latents, replay
     from fl1_core.losses import dapo_policy_loss
-    from fl1_core.placement import autocast
+    from fl1_core.placement import autocast, enable_activation_checkpointing
 
     vocab = model.config.text_config.vocab_size
     ids = torch.randint(0, vocab - 300, (group, 256), generator=torch.Generator().manual_seed(2)).to(device)
@@ -155,7 +155,7 @@ def rl_update_memory(model, device, group, new_tokens) -> dict:
     with torch.no_grad(), autocast(model, device):
         gen = generate_with_latents(model, inputs, max_new_tokens=new_tokens, do_sample=True, temperature=0.9,
                                     seed=0, eos_token_id=-1)
-    model.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    enable_activation_checkpointing(model.base)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-6)
@@ -170,7 +170,8 @@ def rl_update_memory(model, device, group, new_tokens) -> dict:
     opt.step()
     sync(device)
     model.eval()
-    model.base.gradient_checkpointing_disable()
+    disable = getattr(model.base, "activation_checkpointing_disable", None) or model.base.gradient_checkpointing_disable
+    disable()
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     return {"group": group, "new_tokens": new_tokens, "seconds": time.perf_counter() - t0,
             "peak_memory_gib": peak / 1024**3 if peak is not None else None, "loss": float(loss.detach())}

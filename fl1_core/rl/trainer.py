@@ -46,7 +46,7 @@ from fl1_core.adapters import has_lora, merge_lora, save_trained
 from fl1_core.data.formats import RLRecord
 from fl1_core.distributed import ProcessGroup
 from fl1_core.judge.client import JudgeConfig
-from fl1_core.placement import autocast, upcast_trainable
+from fl1_core.placement import autocast, enable_activation_checkpointing, upcast_trainable
 from fl1_core.rl.config import RLConfig
 from fl1_core.rl.rollout import (
     PromptTensors,
@@ -153,7 +153,7 @@ class RLTrainer(PolicyUpdate, Checkpointing):
             apply_lora(model, LoraSettings.from_dict(self.cfg.lora))
         upcast_trainable(model)  # fp32 master weights: lr 1e-6 updates are below bf16 resolution
         if self.cfg.gradient_checkpointing:
-            model.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_activation_checkpointing(model.base)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.actor = self.dist.wrap(model)
         self.optimizer = torch.optim.AdamW(

@@ -41,7 +41,7 @@ from ..data.collator import SFTCollator, SFTExample
 from ..data.formats import Reject, SFTRecord, load_sft_records, write_rejects
 from ..model import FutureL1Model, load_future_l1
 from ..adapters import LoraSettings, apply_lora, has_lora, merge_lora
-from ..placement import autocast, scalar, upcast_trainable
+from ..placement import autocast, enable_activation_checkpointing, scalar, upcast_trainable
 from ..runs import atomic_write_json, append_jsonl, read_jsonl, write_jsonl
 
 from .checkpoints import STATE_FILE, _check_resume, _save_checkpoint, _save_final, latest_checkpoint, model_fingerprint
@@ -129,7 +129,7 @@ def train_sft(
         merge_lora(model)  # full fine-tuning of an adapter checkpoint: fold its adapters in first
     upcast_trainable(model)  # fp32 master weights: a bf16-loaded checkpoint would lose updates below bf16 resolution
     if cfg.gradient_checkpointing:
-        model.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model.base)
 
     # ---- data
     collator = SFTCollator(
