@@ -182,7 +182,12 @@ def cmd_ship_base(args: argparse.Namespace) -> int:
 def cmd_sft(args: argparse.Namespace) -> int:
     from .sft import run_sft
 
-    result = run_sft(args.init, args.data, args.out, _sft_config(args.preset, args.set), mode=args.mode)
+    hardware = args.hardware
+    if args.preset is not None:  # the earlier flag: it meant the hardware preset for SFT
+        logging.getLogger(__name__).warning("fl1 sft --preset %s is now --hardware %s (one vocabulary with fl1 rl)",
+                                            args.preset, args.preset)
+        hardware = args.preset
+    result = run_sft(args.init, args.data, args.out, _sft_config(hardware, args.set), mode=args.mode)
     print(f"final model: {result.final_dir}")
     return 0
 
@@ -327,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="SFT records (JSON)")
     p.add_argument("--out", required=True)
     p.add_argument("--mode", choices=["latent", "text"], default="latent")
-    p.add_argument("--preset", choices=["cpu", "gpu"], default="cpu", help="cpu = the world preset, gpu = release")
+    p.add_argument("--hardware", choices=["cpu", "gpu"], default="cpu", help="cpu = world sizes, gpu = SPEC (release)")
+    p.add_argument("--preset", choices=["cpu", "gpu"], default=None, help="deprecated: the earlier name of --hardware")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="SFTConfig overrides")
     p.set_defaults(func=cmd_sft)
 
