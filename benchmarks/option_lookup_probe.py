@@ -12,6 +12,7 @@ model writes inside ``<answer>`` (:func:`fl1_core.pretrain.evaluate.lookup_accur
 
     python benchmarks/option_lookup_probe.py --init fl1_core/assets/world_base --steps 0     # score the shipped base
     python benchmarks/option_lookup_probe.py --world data/world --steps 2000 [--hidden 128 --layers 4]  # train alone
+    # architecture / tokenizer probes of a fresh model: --heads 8, --qk-scale 2, --pretokenizer phrase --vocab 4096
 
 With ``--steps > 0`` the model (``--init`` or a fresh tiny one) is trained on look-up prompts of the pretraining
 stream (:class:`fl1_core.pretrain.TaskSampler`, task ``lookup``) and scored every ``--eval-every`` steps. Prints one
@@ -38,6 +39,8 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--heads", type=int, default=None, help="attention heads (default max(4, hidden / 32))")
+    ap.add_argument("--qk-scale", type=float, default=1.0,
+                    help="initial q_norm / k_norm weight of a fresh model (attention logits scale with its square)")
     ap.add_argument("--pretokenizer", default="word", help="word (Qwen's split) or phrase (see fl1_core.tiny)")
     ap.add_argument("--vocab", type=int, default=2048)
     ap.add_argument("--steps", type=int, default=2000)
@@ -57,9 +60,15 @@ def main() -> None:
         from fl1_core.tiny import TinySizes, build_tiny_future_l1
 
         heads = args.heads or max(4, args.hidden // 32)
-        sizes = TinySizes(vocab_size=args.vocab, pretokenizer=args.pretokenizer, hidden_size=args.hidden, intermediate_size=3 * args.hidden, num_hidden_layers=args.layers,
-                          num_attention_heads=heads, num_key_value_heads=heads // 2, head_dim=args.hidden // heads)
+        sizes = TinySizes(vocab_size=args.vocab, pretokenizer=args.pretokenizer, hidden_size=args.hidden,
+                          intermediate_size=3 * args.hidden, num_hidden_layers=args.layers, num_attention_heads=heads,
+                          num_key_value_heads=heads // 2, head_dim=args.hidden // heads)
         model, processor = build_tiny_future_l1(seed=args.seed, sizes=sizes)
+        if args.qk_scale != 1.0:
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if "language_model" in name and (".q_norm." in name or ".k_norm." in name):
+                        p.fill_(args.qk_scale)
     held = read_heldout(Path(args.world))
     print(f"parameters {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M; {len(held)} held-out option sets",
           flush=True)
