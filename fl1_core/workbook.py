@@ -332,6 +332,11 @@ class RunLayout:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def read_metric(self, name: str) -> Any:
+        """The JSON of ``metrics/<name>``, or None when that stage has not written it."""
+        path = self.root / "metrics" / name
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
     @property
     def figures(self) -> Path:
         path = self.root / "figures"
