@@ -97,17 +97,12 @@ def record_clip_html(video_path: str | Path, events: Sequence[Mapping[str, Any]]
 def world_clip_html(data_dir: str | Path, record, events_by_clip: Mapping[str, Mapping[str, Any]] | None = None
                     ) -> str:
     """The player of a world SFT / RL record: its video, the clip's events and where the question's view ends."""
-    import json
+    from .runs import read_jsonl
 
     meta = getattr(record, "meta", None) or {}
     clip_id = meta.get("clip_id")
     if events_by_clip is None:
-        path = Path(data_dir) / "events.jsonl"
-        events_by_clip = {}
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                row = json.loads(line)
-                events_by_clip[row["clip_id"]] = row
+        events_by_clip = {row["clip_id"]: row for row in read_jsonl(Path(data_dir) / "events.jsonl")}
     events = (events_by_clip.get(clip_id) or {}).get("events", [])
     return record_clip_html(record.video, events, meta.get("observed_until"), title=str(record.id))
 

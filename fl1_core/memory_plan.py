@@ -214,8 +214,8 @@ def _advice(plan: MemoryPlan, freeze_vision: bool) -> list[str]:
     if i.stage == "rl" and b.get("rollout_kv_cache", 0) > 0.25 * plan.budget:
         tips.append("decode fewer rows at once (RLConfig.rollout_batch_size) or fewer max_new_tokens")
     if not i.lora and i.stage == "sft":
-        states = (b["weights"] + b["gradients"] + b["optimizer"] + b.get("reference_model", 0)) * \
-            (i.gpus if i.gpus > 1 else 1)  # unsharded total
+        # the unsharded total (SFT shards these over the GPUs)
+        states = (b["weights"] + b["gradients"] + b["optimizer"] + b.get("reference_model", 0)) * i.gpus
         free = plan.budget - b["activations"] - b["logits_chunk"] - b.get("rollout_kv_cache", 0)
         if free > 0:
             tips.append(f"shard full fine-tuning over at least {max(2, math.ceil(states / free))} GPUs "

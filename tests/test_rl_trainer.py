@@ -53,17 +53,9 @@ def token_reward(monkeypatch):
     """A random model answers nothing right; give responses a deterministic reward that varies within a group
     (share of even token ids) on top of the real scoring, so advantages are non-zero."""
     import fl1_core.rl.trainer as trainer_mod
+    from helpers_rl import with_even_token_reward
 
-    real = trainer_mod.score_groups
-
-    def scored(groups, **kw):
-        stats = real(groups, **kw)
-        for g in groups:
-            for r in g:
-                r.reward = float((r.sequence % 2 == 0).float().mean()) if r.length else 0.0
-        return stats
-
-    monkeypatch.setattr(trainer_mod, "score_groups", scored)
+    monkeypatch.setattr(trainer_mod, "score_groups", with_even_token_reward(trainer_mod.score_groups))
 
 
 def rollout(trainer: RLTrainer, step: int = 0):

@@ -11,6 +11,7 @@ dynamic sampling is off and one mini-batch per rollout: 1 and 2 processes must t
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 
@@ -23,16 +24,10 @@ def main() -> None:
     from fl1_core.model import load_future_l1
     from fl1_core.rl import RLConfig, RLTrainer
 
-    real = trainer_mod.score_groups
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared reward helper
+    from helpers_rl import with_even_token_reward
 
-    def scored(groups, **kw):
-        stats = real(groups, **kw)
-        for g in groups:
-            for r in g:
-                r.reward = float((r.sequence % 2 == 0).float().mean()) if r.length else 0.0
-        return stats
-
-    trainer_mod.score_groups = scored
+    trainer_mod.score_groups = with_even_token_reward(trainer_mod.score_groups)
     model, processor = load_future_l1(model_dir, device=None)
     model.latent_config = model.latent_config.replace(budget_mode="loose")
     records = load_rl_records(data).records
