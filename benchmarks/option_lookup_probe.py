@@ -49,6 +49,8 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--verify", action="store_true",
+                    help="answer after checking every option in turn ('A. <text>: no. B. <text>: yes. ...')")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -75,7 +77,7 @@ def main() -> None:
     t0 = time.perf_counter()
 
     def report(step: int, loss: float | None) -> None:
-        res = lookup_accuracy(model, processor, held)
+        res = lookup_accuracy(model, processor, held, max_new_tokens=96 if args.verify else 6)
         lo, hi = res["ci95"]
         shown = "–" if loss is None else f"{loss:.3f}"
         print(f"step {step} loss {shown} held-out look-up {res['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] "
@@ -90,7 +92,10 @@ def main() -> None:
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     model.train()
     for step in range(1, args.steps + 1):
-        batch = collator([sampler.item("lookup", step * args.batch + j).example for j in range(args.batch)])
+        examples = [sampler.item("lookup", step * args.batch + j).example for j in range(args.batch)]
+        if args.verify:
+            examples = [verified(ex) for ex in examples]
+        batch = collator(examples)
         batch.pop("ids")
         loss = model(**batch).loss
         opt.zero_grad()
@@ -99,6 +104,20 @@ def main() -> None:
         opt.step()
         if step % args.eval_every == 0 or step == args.steps:
             report(step, loss.item())
+
+
+def verified(example):
+    """A look-up example answered by checking each option in turn (recall examples are left as they are)."""
+    import dataclasses
+
+    from fl1_core.pretrain.tasks import option_check
+
+    if len(example.answer) != 1:
+        return example
+    *lines, asked = example.question.split("\n")
+    options = dict(line.split(". ", 1) for line in lines)
+    said = asked.removeprefix("Which option says: ").removesuffix("?")
+    return dataclasses.replace(example, thoughts=[option_check(options, said)])
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ def biased_towards_answers(model, processor, recs, *, hinted_only: bool, bias: f
         z = add_bias(None, None, (hidden @ weight.T).float())
         return torch.log_softmax(z, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1), None
 
-    import fl1_core.curation as curation_mod
+    import fl1_core.curation.probes as curation_mod
 
     real_scorer = curation_mod.token_logprobs
     curation_mod.token_logprobs = scored
@@ -255,7 +255,7 @@ def test_rollouts_resume_with_the_real_decoder_is_identical(tiny, records, tmp_p
     for s in ref:
         assert s.p_text in (0.0, 0.5, 1.0) and s.detail["n"] == 2
 
-    real = C.generate_with_latents
+    real = C.probes.generate_with_latents
     calls = []
 
     def crash_second(model_, inputs, **kw):
@@ -264,10 +264,10 @@ def test_rollouts_resume_with_the_real_decoder_is_identical(tiny, records, tmp_p
             raise RuntimeError("simulated crash")
         return real(model_, inputs, **kw)
 
-    monkeypatch.setattr(C, "generate_with_latents", crash_second)
+    monkeypatch.setattr(C.probes, "generate_with_latents", crash_second)
     with pytest.raises(RuntimeError):
         score_visual_gain(model, processor, recs, cfg, tmp_path / "run.jsonl", progress=False)
-    monkeypatch.setattr(C, "generate_with_latents", real)
+    monkeypatch.setattr(C.probes, "generate_with_latents", real)
     assert score_visual_gain(model, processor, recs, cfg, tmp_path / "run.jsonl", progress=False) == ref
     assert calls[0] == 2 * 2 * 2  # records × probes × rollouts
 
@@ -302,7 +302,7 @@ def test_rollouts_mode_with_a_fake_model_gives_the_expected_accuracies(tiny, rec
     recs = distinct_records(records, 2, format="mcq") + distinct_records(records, 2, format="free-form")
     plan = {recs[0].id: (2, 6), recs[1].id: (8, 8), recs[2].id: (0, 5), recs[3].id: (3, 1)}
     seen: list = []
-    monkeypatch.setattr(C, "generate_with_latents", make_fake_generate(processor, plan, recs, 8, seen))
+    monkeypatch.setattr(C.probes, "generate_with_latents", make_fake_generate(processor, plan, recs, 8, seen))
     cfg = CurationConfig(mode="rollouts", n_rollouts=8, batch_size=4, temperature=0.7, top_p=0.9, max_new_tokens=20)
     scores = score_visual_gain(model, processor, recs, cfg, tmp_path / "s.jsonl", progress=False)
     got = {s.id: (s.p_text, s.p_hint, s.gain) for s in scores}
@@ -321,7 +321,7 @@ def test_curate_writes_a_loadable_curated_set_with_exactly_the_kept_ids(tiny, wo
     recs = load_sft_records(src).records
     plan = {r.id: (0, 8) for r in recs}  # every record gains 1.0 → ties, resolved by id
     plan[recs[1].id] = (8, 8)  # easy
-    monkeypatch.setattr(C, "generate_with_latents", make_fake_generate(processor, plan, recs, 2, []))
+    monkeypatch.setattr(C.probes, "generate_with_latents", make_fake_generate(processor, plan, recs, 2, []))
     if len({r.question_text for r in recs}) < len(recs):
         pytest.skip("world subset repeats a question text; the fake model cannot tell records apart")
     cfg = CurationConfig(mode="rollouts", n_rollouts=2, batch_size=3, top_k=3)

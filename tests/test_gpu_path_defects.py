@@ -107,7 +107,7 @@ def test_curation_scores_target_positions_without_full_logits(world, tiny, tmp_p
         z = torch.nn.functional.log_softmax((hidden @ weight.T).float(), -1)
         return z.gather(-1, targets.unsqueeze(-1)).squeeze(-1), None
 
-    monkeypatch.setattr(curation, "token_logprobs", full)
+    monkeypatch.setattr(curation.probes, "token_logprobs", full)
     reference = score_visual_gain(model, processor, records, cfg, tmp_path / "b.jsonl", progress=False)
     for a, b in zip(chunked, reference):
         assert a.p_text == pytest.approx(b.p_text, rel=1e-5) and a.p_hint == pytest.approx(b.p_hint, rel=1e-5)

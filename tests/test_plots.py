@@ -284,7 +284,7 @@ def test_save_figure_png_failure_falls_back(tmp_path, monkeypatch, caplog):
         raise RuntimeError("Kaleido requires Google Chrome to be installed.")
 
     monkeypatch.setattr(go.Figure, "to_image", boom)
-    monkeypatch.setattr(plots, "_png_warned", False)
+    monkeypatch.setattr(plots.saving, "_png_warned", False)
     with caplog.at_level(logging.WARNING, logger="fl1_core.plots"):
         out = plots.save_figure(_small_fig(), tmp_path / "figs", "probe")
         out2 = plots.save_figure(_small_fig(), tmp_path / "figs", "probe2")

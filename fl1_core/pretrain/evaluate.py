@@ -100,10 +100,12 @@ def lookup_prompts(records: Sequence[dict], seed: int = 0) -> tuple[list[PromptE
     return prompts, letters
 
 
-def lookup_accuracy(model, processor, records: Sequence[dict], seed: int = 0) -> dict[str, Any]:
-    """Option look-up accuracy over the option sets of ``records`` (MCQ rows with ``meta.options``)."""
+def lookup_accuracy(model, processor, records: Sequence[dict], seed: int = 0,
+                    max_new_tokens: int = 6) -> dict[str, Any]:
+    """Option look-up accuracy over the option sets of ``records`` (MCQ rows with ``meta.options``); the letter is
+    read from the answer span, so a model that reasons first needs a larger ``max_new_tokens``."""
     prompts, letters = lookup_prompts([r for r in records if "options" in r.get("meta", {})], seed)
-    texts = _greedy(model, processor, prompts, "none", max_new_tokens=6)
+    texts = _greedy(model, processor, prompts, "none", max_new_tokens=max_new_tokens)
     return _summary([_answer_span(t)[:1] == want for t, want in zip(texts, letters)])
 
 

@@ -249,6 +249,11 @@ class TaskSampler:
         return PretrainItem("video", SFTExample(rid, question, thoughts, rec["answer"], question_video=video), None)
 
 
+def option_check(options: dict[str, str], said: str) -> str:
+    """The options checked in turn against ``said``: 'A. <text>: no. B. <text>: yes. …' (reading by verification)."""
+    return " ".join(f"{k}. {v}: {'yes' if v == said else 'no'}." for k, v in options.items())
+
+
 def _record_text(rec: dict) -> tuple[str, list[str]]:
     """(question without image markers, thoughts without 'THOUGHT n:' prefixes) of a world SFT record."""
     from ..data.formats import split_trajectory

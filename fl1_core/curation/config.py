@@ -1,0 +1,140 @@
+"""Curation settings and results: CurationConfig, one GainScore per record, one Decision per record."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+from .. import tokens as T
+from ..config import ConfigBase
+
+logger = logging.getLogger(__name__)
+
+
+REASONS = ("kept", "easy", "negative_gain", "zero_gain", "below_min_gain", "beyond_top_k")
+
+
+@dataclass
+class CurationConfig(ConfigBase):
+    """Settings of visual-gain curation.
+
+    Scoring (part of the scores fingerprint): ``mode`` (``likelihood`` | ``rollouts``), ``n_rollouts`` per probe,
+    ``temperature``, ``top_p``, ``max_new_tokens``, ``batch_size`` (records per batch; a batch holds 2·B prompts,
+    × n rollouts in rollouts mode), ``seed``, ``system_prompt`` (variant of :mod:`fl1_core.tokens`; the one the base was trained with —
+    stage 0's default is ``interleaved``), ``likelihood_scope`` (``answer`` | ``tagged``).
+    Selection (free to change on cached scores): ``easy_threshold``, ``drop_zero_gain``, ``min_gain``, ``top_k`` or
+    ``keep_fraction`` (at most one), ``baseline_seed`` (random-selection baseline).
+    """
+
+    mode: Literal["likelihood", "rollouts"] = "likelihood"
+    n_rollouts: int = 8
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    batch_size: int = 8
+    seed: int = 0
+    system_prompt: str = "interleaved"
+    likelihood_scope: Literal["answer", "tagged"] = "answer"
+    # rollouts mode, free-form references: "env" asks the yes/no judge ($FL1_JUDGE_*) about rule failures (SPEC:
+    # real TwiFF answers are sentences no rule matches); "none" uses the containment rule only, with a warning
+    judge: Literal["none", "env"] = "none"
+    easy_threshold: float = 0.75
+    drop_zero_gain: bool = True
+    min_gain: float = 0.0
+    top_k: int | None = None
+    keep_fraction: float | None = None
+    baseline_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("likelihood", "rollouts"):
+            raise ValueError(f"CurationConfig.mode must be 'likelihood' or 'rollouts', got {self.mode!r}")
+        if self.judge not in ("none", "env"):
+            raise ValueError(f"CurationConfig.judge must be 'none' or 'env', got {self.judge!r}")
+        if self.likelihood_scope not in ("answer", "tagged"):
+            raise ValueError(f"CurationConfig.likelihood_scope must be 'answer' or 'tagged', got {self.likelihood_scope!r}")
+        for name in ("n_rollouts", "max_new_tokens", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"CurationConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.temperature <= 0:
+            raise ValueError(f"CurationConfig.temperature must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"CurationConfig.top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k is not None and self.keep_fraction is not None:
+            raise ValueError("CurationConfig: set top_k or keep_fraction, not both")
+        if self.top_k is not None and self.top_k < 0:
+            raise ValueError(f"CurationConfig.top_k must be >= 0, got {self.top_k}")
+        if self.keep_fraction is not None and not 0 <= self.keep_fraction <= 1:
+            raise ValueError(f"CurationConfig.keep_fraction must be in [0, 1], got {self.keep_fraction}")
+        T.system_prompt(self.system_prompt)  # validates the variant name
+
+    def scoring_settings(self) -> dict[str, Any]:
+        """The settings that change scores (rollout settings are irrelevant in likelihood mode and vice versa)."""
+        keys = ["mode", "batch_size", "system_prompt"]
+        keys += ["n_rollouts", "temperature", "top_p", "max_new_tokens", "seed"] if self.mode == "rollouts" else ["likelihood_scope"]
+        return {k: getattr(self, k) for k in keys}
+
+
+@dataclass
+class GainScore:
+    """Scores of one record: ``gain = p_hint − p_text`` (P_v − P_t)."""
+
+    id: str
+    p_text: float
+    p_hint: float
+    mode: str
+    question_kind: str | None = None
+    needs_vision: bool | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def gain(self) -> float:
+        return self.p_hint - self.p_text
+
+    def to_row(self, fingerprint: str, record_sha: str | None = None) -> dict[str, Any]:
+        row = dataclasses.asdict(self)
+        row["gain"] = self.gain
+        row["fingerprint"] = fingerprint
+        if record_sha is not None:
+            row["record_sha"] = record_sha
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "GainScore":
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row})
+
+
+@dataclass
+class Decision:
+    """Selection outcome of one record (``rank``: 1-based position among eligible records by (−gain, id))."""
+
+    id: str
+    p_text: float
+    p_hint: float
+    gain: float
+    kept: bool
+    reason: str
+    rank: int | None = None
+    question_kind: str | None = None
+    needs_vision: bool | None = None
+
+
+@dataclass
+class CurationResult:
+    """What :func:`curate` wrote and computed."""
+
+    curated_path: Path
+    table_path: Path
+    csv_path: Path
+    summary_path: Path
+    scores_path: Path
+    scores: list[GainScore]
+    decisions: list[Decision]
+    summary: dict[str, Any]
+
+    @property
+    def kept_ids(self) -> list[str]:
+        return [d.id for d in self.decisions if d.kept]

@@ -1,0 +1,124 @@
+"""Selection by visual gain (the reasons in order: easy, negative_gain, zero_gain, below_min_gain, beyond_top_k),
+its summary, and the curated file's rows and CSV table."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import logging
+import math
+import random
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+
+logger = logging.getLogger(__name__)
+
+
+from .config import REASONS, CurationConfig, Decision, GainScore
+
+
+
+
+# ------------------------------------------------------------------------------------------------------ selection
+def select_by_gain(scores: Sequence[GainScore], config: CurationConfig) -> list[Decision]:
+    """Decisions in the order of ``scores``: drop easy (P_t ≥ easy_threshold), negative (g < 0), zero (g = 0, if
+    ``drop_zero_gain``) and below-threshold (g < min_gain) records; rank the rest by (−g, id) and keep the top K."""
+    reasons: dict[str, str] = {}
+    eligible: list[GainScore] = []
+    for s in scores:
+        g = s.gain
+        if s.p_text >= config.easy_threshold:
+            reasons[s.id] = "easy"
+        elif g < 0:
+            reasons[s.id] = "negative_gain"
+        elif g == 0 and config.drop_zero_gain:
+            reasons[s.id] = "zero_gain"
+        elif g < config.min_gain:
+            reasons[s.id] = "below_min_gain"
+        else:
+            eligible.append(s)
+    eligible.sort(key=lambda s: (-s.gain, s.id))
+    if config.top_k is not None:
+        k = config.top_k
+    elif config.keep_fraction is not None:
+        k = int(math.floor(config.keep_fraction * len(scores) + 1e-9))
+    else:
+        k = len(eligible)
+    ranks = {s.id: i + 1 for i, s in enumerate(eligible)}
+    for s in eligible:
+        reasons[s.id] = "kept" if ranks[s.id] <= k else "beyond_top_k"
+    return [
+        Decision(
+            id=s.id, p_text=s.p_text, p_hint=s.p_hint, gain=s.gain, kept=reasons[s.id] == "kept", reason=reasons[s.id],
+            rank=ranks.get(s.id), question_kind=s.question_kind, needs_vision=s.needs_vision,
+        )
+        for s in scores
+    ]
+
+
+# ------------------------------------------------------------------------------------------------------ summary and curated rows
+def _mean(xs: Sequence[float]) -> float | None:
+    return float(sum(xs) / len(xs)) if xs else None
+
+
+def _share(ds: Sequence[Decision]) -> float | None:
+    known = [d.needs_vision for d in ds if d.needs_vision is not None]
+    return float(sum(known) / len(known)) if known else None
+
+
+def summarize(decisions: Sequence[Decision], config: CurationConfig) -> dict[str, Any]:
+    """Counts, mean gain / P of kept vs dropped vs all, needs_vision shares, question kinds, and a random-selection
+    baseline of the same K (one seeded draw; its expectation is the 'all' column)."""
+    kept = [d for d in decisions if d.kept]
+    dropped = [d for d in decisions if not d.kept]
+
+    def block(ds: Sequence[Decision]) -> dict[str, Any]:
+        return {
+            "count": len(ds),
+            "mean_gain": _mean([d.gain for d in ds]),
+            "mean_p_text": _mean([d.p_text for d in ds]),
+            "mean_p_hint": _mean([d.p_hint for d in ds]),
+            "needs_vision_share": _share(ds),
+            "question_kinds": dict(sorted(Counter(str(d.question_kind) for d in ds).items())),
+        }
+
+    rng = random.Random(config.baseline_seed)
+    rand = rng.sample(list(decisions), len(kept)) if kept else []
+    return {
+        "counts": {"scored": len(decisions), "kept": len(kept), "dropped": len(dropped),
+                   "by_reason": {r: sum(d.reason == r for d in decisions) for r in REASONS}},
+        "kept": block(kept),
+        "dropped": block(dropped),
+        "all": block(decisions),
+        "random_baseline": {"k": len(kept), "seed": config.baseline_seed, "mean_gain": _mean([d.gain for d in rand]),
+                            "needs_vision_share": _share(rand),
+                            "expected_mean_gain": _mean([d.gain for d in decisions]),
+                            "expected_needs_vision_share": _share(decisions)},
+    }
+
+
+def _absolute_paths(row: dict[str, Any], root: Path) -> dict[str, Any]:
+    """Copy of ``row`` with relative ``video`` and image-path entries resolved against ``root`` (indices untouched)."""
+    row = dict(row)
+    fix = lambda p: p if Path(p).expanduser().is_absolute() else str((root / p).resolve())  # noqa: E731
+    if isinstance(row.get("video"), str):
+        row["video"] = fix(row["video"])
+    for key in ("image", "reasoning_image"):
+        if isinstance(row.get(key), list):
+            row[key] = [fix(x) if isinstance(x, str) else x for x in row[key]]
+    return row
+
+
+def _table_csv(decisions: Sequence[Decision]) -> str:
+    buf = io.StringIO()
+    names = [f.name for f in dataclasses.fields(Decision)]
+    writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
+    writer.writeheader()
+    for d in decisions:
+        writer.writerow(dataclasses.asdict(d))
+    return buf.getvalue()

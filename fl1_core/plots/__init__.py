@@ -1,0 +1,57 @@
+"""Every figure of the workbook (SPEC §7, issue 7) as pure functions from plain data to plotly figures.
+
+Each ``*`` function below takes plain Python / pandas / numpy data and returns a ``plotly.graph_objects.Figure``;
+nothing here reads or writes files except :func:`save_figure`, which writes ``<name>.html`` (interactive,
+self-contained) and ``<name>.png`` (static, via kaleido + Chrome/Chromium; falls back to HTML only with one warning).
+
+Figures:
+
+- :func:`latent_span_donuts` — Fig. 4, latent-span usage by reasoning depth (one donut per hop split);
+- :func:`rl_data_scaling` — Fig. 5, CoT / Ans / Avg judge scores per RL data size (bars + a line over Avg);
+- :func:`reward_curves` — RL rewards per step, raw + EMA-smoothed, one colour per run;
+- :func:`training_curves` — SFT losses per step;
+- :func:`latent_tsne` — t-SNE of prompt text / prompt vision hidden states and latent spans;
+- :func:`visual_gain_distribution` — visual gain ``P_v − P_t`` of kept vs dropped curation samples;
+- :func:`results_table` — a results table with the paper's rows greyed out;
+- :func:`accuracy_by_hop` — FutureBench MCQ accuracy per hop split for each model stage.
+
+The figures live in one module per family (style, saving, paper_figures, curves, distributions, tables); every
+name stays importable from ``fl1_core.plots``.
+"""
+
+from .curves import _METRIC_TITLES, ema, reward_curves, training_curves  # noqa: F401
+from .distributions import latent_tsne, visual_gain_distribution  # noqa: F401
+from .paper_figures import latent_span_donuts, rl_data_scaling  # noqa: F401
+from .saving import PLOTLY_JS, PNG_HELP, STATIC_DIR, save_figure, shared_plotlyjs  # noqa: F401
+from .style import (  # noqa: F401
+    BIN_COLORS, BIN_LABELS, COLORWAY, DROPPED_COLOR, EMPTY_COLOR, FIG_HEIGHT, FIG_WIDTH, HEADER_COLOR, HOP_COLUMNS,
+    KEPT_COLOR, PAPER_FONT_COLOR, PAPER_ROW_COLOR, SCORE_COLORS, SPLIT_LABELS, STAGE_COLORS, TEMPLATE,
+    TSNE_EXACT_MAX, WORKBOOK_ROW_COLORS, _as_frame, _color, _is_missing, _style,
+)
+from .tables import accuracy_by_hop, results_table  # noqa: F401
+
+__all__ = [
+    "BIN_COLORS",
+    "BIN_LABELS",
+    "COLORWAY",
+    "FIG_HEIGHT",
+    "FIG_WIDTH",
+    "HOP_COLUMNS",
+    "PAPER_ROW_COLOR",
+    "PNG_HELP",
+    "STAGE_COLORS",
+    "TEMPLATE",
+    "TSNE_EXACT_MAX",
+    "accuracy_by_hop",
+    "ema",
+    "latent_span_donuts",
+    "latent_tsne",
+    "results_table",
+    "reward_curves",
+    "rl_data_scaling",
+    "save_figure",
+    "shared_plotlyjs",
+    "training_curves",
+    "visual_gain_distribution",
+]
+
