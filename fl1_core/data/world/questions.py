@@ -1,5 +1,5 @@
-"""Questions, answers, THOUGHT trajectories and MCQ distractors of the synthetic future world, and the record
-builders of every dataset kind (TwiFF SFT, RL, FutureBench, TwiFF-Bench; SPEC §7-§8).
+"""Questions and answers of the synthetic future world: clips, question kinds, scene descriptions, candidates.
+MCQ options live in :mod:`.options`, trajectories and record builders in :mod:`.records` (re-exported here).
 
 Question kinds (``meta.question_kind``) and whether the future visual state is needed (``meta.needs_vision``):
 
@@ -13,15 +13,14 @@ Question kinds (``meta.question_kind``) and whether the future visual state is n
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from fl1_core.tokens import ANSWER_CLOSE, ANSWER_OPEN, IMAGE_PLACEHOLDER, MCQ_INSTRUCTION
 
-from .physics import Event, Simulation, event_text, pool_bin
+from .physics import Event, Simulation
+
 
 LETTERS = ("A", "B", "C", "D")
 ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth")
@@ -260,259 +259,8 @@ def fb_candidates(clip: Clip) -> dict[str, list[Question]]:
     return out
 
 
-# ------------------------------------------------------------------------------------------------------- distractors
-def alternatives(clip: Clip, e: Event) -> dict[str, list[str]]:
-    """Plausible wrong versions of an event, by category (wrong object / direction / outcome / order)."""
-    names = clip.names
-    sc = clip.sim.scene
-    s, o = e.subject, e.object
-    others = [n for n in names if n != s]
-    cats: dict[str, list[str]] = {"wrong_object": [], "wrong_direction": [], "wrong_outcome": [], "wrong_order": []}
-    if e.type == "hit":
-        cats["wrong_object"] += [event_text("hit", s, n) for n in names if n not in (s, o)]
-        cats["wrong_object"] += [event_text("hit", n, o) for n in names if n not in (s, o)]
-    elif e.type != "light":
-        cats["wrong_object"] += [event_text(e.type, n, None, e.where) for n in others]
-    if e.type == "bounce":
-        cats["wrong_direction"].append(event_text("bounce", s, where="left" if e.where == "right" else "right"))
-    if e.type == "stop" and sc.ledge is not None:
-        cats["wrong_direction"].append(event_text("stop", s, where="ledge" if e.where == "floor" else "floor"))
-    walls = [event_text("bounce", s, where=w) for w in ("left", "right")]
-    outcome = {
-        "bounce": [event_text("stop", s, where="floor")] + ([event_text("switch", s)] if sc.switch_side else []),
-        "hit": walls + [event_text("stop", s, where="floor")],
-        "fall": [event_text("stop", s, where="ledge")] + walls,
-        "land": [event_text("stop", s, where="ledge")] + walls,
-        "stop": walls + ([event_text("fall", s)] if e.where == "ledge" else []),
-        "switch": walls + [event_text("stop", s, where="floor")],
-        "light": ["the light stays off", "the light turns off"],
-    }[e.type]
-    cats["wrong_outcome"] += outcome
-    cats["wrong_order"] += [f.text for f in clip.sim.events if f is not e]
-    return cats
-
-
-def _pick(cats: dict[str, list[str]], exclude: set[str], n: int, rng: np.random.Generator) -> list[str]:
-    """Pick ``n`` distinct strings not in ``exclude``, round-robin over shuffled categories."""
-    pools = []
-    for key in sorted(cats):
-        items = [c for c in dict.fromkeys(cats[key]) if c not in exclude]
-        pools.append([items[i] for i in rng.permutation(len(items))])
-    order = [pools[i] for i in rng.permutation(len(pools))]
-    picked: list[str] = []
-    while len(picked) < n and any(order):
-        for p in order:
-            while p and p[0] in picked:
-                p.pop(0)
-            if p and len(picked) < n:
-                picked.append(p.pop(0))
-    return picked
-
-
-def distractors(clip: Clip, q: Question, rng: np.random.Generator, n: int = 3) -> list[str]:
-    """``n`` plausible wrong answers (wrong object, wrong direction, wrong order, wrong outcome)."""
-    fut = clip.future
-    correct = answer_text(clip, q)
-    if len(q.answer_events) == 1:
-        e = fut[q.answer_events[0]]
-        exclude = {correct}
-        if e.type == "hit" and e.object is not None:
-            exclude.add(event_text("hit", e.object, e.subject))  # same collision, roles swapped: too ambiguous
-        return _pick(alternatives(clip, e), exclude, n, rng)
-    chain = [fut[i].text for i in q.answer_events]
-    cats: dict[str, list[str]] = {"wrong_order": [], "wrong_object": [], "wrong_outcome": []}
-    cats["wrong_order"].append(CHAIN_JOIN.join(reversed(chain)))
-    if len(chain) >= 3:
-        cats["wrong_order"].append(CHAIN_JOIN.join(chain[1:] + chain[:1]))
-    later = [e.text for e in fut[q.chain_end + 1 :]]
-    if later:
-        cats["wrong_order"].append(CHAIN_JOIN.join(chain[1:] + later[:1]))
-    for p, i in enumerate(q.answer_events):
-        alts = alternatives(clip, fut[i])
-        for key in ("wrong_object", "wrong_outcome", "wrong_direction"):
-            for alt in alts[key]:
-                if alt not in chain:
-                    cats["wrong_object" if key == "wrong_object" else "wrong_outcome"].append(
-                        CHAIN_JOIN.join(chain[:p] + [alt] + chain[p + 1 :])
-                    )
-    return _pick(cats, {correct}, n, rng)
-
-
-def build_options(
-    clip: Clip, q: Question, rng: np.random.Generator, letter: str
-) -> dict[str, str] | None:
-    """Four options with the correct answer at ``letter``; None when fewer than 3 distractors exist."""
-    wrong = distractors(clip, q, rng)
-    if len(wrong) < 3:
-        return None
-    pos = LETTERS.index(letter)
-    texts = wrong[:pos] + [answer_text(clip, q)] + wrong[pos:]
-    return dict(zip(LETTERS, texts))
-
-
-def options_block(options: dict[str, str]) -> str:
-    """'A. …' lines."""
-    return "\n".join(f"{k}. {v}" for k, v in options.items())
-
-
-class LetterBalancer:
-    """Balanced answer letters: A-D repeated and shuffled by the seeded RNG, consumed in order."""
-
-    def __init__(self, rng: np.random.Generator, n: int) -> None:
-        m = -(-max(n, 1) // 4) * 4  # n rounded up to a multiple of 4
-        seq = np.array([LETTERS[i % 4] for i in range(m)])
-        self._seq = [str(x) for x in seq[rng.permutation(len(seq))]]
-        self._i = 0
-
-    def next(self) -> str:
-        letter = self._seq[self._i % len(self._seq)]
-        self._i += 1
-        return letter
-
-
-# ------------------------------------------------------------------------------------------------------- trajectories
-def trajectory(clip: Clip, q: Question, final: str) -> tuple[list[str], list[int]]:
-    """THOUGHTs and 1-based pool indices of the reasoning (future) frames of a question.
-
-    The imagined events future[0..chain_end] are grouped by the first pool frame that shows them; thought i (i < n)
-    predicts the events of group i and reasoning image i shows them; the last thought is ``final`` (the conclusion).
-    Returns (thoughts, reasoning_image) with ``len(thoughts) == len(reasoning_image) + 1``.
-    """
-    fut = clip.future[: q.chain_end + 1]
-    groups: dict[int, list[Event]] = {}
-    for e in fut:
-        groups.setdefault(pool_bin(e.frame, clip.pool), []).append(e)
-    bins = sorted(groups)
-    thoughts: list[str] = []
-    for n, b in enumerate(bins):
-        said = " and ".join(e.text for e in groups[b])
-        if n == 0:
-            lead = observation(clip)
-            if q.hint:
-                lead += " " + q.hint
-            thoughts.append(f"{lead} Next, {said}.")
-        else:
-            thoughts.append(f"Then, {said}.")
-    thoughts.append(final)
-    return thoughts, [b + 1 for b in bins]
-
-
-def conclusion(answer: str, letter: str | None = None) -> str:
-    """The final thought."""
-    if letter is None:
-        return f"So, {answer}."
-    return f"So, {answer}, which is option {letter}."
-
-
-def _meta(clip: Clip, q: Question, fmt: str) -> dict[str, Any]:
-    fut = clip.future
-    return {
-        "clip_id": clip.clip_id,
-        "split": clip.split,
-        "question_kind": q.kind,
-        "needs_vision": q.needs_vision,
-        "hops": q.hops,
-        "format": fmt,
-        "answer_text": answer_text(clip, q),
-        "answer_event_indices": [clip.event_index(fut[i]) for i in q.answer_events],
-        "chain_event_indices": [clip.event_index(e) for e in fut[: q.chain_end + 1]],
-        "observed_until": clip.cutoff,
-    }
-
-
-def _human(clip: Clip, text: str) -> str:
-    return IMAGE_PLACEHOLDER * clip.num_observed + text
-
-
-# ------------------------------------------------------------------------------------------------------------ records
-def sft_record(
-    clip: Clip, q: Question, rec_id: str, rng: np.random.Generator, letter: str | None = None
-) -> dict[str, Any]:
-    """TwiFF SFT record (SPEC §8). MCQ when ``letter`` is given (and enough distractors exist)."""
-    ans = answer_text(clip, q)
-    options = build_options(clip, q, rng, letter) if letter is not None else None
-    if options is None:
-        letter = None
-        question = q.text
-    else:
-        question = f"{q.text}\n{options_block(options)}\n{MCQ_INSTRUCTION}"
-    thoughts, rimg = trajectory(clip, q, conclusion(ans, letter))
-    gpt = "".join(
-        f"THOUGHT {i}: {t}" + (IMAGE_PLACEHOLDER if i < len(rimg) else "") for i, t in enumerate(thoughts)
-    )
-    meta = _meta(clip, q, "mcq" if options else "free-form")
-    if options:
-        meta["options"] = options
-    return {
-        "id": rec_id,
-        "video": clip.video,
-        "image": list(range(1, clip.num_observed + 1)),
-        "reasoning_image": rimg,
-        "conversations": [{"from": "human", "value": _human(clip, question)}, {"from": "gpt", "value": gpt}],
-        "answer": letter if options else ans,
-        "cot": " ".join(thoughts),
-        "meta": meta,
-    }
-
-
-def rl_record(
-    clip: Clip, q: Question, rec_id: str, rng: np.random.Generator, letter: str | None = None
-) -> dict[str, Any] | None:
-    """RL record (SPEC §8): MCQ (options lines, letter answer) when ``letter`` is given, else free-form."""
-    ans = answer_text(clip, q)
-    meta = _meta(clip, q, "mcq" if letter else "free-form")
-    if letter is not None:
-        options = build_options(clip, q, rng, letter)
-        if options is None:
-            return None
-        meta["options"] = options
-        value, answer, ptype = f"{q.text}\n{options_block(options)}", letter, "multiple choice"
-    else:
-        value, answer, ptype = q.text, ans, "free-form"
-    return {
-        "id": rec_id,
-        "video": clip.video,
-        "image": list(range(1, clip.num_observed + 1)),
-        "conversations": [{"from": "human", "value": _human(clip, value)}],
-        "answer": answer,
-        "problem_type": ptype,
-        "meta": meta,
-    }
-
-
-def futurebench_item(
-    clip: Clip, q: Question, qtype: str, rec_id: str, rng: np.random.Generator, letter: str
-) -> dict[str, Any] | None:
-    """FutureBench-style MCQ item over the observed-prefix video (SPEC §7)."""
-    options = build_options(clip, q, rng, letter)
-    if options is None:
-        return None
-    meta = _meta(clip, q, "mcq")
-    meta["question_type"] = qtype
-    return {
-        "id": rec_id,
-        "question_type": qtype,
-        "video_path": clip.prefix_video,
-        "qa": {"Question": q.text, "Options": options, "Answer": letter},
-        "meta": meta,
-    }
-
-
-def twiffbench_row(clip: Clip, q: Question, rec_id: str, png: list[bytes]) -> dict[str, Any]:
-    """TwiFF-Bench-style open-ended row; ``png`` are the 8 pool frames as PNG bytes."""
-    ans = answer_text(clip, q)
-    thoughts, rimg = trajectory(clip, q, conclusion(ans))
-    chain = "".join(t + RIMAGE for t in thoughts[:-1])
-    qimg = list(range(1, clip.num_observed + 1))
-    meta = _meta(clip, q, "open-ended")
-    meta["id"] = rec_id
-    meta["events"] = [e.to_dict(clip.fps) for e in clip.future[: q.chain_end + 1]]
-    return {
-        "question": _human(clip, q.text),
-        "answer": f"{chain}{thoughts[-1]} {ANSWER_OPEN}{ans}{ANSWER_CLOSE}",
-        "question_images": [png[i - 1] for i in qimg],
-        "reasoning_images": [png[i - 1] for i in rimg],
-        "question_image_indices": qimg,
-        "reasoning_image_indices": rimg,
-        "meta_data": json.dumps(meta, sort_keys=True),
-    }
+# re-exported: their earlier home (imported last; they build on the names above)
+from .options import LetterBalancer, alternatives, build_options, distractors, options_block  # noqa: E402,F401
+from .records import (  # noqa: E402,F401
+    conclusion, futurebench_item, rl_record, sft_record, trajectory, twiffbench_row,
+)
