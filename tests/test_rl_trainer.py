@@ -300,8 +300,8 @@ def test_kill_and_resume_gives_identical_metrics(tiny, world, tmp_path, token_re
     strip = lambda rows: [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in rows]  # noqa: E731
     assert strip(resumed.metrics) == strip(ref.metrics)
     assert ref.metrics[-1]["kl"] > 0 and ref.metrics[-1]["grad_norm"] > 0  # the run actually learns
-    sd_ref = torch.load(ref.out_dir / "checkpoints" / "step_000003" / "model.pt", weights_only=True)
-    sd_res = torch.load(resumed.out_dir / "checkpoints" / "step_000003" / "model.pt", weights_only=True)
+    sd_ref = torch.load(ref.out_dir / "checkpoints" / "step-00000003" / "model.pt", weights_only=True)
+    sd_res = torch.load(resumed.out_dir / "checkpoints" / "step-00000003" / "model.pt", weights_only=True)
     assert all(torch.equal(sd_ref[k], sd_res[k]) for k in sd_ref)
     manifest = (tmp_path / "run" / "manifest.json").read_text()
     assert '"rl_preset": "corrected"' in manifest and '"rl_replay_latents": true' in manifest

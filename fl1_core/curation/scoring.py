@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from ..data.collator import PromptExample
@@ -20,20 +19,18 @@ from ..runs import append_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)
 
+from ..checkpointing import model_fingerprint
 from .config import CurationConfig, GainScore
 from .probes import _likelihood_pass, _rollout_pass, is_mcq
 
 
 # ------------------------------------------------------------------------------------------------------ fingerprints
 def _model_fingerprint(model: Any) -> str:
-    """Cheap identity of the weights: parameter count and the float64 sum of all parameters (10 significant digits)."""
-    params = list(model.parameters()) if hasattr(model, "parameters") else []
-    if not params:
+    """The weights' identity (:func:`fl1_core.checkpointing.model_fingerprint`); "unknown" for an object without
+    parameters (a stand-in model in tests)."""
+    if not hasattr(model, "named_parameters"):
         return "unknown"
-    with torch.no_grad():
-        total = sum(float(p.detach().sum(dtype=torch.float64)) for p in params)
-    count = sum(p.numel() for p in params)
-    return f"{count}:{total:.10g}"
+    return model_fingerprint(model)
 
 
 def scoring_fingerprint(config: CurationConfig, model: Any) -> str:

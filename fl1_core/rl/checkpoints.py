@@ -1,4 +1,4 @@
-"""RL checkpoints (``out_dir/checkpoints/step_XXXXXX``): atomic save with model, optimiser, RNG and data cursor;
+"""RL checkpoints (``out_dir/checkpoints/step-XXXXXXXX``, :mod:`fl1_core.checkpointing`): atomic save with model, optimiser, RNG and data cursor;
 resume that refuses a changed result-affecting config or another initial model."""
 
 from __future__ import annotations
@@ -6,19 +6,18 @@ from __future__ import annotations
 import json
 import logging
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from fl1_core.checkpointing import CHECKPOINT_DIR, STATE_FILE, checkpoint_path, latest_checkpoint, prune_checkpoints
 from fl1_core.runs import atomic_directory, atomic_write_json, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
-CKPT_DIR = "checkpoints"
-STATE_FILE = "trainer_state.json"
+CKPT_DIR = CHECKPOINT_DIR  # the earlier name
 
 
 class Checkpointing:
@@ -30,15 +29,12 @@ class Checkpointing:
         return self.out_dir / CKPT_DIR
 
     def latest_checkpoint(self) -> Path | None:
-        """The newest complete checkpoint folder (``step_XXXXXX`` with a state file), or None."""
-        if not self.ckpt_root.is_dir():
-            return None
-        done = sorted(p for p in self.ckpt_root.glob("step_*") if (p / STATE_FILE).is_file())
-        return done[-1] if done else None
+        """The newest complete checkpoint folder, or None."""
+        return latest_checkpoint(self.out_dir)
 
     def save_checkpoint(self) -> Path | None:
-        """Write ``checkpoints/step_{step:06d}`` atomically (main process) and prune old ones."""
-        final = self.ckpt_root / f"step_{self.step:06d}"
+        """Write ``checkpoints/step-XXXXXXXX`` atomically (main process) and prune old ones."""
+        final = checkpoint_path(self.out_dir, self.step)
         if self.dist.main:
             with atomic_directory(final) as tmp:
                 torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, tmp / "model.pt")
@@ -60,9 +56,7 @@ class Checkpointing:
                     "config": self.cfg.result_dict(),
                     "world_size": self.dist.world,
                 })
-            old = sorted(p for p in self.ckpt_root.glob("step_*") if p != final)
-            for p in old[: max(0, len(old) - (self.cfg.keep_checkpoints - 1))]:
-                shutil.rmtree(p, ignore_errors=True)
+            prune_checkpoints(self.out_dir, self.cfg.keep_checkpoints)
         self.dist.barrier()
         return final
 

@@ -23,7 +23,7 @@ groups (its own dynamic sampling, rounds kept in lock-step), token counts and gr
 ``all_reduce`` and metrics are reduced. With one process nothing is reduced: the same code path as without
 accelerate.
 
-Checkpoints (``out_dir/checkpoints/step_XXXXXX``, written atomically every ``checkpoint_every`` steps and at the end)
+Checkpoints (``out_dir/checkpoints/step-XXXXXXXX``, written atomically every ``checkpoint_every`` steps and at the end)
 hold the model and optimiser state, RNG states, the data cursor and the resolved config. A resume loads the newest
 one, refuses a changed result-affecting config, truncates ``metrics.jsonl`` to the checkpoint step and continues;
 every random draw is a function of (seed, step, round, rank), so a killed and resumed CPU run logs the same metrics

@@ -61,14 +61,10 @@ def _mix_seed(*parts: int) -> int:
 
 
 def _fingerprint(model: torch.nn.Module) -> str:
-    """A cheap fingerprint of the weights (sums of every parameter) to recognise the initial model on resume."""
-    h = hashlib.sha256()
-    with torch.no_grad():
-        for name, p in sorted(model.state_dict().items()):
-            h.update(name.encode())
-            h.update(f"{float(p.double().sum()):.10e}".encode())
-    return h.hexdigest()[:16]
+    """The initial model's identity on resume (:func:`fl1_core.checkpointing.model_fingerprint`)."""
+    from fl1_core.checkpointing import model_fingerprint
 
+    return model_fingerprint(model)
 
 
 def _reference_copy(model: torch.nn.Module, ref_dtype: str) -> torch.nn.Module:

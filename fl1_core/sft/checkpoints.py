@@ -3,10 +3,7 @@ final model (gathered from FSDP / ZeRO shards, or a LoRA adapter folder)."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
-import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -22,40 +19,10 @@ logger = logging.getLogger(__name__)
 
 Mode = Literal["latent", "text"]
 
-CHECKPOINT_DIR = "checkpoints"
-STATE_FILE = "trainer_state.json"
-_CKPT_RE = re.compile(r"^step-(\d{8})$")
-
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Checkpoints
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def checkpoint_dirs(out_dir: str | Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first (temp ``.step-*.tmp-*`` dirs are never listed)."""
-    root = Path(out_dir) / CHECKPOINT_DIR
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and _CKPT_RE.match(p.name) and (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: int(_CKPT_RE.match(p.name).group(1)))
-
-
-def latest_checkpoint(out_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint directory of a run, or ``None``."""
-    dirs = checkpoint_dirs(out_dir)
-    return dirs[-1] if dirs else None
-
-
-def model_fingerprint(model: torch.nn.Module, sample: int = 4096) -> str:
-    """A cheap identity of the initial weights: per parameter, its name, shape, fp64 sum and first values."""
-    h = hashlib.sha256()
-    for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
-        t = p.detach()
-        h.update(f"{name}{tuple(t.shape)}{t.dtype}{float(t.double().sum()):.10e}".encode())
-        h.update(t.reshape(-1)[:sample].float().cpu().numpy().tobytes())
-    return h.hexdigest()
+# the one checkpoint layout and fingerprint of every stage (re-exported: their earlier home)
+from ..checkpointing import (  # noqa: E402,F401
+    CHECKPOINT_DIR, STATE_FILE, checkpoint_dirs, checkpoint_path, latest_checkpoint, model_fingerprint, prune_checkpoints,
+)
 
 
 def _check_resume(saved: dict, run_info: dict, ckpt: Path) -> None:
@@ -84,7 +51,7 @@ def _check_resume(saved: dict, run_info: dict, ckpt: Path) -> None:
 def _save_checkpoint(accelerator, out_dir: Path, step: int, epoch: int, run_info: dict, cfg: SFTConfig,
                      broadcast_object_list) -> Path:
     """``accelerator.save_state`` (model, optimizer, scheduler, RNG of every process) + trainer state, atomically."""
-    final = out_dir / CHECKPOINT_DIR / f"step-{step:08d}"
+    final = checkpoint_path(out_dir, step)
     state = {
         "step": step,
         "epoch": epoch,
@@ -106,8 +73,7 @@ def _save_checkpoint(accelerator, out_dir: Path, step: int, epoch: int, run_info
     if accelerator.is_main_process:
         with atomic_directory(final) as tmp:
             write(tmp)
-        for old in checkpoint_dirs(out_dir)[: -cfg.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
+        prune_checkpoints(out_dir, cfg.keep_checkpoints)
     else:
         write(Path("."))
     accelerator.wait_for_everyone()
