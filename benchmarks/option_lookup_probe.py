@@ -25,6 +25,7 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -49,6 +50,8 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--random-words", type=float, default=0.0,
+                    help="share of training prompts whose options are random word strings (a generic matching task)")
     ap.add_argument("--verify", action="store_true",
                     help="answer after checking every option in turn ('A. <text>: no. B. <text>: yes. ...')")
     args = ap.parse_args()
@@ -88,11 +91,18 @@ def main() -> None:
         return
     sampler = TaskSampler(args.seed)
     collator = SFTCollator(processor, model.latent_config, system_prompt="none", mode="text", allow_text_only=True)
+    vocab = sorted({w for ex in (sampler.item("lookup", i).example for i in range(400)) for w in ex.question.split()
+                    if w.isalpha() and w.islower()})
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     model.train()
     for step in range(1, args.steps + 1):
         examples = [sampler.item("lookup", step * args.batch + j).example for j in range(args.batch)]
+        if args.random_words:
+            from fl1_core.pretrain.tasks import random_word_lookup
+
+            rng = np.random.default_rng([args.seed, 7, step])
+            examples = [random_word_lookup(rng, vocab) if rng.random() < args.random_words else ex for ex in examples]
         if args.verify:
             examples = [verified(ex) for ex in examples]
         batch = collator(examples)

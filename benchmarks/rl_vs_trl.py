@@ -49,9 +49,9 @@ def make_ours(model, processor, records, questions, args, out_dir):
 
     cfg = RLConfig(
         preset="corrected", mode="dapo", dynamic_sampling=False, group_size=args.n, prompts_per_step=args.prompts,
-        max_new_tokens=args.max_new_tokens, temperature=0.9, top_p=0.99, lr=1e-5, kl_beta=0.01, mini_batches=1,
+        max_new_tokens=args.max_new_tokens, temperature=0.9, top_p=0.99, learning_rate=1e-5, kl_beta=0.01, mini_batches=1,
         epochs_per_rollout=1, system_prompt="plain", force_initial_latent=False, total_steps=10**6,
-        progress=False, checkpoint_every=10**6,
+        progress_bar=False, save_every=10**6,
     )
     tr = RLTrainer(model, processor, records, cfg, out_dir)
     # latents off: a start id that can never be emitted, so decoding never enters a latent span

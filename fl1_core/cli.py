@@ -30,7 +30,7 @@ WORLD_BASE_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "world_bas
 
 
 def _parse_params(items: list[str]) -> dict:
-    """``k=v`` pairs; values are parsed as YAML scalars/lists (``seed=1``, ``sizes=[5,10]``, ``preset=cpu``)."""
+    """``k=v`` pairs; values are parsed as YAML scalars/lists (``seed=1``, ``sizes=[5,10]``, ``hardware=cpu``)."""
     out = {}
     for item in items:
         if "=" not in item:

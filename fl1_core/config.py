@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
 
@@ -21,14 +22,30 @@ T = TypeVar("T", bound="ConfigBase")
 
 @dataclasses.dataclass
 class ConfigBase:
-    """Dataclass mix-in: ``to_dict`` / ``from_dict`` (unknown keys are an error) and JSON / YAML files."""
+    """Dataclass mix-in: ``to_dict`` / ``from_dict`` (unknown keys are an error) and JSON / YAML files.
+
+    ``RENAMED`` maps a setting's earlier name to its one name today; ``from_dict`` and ``replace`` accept the earlier
+    name with a warning (saved configs and sweep files keep working)."""
+
+    RENAMED: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def _current_names(cls, data: dict[str, Any]) -> dict[str, Any]:
+        out = dict(data)
+        for old, new in cls.RENAMED.items():
+            if old in out:
+                if new in out:
+                    raise ValueError(f"{cls.__name__}: both {old!r} (its earlier name) and {new!r} are set")
+                warnings.warn(f"{cls.__name__}: setting {old!r} is now {new!r}", DeprecationWarning, stacklevel=3)
+                out[new] = out.pop(old)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any] | None) -> T:
-        data = dict(data or {})
+        data = cls._current_names(dict(data or {}))
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -36,7 +53,7 @@ class ConfigBase:
         return cls(**data)
 
     def replace(self: T, **changes: Any) -> T:
-        return dataclasses.replace(self, **changes)
+        return dataclasses.replace(self, **self._current_names(changes))
 
     def save(self, path: str | Path) -> None:
         path = Path(path)

@@ -92,6 +92,17 @@ def _load_stages(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def current_parameter_names(params: dict[str, Any]) -> dict[str, Any]:
+    """Notebook parameters under today's names: ``preset=cpu|gpu`` was the hardware choice; it is ``hardware`` now,
+    and ``preset`` means release|corrected (the vocabulary of ``fl1 rl``)."""
+    if params.get("preset") in ("cpu", "gpu") and "hardware" not in params:
+        logger.warning("parameter preset=%s is now hardware=%s (preset is release|corrected)", params["preset"],
+                       params["preset"])
+        params = {**params, "hardware": params["preset"]}
+        del params["preset"]
+    return params
+
+
 def run_workbook(
     run_id: str | None = None,
     *,
@@ -119,7 +130,7 @@ def run_workbook(
     books = [Path(p) for p in (notebooks or workbook_notebooks())]
     if not books:
         raise FileNotFoundError(f"no notebooks to run in {NOTEBOOK_DIR}")
-    params = dict(parameters or {})
+    params = current_parameter_names(dict(parameters or {}))
     stages = _load_stages(run_dir) if resume else {}
     if stages and stages.get("parameters") != params:
         raise ValueError(

@@ -117,21 +117,21 @@ def _hand_ema(xs, a):
 def test_reward_curves_raw_and_smoothed():
     grpo = [{"step": s, "acc": a, "overall": a + 0.5, "fmt": 1.0} for s, a in enumerate([0.1, 0.5, 0.3, 0.9])]
     dapo = [{"step": 2, "acc": 0.4}, {"step": 1, "acc": 0.2, "fmt": 0.5}, {"step": 3, "acc": None, "fmt": 1.0}]
-    fig = plots.reward_curves({"GRPO": grpo, "DAPO": dapo}, smooth=0.6)
+    fig = plots.reward_curves({"GRPO": grpo, "DAPO": dapo}, smooth=0.6)  # flat names of earlier files are read
     by = {(t.meta["run"], t.meta["metric"], t.meta["kind"]): t for t in fig.data}
     # GRPO: 3 metrics × (raw + smoothed); DAPO: acc (2 pts, sorted by step) + fmt (2 pts), no overall
     assert len(fig.data) == 6 + 4
-    raw = by[("GRPO", "acc", "raw")]
-    sm = by[("GRPO", "acc", "smoothed")]
+    raw = by[("GRPO", "reward/acc", "raw")]
+    sm = by[("GRPO", "reward/acc", "smoothed")]
     assert list(raw.y) == [0.1, 0.5, 0.3, 0.9]
     assert raw.opacity < 1 and raw.line.width < sm.line.width
     assert sm.y[-1] == pytest.approx(_hand_ema([0.1, 0.5, 0.3, 0.9], 0.6))
-    assert list(by[("DAPO", "acc", "raw")].x) == [1.0, 2.0]
-    assert ("DAPO", "overall", "raw") not in by
+    assert list(by[("DAPO", "reward/acc", "raw")].x) == [1.0, 2.0]
+    assert ("DAPO", "reward/overall", "raw") not in by
     # one legend entry per run, same colour across metrics
     shown = [t.name for t in fig.data if t.showlegend is not False]
     assert sorted(shown) == ["DAPO", "GRPO"]
-    assert by[("GRPO", "fmt", "smoothed")].line.color == sm.line.color != by[("DAPO", "acc", "smoothed")].line.color
+    assert by[("GRPO", "reward/fmt", "smoothed")].line.color == sm.line.color != by[("DAPO", "reward/acc", "smoothed")].line.color
     assert [a.text for a in fig.layout.annotations][:3] == ["accuracy reward", "overall reward", "format reward"]
 
 

@@ -136,7 +136,7 @@ def test_sft_with_lora_lowers_the_loss_and_saves_an_adapter_that_reloads(saved_t
     cfg = SFTConfig.cpu_world(per_device_batch_size=2, gradient_accumulation_steps=1, max_steps=8, save_every=0,
                               learning_rate=3e-3, warmup_ratio=0.0, progress_bar=False, lora={"r": 8})
     result = train_sft(model, processor, records, cfg, tmp_path, mode="latent")
-    losses = [r["loss"] for r in result.metrics]
+    losses = [r["loss/total"] for r in result.metrics]
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
     assert (result.final_dir / "adapter_config.json").is_file()
     assert not (result.final_dir / "model.safetensors").exists()
@@ -186,8 +186,8 @@ def test_rl_with_lora_on_an_sft_adapter_chains_and_reloads(saved_tiny, records, 
     generate_world(tmp_path / "w", seed=0, config=WorldConfig.small(rl_size=6))
     rl_records = load_rl_records(tmp_path / "w" / "rl.jsonl").records
     model.latent_config = model.latent_config.replace(budget_mode="loose")
-    rl_cfg = RLConfig(group_size=2, prompts_per_step=2, max_new_tokens=8, latent_cap=2, force_initial_latent=True,
-                      lr=1e-2, total_steps=1, checkpoint_every=5, max_rounds=1, progress=False,
+    rl_cfg = RLConfig(group_size=2, prompts_per_step=2, max_new_tokens=8, loose_cap=2, force_initial_latent=True,
+                      learning_rate=1e-2, total_steps=1, save_every=5, max_rounds=1, progress_bar=False,
                       dynamic_sampling=False, lora={"r": 4})
     trainer = RLTrainer(model, processor, rl_records, rl_cfg, tmp_path / "rl")
     assert trainer.ref_model is None  # the reference is the model with its adapters off: no copy

@@ -14,8 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 WORKER = Path(__file__).parent / "workers" / "rl_dist_worker.py"
-COMPARED = ("acc_all", "reward_mean", "loss", "pg_loss", "kl", "entropy", "grad_norm", "response_len",
-            "loss_tokens", "latent_spans", "train_responses", "kept_groups")
+COMPARED = ("reward/acc_all", "reward/overall", "loss/total", "loss/policy", "policy/kl", "policy/entropy",
+            "optim/grad_norm", "rollout/response_len", "loss/tokens", "rollout/latent_spans", "sampling/train_responses",
+            "sampling/kept_groups")
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +49,9 @@ def test_one_and_two_processes_train_the_same_model(inputs):
     assert len(rows["p1"]) == len(rows["p2"]) == 2
     for a, b in zip(rows["p1"], rows["p2"]):
         for key in COMPARED:
-            if key in a:
-                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (key, a[key], b[key])
-    assert rows["p1"][-1]["grad_norm"] > 0
+            assert key in a and key in b, key
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (key, a[key], b[key])
+    assert rows["p1"][-1]["optim/grad_norm"] > 0
     w1 = load_file(inputs / "p1" / "final" / "model.safetensors")
     w2 = load_file(inputs / "p2" / "final" / "model.safetensors")
     w0 = load_file(inputs / "model" / "model.safetensors")

@@ -30,8 +30,8 @@ def world(tmp_path_factory):
 
 def small_config(**kw) -> RLConfig:
     base = dict(
-        group_size=4, prompts_per_step=2, max_new_tokens=12, latent_cap=4, force_initial_latent=True, lr=1e-3,
-        total_steps=2, checkpoint_every=1, max_rounds=1, progress=False, micro_batch_size=None,
+        group_size=4, prompts_per_step=2, max_new_tokens=12, loose_cap=4, force_initial_latent=True, learning_rate=1e-3,
+        total_steps=2, save_every=1, max_rounds=1, progress_bar=False, micro_batch_size=None,
     )
     base.update(kw)
     return RLConfig(**base)
@@ -165,7 +165,7 @@ def test_mode_and_preset_switches():
     assert (rel.lambda_ctr, rel.tau, rel.lambda_div) == (1.0, 0.5, 0.0)
     assert not rel.replay_latents and not rel.mask_forced and rel.mini_batches == 1 and rel.epochs_per_rollout == 1
     gpu = RLConfig.release_gpu().resolved()
-    assert (gpu.group_size, gpu.prompts_per_step, gpu.max_new_tokens, gpu.latent_cap, gpu.lr) == (8, 64, 2048, 64, 1e-6)
+    assert (gpu.group_size, gpu.prompts_per_step, gpu.max_new_tokens, gpu.loose_cap, gpu.learning_rate) == (8, 64, 2048, 64, 1e-6)
     assert RLConfig.release_gpu().flags()["rl_preset"] == "release"
     # one optimiser step per rollout: π_old = π_θ, the old log-probs need no extra pass; several steps need them
     assert not rel.recompute_old_logprobs and la.recompute_old_logprobs
@@ -237,7 +237,7 @@ def test_faulty_judge_neither_hangs_nor_misscores(world, tmp_path, policy):
 
 # --------------------------------------------------------------------------------------------------- updates
 def test_one_update_changes_weights_and_lowers_the_loss(tiny, world, tmp_path, groups):
-    tr = make_trainer(tiny, world, tmp_path, mode="la-dapo", lr=1e-3, mini_batches=1, recompute_old_logprobs=True)
+    tr = make_trainer(tiny, world, tmp_path, mode="la-dapo", learning_rate=1e-3, mini_batches=1, recompute_old_logprobs=True)
     batch = tr.prepare_batch(groups)
     assert batch.advantages.abs().sum() > 0
     n = float(sum(int(m.sum()) for m in batch.loss_masks))
@@ -282,7 +282,7 @@ def _run(tiny, world, out, cfg, callbacks=()):
 
 @pytest.mark.timeout(600)
 def test_kill_and_resume_gives_identical_metrics(tiny, world, tmp_path, token_reward):
-    cfg = small_config(total_steps=3, checkpoint_every=2, mini_batches=2, max_new_tokens=10, max_rounds=2,
+    cfg = small_config(total_steps=3, save_every=2, mini_batches=2, max_new_tokens=10, max_rounds=2,
                        group_size=2, prompts_per_step=2)
     ref = _run(tiny, world, tmp_path / "ref", cfg)
 
@@ -299,15 +299,15 @@ def test_kill_and_resume_gives_identical_metrics(tiny, world, tmp_path, token_re
     assert resumed.resumed_from == 2 and len(resumed.metrics) == 3
     strip = lambda rows: [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in rows]  # noqa: E731
     assert strip(resumed.metrics) == strip(ref.metrics)
-    assert ref.metrics[-1]["kl"] > 0 and ref.metrics[-1]["grad_norm"] > 0  # the run actually learns
+    assert ref.metrics[-1]["policy/kl"] > 0 and ref.metrics[-1]["optim/grad_norm"] > 0  # the run actually learns
     sd_ref = torch.load(ref.out_dir / "checkpoints" / "step-00000003" / "model.pt", weights_only=True)
     sd_res = torch.load(resumed.out_dir / "checkpoints" / "step-00000003" / "model.pt", weights_only=True)
     assert all(torch.equal(sd_ref[k], sd_res[k]) for k in sd_ref)
     manifest = (tmp_path / "run" / "manifest.json").read_text()
     assert '"rl_preset": "corrected"' in manifest and '"rl_replay_latents": true' in manifest
     # a changed result-affecting setting is refused
-    with pytest.raises(ValueError, match="lr"):
-        _run(tiny, world, tmp_path / "run", dataclasses.replace(cfg, lr=5e-4, total_steps=4))
+    with pytest.raises(ValueError, match="learning_rate"):
+        _run(tiny, world, tmp_path / "run", dataclasses.replace(cfg, learning_rate=5e-4, total_steps=4))
 
 
 def test_gradient_checkpointing_in_replay_gives_the_same_update(tiny, world, tmp_path, token_reward):
@@ -317,7 +317,7 @@ def test_gradient_checkpointing_in_replay_gives_the_same_update(tiny, world, tmp
         tr = make_trainer(tiny, world, tmp_path / str(ckpt), gradient_checkpointing=ckpt, total_steps=1,
                           dynamic_sampling=False)
         row = tr.train_step(0)
-        results.append((row["loss"], {n: p.detach().clone() for n, p in tr.model.named_parameters()}))
+        results.append((row["loss/total"], {n: p.detach().clone() for n, p in tr.model.named_parameters()}))
     (loss_a, w_a), (loss_b, w_b) = results
     assert loss_b == pytest.approx(loss_a, rel=1e-5, abs=1e-7)
     moved = max(float((w_a[n] - tiny[0].state_dict()[n]).abs().max()) for n in w_a if n in tiny[0].state_dict())

@@ -96,11 +96,12 @@ def test_loss_decreases_and_metrics(reference_run):
     out, result = reference_run
     rows = result.metrics
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
-    for key in ("step", "epoch", "loss", "ce_loss", "latent_loss", "lr", "grad_norm", "tokens_per_s", "samples"):
+    for key in ("step", "data/epoch", "loss/total", "loss/ce", "loss/latent", "optim/lr", "optim/grad_norm",
+                "time/tokens_per_s", "data/samples"):
         assert key in rows[0]
-    assert rows[-1]["samples"] == 6 * 4
-    assert rows[0]["latent_pairs"] > 0 and rows[0]["latent_loss"] > 0
-    assert sum(r["loss"] for r in rows[-2:]) < sum(r["loss"] for r in rows[:2]) - 0.5
+    assert rows[-1]["data/samples"] == 6 * 4
+    assert rows[0]["data/latent_pairs"] > 0 and rows[0]["loss/latent"] > 0
+    assert sum(r["loss/total"] for r in rows[-2:]) < sum(r["loss/total"] for r in rows[:2]) - 0.5
     # checkpoint contents: model, optimizer, scheduler, RNG, data order, config
     ckpt = latest_checkpoint(out)
     names = {p.name for p in ckpt.iterdir()}
@@ -216,8 +217,8 @@ def test_text_mode_has_no_latents(records, tmp_path):
     assert all(not (k["labels"] == i).any() for k in seen for i in span_ids)
     row = seen[0]["labels"][0]
     assert "</reason>" in proc.tokenizer.decode(row[row != -100])  # thoughts kept
-    assert all(r["latent_pairs"] == 0 and r["latent_loss"] == 0.0 for r in result.metrics)
-    assert result.metrics[-1]["loss"] == result.metrics[-1]["ce_loss"]
+    assert all(r["data/latent_pairs"] == 0 and r["loss/latent"] == 0.0 for r in result.metrics)
+    assert result.metrics[-1]["loss/total"] == result.metrics[-1]["loss/ce"]
 
 
 def test_vision_frozen_and_final_decodes(records, reference_run):
@@ -253,4 +254,4 @@ def test_stage0_base_model(world, tmp_path):
     final = train_base_model(world, tmp_path, cfg, seed=0)
     model, _ = load_future_l1(final)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 and all(r["latent_pairs"] == 0 for r in rows)
+    assert len(rows) == 2 and all(r["data/latent_pairs"] == 0 for r in rows)

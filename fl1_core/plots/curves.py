@@ -9,6 +9,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..metrics import RL_METRIC_NAMES, SFT_METRIC_NAMES
 from .style import FIG_HEIGHT, FIG_WIDTH, STAGE_COLORS, _color, _is_missing, _style
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ def ema(values: Sequence[float], smooth: float) -> list[float]:
 def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
     pts = []
     for i, r in enumerate(rows):
-        v = r.get(key)
+        v = r.get(key, r.get(_FLAT_NAME.get(key, key)))
         if _is_missing(v) or isinstance(v, (str, bool, list, dict)):
             continue
         step = r.get("step", i)
@@ -45,13 +46,18 @@ def _as_runs(runs: Mapping[str, Sequence[Mapping[str, Any]]] | Sequence[Mapping[
 
 
 _METRIC_TITLES = {
-    "acc": "accuracy reward",
-    "overall": "overall reward",
-    "fmt": "format reward",
-    "loss": "total loss (CE + λ·MSE)",
-    "ce_loss": "cross-entropy loss",
-    "latent_loss": "latent MSE loss",
+    "reward/acc": "accuracy reward",
+    "reward/overall": "overall reward",
+    "reward/fmt": "format reward",
+    "reward/acc_all": "accuracy reward (all drawn)",
+    "reward/overall_all": "overall reward (all drawn)",
+    "reward/fmt_all": "format reward (all drawn)",
+    "loss/total": "total loss (CE + λ·MSE)",
+    "loss/ce": "cross-entropy loss",
+    "loss/latent": "latent MSE loss",
 }
+# metrics files of earlier versions used flat names ("acc", "ce_loss"): read under the grouped name too
+_FLAT_NAME = {**{v: k for k, v in RL_METRIC_NAMES.items()}, **{v: k for k, v in SFT_METRIC_NAMES.items()}}
 
 
 def _curves(
@@ -104,7 +110,7 @@ def _curves(
 
 def reward_curves(
     runs: Mapping[str, Sequence[Mapping[str, Any]]] | Sequence[Mapping[str, Any]],
-    metrics: Sequence[str] = ("acc", "overall", "fmt"),
+    metrics: Sequence[str] = ("reward/acc", "reward/overall", "reward/fmt"),
     smooth: float = 0.8,
     *,
     title: str = "RL rewards per step",
@@ -112,7 +118,7 @@ def reward_curves(
     """Reward curves per RL step: one subplot per metric, one colour per run (raw thin + EMA thick).
 
     ``runs``: ``{run/mode name: rows of its metrics.jsonl}`` (each row with ``step`` and metric keys such as
-    ``acc``, ``overall``, ``fmt``); a plain list of rows is one run named ``"run"``. Rows missing a metric (or with
+    ``reward/acc``, ``reward/overall``, ``reward/fmt``: :mod:`fl1_core.metrics`); a plain list of rows is one run named ``"run"``. Rows missing a metric (or with
     ``None``/NaN) are skipped for that metric. ``smooth`` is the EMA weight (0 = raw only), see :func:`ema`.
     """
     return _curves(_as_runs(runs, "run"), metrics, smooth, title, "reward")
@@ -120,7 +126,7 @@ def reward_curves(
 
 def training_curves(
     rows: Mapping[str, Sequence[Mapping[str, Any]]] | Sequence[Mapping[str, Any]],
-    keys: Sequence[str] = ("loss", "ce_loss", "latent_loss"),
+    keys: Sequence[str] = ("loss/total", "loss/ce", "loss/latent"),
     smooth: float = 0.0,
     *,
     title: str = "SFT training curves",

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..config import ConfigBase
 from ..tiny import TinySizes
-from .tasks import QA_VARIANTS, TASKS
+from .tasks import LOOKUP_WAYS, QA_VARIANTS, TASKS, WAYS
 
 
 def _default_tasks() -> dict[str, float]:
@@ -18,6 +18,10 @@ def _default_tasks() -> dict[str, float]:
 
 def _default_variants() -> dict[str, float]:
     return {"reason": 0.5, "direct": 0.3, "hinted": 0.2}
+
+
+def _default_ways() -> dict[str, float]:
+    return dict(zip(("hard", "easy", "recall"), LOOKUP_WAYS))
 
 
 @dataclass
@@ -42,6 +46,7 @@ class PretrainRecipe(ConfigBase):
     tasks: dict[str, float] = field(default_factory=_default_tasks)
     qa_variants: dict[str, float] = field(default_factory=_default_variants)
     mcq_fraction: float = 0.5
+    lookup_ways: dict[str, float] = field(default_factory=_default_ways)  # shares of the look-up task's ways
     # tokenizer: pre-tokenisation ("word" = Qwen's, "phrase" = the world's phrases as tokens) and BPE budget
     pretokenizer: str = "word"
     vocab_size: int = 2048
@@ -66,6 +71,9 @@ class PretrainRecipe(ConfigBase):
         bad = sorted(set(self.qa_variants) - set(QA_VARIANTS))
         if bad:
             raise ValueError(f"PretrainRecipe.qa_variants: unknown variant(s) {bad}; known: {list(QA_VARIANTS)}")
+        odd = sorted(set(self.lookup_ways) - set(WAYS))
+        if odd:
+            raise ValueError(f"PretrainRecipe.lookup_ways: unknown way(s) {odd}; known: {list(WAYS)}")
         if any(v < 0 for v in self.tasks.values()) or sum(self.tasks.values()) <= 0:
             raise ValueError(f"PretrainRecipe.tasks: shares must be >= 0 with a positive sum, got {self.tasks}")
         if self.steps < 1 or self.batch_size < 1:

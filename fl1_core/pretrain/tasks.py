@@ -36,6 +36,7 @@ from ..data.world.questions import (
     Clip,
     build_options,
     candidates,
+    conclusion,
     describe_body,
     options_block,
     sft_record,
@@ -54,7 +55,9 @@ MOTION_QUESTION = "How is each object moving in the second picture?"
 CHANGE_QUESTION = "What happened between the two pictures?"
 LOOKUP_QUESTION = "Which option says: {}?"
 RECALL_QUESTION = "What does option {} say?"
-LOOKUP_WAYS = (0.5, 0.25, 0.25)  # hard, easy, recall
+LOOKUP_WAYS = (0.5, 0.25, 0.25)  # hard, easy, recall (the default shares)
+WAYS = ("hard", "easy", "recall", "drill")
+DRILL_QUESTION = "Go through the options. Which one says: {}?"
 NOTHING = "nothing happened"
 HINT = "\nThe following images show how the scene continues."
 
@@ -141,7 +144,7 @@ class TaskSampler:
     """Draws :class:`PretrainItem` s: ``item(task, index)`` is deterministic in (seed, task, index)."""
 
     def __init__(self, seed: int, world: WorldConfig | None = None, qa_variants: dict[str, float] | None = None,
-                 mcq_fraction: float = 0.5):
+                 mcq_fraction: float = 0.5, lookup_ways: dict[str, float] | None = None):
         self.stream = ClipStream(seed, world)
         self.seed = int(seed)
         weights = qa_variants or {"reason": 0.5, "direct": 0.3, "hinted": 0.2}
@@ -149,6 +152,10 @@ class TaskSampler:
         w = np.array([weights[v] for v in self.variants], dtype=np.float64)
         self.variant_p = w / w.sum()
         self.mcq_fraction = mcq_fraction
+        ways = lookup_ways or dict(zip(WAYS, LOOKUP_WAYS))
+        self.ways = [w for w in WAYS if ways.get(w, 0) > 0]
+        p = np.array([ways[w] for w in self.ways], dtype=np.float64)
+        self.way_p = p / p.sum()
 
     def _rng(self, task: str, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, STREAM_TASK, TASKS.index(task), int(index)])
@@ -182,12 +189,19 @@ class TaskSampler:
 
     # ---------------------------------------------------------------------------------------------------- reading
     def _lookup(self, clip: Clip, rng: np.random.Generator, rid: str) -> PretrainItem:
-        """Option reading, three ways: near-identical options of one question (``hard``, the MCQ case), options
-        from four different clips (``easy``: any differing word finds the line), and the reverse look-up
-        ("What does option C say?" → its text), which binds each letter to its line."""
-        way = ("hard", "easy", "recall")[int(rng.choice(3, p=LOOKUP_WAYS))]
+        """Option reading, four ways: near-identical options of one question (``hard``, the MCQ case), options
+        from four different clips (``easy``: any differing word finds the line), the reverse look-up
+        ("What does option C say?" → its text), which binds each letter to its line, and ``drill``: the answer first
+        goes through all four options in a random order, each as the MCQ conclusion says it ("So, <text>, which is
+        option X."), so one example trains four look-ups in the conclusion's own words."""
+        way = self.ways[int(rng.choice(len(self.ways), p=self.way_p))]
         options = self._options(clip, rng) if way != "easy" else self._mixed_options(rng)
         asked = LETTERS[int(rng.integers(0, 4))]
+        if way == "drill":
+            order = [LETTERS[int(i)] for i in rng.permutation(4)]
+            thoughts = [conclusion(options[k], k) for k in order]
+            question = f"{options_block(options)}\n{DRILL_QUESTION.format(options[asked])}"
+            return PretrainItem("lookup", SFTExample(f"{rid}#{way}", question, thoughts, asked), None)
         if way == "recall":
             question, answer = f"{options_block(options)}\n{RECALL_QUESTION.format(asked)}", options[asked]
         else:
@@ -247,6 +261,24 @@ class TaskSampler:
         frames = np.stack([np.asarray(self.stream.frame(clip, f)) for f in indices])
         video = QuestionVideo(frames=frames, fps=float(clip.fps), frame_indices=indices)
         return PretrainItem("video", SFTExample(rid, question, thoughts, rec["answer"], question_video=video), None)
+
+
+def random_word_lookup(rng: np.random.Generator, vocab: list[str], id_prefix: str = "words") -> SFTExample:
+    """A look-up over four options that are random strings of 3–8 words from ``vocab``, each pair differing in one
+    to three words: the matching skill without the world's phrase statistics."""
+    base = [vocab[int(i)] for i in rng.integers(0, len(vocab), int(rng.integers(3, 9)))]
+    texts: list[str] = []
+    while len(texts) < 4:
+        words = list(base)
+        for pos in rng.choice(len(words), int(rng.integers(1, min(3, len(words)) + 1)), replace=False):
+            words[int(pos)] = vocab[int(rng.integers(0, len(vocab)))]
+        text = " ".join(words)
+        if text not in texts:
+            texts.append(text)
+    options = dict(zip(LETTERS, texts))
+    asked = LETTERS[int(rng.integers(0, 4))]
+    question = f"{options_block(options)}\n{LOOKUP_QUESTION.format(options[asked])}"
+    return SFTExample(f"{id_prefix}-{int(rng.integers(0, 2**31))}", question, [], asked)
 
 
 def option_check(options: dict[str, str], said: str) -> str:

@@ -148,7 +148,8 @@ def pretrain_world_base(
     opt = _optimizer(params, recipe)
     start, cpu_s = _load_state(out, model, head, opt, recipe)
     _truncate_logs(out, start)
-    sampler = TaskSampler(recipe.seed, qa_variants=recipe.qa_variants, mcq_fraction=recipe.mcq_fraction)
+    sampler = TaskSampler(recipe.seed, qa_variants=recipe.qa_variants, mcq_fraction=recipe.mcq_fraction,
+                          lookup_ways=recipe.lookup_ways)
     collators = {s: SFTCollator(processor, model.latent_config, system_prompt=s, mode="text", on_error="raise",
                                  allow_text_only=True)
                  for s in set(SYSTEM_OF_TASK.values())}

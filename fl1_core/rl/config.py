@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from fl1_core.config import ConfigBase
 
@@ -35,8 +35,8 @@ MODES = ("grpo", "dapo", "la-dapo")
 
 # Settings that do not change what a run computes (a resume may change them freely).
 NON_RESULT_KEYS = frozenset(
-    {"total_steps", "checkpoint_every", "keep_checkpoints", "progress", "rollout_batch_size", "replay_batch_size",
-     "gradient_checkpointing", "logprob_chunk"}
+    {"total_steps", "save_every", "keep_checkpoints", "progress_bar", "rollout_batch_size", "replay_batch_size",
+     "gradient_checkpointing", "logprob_chunk", "report_to"}
 )
 
 
@@ -54,7 +54,7 @@ class RLConfig(ConfigBase):
     max_new_tokens: int = 2048
     temperature: float = 0.9
     top_p: float = 0.99
-    latent_cap: int | None = 64  # loose decoding cap per span; None → the model's LatentConfig budget
+    loose_cap: int | None = 64  # loose decoding cap per span (LatentConfig.loose_cap for rollouts); None → the model's LatentConfig budget
     force_initial_latent: bool | None = None  # None → the model's LatentConfig
     system_prompt: str = "interleaved"
     rollout_batch_size: int | None = None  # rows per generate call (None → a whole round at once)
@@ -95,11 +95,11 @@ class RLConfig(ConfigBase):
     recompute_old_logprobs: bool | None = None
 
     # --- optimiser (SPEC §6: AdamW lr 1e-6 constant, wd 0.01, clip 1.0)
-    lr: float = 1e-6
+    learning_rate: float = 1e-6
     weight_decay: float = 0.01
     adam_betas: tuple[float, float] = (0.9, 0.999)
-    adam_eps: float = 1e-8
-    grad_clip: float = 1.0
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0
     freeze_vision: bool = False  # the release trains the vision tower
 
     # --- memory (issue 12: fitting the 8B actor)
@@ -112,9 +112,15 @@ class RLConfig(ConfigBase):
     # --- schedule and run
     num_epochs: float = 1.0  # passes over the RL data; total steps = ceil(N · num_epochs / prompts_per_step)
     total_steps: int | None = None  # overrides num_epochs when set
-    checkpoint_every: int = 10
+    save_every: int = 10
     keep_checkpoints: int = 2
-    progress: bool = True
+    progress_bar: bool = True
+    report_to: str | None = None  # also log metrics to accelerate trackers: "tensorboard", "wandb", … (None = off)
+
+    RENAMED: ClassVar[dict[str, str]] = {  # one name per setting, shared with SFTConfig / LatentConfig
+        "lr": "learning_rate", "adam_eps": "adam_epsilon", "grad_clip": "max_grad_norm", "checkpoint_every": "save_every",
+        "progress": "progress_bar", "latent_cap": "loose_cap",
+    }
 
     def __post_init__(self) -> None:
         if isinstance(self.adam_betas, list):
@@ -134,8 +140,8 @@ class RLConfig(ConfigBase):
             raise ValueError(f"judge_failure_policy must be 'retry' or 'drop_group', got {self.judge_failure_policy!r}")
         if self.loss_agg not in (None, "token", "seq"):
             raise ValueError(f"loss_agg must be 'token' or 'seq', got {self.loss_agg!r}")
-        if self.checkpoint_every < 1:
-            raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if self.save_every < 1:
+            raise ValueError(f"save_every must be >= 1, got {self.save_every}")
 
     # ------------------------------------------------------------------------------------------------ derivation
     def resolved(self) -> "RLConfig":
@@ -216,11 +222,11 @@ class RLConfig(ConfigBase):
         """The release run on GPUs (SPEC §6): n = 8, 64 prompts, ≤ 2048 tokens, cap 64, lr 1e-6 constant, 1 epoch,
         ``release`` preset, ``la-dapo`` mode ("dapo_ctr")."""
         base: dict[str, Any] = dict(
-            preset="release", mode="la-dapo", group_size=8, prompts_per_step=64, max_new_tokens=2048, latent_cap=64,
-            temperature=0.9, top_p=0.99, lr=1e-6, weight_decay=0.01, grad_clip=1.0, kl_beta=0.01, num_epochs=1.0,
-            micro_batch_size=8, rollout_batch_size=64, checkpoint_every=20,
+            preset="release", mode="la-dapo", group_size=8, prompts_per_step=64, max_new_tokens=2048, loose_cap=64,
+            temperature=0.9, top_p=0.99, learning_rate=1e-6, weight_decay=0.01, max_grad_norm=1.0, kl_beta=0.01,
+            num_epochs=1.0, micro_batch_size=8, rollout_batch_size=64, save_every=20,
         )
-        base.update(overrides)
+        base.update(cls._current_names(overrides))
         return cls(**base)
 
     @classmethod
@@ -234,9 +240,9 @@ class RLConfig(ConfigBase):
         answer is ~90 tokens), latent cap 9 (one 3x3 frame), lr 3e-4, 2 mini-batches per rollout, at most 3 rounds,
         40 steps — about 1–3 minutes per mode on an idle 2-core machine."""
         base: dict[str, Any] = dict(
-            preset="corrected", mode="la-dapo", group_size=8, prompts_per_step=4, max_new_tokens=112, latent_cap=9,
-            lr=3e-4, weight_decay=0.01, grad_clip=1.0, kl_beta=0.01, mini_batches=2, max_rounds=3,
-            total_steps=40, checkpoint_every=10, micro_batch_size=16,
+            preset="corrected", mode="la-dapo", group_size=8, prompts_per_step=4, max_new_tokens=112, loose_cap=9,
+            learning_rate=3e-4, weight_decay=0.01, max_grad_norm=1.0, kl_beta=0.01, mini_batches=2, max_rounds=3,
+            total_steps=40, save_every=10, micro_batch_size=16,
         )
-        base.update(overrides)
+        base.update(cls._current_names(overrides))
         return cls(**base)

@@ -64,8 +64,8 @@ def rl_data_scaling(
         if res.metrics:
             first, last = res.metrics[0], res.metrics[-1]
             for key in ("acc_all", "overall_all", "acc", "overall"):
-                row[f"{key}_first"] = first.get(key)
-                row[f"{key}_last"] = last.get(key)
+                row[f"{key}_first"] = first.get(f"reward/{key}")
+                row[f"{key}_last"] = last.get(f"reward/{key}")
         if eval_fn is not None:
             row["eval"] = eval_fn(model, processor)
         results.append(row)

@@ -23,7 +23,7 @@ groups (its own dynamic sampling, rounds kept in lock-step), token counts and gr
 ``all_reduce`` and metrics are reduced. With one process nothing is reduced: the same code path as without
 accelerate.
 
-Checkpoints (``out_dir/checkpoints/step-XXXXXXXX``, written atomically every ``checkpoint_every`` steps and at the end)
+Checkpoints (``out_dir/checkpoints/step-XXXXXXXX``, written atomically every ``save_every`` steps and at the end)
 hold the model and optimiser state, RNG states, the data cursor and the resolved config. A resume loads the newest
 one, refuses a changed result-affecting config, truncates ``metrics.jsonl`` to the checkpoint step and continues;
 every random draw is a function of (seed, step, round, rank), so a killed and resumed CPU run logs the same metrics
@@ -68,6 +68,7 @@ from fl1_core.rl.update import (  # noqa: F401  (re-exported: the names this mod
     _mix_seed,
     _reference_copy,
 )
+from fl1_core.metrics import RL_METRIC_NAMES, Trackers, grouped
 from fl1_core.runs import atomic_directory, append_jsonl, read_jsonl, write_jsonl, write_manifest
 
 __all__ = ["RLTrainer", "RLResult", "TrainBatch", "train_rl", "run_rl", "StopTraining", "TIMING_KEYS"]
@@ -78,7 +79,7 @@ _SUM_KEYS = ("judge_calls", "judge_requests", "judge_failures", "judge_unresolve
              "drawn_groups", "kept_groups", "train_groups", "train_responses", "tokens", "gen_tokens", "loss_tokens",
              "loss", "pg_loss", "kl_loss")  # losses are normalised by global counts: process parts add up
 #: metrics fields that depend on wall-clock time (everything else is reproducible on CPU)
-TIMING_KEYS = ("time_s", "tokens_per_s", "rollout_s", "update_s")
+TIMING_KEYS = ("time/step_s", "rollout/tokens_per_s", "time/rollout_s", "time/update_s")
 
 _Dist = ProcessGroup  # the earlier private name
 
@@ -134,8 +135,8 @@ class RLTrainer(PolicyUpdate, Checkpointing):
                           is not None else tok.pad_token_id)
         lc = model.latent_config
         changes: dict[str, Any] = {}
-        if self.cfg.latent_cap is not None and lc.budget_mode == "loose":
-            changes["loose_cap"] = self.cfg.latent_cap
+        if self.cfg.loose_cap is not None and lc.budget_mode == "loose":
+            changes["loose_cap"] = self.cfg.loose_cap
         if self.cfg.force_initial_latent is not None:
             changes["force_initial_latent"] = self.cfg.force_initial_latent
         self.latent_config = lc.replace(**changes)
@@ -157,7 +158,7 @@ class RLTrainer(PolicyUpdate, Checkpointing):
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.actor = self.dist.wrap(model)
         self.optimizer = torch.optim.AdamW(
-            self.params, lr=self.cfg.lr, betas=tuple(self.cfg.adam_betas), eps=self.cfg.adam_eps,
+            self.params, lr=self.cfg.learning_rate, betas=tuple(self.cfg.adam_betas), eps=self.cfg.adam_epsilon,
             weight_decay=self.cfg.weight_decay,
         )
         self.total_steps = self.cfg.steps_for(len(self.records))
@@ -277,7 +278,7 @@ class RLTrainer(PolicyUpdate, Checkpointing):
             "judge_unresolved": jstats.judge_unresolved,
             **{k: v for k, v in upd.items()},
             "skipped_steps": self.skipped_steps,
-            "lr": self.cfg.lr,
+            "lr": self.cfg.learning_rate,
             "rollout_s": t1 - t0,
             "update_s": t2 - t1,
             "time_s": t2 - t0,
@@ -285,7 +286,7 @@ class RLTrainer(PolicyUpdate, Checkpointing):
         row = self.dist.reduce_metrics(row, _SUM_KEYS)
         row["tokens_per_s"] = row["gen_tokens"] / row["time_s"] if row["time_s"] > 0 else 0.0
         row["step"] = step + 1
-        return row
+        return grouped(row, RL_METRIC_NAMES)
 
     # ---------------------------------------------------------------------------------------------------- loop
     def train(self) -> RLResult:
@@ -307,23 +308,26 @@ class RLTrainer(PolicyUpdate, Checkpointing):
             )
         if self.step == 0 and not (self.out_dir / METRICS_FILE).exists():
             write_jsonl(self.out_dir / METRICS_FILE, [])
+        trackers = Trackers(self.cfg.report_to, "rl", self.out_dir / "trackers", self.cfg.to_dict(), self.dist.main)
         bar = tqdm(total=self.total_steps, initial=self.step, desc=f"rl {self.cfg.mode}/{self.cfg.preset}",
-                   disable=not (self.cfg.progress and self.dist.main))
+                   disable=not (self.cfg.progress_bar and self.dist.main))
         try:
             while self.step < self.total_steps:
                 row = self.train_step(self.step)
                 self.step += 1
                 if self.dist.main:
                     append_jsonl(self.out_dir / METRICS_FILE, row)
+                trackers.log(row, self.step)
                 bar.update(1)
-                bar.set_postfix(acc=f"{row['acc_all']:.2f}", kept=f"{row['kept_group_frac']:.2f}",
-                                kl=f"{row.get('kl', 0.0):.3g}")
+                bar.set_postfix(acc=f"{row['reward/acc_all']:.2f}", kept=f"{row['sampling/kept_group_frac']:.2f}",
+                                kl=f"{row.get('policy/kl', 0.0):.3g}")
                 for cb in self.callbacks:
                     cb(self, self.step, row)
-                if self.step % self.cfg.checkpoint_every == 0 or self.step == self.total_steps:
+                if self.step % self.cfg.save_every == 0 or self.step == self.total_steps:
                     self.save_checkpoint()
         finally:
             bar.close()
+            trackers.close()
         final = self.out_dir / "final"
         if self.dist.main:
             with atomic_directory(final) as tmp:

@@ -198,7 +198,7 @@ class PolicyUpdate:
     def _optimizer_step(self) -> tuple[float, bool]:
         """Clip, step unless non-finite (gradients are already summed over processes by the DDP wrapper).
         Returns (grad norm, stepped)."""
-        norm = scalar(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip))
+        norm = scalar(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm))
         finite = math.isfinite(norm)
         if finite:
             self.optimizer.step()

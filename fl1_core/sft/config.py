@@ -15,10 +15,11 @@ logger = logging.getLogger(__name__)
 
 Mode = Literal["latent", "text"]
 
-TIMING_KEYS = ("tokens_per_s", "step_time_s")
+TIMING_KEYS = ("time/tokens_per_s", "time/step_s")  # metrics that depend on wall-clock time
 #: SFTConfig fields that may change between a run and its resume (they do not change the result)
 HARMLESS_KEYS = frozenset(
-    {"save_every", "keep_checkpoints", "log_every", "progress_bar", "dataloader_workers", "gradient_checkpointing"}
+    {"save_every", "keep_checkpoints", "log_every", "progress_bar", "dataloader_workers", "gradient_checkpointing",
+     "report_to"}
 )
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -64,6 +65,7 @@ class SFTConfig(ConfigBase):
     keep_checkpoints: int = 2
     log_every: int = 10
     progress_bar: bool = True
+    report_to: str | None = None  # also log metrics to accelerate trackers: "tensorboard", "wandb", … (None = off)
     on_error: Literal["raise", "skip"] = "skip"
     validate_examples: bool = True
     cache_examples: bool = True
@@ -162,6 +164,6 @@ class SFTResult:
 
     @property
     def final_loss(self) -> float | None:
-        return self.metrics[-1]["loss"] if self.metrics else None
+        return self.metrics[-1]["loss/total"] if self.metrics else None
 
 

@@ -41,6 +41,7 @@ from ..data.collator import SFTCollator, SFTExample
 from ..data.formats import Reject, SFTRecord, load_sft_records, write_rejects
 from ..model import FutureL1Model, load_future_l1
 from ..adapters import LoraSettings, apply_lora, has_lora, merge_lora
+from ..metrics import SFT_METRIC_NAMES, Trackers, grouped
 from ..placement import autocast, enable_activation_checkpointing, scalar, upcast_trainable
 from ..runs import atomic_write_json, append_jsonl, read_jsonl, write_jsonl
 
@@ -218,6 +219,7 @@ def train_sft(
     wrapped.train()
     if cfg.freeze_vision:
         accelerator.unwrap_model(wrapped).base.model.visual.eval()
+    trackers = Trackers(cfg.report_to, f"sft-{mode}", out_dir / "trackers", cfg.to_dict(), main)
     bar = tqdm(total=total_steps, initial=start_step, desc=f"SFT ({mode})", disable=not (main and cfg.progress_bar),
                dynamic_ncols=True)
     samples = start_step * global_batch
@@ -285,13 +287,15 @@ def train_sft(
                 "tokens_per_s": float(stats[4]) / dt,
                 "step_time_s": dt,
             }
+            row = grouped(row, SFT_METRIC_NAMES)
             if main:
                 append_jsonl(metrics_path, row)
+            trackers.log(row, step + 1)
             bar.update(1)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{row['tokens_per_s']:.0f}")
+            bar.set_postfix(loss=f"{row['loss/total']:.3f}", lr=f"{lr:.2e}", tok_s=f"{row['time/tokens_per_s']:.0f}")
             if cfg.log_every and (step + 1) % cfg.log_every == 0:
                 logger.info("step %d/%d loss %.4f ce %.4f latent %.4f lr %.2e gnorm %s", step + 1, total_steps,
-                            row["loss"], row["ce_loss"], row["latent_loss"], lr, grad_norm)
+                            row["loss/total"], row["loss/ce"], row["loss/latent"], lr, grad_norm)
             saved_ckpt = None
             if (cfg.save_every and (step + 1) % cfg.save_every == 0) or step + 1 == total_steps:
                 saved_ckpt = _save_checkpoint(accelerator, out_dir, step + 1, epoch, run_info, cfg, broadcast_object_list)
@@ -299,6 +303,7 @@ def train_sft(
                 cb(StepInfo(step + 1, total_steps, row, saved_ckpt))
     finally:
         bar.close()
+        trackers.close()
         stream.close()
 
     final_dir = out_dir / "final"
@@ -311,7 +316,7 @@ def train_sft(
         atomic_write_json(out_dir / "result.json", {
             "final_dir": str(final_dir), "total_steps": total_steps, "resumed_from_step": resumed_from,
             "num_examples": n, "num_rejects": len(all_rejects), "wall_time_s": wall,
-            "final_loss": metrics[-1]["loss"] if metrics else None,
+            "final_loss": metrics[-1]["loss/total"] if metrics else None,
         })
     accelerator.wait_for_everyone()
     return SFTResult(out_dir, final_dir, total_steps, resumed_from, n, len(all_rejects), wall, metrics, unwrapped)

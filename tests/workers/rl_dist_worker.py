@@ -31,8 +31,8 @@ def main() -> None:
     model, processor = load_future_l1(model_dir, device=None)
     model.latent_config = model.latent_config.replace(budget_mode="loose")
     records = load_rl_records(data).records
-    cfg = RLConfig(group_size=4, prompts_per_step=4, max_new_tokens=10, latent_cap=3, force_initial_latent=True,
-                   lr=1e-3, total_steps=2, checkpoint_every=5, max_rounds=1, progress=False, dynamic_sampling=False,
+    cfg = RLConfig(group_size=4, prompts_per_step=4, max_new_tokens=10, loose_cap=3, force_initial_latent=True,
+                   learning_rate=1e-3, total_steps=2, save_every=5, max_rounds=1, progress_bar=False, dynamic_sampling=False,
                    mini_batches=1, micro_batch_size=3, rollout_batch_size=4, kl_beta=0.01)
     RLTrainer(model, processor, records, cfg, out).train()
 
