@@ -21,6 +21,8 @@ import yaml
 
 from .runs import atomic_write_json, run_directory, write_manifest
 
+from .run_summary import read_run_summary
+
 logger = logging.getLogger(__name__)
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -259,9 +261,9 @@ def run_sweep(
     order = {rid: i for i, (rid, _) in enumerate(runs)}
     results.sort(key=lambda r: order[r["run_id"]])
     for row in results:
-        summary = Path(runs_root) / row["run_id"] / "metrics" / "summary.json"
-        if summary.exists():
-            row["metrics"] = json.loads(summary.read_text())
+        headline = read_run_summary(Path(runs_root) / row["run_id"])
+        if headline is not None:
+            row["metrics"] = headline
     name = spec.get("name", "sweep")
     atomic_write_json(Path(runs_root) / f"{name}-summary.json", results)
     lines = ["| run | status | wall s | detail |", "|---|---|---|---|"]
@@ -355,29 +357,6 @@ class RunLayout:
         return path
 
 
-def launch_cli(args: list[str], num_processes: int = 1, accelerate_config: str | Path | None = None) -> None:
-    """Run ``fl1 <args>`` in this process (1 process) or under ``accelerate launch`` (several processes / GPUs).
-
-    Notebooks use this for heavy cells so the same cell runs on a laptop and on an 8-GPU server.
-    """
-    import subprocess
-    import sys
-
-    if num_processes <= 1:
-        from .cli import main
-
-        code = main(args)
-    else:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes)]
-        if accelerate_config:
-            cmd += ["--config_file", str(repo_path(accelerate_config))]
-        cmd += ["-m", "fl1_core.cli", *args]
-        logger.info("launching: %s", " ".join(cmd))
-        code = subprocess.run(cmd, check=False).returncode
-    if code != 0:
-        raise RuntimeError(f"fl1 {' '.join(args)} failed with exit code {code}")
-
-
 def ensure_world(data_dir: str | Path, seed: int = 0, size: str = "default", regenerate: bool = False) -> dict[str, Any]:
     """Generate the synthetic world into ``data_dir`` unless it already holds this seed and size; return its manifest."""
     from .data.world import WorldConfig, generate_world
@@ -390,3 +369,13 @@ def ensure_world(data_dir: str | Path, seed: int = 0, size: str = "default", reg
         generate_world(data_dir, seed=seed, config=config)
         current = json.loads(manifest_file.read_text())
     return current
+
+
+def __getattr__(name: str):
+    """``launch_cli`` lives in :mod:`fl1_core.launch` (it calls the CLI, which calls this module: no import cycle);
+    it stays importable from here."""
+    if name == "launch_cli":
+        from .launch import launch_cli
+
+        return launch_cli
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

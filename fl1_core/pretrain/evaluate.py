@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..answers import answer_span
-from ..data.collator import PromptExample, build_prompt_inputs
+from ..data.collator import PromptExample
 from ..data.world.questions import LETTERS, TEXT_KINDS, options_block
-from ..decoding import generate_with_latents
+from ..decoding import greedy_decode
 from .tasks import LOOKUP_QUESTION, SCENE_QUESTION, ClipStream, scene_text
 
 EVAL_SEED = 987_654  # clips of the scene measure: a seed no training stream uses
@@ -54,16 +53,11 @@ def _answer_span(text: str) -> str:
     return answer_span(text) or ""
 
 
-@torch.no_grad()
 def _greedy(model, processor, prompts: list[PromptExample], system: str, max_new_tokens: int,
             batch_size: int = 32) -> list[str]:
-    out: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        inputs = build_prompt_inputs(processor, prompts[start : start + batch_size], system)
-        gen = generate_with_latents(model, inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                    tokenizer=processor.tokenizer)
-        out.extend(gen.texts)
-    return out
+    outs = greedy_decode(model, processor, prompts, system_prompt=system, max_new_tokens=max_new_tokens,
+                         batch_size=batch_size)
+    return [o.text for o in outs]
 
 
 def scene_accuracy(model, processor, n: int = 64, seed: int = EVAL_SEED) -> dict[str, Any]:

@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from fl1_core.config import LatentConfig
 from fl1_core.data.formats import RLRecord
-from fl1_core.decoding import generate_with_latents
+from fl1_core.decoding import generate_with_latents, greedy_decode
 from fl1_core.answers import extract_answer_letter
 from fl1_core.rl.accuracy import rule_correct
 from fl1_core.rl.rollout import collate_prompts, prepare_prompt
@@ -69,31 +68,21 @@ def evaluate_heldout_mcq(
         raise ValueError("evaluate_heldout_mcq needs at least one multiple-choice record")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    was_training = model.training
-    model.eval()
     tok = processor.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    rows: list[dict[str, Any]] = []
-    bar = tqdm(total=len(mcq), desc="held-out MCQ", disable=not progress, leave=False)
-    try:
-        for start in range(0, len(mcq), batch_size):
-            part = mcq[start : start + batch_size]
-            inputs = collate_prompts([prepare_prompt(processor, r, system_prompt) for r in part], pad_id)
-            gen = generate_with_latents(model, inputs, max_new_tokens=max_new_tokens, latent_config=latent_config,
-                                        do_sample=False, tokenizer=tok)
-            for rec, text in zip(part, gen.texts):
-                rows.append({
-                    "id": rec.id,
-                    "kind": str((kinds or {}).get(rec.id, "all")),
-                    "answer": rec.answer,
-                    "pred": extract_answer_letter(text, mode="strict"),
-                    "correct": bool(rule_correct(text, rec)),
-                    "text": text,
-                })
-            bar.update(len(part))
-    finally:
-        bar.close()
-        model.train(was_training)
+
+    def encode(part: list[RLRecord]) -> dict:  # the RL rollout prompt format
+        return collate_prompts([prepare_prompt(processor, r, system_prompt) for r in part], pad_id)
+
+    outs = greedy_decode(model, processor, mcq, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                         latent_config=latent_config, encode=encode, progress=progress, desc="held-out MCQ",
+                         generate=generate_with_latents)
+    rows: list[dict[str, Any]] = [
+        {"id": rec.id, "kind": str((kinds or {}).get(rec.id, "all")), "answer": rec.answer,
+         "pred": extract_answer_letter(out.text, mode="strict"), "correct": bool(rule_correct(out.text, rec)),
+         "text": out.text}
+        for rec, out in zip(mcq, outs)
+    ]
     by_kind: dict[str, list[bool]] = defaultdict(list)
     for r in rows:
         by_kind[r["kind"]].append(r["correct"])

@@ -10,13 +10,12 @@ from typing import Literal
 import numpy as np
 
 from ..config import LatentConfig
-from ..data.collator import PromptExample, build_prompt_inputs
+from ..data.collator import PromptExample
 from ..data.examples import text_only_prompt
 from ..data.formats import SFTRecord
 from ..model import FutureL1Model
 from ..answers import is_correct, reference_letter
 
-from .loop import _to_device
 
 logger = logging.getLogger(__name__)
 
@@ -51,27 +50,21 @@ def format_report(
     format_valid_rate = mean ``format_reward(text)``; mean_spans = mean number of closed latent spans per response.
     ``latent_config`` overrides the model's decoding budget (e.g. ``budget_mode="fixed"``).
     """
-    from ..decoding import generate_with_latents
+    from ..decoding import greedy_decode
     from ..rewards import format_reward
 
     records = list(records)[:n]
-    was_training = model.training
-    model.eval()
+    prompts: list[PromptExample] = [text_only_prompt(r) for r in records]
+    outs = greedy_decode(model, processor, prompts, system_prompt=system_prompt, max_new_tokens=max_new_tokens,
+                         batch_size=batch_size, latent_config=latent_config)
     valid, spans, latents, correct, samples = [], [], [], [], []
-    for i in range(0, len(records), batch_size):
-        chunk = records[i : i + batch_size]
-        prompts: list[PromptExample] = [text_only_prompt(r) for r in chunk]
-        inputs = build_prompt_inputs(processor, prompts, system_prompt=system_prompt)
-        inputs = _to_device(inputs, model.device)
-        gen = generate_with_latents(model, inputs, max_new_tokens=max_new_tokens, latent_config=latent_config)
-        for rec, text, counts in zip(chunk, gen.texts, gen.span_counts):
-            valid.append(format_reward(text))
-            spans.append(len(counts))
-            latents.extend(counts)
-            correct.append(float(is_correct(text, rec.answer, mcq=reference_letter(rec.answer) is not None)))
-            if len(samples) < 4:
-                samples.append(text)
-    model.train(was_training)
+    for rec, out in zip(records, outs):
+        valid.append(format_reward(out.text))
+        spans.append(len(out.span_counts))
+        latents.extend(out.span_counts)
+        correct.append(float(is_correct(out.text, rec.answer, mcq=reference_letter(rec.answer) is not None)))
+        if len(samples) < 4:
+            samples.append(out.text)
     k = max(len(valid), 1)
     return FormatReport(
         n=len(valid),
