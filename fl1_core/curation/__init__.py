@@ -35,6 +35,8 @@ One module per step: config (settings, scores, decisions), probes (the model pas
 resumable scores file), selection (the reasons, summary, curated rows), pipeline (``curate``).
 """
 
+import logging
+
 from ..answers import answer_span  # noqa: F401
 from ..answers import normalize as normalize_answer  # noqa: F401  (the earlier public name)
 from .config import REASONS, CurationConfig, CurationResult, Decision, GainScore  # noqa: F401
@@ -42,6 +44,8 @@ from .pipeline import curate  # noqa: F401
 from .probes import _judge_free_form, is_correct, is_mcq, repeat_prompt_rows  # noqa: F401
 from .scoring import record_digest, score_visual_gain, scoring_fingerprint  # noqa: F401
 from .selection import select_by_gain, summarize  # noqa: F401
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "CurationConfig",

@@ -11,7 +11,7 @@ import torch
 
 from .. import tokens as T
 from ..answers import answer_span
-from ..data.collator import PromptExample, build_prompt_inputs, render_prompt
+from ..data.collator import PromptExample, build_prompt_inputs, encode_texts, render_prompt
 from ..decoding import generate_with_latents
 from ..losses import token_logprobs
 
@@ -50,15 +50,8 @@ def _device(model: Any) -> torch.device:
 
 
 def _processor_inputs(processor: Any, texts: list[str], examples: Sequence[PromptExample]) -> dict:
-    """Processor batch for full chat texts (images / videos of ``examples`` in order), padded."""
-    images = [im for ex in examples for im in ex.question_images]
-    videos = [ex.question_video for ex in examples if ex.question_video is not None]
-    kwargs: dict[str, Any] = {}
-    if images:
-        kwargs["images"] = images
-    if videos:
-        kwargs.update(videos=[v.frames for v in videos], video_metadata=[v.metadata() for v in videos], do_sample_frames=False)
-    return dict(processor(text=texts, padding=True, return_tensors="pt", **kwargs))
+    """Processor batch for full chat texts (:func:`fl1_core.data.collator.encode_texts`)."""
+    return encode_texts(processor, texts, list(examples))
 
 
 def _target_length(tokenizer: Any, text: str, target_start: int) -> tuple[int, list[int]]:

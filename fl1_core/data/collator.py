@@ -197,7 +197,7 @@ class SFTCollator:
             offset += n_future
             prompt = render_prompt(self.processor, self.system, len(ex.question_images), ex.question_video is not None, ex.question)
             texts.append(prompt + assistant_text(ex.thoughts, spans, ex.answer))
-        batch = _encode(self.processor, texts, examples)
+        batch = encode_texts(self.processor, texts, examples)
         if self.max_length is not None and batch["input_ids"].shape[1] > self.max_length:
             lengths = batch["attention_mask"].sum(1).tolist()
             too_long = [(ex.id, n) for ex, n in zip(examples, lengths) if n > self.max_length]
@@ -228,11 +228,12 @@ def build_prompt_inputs(
         render_prompt(processor, system, len(ex.question_images), ex.question_video is not None, ex.question)
         for ex in examples
     ]
-    return _encode(processor, texts, examples)
+    return encode_texts(processor, texts, examples)
 
 
-def _encode(processor: Qwen3VLProcessor, texts: list[str], examples: list[SFTExample] | list[PromptExample]) -> dict:
-    """One processor call: chat texts + every example's question images / video (with its real fps), padded."""
+def encode_texts(processor: Qwen3VLProcessor, texts: list[str], examples: list[SFTExample] | list[PromptExample]) -> dict:
+    """The one prompt-to-tensor step: one processor call over chat texts + every example's question images / video
+    (with its real fps), padded. Generation prompts, SFT batches and curation's scoring passes all go through it."""
     images = [im for ex in examples for im in ex.question_images]
     videos = [ex.question_video for ex in examples if ex.question_video is not None]
     kwargs: dict = {}
@@ -243,3 +244,6 @@ def _encode(processor: Qwen3VLProcessor, texts: list[str], examples: list[SFTExa
             videos=[v.frames for v in videos], video_metadata=[v.metadata() for v in videos], do_sample_frames=False
         )
     return dict(processor(text=texts, padding=True, return_tensors="pt", **kwargs))
+
+
+_encode = encode_texts  # the earlier private name

@@ -19,6 +19,8 @@ The figures live in one module per family (style, saving, paper_figures, curves,
 name stays importable from ``fl1_core.plots``.
 """
 
+import logging
+
 from .curves import _METRIC_TITLES, ema, reward_curves, training_curves  # noqa: F401
 from .distributions import latent_tsne, visual_gain_distribution  # noqa: F401
 from .paper_figures import latent_span_donuts, rl_data_scaling  # noqa: F401
@@ -29,6 +31,8 @@ from .style import (  # noqa: F401
     TSNE_EXACT_MAX, WORKBOOK_ROW_COLORS, _as_frame, _color, _is_missing, _style,
 )
 from .tables import accuracy_by_hop, results_table  # noqa: F401
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "BIN_COLORS",
