@@ -47,13 +47,13 @@ def prune_checkpoints(out_dir: str | Path, keep: int) -> None:
 
 
 def model_fingerprint(model: torch.nn.Module, sample: int = 4096) -> str:
-    """A cheap identity of a model's weights: per parameter (sorted by name) its name, shape, dtype, float64 sum and
-    first ``sample`` values, hashed with sha256. Equal weights → equal fingerprint; it tells a resumed run (or a
-    curation scores file) that it was given another model."""
+    """A cheap identity of a model's weights: per parameter (in name order) its shape, dtype, float64 sum and first
+    ``sample`` values, hashed with sha256. Equal weights → equal fingerprint, also through a wrapper that prefixes
+    every name (DDP's ``module.``); it tells a resumed run (or a curation scores file) that it got another model."""
     h = hashlib.sha256()
     with torch.no_grad():
         for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
             t = p.detach()
-            h.update(f"{name}{tuple(t.shape)}{t.dtype}{float(t.double().sum()):.10e}".encode())
+            h.update(f"{tuple(t.shape)}{t.dtype}{float(t.double().sum()):.10e}".encode())
             h.update(t.reshape(-1)[:sample].float().cpu().numpy().tobytes())
     return h.hexdigest()
