@@ -357,6 +357,21 @@ class RunLayout:
         return path
 
 
+def notebook_setup(run_dir: str | Path, data_dir: str | Path, *, seed: int | None = None,
+                   log_level: int = logging.WARNING) -> tuple[RunLayout, Path]:
+    """The one setup call of every notebook: logging at ``log_level``, the run folder (``runs/scratch`` when empty,
+    created), the data folder resolved against the repository, and ``torch.manual_seed(seed)`` when a seed is given.
+    Returns (the run's :class:`RunLayout`, the data folder)."""
+    logging.basicConfig(level=log_level)
+    root = repo_path(run_dir or "runs/scratch")
+    root.mkdir(parents=True, exist_ok=True)
+    if seed is not None:
+        import torch
+
+        torch.manual_seed(int(seed))
+    return RunLayout(root), repo_path(data_dir)
+
+
 def ensure_world(data_dir: str | Path, seed: int = 0, size: str = "default", regenerate: bool = False) -> dict[str, Any]:
     """Generate the synthetic world into ``data_dir`` unless it already holds this seed and size; return its manifest."""
     from .data.world import WorldConfig, generate_world
