@@ -46,7 +46,7 @@ from ..tokens import MCQ_INSTRUCTION
 from .perception import cell_targets
 
 TASKS = ("scene", "motion", "change", "lookup", "qa", "video")
-QA_VARIANTS = ("reason", "direct", "hinted", "conclude")
+QA_VARIANTS = ("reason", "direct", "hinted", "conclude", "conclude_text")
 STREAM_CLIPS = 1000  # seed streams of the pretraining world; the world generator uses streams 0-5
 STREAM_TASK = 1001
 
@@ -242,13 +242,15 @@ class TaskSampler:
         frames = [clip.pool[i - 1] for i in rec["image"]]
         if variant == "direct":
             thoughts = []
+        elif variant == "conclude_text":  # the concluding thought without the pictures: the in-context look-up,
+            thoughts, frames = thoughts[-1:], []  # cheap enough to train at the look-up task's scale
         elif variant == "conclude":  # only the concluding thought ("So, <answer>, which is option X."): the
             thoughts = thoughts[-1:]  # option look-up in the question's context, with most of the loss on it
         elif variant == "hinted":
             frames += [clip.pool[i - 1] for i in rec["reasoning_image"]]
             question = question.replace("\n" + MCQ_INSTRUCTION, "") + HINT + (
                 "\n" + MCQ_INSTRUCTION if MCQ_INSTRUCTION in question else "")
-        images, cells = self.stream.images(clip, frames)
+        images, cells = self.stream.images(clip, frames) if frames else ([], None)
         return PretrainItem("qa", SFTExample(f"{rid}#{variant}", question, thoughts, rec["answer"], images), cells)
 
     def _video(self, clip: Clip, rng: np.random.Generator, rid: str) -> PretrainItem:
