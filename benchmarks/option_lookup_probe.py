@@ -99,8 +99,6 @@ def main() -> None:
     for step in range(1, args.steps + 1):
         examples = [sampler.item("lookup", step * args.batch + j).example for j in range(args.batch)]
         if args.random_words:
-            from fl1_core.pretrain.tasks import random_word_lookup
-
             rng = np.random.default_rng([args.seed, 7, step])
             examples = [random_word_lookup(rng, vocab) if rng.random() < args.random_words else ex for ex in examples]
         if args.verify:
@@ -116,11 +114,37 @@ def main() -> None:
             report(step, loss.item())
 
 
+# ---------------------------------------------------------------------------------------- probe-only prompt variants
+def random_word_lookup(rng: np.random.Generator, vocab: list[str], id_prefix: str = "words"):
+    """A look-up over four options that are random strings of 3–8 words from ``vocab``, each pair differing in one
+    to three words: the matching skill without the world's phrase statistics."""
+    from fl1_core.data.collator import SFTExample
+    from fl1_core.data.world.questions import LETTERS, options_block
+    from fl1_core.pretrain.tasks import LOOKUP_QUESTION
+
+    base = [vocab[int(i)] for i in rng.integers(0, len(vocab), int(rng.integers(3, 9)))]
+    texts: list[str] = []
+    while len(texts) < 4:
+        words = list(base)
+        for pos in rng.choice(len(words), int(rng.integers(1, min(3, len(words)) + 1)), replace=False):
+            words[int(pos)] = vocab[int(rng.integers(0, len(vocab)))]
+        text = " ".join(words)
+        if text not in texts:
+            texts.append(text)
+    options = dict(zip(LETTERS, texts))
+    asked = LETTERS[int(rng.integers(0, 4))]
+    question = f"{options_block(options)}\n{LOOKUP_QUESTION.format(options[asked])}"
+    return SFTExample(f"{id_prefix}-{int(rng.integers(0, 2**31))}", question, [], asked)
+
+
+def option_check(options: dict[str, str], said: str) -> str:
+    """The options checked in turn against ``said``: 'A. <text>: no. B. <text>: yes. …' (reading by verification)."""
+    return " ".join(f"{k}. {v}: {'yes' if v == said else 'no'}." for k, v in options.items())
+
+
 def verified(example):
     """A look-up example answered by checking each option in turn (recall examples are left as they are)."""
     import dataclasses
-
-    from fl1_core.pretrain.tasks import option_check
 
     if len(example.answer) != 1:
         return example

@@ -394,6 +394,7 @@ def greedy_decode(
     from tqdm.auto import tqdm
 
     from .data.collator import build_prompt_inputs
+    from .placement import to_device
 
     was_training = model.training
     model.eval()
@@ -403,7 +404,7 @@ def greedy_decode(
         for start in range(0, len(prompts), batch_size):
             part = prompts[start : start + batch_size]
             inputs = encode(part) if encode is not None else build_prompt_inputs(processor, part, system_prompt)
-            inputs = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+            inputs = to_device(inputs, model.device)
             gen = (generate or generate_with_latents)(model, inputs, max_new_tokens=max_new_tokens,
                                                       latent_config=latent_config, do_sample=False,
                                                       tokenizer=processor.tokenizer)

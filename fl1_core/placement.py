@@ -93,6 +93,11 @@ def enable_activation_checkpointing(model: torch.nn.Module) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
+def to_device(batch: dict, device: torch.device | str) -> dict:
+    """``batch`` with every tensor moved to ``device`` (other entries unchanged)."""
+    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
 def scalar(value: Any) -> float:
     """A Python float from a 0-d tensor, also a sharded FSDP2 ``DTensor`` (gathered with ``full_tensor()`` first;
     ``float()`` on a DTensor fails or reads only the local shard)."""
@@ -102,6 +107,7 @@ def scalar(value: Any) -> float:
 
 
 __all__ = [
+    "to_device",
     "DEVICE_ENV",
     "attn_implementation_for",
     "autocast",

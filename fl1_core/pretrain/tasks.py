@@ -265,29 +265,6 @@ class TaskSampler:
         return PretrainItem("video", SFTExample(rid, question, thoughts, rec["answer"], question_video=video), None)
 
 
-def random_word_lookup(rng: np.random.Generator, vocab: list[str], id_prefix: str = "words") -> SFTExample:
-    """A look-up over four options that are random strings of 3–8 words from ``vocab``, each pair differing in one
-    to three words: the matching skill without the world's phrase statistics."""
-    base = [vocab[int(i)] for i in rng.integers(0, len(vocab), int(rng.integers(3, 9)))]
-    texts: list[str] = []
-    while len(texts) < 4:
-        words = list(base)
-        for pos in rng.choice(len(words), int(rng.integers(1, min(3, len(words)) + 1)), replace=False):
-            words[int(pos)] = vocab[int(rng.integers(0, len(vocab)))]
-        text = " ".join(words)
-        if text not in texts:
-            texts.append(text)
-    options = dict(zip(LETTERS, texts))
-    asked = LETTERS[int(rng.integers(0, 4))]
-    question = f"{options_block(options)}\n{LOOKUP_QUESTION.format(options[asked])}"
-    return SFTExample(f"{id_prefix}-{int(rng.integers(0, 2**31))}", question, [], asked)
-
-
-def option_check(options: dict[str, str], said: str) -> str:
-    """The options checked in turn against ``said``: 'A. <text>: no. B. <text>: yes. …' (reading by verification)."""
-    return " ".join(f"{k}. {v}: {'yes' if v == said else 'no'}." for k, v in options.items())
-
-
 def _record_text(rec: dict) -> tuple[str, list[str]]:
     """(question without image markers, thoughts without 'THOUGHT n:' prefixes) of a world SFT record."""
     from ..data.formats import split_trajectory

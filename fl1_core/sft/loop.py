@@ -42,7 +42,7 @@ from ..data.formats import Reject, SFTRecord, load_sft_records, write_rejects
 from ..model import FutureL1Model, load_future_l1
 from ..adapters import LoraSettings, apply_lora, has_lora, merge_lora
 from ..metrics import SFT_METRIC_NAMES, Trackers, grouped
-from ..placement import autocast, enable_activation_checkpointing, scalar, upcast_trainable
+from ..placement import autocast, enable_activation_checkpointing, scalar, to_device, upcast_trainable
 from ..runs import atomic_write_json, append_jsonl, read_jsonl, write_jsonl
 
 from .checkpoints import STATE_FILE, _check_resume, _save_checkpoint, _save_final, latest_checkpoint, model_fingerprint
@@ -74,8 +74,7 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+_to_device = to_device  # the earlier private name
 
 
 def train_sft(
