@@ -147,9 +147,9 @@ def cmd_stage0(args: argparse.Namespace) -> int:
 
 
 def _recipe(path: str | None, overrides: list[str]):
-    from .pretrain import PretrainRecipe
+    from .pretrain.chain import load_recipe
 
-    recipe = PretrainRecipe.load(path) if path else PretrainRecipe.load(WORLD_BASE_RECIPE)
+    recipe = load_recipe(path or WORLD_BASE_RECIPE)  # --set applies to every phase of a chain
     return recipe.replace(**_parse_params(overrides)) if overrides else recipe
 
 
@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-mcq", type=int, default=200, help="held-out MCQ rows per evaluation")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (no final checkpoint)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--set", nargs="*", default=[], help="recipe overrides k=v")
+    p.add_argument("--set", nargs="*", default=[], help="recipe overrides k=v (a chain: applied to every phase)")
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("ship-base", help="copy a finished world base into fl1_core/assets/world_base with its card")

@@ -65,11 +65,14 @@ def test_pretrain_then_ship_a_base_with_its_card(world, tmp_path):
     assert main(["pretrain", "--out", str(run), "--world", str(world), "--eval-mcq", "2", "--threads", "1",
                  "--set", *tiny]) == 0
     evals = [json.loads(x) for x in (run / "eval.jsonl").read_text().splitlines()]
-    assert evals[-1]["step"] == 3 and evals[-1]["mcq"]["all"]["n"] == 2
+    phases = json.loads((run / "recipe.json").read_text())["phases"]  # the default recipe is a chain of phases
+    total = 3 * len(phases)  # --set applies to every phase
+    assert evals[-1]["step"] == total and evals[-1]["mcq"]["all"]["n"] == 2
     dest = tmp_path / "shipped"
     assert main(["ship-base", str(run), "--world", str(world), "--threads", "1", "--dest", str(dest)]) == 0
     card = verify_world_base(dest)
-    assert card["recipe"]["steps"] == 3 and len(card["first_losses"]) == 3
+    assert [p["steps"] for p in card["recipe"]["phases"]] == [3] * len(phases)
+    assert len(card["first_losses"]) == total
     assert {"config.json", "model.safetensors", "training/log.jsonl"} <= set(card["sha256"])
     assert "fl1 pretrain" in (dest / CARD_MD).read_text()
     with pytest.raises(SystemExit, match="not a generated world"):

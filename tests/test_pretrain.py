@@ -158,7 +158,9 @@ def test_shipped_base_matches_its_card_and_decodes(shipped_card):
 
 
 def test_first_steps_of_the_recipe_reproduce_the_card(shipped_card, tmp_path):
-    recipe = PretrainRecipe.from_dict(shipped_card["recipe"])
+    from fl1_core.pretrain.chain import read_training_log, recipe_from_dict
+
+    recipe = recipe_from_dict(shipped_card["recipe"])
     n = len(shipped_card["first_losses"])
     before = torch.get_num_threads()
     torch.set_num_threads(int(shipped_card["threads"]))
@@ -166,7 +168,7 @@ def test_first_steps_of_the_recipe_reproduce_the_card(shipped_card, tmp_path):
         pretrain_world_base(recipe, tmp_path / "again", max_steps=n, progress=False)
     finally:
         torch.set_num_threads(before)
-    losses = [r["loss"] for r in read_jsonl(tmp_path / "again" / "log.jsonl")]
+    losses = [r["loss"] for r in read_training_log(tmp_path / "again")]
     assert losses == shipped_card["first_losses"]
 
 
@@ -222,7 +224,9 @@ def test_a_second_phase_starts_from_the_given_checkpoint(shipped_card):
     from fl1_core.pretrain.shipped import WORLD_BASE_DIR
     from fl1_core.pretrain.train import build_base
 
-    recipe = PretrainRecipe.from_dict({**shipped_card["recipe"], "init_from": str(WORLD_BASE_DIR), "steps": 10})
+    last_phase = shipped_card["recipe"].get("phases", [shipped_card["recipe"]])[-1]
+    settings = {k: v for k, v in last_phase.items() if k != "name"}
+    recipe = PretrainRecipe.from_dict({**settings, "init_from": str(WORLD_BASE_DIR), "steps": 10})
     model, _, _ = build_base(recipe)
     shipped = load_file(WORLD_BASE_DIR / "model.safetensors")
     state = model.base.state_dict()

@@ -135,6 +135,7 @@ def ship_world_base(run_dir: str | Path, card_fields: dict[str, Any], dest: str 
 def model_card_markdown(card: dict[str, Any]) -> str:
     """The human-readable model card."""
     recipe = card.get("recipe", {})
+    phases = recipe.get("phases", [recipe])
     lines = [
         "# World base: the tiny Qwen3-VL pretrained on the synthetic future world",
         "",
@@ -145,8 +146,9 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         "free-form, with and without reasoning, with future frames as hints, over images and videos).",
         "",
         f"- **Reproduce:** `{card.get('command', '')}`",
-        f"- **Seed:** {recipe.get('seed')} · **steps:** {recipe.get('steps')} · **batch:** {recipe.get('batch_size')}"
-        f" · **threads:** {card.get('threads')} · **CPU minutes:** {card.get('cpu_minutes', 0):.1f}",
+        f"- **Seed:** {phases[0].get('seed')} · **steps:** {sum(p.get('steps', 0) for p in phases)} · **batch:** "
+        f"{'/'.join(str(p.get('batch_size')) for p in phases)} · **threads:** {card.get('threads')} · **CPU minutes:**"
+        f" {card.get('cpu_minutes', 0):.1f} · **step wall-clock minutes:** {card.get('step_wall_minutes', 0):.1f}",
         f"- **Parameters:** {card.get('parameters', 0) / 1e6:.2f} M · **tokenizer sha256:** "
         f"`{card.get('tokenizer_sha256', '')[:16]}…` · **world generator:** {card.get('world_generator')}",
         f"- **Data:** {card.get('data', '')}",
@@ -160,12 +162,32 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         if isinstance(m, dict) and "accuracy" in m:
             lo, hi = m["ci95"]
             lines.append(f"| {name} | {m['n']} | {100 * m['accuracy']:.1f} % | [{100 * lo:.1f}, {100 * hi:.1f}] |")
+    if len(card.get("phases", [])) > 1:
+        lines += ["", "## Phases", "", "| phase | steps | CPU minutes | step wall-clock minutes |", "|---|---|---|---|"]
+        lines += [f"| {p['phase']} | {p['steps']} | {p['cpu_minutes']:.1f} | {p['step_wall_minutes']:.1f} |"
+                  for p in card["phases"]]
     lines += ["", "## Recipe", "", "```json", json.dumps(recipe, indent=1), "```", "",
               "## Files (sha256)", ""]
     lines += [f"- `{k}`: `{v}`" for k, v in card.get("sha256", {}).items()]
     lines += ["", f"Losses of the first {len(card.get('first_losses', []))} steps (checked by the tests): "
               + ", ".join(f"{x:.6f}" for x in card.get("first_losses", []))]
     return "\n".join(lines) + "\n"
+
+
+def _phase_summary(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Steps, CPU minutes and summed step wall-clock minutes of each phase (one entry for a one-phase run)."""
+    out: list[dict[str, Any]] = []
+    for row in log:
+        name = row.get("phase", "all")
+        if not out or out[-1]["phase"] != name:
+            out.append({"phase": name, "steps": 0, "cpu_minutes": 0.0, "step_wall_minutes": 0.0, "_cpu0": 0.0})
+            out[-1]["_cpu0"] = out[-2]["_cpu_end"] if len(out) > 1 else 0.0
+        out[-1]["steps"] += 1
+        out[-1]["step_wall_minutes"] += row["wall_s"] / 60.0
+        out[-1]["_cpu_end"] = row["cpu_s"]
+    for p in out:
+        p["cpu_minutes"] = (p.pop("_cpu_end") - p.pop("_cpu0")) / 60.0
+    return out
 
 
 def final_metrics(model, processor, world_dir: str | Path, eval_mcq: int | None = None) -> dict[str, Any]:
@@ -195,23 +217,28 @@ def card_from_run(run_dir: str | Path, world_dir: str | Path, *, threads: int, c
     from ..model import load_future_l1
     from ..runs import read_jsonl
 
+    from .chain import read_training_log, total_examples, total_steps
+
     run_dir = Path(run_dir)
     recipe = json.loads((run_dir / "recipe.json").read_text())
-    log = read_jsonl(run_dir / "log.jsonl")
-    if len(log) < recipe["steps"]:
-        raise ValueError(f"{run_dir}: the log has {len(log)} of {recipe['steps']} steps; finish the run first")
+    log = read_training_log(run_dir)
+    if len(log) < total_steps(recipe):
+        raise ValueError(f"{run_dir}: the log has {len(log)} of {total_steps(recipe)} steps; finish the run first")
     model, processor = load_future_l1(run_dir / "final")
     world = json.loads((Path(world_dir) / "world.json").read_text())
+    seed = recipe["phases"][0]["seed"] if "phases" in recipe else recipe["seed"]
     return {
         "recipe": recipe,
         "command": command,
         "threads": threads,
         "cpu_minutes": log[-1]["cpu_s"] / 60.0,
+        "step_wall_minutes": sum(r["wall_s"] for r in log) / 60.0,
+        "phases": _phase_summary(log),
         "parameters": sum(p.numel() for p in model.parameters()),
         "tokenizer_sha256": tokenizer_fingerprint(processor.tokenizer),
         "world_generator": GENERATOR_VERSION,
-        "data": (f"procedural stream of world clips (seed {recipe['seed']}, streams 1000-1001: never a generated "
-                 f"world's clips), {recipe['steps'] * recipe['batch_size']} examples; held-out metrics on the world "
+        "data": (f"procedural stream of world clips (seed {seed}, streams 1000-1001: never a generated "
+                 f"world's clips), {total_examples(recipe)} examples; held-out metrics on the world "
                  f"of seed {world['seed']} ({world_dir}: test clips) and on unseen stream clips"),
         "first_losses": [row["loss"] for row in log[:first_steps]],
         "metrics": final_metrics(model, processor, world_dir),

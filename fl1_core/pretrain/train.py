@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from ..data.collator import SFTCollator
 from ..runs import append_jsonl, atomic_directory, atomic_write_json, read_jsonl, write_jsonl
 from .perception import CellHead, VisionTap, cell_channels, cell_loss
+from .chain import RecipeChain, run_chain
 from .recipe import PretrainRecipe
 from .tasks import TaskSampler
 
@@ -122,7 +123,16 @@ def training_step(model, head, tap: VisionTap, collators: dict[str, SFTCollator]
     return {"loss": out.loss + recipe.cell_weight * lc, "ce": out.ce_loss, "cell": lc}
 
 
-def pretrain_world_base(
+def pretrain_world_base(recipe: PretrainRecipe | RecipeChain, out_dir: str | Path, **kwargs) -> Path:
+    """Train (or resume) the world base of a recipe or a chain of phases into ``out_dir``; returns ``<out>/final``.
+
+    Keywords as :func:`train_phase` (``max_steps`` counts over a whole chain)."""
+    if isinstance(recipe, RecipeChain):
+        return run_chain(recipe, out_dir, **kwargs)
+    return train_phase(recipe, out_dir, **kwargs)
+
+
+def train_phase(
     recipe: PretrainRecipe,
     out_dir: str | Path,
     *,
