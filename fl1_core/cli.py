@@ -331,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", required=True, help="base checkpoint directory")
     p.add_argument("--data", required=True, help="SFT records (JSON)")
     p.add_argument("--out", required=True)
-    p.add_argument("--mode", choices=["latent", "text"], default="latent")
+    p.add_argument("--mode", choices=["latent", "text", "pause"], default="latent",
+                   help="latent = Future-L1, text = text-only baseline, pause = pause-token control")
     p.add_argument("--hardware", choices=["cpu", "gpu"], default="cpu", help="cpu = world sizes, gpu = SPEC (release)")
     p.add_argument("--preset", choices=["cpu", "gpu"], default=None, help="deprecated: the earlier name of --hardware")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="SFTConfig overrides")

@@ -85,6 +85,10 @@ class LatentConfig(ConfigBase):
     - ``projection_head``: LayerNorm → Linear(H→head_dim) → SwiGLU(head_dim) → Linear(head_dim→H) applied to MSE
       predictions and to fed-back latents.
     - ``latent_loss``: ``"mse"`` or ``"sim"`` (1 − cosine); total loss = CE + ``latent_lambda`` · latent loss.
+    - ``latent_input``: what a latent slot is fed. ``"hidden"`` (Future-L1): the previous position's final hidden
+      state (through the head, if any) at decoding and the ground-truth future-frame embedding in SFT.
+      ``"pause"`` (the pause-token control): always the learned ``<|latent|>`` token embedding, one constant
+      vector, and no alignment loss; the same interleaved structure and slot count, no imagination.
     - ``latent_token_id`` etc.: token ids, filled in when the tokens are added to a tokenizer.
     """
 
@@ -98,6 +102,7 @@ class LatentConfig(ConfigBase):
     head_dim: int = 2048
     latent_loss: Literal["mse", "sim"] = "mse"
     latent_lambda: float = 0.2  # the release script's λ (SPEC §3); the one default of the repository
+    latent_input: Literal["hidden", "pause"] = "hidden"
     latent_token_id: int | None = None
     latent_start_id: int | None = None
     latent_end_id: int | None = None
@@ -107,6 +112,8 @@ class LatentConfig(ConfigBase):
             raise ValueError(f"max_latent_token must be >= 1, got {self.max_latent_token}")
         if self.budget_mode not in ("fixed", "loose"):
             raise ValueError(f"budget_mode must be 'fixed' or 'loose', got {self.budget_mode!r}")
+        if self.latent_input not in ("hidden", "pause"):
+            raise ValueError(f"latent_input must be 'hidden' or 'pause', got {self.latent_input!r}")
         if self.latent_loss not in ("mse", "sim"):
             raise ValueError(f"latent_loss must be 'mse' or 'sim', got {self.latent_loss!r}")
         if self.pooled_latent_tokens is not None and self.pooled_latent_tokens < 1:

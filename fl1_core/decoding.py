@@ -207,7 +207,7 @@ def generate_with_latents(
         in_latent = (in_latent & ~exit_now) | entering
         budget_left = torch.where(entering, torch.full_like(budget_left, budget), budget_left - emit_latent.long())
 
-        fed_latent = model.project_latent(hidden)
+        fed_latent = model.latent_feed(hidden)
         next_embeds = torch.where(emit_latent.unsqueeze(-1), fed_latent.to(hidden.dtype), embed(emitted))
 
         rec_tokens.append(emitted)

@@ -96,6 +96,19 @@ class FutureL1Model(nn.Module):
         """The vector fed back / compared to the target: the hidden state, through the head if one is used."""
         return self.latent_head(hidden) if self.latent_head is not None else hidden
 
+    @property
+    def pauses(self) -> bool:
+        """True for the pause-token control (``LatentConfig.latent_input == "pause"``)."""
+        return self.latent_config.latent_input == "pause"
+
+    def latent_feed(self, hidden: torch.Tensor) -> torch.Tensor:
+        """What decoding feeds at a latent slot given the last hidden states [B, H]: ``project_latent(hidden)``, or
+        the ``<|latent|>`` token embedding for every row of a pause-token model."""
+        if not self.pauses:
+            return self.project_latent(hidden)
+        row = self.input_embeddings().weight[self.latent_config.latent_token_id]
+        return row.to(hidden.dtype).expand_as(hidden)
+
     def freeze_vision(self, frozen: bool = True) -> None:
         """Freeze (or unfreeze) the vision tower and merger (SPEC §3 SFT default: frozen)."""
         for p in self.base.model.visual.parameters():
@@ -206,10 +219,14 @@ class FutureL1Model(nn.Module):
             hidden = hidden[:, hidden.shape[1] - n - 1 : hidden.shape[1] - 1]
             logp, entropy = token_logprobs(hidden, self.base.lm_head.weight, score_targets, **(score or {}))
             return FutureL1Output(None, None, None, None, hidden, token_logprobs=logp, entropy=entropy)
-        if latent_vectors is None and pixel_values_latent is not None:
-            targets = self.latent_targets(pixel_values_latent, image_grid_thw_latent)
-            latent_vectors = torch.cat(targets, dim=0) if targets else None
-        embeds, latent_mask = self.embed_with_latents(input_ids, latent_vectors)
+        if self.pauses:  # pause control: the slots keep the learned <|latent|> embedding; no alignment loss
+            embeds = self.input_embeddings()(input_ids)
+            latent_mask = torch.zeros_like(input_ids, dtype=torch.bool)
+        else:
+            if latent_vectors is None and pixel_values_latent is not None:
+                targets = self.latent_targets(pixel_values_latent, image_grid_thw_latent)
+                latent_vectors = torch.cat(targets, dim=0) if targets else None
+            embeds, latent_mask = self.embed_with_latents(input_ids, latent_vectors)
         if position_ids is None:
             position_ids = self.position_ids(input_ids, attention_mask, mm_token_type_ids, image_grid_thw,
                                              video_grid_thw)

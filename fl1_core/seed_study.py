@@ -31,10 +31,13 @@ import numpy as np
 from .data.world.questions import TEXT_KINDS
 from .runs import read_jsonl
 
-HELDOUT_MODELS = ("base", "text_sft", "sft_init", "grpo", "dapo", "la-dapo")
-MODEL_LABELS = {"base": "base", "text_sft": "text-only SFT", "sft_init": "latent SFT", "grpo": "GRPO",
-                "dapo": "DAPO", "la-dapo": "LA-DAPO"}
+HELDOUT_MODELS = ("base", "text_sft", "pause_sft", "sft_init", "grpo", "dapo", "la-dapo")
+MODEL_LABELS = {"base": "base", "text_sft": "text-only SFT", "pause_sft": "pause SFT", "sft_init": "latent SFT",
+                "grpo": "GRPO", "dapo": "DAPO", "la-dapo": "LA-DAPO"}
 GROUPS = ("all", "text", "vision")
+#: the paired comparisons (a − b) of the study; the pause-token control (issue 14) when its SFT ran
+COMPARISONS = (("sft_init", "text_sft"), ("sft_init", "pause_sft"), ("pause_sft", "text_sft"), ("dapo", "sft_init"),
+               ("la-dapo", "sft_init"), ("grpo", "sft_init"), ("sft_init", "base"))
 
 
 def t_interval(values: Sequence[float]) -> dict[str, Any]:
@@ -167,10 +170,7 @@ def summarize(runs_root: str | Path, name: str = "seed-study") -> dict[str, Any]
     return {
         "seeds": sorted(runs),
         "stages": stage_table(runs),
-        "deltas": [paired_delta(runs, a, b, g) for a, b in (("sft_init", "text_sft"), ("dapo", "sft_init"),
-                                                            ("la-dapo", "sft_init"), ("grpo", "sft_init"),
-                                                            ("sft_init", "base"))
-                   for g in GROUPS],
+        "deltas": [d for a, b in COMPARISONS for g in GROUPS if (d := paired_delta(runs, a, b, g)).get("k", 1) != 0],
         "curation": curation_delta(runs),
         "spans_by_hop": spans_by_hop(runs),
         "scaling": scaling_means(runs),

@@ -56,3 +56,17 @@ def test_stage_table_and_paired_deltas(tmp_path):
 def test_no_runs_says_how_to_make_them(tmp_path):
     with pytest.raises(FileNotFoundError, match="fl1 batch configs/seed_study.yaml"):
         seed_study.summarize(tmp_path)
+
+
+def test_the_pause_control_joins_the_comparisons_only_when_it_ran(tmp_path):
+    kinds = ["uniform_motion", "next_event"]
+    for seed in (0, 1):
+        _run(tmp_path, seed, {"text_sft": [False, False], "sft_init": [True, True]}, kinds)
+    names = {r["comparison"] for r in seed_study.delta_table(seed_study.summarize(tmp_path)["deltas"])}
+    assert "latent SFT − text-only SFT" in names and not any("pause" in n for n in names)
+    for seed in (0, 1):
+        _run(tmp_path, seed, {"pause_sft": [True, False]}, kinds)
+    rows = seed_study.delta_table(seed_study.summarize(tmp_path)["deltas"])
+    pause = {(r["comparison"], r["group"]): r for r in rows if "pause" in r["comparison"]}
+    assert pause[("latent SFT − pause SFT", "all")]["Δ (mean of seeds)"] == 50.0
+    assert pause[("pause SFT − text-only SFT", "vision")]["Δ (mean of seeds)"] == 0.0

@@ -19,6 +19,7 @@ from .checkpoints import (
 from .config import (
     HARMLESS_KEYS,
     TIMING_KEYS,
+    SFT_MODES,
     NonFiniteLossError,
     ResumeMismatchError,
     SFTConfig,
@@ -38,7 +39,7 @@ from .loop import run_sft, train_sft
 from .report import FormatReport, format_report, split_holdout
 
 __all__ = [
-    "CHECKPOINT_DIR", "HARMLESS_KEYS", "STATE_FILE", "TIMING_KEYS", "ExampleSource", "FormatReport",
+    "CHECKPOINT_DIR", "HARMLESS_KEYS", "SFT_MODES", "STATE_FILE", "TIMING_KEYS", "ExampleSource", "FormatReport",
     "NonFiniteLossError", "ResumeMismatchError", "SFTConfig", "SFTResult", "StepInfo", "checkpoint_dirs",
     "epoch_permutation", "format_report", "latest_checkpoint", "micro_batch_indices", "model_fingerprint",
     "result_affecting", "run_sft", "split_holdout", "train_sft", "validate_examples",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
 
 import torch
 
@@ -13,11 +12,10 @@ from ..model import save_future_l1
 from ..adapters import has_lora, save_trained
 from ..runs import atomic_directory, atomic_write_json
 
-from .config import HARMLESS_KEYS, ResumeMismatchError, SFTConfig
+from .config import HARMLESS_KEYS, Mode, ResumeMismatchError, SFTConfig  # noqa: F401  (Mode re-exported)
 
 logger = logging.getLogger(__name__)
 
-Mode = Literal["latent", "text"]
 
 # the one checkpoint layout and fingerprint of every stage (re-exported: their earlier home)
 from ..checkpointing import (  # noqa: E402,F401

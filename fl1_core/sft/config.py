@@ -13,7 +13,18 @@ from ..model import FutureL1Model
 
 logger = logging.getLogger(__name__)
 
-Mode = Literal["latent", "text"]
+#: SFT modes: "latent" (Future-L1: one latent span per future frame, CE + λ·alignment), "text" (the text-only
+#: baseline: thoughts kept, frames dropped, CE only), "pause" (the pause-token control: the latent structure and slot
+#: count, every slot fed the learned <|latent|> embedding, CE only)
+Mode = Literal["latent", "text", "pause"]
+SFT_MODES: tuple[str, ...] = ("latent", "text", "pause")
+
+
+def data_structure(mode: str) -> str:
+    """The example structure a mode trains on: ``"text"`` for the text-only baseline, else ``"latent"``."""
+    if mode not in SFT_MODES:
+        raise ValueError(f"SFT mode must be one of {SFT_MODES}, got {mode!r}")
+    return "text" if mode == "text" else "latent"
 
 TIMING_KEYS = ("time/tokens_per_s", "time/step_s")  # metrics that depend on wall-clock time
 #: SFTConfig fields that may change between a run and its resume (they do not change the result)

@@ -8,7 +8,6 @@ import json
 import logging
 import re
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -18,11 +17,10 @@ from ..data.examples import sft_example
 from ..data.formats import Reject, SFTRecord
 from ..data.frames import clear_reader_cache
 
-from .config import SFTConfig
+from .config import Mode, SFTConfig
 
 logger = logging.getLogger(__name__)
 
-Mode = Literal["latent", "text"]
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Data

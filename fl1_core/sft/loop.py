@@ -32,7 +32,6 @@ import time
 from contextlib import nullcontext
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
 
 import torch
 
@@ -46,12 +45,11 @@ from ..placement import autocast, enable_activation_checkpointing, scalar, to_de
 from ..runs import atomic_write_json, append_jsonl, read_jsonl, write_jsonl
 
 from .checkpoints import STATE_FILE, _check_resume, _save_checkpoint, _save_final, latest_checkpoint, model_fingerprint
-from .config import NonFiniteLossError, SFTConfig, SFTResult, StepInfo
+from .config import Mode, NonFiniteLossError, SFTConfig, SFTResult, StepInfo, data_structure
 from .data import ExampleSource, _batch_stream, validate_examples
 
 logger = logging.getLogger(__name__)
 
-Mode = Literal["latent", "text"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -92,7 +90,9 @@ def train_sft(
     """Train ``model`` in place on ``records`` (SFT records or ready examples); resume if ``out_dir`` has a checkpoint.
 
     ``mode="latent"``: one latent span per future frame, loss = CE + λ·MSE; ``mode="text"``: the text-only baseline
-    (thoughts kept, future frames removed, CE only). ``rejects`` (e.g. from the loader) are written to
+    (thoughts kept, future frames removed, CE only); ``mode="pause"``: the pause-token control (the latent spans'
+    structure and slot count, every slot fed the learned ``<|latent|>`` embedding, CE only; the saved model decodes
+    the same way). ``rejects`` (e.g. from the loader) are written to
     ``<out>/rejects.jsonl`` together with the examples that fail validation. Returns an :class:`SFTResult`; the trained
     model is also saved to ``<out>/final`` (``load_future_l1`` + ``generate_with_latents`` ready).
     """
@@ -101,8 +101,12 @@ def train_sft(
     from tqdm.auto import tqdm
     from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
-    if mode not in ("latent", "text"):
-        raise ValueError(f"mode must be 'latent' or 'text', got {mode!r}")
+    structure = data_structure(mode)  # refuses an unknown mode
+    if model.pauses != (mode == "pause"):
+        if model.pauses:
+            raise ValueError("a pause-token checkpoint (latent_input='pause') trains only in SFT mode 'pause'")
+        model.latent_config = model.latent_config.replace(latent_input="pause")
+        model._sync_config()
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     cfg = config
@@ -133,10 +137,10 @@ def train_sft(
 
     # ---- data
     collator = SFTCollator(
-        processor, model.latent_config, system_prompt=cfg.system_prompt, mode=mode, max_length=cfg.max_length,
+        processor, model.latent_config, system_prompt=cfg.system_prompt, mode=structure, max_length=cfg.max_length,
         on_error=cfg.on_error,
     )
-    source = ExampleSource(records, mode, cache=cfg.cache_examples)
+    source = ExampleSource(records, structure, cache=cfg.cache_examples)
     all_rejects = list(rejects)
     if cfg.validate_examples:
         good, bad = validate_examples(source, collator, rank, n_proc)

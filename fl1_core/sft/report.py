@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
@@ -19,7 +18,7 @@ from ..answers import is_correct, reference_letter
 
 logger = logging.getLogger(__name__)
 
-Mode = Literal["latent", "text"]
+from .config import Mode  # noqa: E402,F401  (re-exported: its earlier home)
 
 @dataclass
 class FormatReport:
