@@ -121,8 +121,13 @@ def generate_with_latents(
     return_logits: bool = False,
     tokenizer=None,
     suppress_token_ids: list[int] | None = None,
+    latent_intervention=None,
 ) -> LatentGeneration:
     """Batched interleaved latent decoding (SPEC §4) from processor ``inputs`` (left-padded prompts).
+
+    ``latent_intervention(fed [B, H], index [B]) -> [B, H]`` replaces the vectors fed at latent slots (``index`` =
+    how many latents each row was fed before this one): the audit's causal ablations. ``latents`` records what was
+    actually fed.
 
     ``latent_config`` defaults to ``model.latent_config`` (budget: fixed → exactly ``max_latent_token``; loose →
     ``loose_cap`` or ``round(max_latent_token × loose_multiplier)``). ``seed`` makes sampling reproducible.
@@ -178,6 +183,7 @@ def generate_with_latents(
     budget_left = torch.zeros(batch, dtype=torch.long, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     lengths = torch.zeros(batch, dtype=torch.long, device=device)
+    fed_count = torch.zeros(batch, dtype=torch.long, device=device)
     rec_tokens, rec_latent, rec_forced, rec_logp, rec_vec, rec_logits = [], [], [], [], [], []
 
     for step in range(max_new_tokens):
@@ -208,6 +214,9 @@ def generate_with_latents(
         budget_left = torch.where(entering, torch.full_like(budget_left, budget), budget_left - emit_latent.long())
 
         fed_latent = model.latent_feed(hidden)
+        if latent_intervention is not None:
+            fed_latent = latent_intervention(fed_latent, fed_count).to(fed_latent.dtype)
+        fed_count += emit_latent.long()
         next_embeds = torch.where(emit_latent.unsqueeze(-1), fed_latent.to(hidden.dtype), embed(emitted))
 
         rec_tokens.append(emitted)

@@ -107,10 +107,10 @@ def test_sweep_reports_a_failing_run_and_completes_the_others(books, tmp_path):
 TINY_PARAMETERS = {
     "world_size": "small", "seed": 0, "sft_steps": 3, "sft_batch_size": 2, "format_prompts": 4, "rl_steps": 1,
     "max_new_tokens": 24, "scaling_sizes": [2, 4], "scaling_epochs": 0.5, "scaling_eval_limit": 2,
-    "futurebench_limit": 4, "twiffbench_limit": 2, "tsne_prompts": 4,
+    "futurebench_limit": 4, "twiffbench_limit": 2, "tsne_prompts": 4, "audit_items": 6, "folds": 2,
 }
 EXPECTED_FIGURES = ("latent_span_donuts", "rl_data_scaling", "reward_curves", "latent_tsne", "visual_gain",
-                    "training_curves", "results_table", "accuracy_by_hop")
+                    "training_curves", "results_table", "accuracy_by_hop", "audit_pause_control")
 
 
 @pytest.mark.slow

@@ -159,16 +159,7 @@ class SFTCollator:
             raise CollateError(f"record {ex.id!r}: field 'image': expected question frames or a video, got none")
 
     def _latent_pixels(self, frames: list[Image.Image]) -> tuple[dict, list[int]]:
-        """Future frames resized to the latent pixel cap → (processor output, K per frame)."""
-        cap = self.latent_config.latent_max_pixels
-        out = self.processor.image_processor(
-            images=frames, size={"shortest_edge": 32 * 32, "longest_edge": cap}, return_tensors="pt"
-        )
-        merge = self.processor.image_processor.merge_size ** 2
-        counts = (out["image_grid_thw"].prod(-1) // merge).tolist()
-        if self.latent_config.pooled_latent_tokens is not None:
-            counts = [self.latent_config.pooled_latent_tokens] * len(counts)
-        return out, counts
+        return latent_pixel_inputs(self.processor, self.latent_config, frames)
 
     # -------------------------------------------------------------------- batch
     def __call__(self, examples: list[SFTExample]) -> dict:
@@ -217,6 +208,20 @@ class SFTCollator:
         labels = input_ids.clone()
         labels[(positions < start) | (attention_mask == 0) | (input_ids == self.latent_id)] = IGNORE_INDEX
         return labels
+
+
+def latent_pixel_inputs(processor: Qwen3VLProcessor, latent_config: LatentConfig, frames: list[Image.Image]
+                        ) -> tuple[dict, list[int]]:
+    """Future frames resized to the latent pixel cap → (image-processor output, K latents per frame): the inputs of
+    :meth:`fl1_core.model.FutureL1Model.latent_targets`."""
+    cap = latent_config.latent_max_pixels
+    out = processor.image_processor(images=frames, size={"shortest_edge": 32 * 32, "longest_edge": cap},
+                                    return_tensors="pt")
+    merge = processor.image_processor.merge_size ** 2
+    counts = (out["image_grid_thw"].prod(-1) // merge).tolist()
+    if latent_config.pooled_latent_tokens is not None:
+        counts = [latent_config.pooled_latent_tokens] * len(counts)
+    return out, counts
 
 
 def build_prompt_inputs(

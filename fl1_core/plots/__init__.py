@@ -13,7 +13,8 @@ Figures:
 - :func:`latent_tsne` — t-SNE of prompt text / prompt vision hidden states and latent spans;
 - :func:`visual_gain_distribution` — visual gain ``P_v − P_t`` of kept vs dropped curation samples;
 - :func:`results_table` — a results table with the paper's rows greyed out;
-- :func:`accuracy_by_hop` — FutureBench MCQ accuracy per hop split for each model stage.
+- :func:`accuracy_by_hop` — FutureBench MCQ accuracy per hop split for each model stage;
+- :func:`probe_quality`, :func:`ablation_bars`, :func:`control_bars` — the audit's figures (issue 14).
 
 The figures live in one module per family (style, saving, paper_figures, curves, distributions, tables); every
 name stays importable from ``fl1_core.plots``.
@@ -21,6 +22,7 @@ name stays importable from ``fl1_core.plots``.
 
 import logging
 
+from .audit import ablation_bars, control_bars, probe_quality  # noqa: F401
 from .curves import _METRIC_TITLES, ema, reward_curves, training_curves  # noqa: F401
 from .distributions import latent_tsne, visual_gain_distribution  # noqa: F401
 from .paper_figures import latent_span_donuts, rl_data_scaling  # noqa: F401
@@ -46,10 +48,13 @@ __all__ = [
     "STAGE_COLORS",
     "TEMPLATE",
     "TSNE_EXACT_MAX",
+    "ablation_bars",
     "accuracy_by_hop",
+    "control_bars",
     "ema",
     "latent_span_donuts",
     "latent_tsne",
+    "probe_quality",
     "results_table",
     "reward_curves",
     "rl_data_scaling",

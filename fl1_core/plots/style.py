@@ -24,6 +24,7 @@ COLORWAY = (
 STAGE_COLORS: dict[str, str] = {
     "base": "#7F7F7F",
     "text-only SFT": "#56B4E9",
+    "pause SFT": "#CC79A7",
     "latent SFT": "#0072B2",
     "GRPO": "#E69F00",
     "DAPO": "#D55E00",

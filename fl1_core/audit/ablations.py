@@ -1,0 +1,185 @@
+"""Causal ablations at inference: does the answer depend on the latents?
+
+The latent model decodes the test items once as it is (``none``), then once per ablation with the fed-back latents
+replaced (:mod:`fl1_core.audit.interventions`). Per condition: accuracy overall, by group of question kinds and by
+hop, each with a Wilson 95 % interval, and the paired difference to ``none`` on the same items,
+
+    Δ = acc(ablation) − acc(none),   95 % CI: Δ ± 1.96 · sd(d_i) / √n,   d_i = 1[correct_i^abl] − 1[correct_i^none]
+
+If the latents carry nothing the answer uses, every Δ is near 0 (and the table says so).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..pretrain.evaluate import wilson_interval
+from .decode import AuditItem, DecodedItem, decode_items
+from .interventions import ABLATIONS, bank_share, constant, derangement, from_bank, matched_noise, zeros
+
+CONDITIONS = ("none",) + ABLATIONS
+
+
+def accuracy(flags: Sequence[bool]) -> dict[str, Any]:
+    """``{"n", "accuracy", "ci95"}`` with the Wilson interval."""
+    n = len(flags)
+    k = int(sum(bool(f) for f in flags))
+    lo, hi = wilson_interval(k, n) if n else (float("nan"), float("nan"))
+    return {"n": n, "accuracy": k / n if n else float("nan"), "ci95": [lo, hi]}
+
+
+def paired_difference(a: Sequence[bool], b: Sequence[bool]) -> dict[str, Any]:
+    """Mean of ``1[a_i] − 1[b_i]`` with its normal 95 % interval (same items in the same order)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired difference over {len(a)} and {len(b)} items")
+    d = np.asarray([float(x) - float(y) for x, y in zip(a, b)])
+    if not len(d):
+        return {"n": 0, "delta": float("nan"), "ci95": [float("nan"), float("nan")]}
+    half = 1.96 * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else 0.0
+    return {"n": len(d), "delta": float(d.mean()), "ci95": [float(d.mean() - half), float(d.mean() + half)]}
+
+
+def breakdown(items: Sequence[AuditItem], decoded: Sequence[DecodedItem], clean: Sequence[DecodedItem]
+              ) -> dict[str, Any]:
+    """Accuracy and Δ vs ``clean`` overall, per group (text / vision) and per hop."""
+    keys: dict[str, list[int]] = {"all": list(range(len(items)))}
+    for i, it in enumerate(items):
+        keys.setdefault(f"group={it.group}", []).append(i)
+        if it.hops is not None:
+            keys.setdefault(f"hops={it.hops}", []).append(i)
+    out = {}
+    for key, idx in sorted(keys.items(), key=lambda kv: (kv[0] != "all", kv[0])):
+        mine, base = [decoded[i].correct for i in idx], [clean[i].correct for i in idx]
+        out[key] = {**accuracy(mine), "delta_vs_none": paired_difference(mine, base)}
+    return out
+
+
+def reasoning_frame_targets(model, processor, items: Sequence[AuditItem], clips: dict[str, dict]
+                            ) -> list[list[torch.Tensor]]:
+    """Per item, the ground-truth latent targets [K_f, H] of each reasoning frame in span order (the latents a perfect
+    imagination would feed: frozen vision tower + merger); ``[]`` for an item whose frames are unknown."""
+    from ..data.collator import latent_pixel_inputs
+    from ..data.frames import load_pool_frames
+    from .world_states import span_frames
+
+    out = []
+    for it in items:
+        clip = clips.get(it.meta.get("clip_id", ""))
+        frames = span_frames(it.record.id, it.meta, clip) if clip is not None else []
+        if not frames:
+            out.append([])
+            continue
+        images = load_pool_frames(it.record.video, [f.pool_index for f in frames])
+        pixels, _ = latent_pixel_inputs(processor, model.latent_config, images)
+        with torch.no_grad():
+            targets = model.latent_targets(pixels["pixel_values"].to(model.device, model.dtype),
+                                           pixels["image_grid_thw"].to(model.device))
+        out.append([t.float().cpu() for t in targets])
+    return out
+
+
+def oracle_bank(frame_targets: Sequence[Sequence[torch.Tensor]], hidden_size: int) -> list[torch.Tensor]:
+    """Per item, its reasoning frames' targets concatenated in span order [Σ K_f, H] (empty when unknown)."""
+    return [torch.cat(list(ts)) if ts else torch.zeros((0, hidden_size)) for ts in frame_targets]
+
+
+def run_ablations(
+    model,
+    processor,
+    items: Sequence[AuditItem],
+    *,
+    clips: dict[str, dict] | None = None,
+    conditions: Sequence[str] = CONDITIONS,
+    seed: int = 0,
+    clean: Sequence[DecodedItem] | None = None,
+    frame_targets: Sequence[Sequence[torch.Tensor]] | None = None,
+    **decode_kwargs: Any,
+) -> dict[str, Any]:
+    """Decode ``items`` under each condition; returns ``{"conditions": {name: breakdown + extras}, "skipped": {...},
+    "decoded": {name: [DecodedItem]}}``. ``oracle`` needs ``clips`` (world states) and is skipped without them;
+    ``clean`` (the unablated decode) and ``frame_targets`` (:func:`reasoning_frame_targets`) are reused if given."""
+    unknown = sorted(set(conditions) - set(CONDITIONS))
+    if unknown:
+        raise ValueError(f"unknown ablation(s) {unknown}; known: {CONDITIONS}")
+    if model.pauses:
+        raise ValueError("a pause-token model feeds one constant at every slot; there are no latents to ablate")
+    clean = list(clean) if clean is not None else decode_items(model, processor, items, desc="audit: as is",
+                                                               **decode_kwargs)
+    fed = [d.latents for d in clean]
+    if not any(v.shape[0] for v in fed):
+        raise ValueError("the model wrote no latent spans on these items: the ablations need a checkpoint that "
+                         "reasons with latents (a latent SFT or RL checkpoint)")
+    factories, banks, skipped = {}, {}, {}
+    for name in conditions:
+        if name == "zeros":
+            factories[name] = zeros()
+        elif name == "mean":
+            factories[name] = constant(torch.cat([v for v in fed if v.shape[0]]).mean(dim=0))
+        elif name == "noise":
+            factories[name] = matched_noise(seed)
+        elif name == "shuffle":
+            perm = derangement(len(items), seed)
+            banks[name] = [fed[int(j)] for j in perm]
+            factories[name] = from_bank(banks[name])
+        elif name == "oracle":
+            if clips is None:
+                skipped[name] = "the data has no world states (no events.jsonl): no ground-truth future frames"
+                continue
+            if frame_targets is None:
+                frame_targets = reasoning_frame_targets(model, processor, items, clips)
+            banks[name] = oracle_bank(frame_targets, model.config.get_text_config().hidden_size)
+            factories[name] = from_bank(banks[name])
+    decoded: dict[str, list[DecodedItem]] = {"none": clean}
+    results: dict[str, Any] = {}
+    for name in conditions:
+        if name in skipped:
+            continue
+        if name != "none":
+            decoded[name] = decode_items(model, processor, items, intervention=factories[name],
+                                         desc=f"audit: {name}", **decode_kwargs)
+        res = breakdown(items, decoded[name], clean)
+        if name in banks:
+            use = bank_share(banks[name], [d.latents for d in decoded[name]])
+            res["bank_share"] = use.share
+        res["format_valid"] = sum(d.pred is not None for d in decoded[name]) / len(items)
+        res["mean_latents"] = float(np.mean([d.latents.shape[0] for d in decoded[name]]))
+        results[name] = res
+    return {"conditions": results, "skipped": skipped, "decoded": decoded}
+
+
+def ablation_rows(conditions: dict[str, Any], keys: Sequence[str] = ("all", "group=text", "group=vision")
+                  ) -> list[dict[str, Any]]:
+    """Flat rows (condition, subset, accuracy [CI], Δ vs none [CI], n) of ``run_ablations(...)["conditions"]`` (the
+    ``ablations`` of :func:`fl1_core.audit.run_audit`) for tables and figures."""
+    rows = []
+    for name, res in conditions.items():
+        for key in keys:
+            if key not in res:
+                continue
+            r = res[key]
+            d = r["delta_vs_none"]
+            rows.append({"condition": name, "subset": key, "n": r["n"], "accuracy": r["accuracy"],
+                         "ci_low": r["ci95"][0], "ci_high": r["ci95"][1], "delta": d["delta"],
+                         "delta_low": d["ci95"][0], "delta_high": d["ci95"][1]})
+    return rows
+
+
+def dependence_statement(conditions: dict[str, Any], subset: str = "all") -> list[str]:
+    """One sentence per ablation: its Δ vs the unablated model with the CI, and whether the CI excludes 0."""
+    lines = []
+    for name, res in conditions.items():
+        if name == "none" or subset not in res:
+            continue
+        d = res[subset]["delta_vs_none"]
+        lo, hi = d["ci95"]
+        verdict = ("the answers depend on the latents" if hi < 0 else
+                   "the ablation helps: the model's own latents hurt" if lo > 0 else
+                   "no measurable dependence (the interval contains 0)")
+        lines.append(f"{name}: Δ = {100 * d['delta']:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}] "
+                     f"(n = {d['n']}): {verdict}")
+    return lines

@@ -1,0 +1,143 @@
+"""The audit of one run: probes, causal ablations and the pause-token comparison, as notebook 07 runs them.
+
+:func:`run_audit` decodes the held-out MCQ items with the latent checkpoint (as is, and under each ablation), the
+text-only checkpoint (for its reasoning states) and, when there is one, the pause-token checkpoint; fits the probes
+when the data has world states; writes ``<out>/audit.json`` and returns the same dict.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import CONFIG_KEY
+from ..runs import atomic_write_json
+from .ablations import CONDITIONS, accuracy, paired_difference, reasoning_frame_targets, run_ablations
+from .decode import decode_items, load_audit_items, span_means
+from .probes import probe_table, span_features
+from .world_states import has_world_states, read_clips, span_frames
+
+logger = logging.getLogger(__name__)
+
+
+def require_latent_checkpoint(path: str | Path) -> Path:
+    """``path`` if it is a Future-L1 checkpoint (its config carries the latent tokens), else a clear refusal."""
+    path = Path(path)
+    config = path / "config.json"
+    if not config.exists():
+        raise FileNotFoundError(f"{path}: no config.json; the audit needs a trained checkpoint folder")
+    if CONFIG_KEY not in json.loads(config.read_text()):
+        raise ValueError(f"{path} has no latent tokens (no '{CONFIG_KEY}' in its config.json): it is a plain Qwen3-VL "
+                         "checkpoint, not a Future-L1 one; audit a latent SFT or RL checkpoint")
+    return path
+
+
+def untrained_copy(model, seed: int = 0):
+    """The same architecture and tokenizer with freshly initialised weights (the probes' floor)."""
+    from ..model import FutureL1Model
+
+    torch.manual_seed(seed)
+    base = type(model.base)._from_config(model.base.config)
+    return FutureL1Model(base, model.latent_config).to(model.device).eval()
+
+
+def _decoded_spans(items, decoded, attr: str = "latents") -> dict[str, list[np.ndarray]]:
+    out = {}
+    for it, d in zip(items, decoded):
+        vectors = d.latents if attr == "latents" else d.replayed[attr]
+        out[it.record.id] = [m.numpy() for m in span_means(vectors, d.span_counts)]
+    return out
+
+
+def run_audit(
+    latent_checkpoint: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    text_checkpoint: str | Path | None = None,
+    pause_checkpoint: str | Path | None = None,
+    heldout_file: str = "heldout_mcq.jsonl",
+    limit: int | None = None,
+    conditions: tuple[str, ...] = CONDITIONS,
+    seed: int = 0,
+    folds: int = 5,
+    batch_size: int = 16,
+    max_new_tokens: int = 112,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Probes (when ``data_dir`` has world states), ablations and the pause comparison; see the module docstring."""
+    from ..model import load_future_l1
+
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    model, processor = load_future_l1(require_latent_checkpoint(latent_checkpoint))
+    if model.pauses:
+        raise ValueError(f"{latent_checkpoint} is a pause-token checkpoint; audit the latent SFT or RL checkpoint and "
+                         "pass this one as pause_checkpoint")
+    items = load_audit_items(data_dir / heldout_file, limit)
+    states = has_world_states(data_dir)
+    clips = read_clips(data_dir) if states else None
+    kw = dict(batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress)
+    untrained = untrained_copy(model, seed) if states else None
+    clean = decode_items(model, processor, items, replay_models={"untrained": untrained} if untrained else None,
+                         desc="audit: as is", **kw)
+    targets = reasoning_frame_targets(model, processor, items, clips) if states else None
+    result: dict[str, Any] = {"items": len(items), "checkpoint": str(latent_checkpoint), "data": str(data_dir),
+                              "ablations": {}, "skipped": {}}
+    if any(d.latents.shape[0] for d in clean):
+        ablations = run_ablations(model, processor, items, clips=clips, conditions=conditions, seed=seed,
+                                  clean=clean, frame_targets=targets, **kw)
+        result["ablations"], result["skipped"] = ablations["conditions"], dict(ablations["skipped"])
+    else:
+        result["skipped"]["ablations"] = (f"{latent_checkpoint} wrote no latent spans on these {len(items)} items: "
+                                          "there is nothing to ablate, and its answers cannot depend on latents")
+    text_decoded = None
+    if text_checkpoint is not None:
+        text_model, text_proc = load_future_l1(text_checkpoint)
+        text_decoded = decode_items(text_model, text_proc, items, reason_states=states, desc="audit: text-only", **kw)
+    if states:
+        frames = {it.record.id: span_frames(it.record.id, it.meta, clips[it.meta["clip_id"]]) for it in items
+                  if it.meta.get("clip_id") in clips}
+        sources = {"latent SFT": span_features(frames, _decoded_spans(items, clean)),
+                   "frame embedding": span_features(frames, {it.record.id: [t.mean(dim=0).numpy() for t in ts]
+                                                             for it, ts in zip(items, targets)}),
+                   "untrained": span_features(frames, _decoded_spans(items, clean, "untrained"))}
+        if text_decoded is not None:
+            sources["text-only SFT"] = span_features(frames, {
+                it.record.id: [v.numpy() for v in d.reason_states] for it, d in zip(items, text_decoded)})
+        result["probe_spans"] = {name: len(src) for name, src in sources.items()}
+        for name in [n for n, src in sources.items() if not src]:
+            result["skipped"][f"probe source {name}"] = "no span or reasoning step lined up with a reasoning frame"
+            del sources[name]
+        result["probes"] = probe_table(sources, frames, clips, folds=folds)
+    else:
+        result["skipped"]["probes"] = f"{data_dir} has no world states (events.jsonl): nothing to probe against"
+    result["pause_comparison"] = _pause_comparison(items, clean, text_decoded, pause_checkpoint, kw)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "audit.json", result)
+    return result
+
+
+def _pause_comparison(items, clean, text_decoded, pause_checkpoint, kw) -> dict[str, Any]:
+    """Accuracy of latent / pause / text-only SFT on the same items, by group, with latent − other paired Δs."""
+    from ..model import load_future_l1
+
+    runs = {"latent SFT": clean}
+    if text_decoded is not None:
+        runs["text-only SFT"] = text_decoded
+    if pause_checkpoint is not None and (Path(pause_checkpoint) / "config.json").exists():
+        pause_model, pause_proc = load_future_l1(pause_checkpoint)
+        runs["pause SFT"] = decode_items(pause_model, pause_proc, items, desc="audit: pause", **kw)
+    out: dict[str, Any] = {}
+    for group in ("all", "text", "vision"):
+        idx = [i for i, it in enumerate(items) if group == "all" or it.group == group]
+        out[group] = {name: accuracy([d[i].correct for i in idx]) for name, d in runs.items()}
+        for name, d in runs.items():
+            if name != "latent SFT":
+                out[group][f"latent SFT − {name}"] = paired_difference([clean[i].correct for i in idx],
+                                                                       [d[i].correct for i in idx])
+    return out

@@ -1,0 +1,172 @@
+"""The audit (issue 14): world-state targets, latent interventions, ablations, probes and the refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from fl1_core.audit import interventions as iv
+from fl1_core.audit.probes import fit_probe
+from fl1_core.audit.world_states import read_clips, span_frames, state_at
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def forced_checkpoint(tmp_path_factory):
+    """A tiny Future-L1 checkpoint that always opens one fixed-size span first (so it writes latents untrained)."""
+    from fl1_core.model import save_future_l1
+    from fl1_core.tiny import build_tiny_future_l1
+
+    model, processor = build_tiny_future_l1(seed=0)
+    model.latent_config = model.latent_config.replace(force_initial_latent=True, budget_mode="fixed",
+                                                      max_latent_token=4)
+    path = tmp_path_factory.mktemp("forced") / "ckpt"
+    save_future_l1(model, processor, path)
+    return path
+
+
+def test_span_frames_follow_the_reasoning_chain_and_states_are_in_range(small_world):
+    clips = read_clips(small_world)
+    rows = [json.loads(x) for x in (small_world / "heldout_mcq.jsonl").read_text().splitlines()]
+    for row in rows[:10]:
+        clip = clips[row["meta"]["clip_id"]]
+        frames = span_frames(row["id"], row["meta"], clip)
+        assert frames and [f.span for f in frames] == list(range(1, len(frames) + 1))
+        assert all(clip["pool"][f.pool_index - 1] == f.frame for f in frames)
+        assert [f.frame for f in frames] == sorted(f.frame for f in frames)
+        assert frames[0].frame >= row["meta"]["observed_until"]
+        states = [state_at(clip, f.frame) for f in frames]
+        assert all(((0 <= s["position"]) & (s["position"] <= 1)).all() for s in states)
+        counts = [s["events_so_far"] for s in states]
+        assert counts == sorted(counts) and counts[-1] >= 1
+
+
+def test_interventions_replace_what_is_fed():
+    fed = torch.randn(3, 8)
+    index = torch.tensor([0, 1, 5])
+    assert torch.equal(iv.zeros()([0, 1, 2])(fed, index), torch.zeros(3, 8))
+    noise = iv.matched_noise(seed=1)([0, 1, 2])(fed, index)
+    assert torch.allclose(noise.norm(dim=-1), fed.norm(dim=-1), rtol=1e-5) and not torch.allclose(noise, fed)
+    bank = [torch.ones(2, 8), 2 * torch.ones(2, 8), 3 * torch.ones(2, 8)]
+    out = iv.from_bank(bank)([2, 1, 0])(fed, index)
+    assert torch.equal(out[0], bank[2][0]) and torch.equal(out[1], bank[1][1])
+    assert torch.equal(out[2], fed[2])  # the bank of row 0 has 2 vectors: the 6th latent is the model's own
+    perm = iv.derangement(7, seed=3)
+    assert sorted(perm.tolist()) == list(range(7)) and not (perm == np.arange(7)).any()
+    use = iv.bank_share(bank, [torch.zeros(3, 8), torch.zeros(1, 8), torch.zeros(0, 8)])
+    assert (use.from_bank, use.own) == (3, 1)
+
+
+def test_decoding_feeds_the_intervention(tiny):
+    from fl1_core.data.collator import PromptExample, build_prompt_inputs
+    from fl1_core.decoding import generate_with_latents
+
+    model, processor = tiny
+    cfg = model.latent_config.replace(force_initial_latent=True, budget_mode="fixed", max_latent_token=3)
+    inputs = build_prompt_inputs(processor, [PromptExample("a", "What next?", []), PromptExample("b", "Why?", [])])
+    bank = [torch.full((2, model.config.get_text_config().hidden_size), 0.5),
+            torch.full((5, model.config.get_text_config().hidden_size), -1.0)]
+    gen = generate_with_latents(model, inputs, max_new_tokens=6, latent_config=cfg,
+                                latent_intervention=iv.from_bank(bank)([0, 1]))
+    first, second = gen.latents
+    assert first.shape[0] == 3 and torch.equal(first[:2], bank[0]) and not torch.equal(first[2], bank[0][0])
+    assert torch.equal(second, bank[1][:3])
+
+
+def test_probes_find_a_linear_state_and_not_noise():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(300, 2))
+    groups = np.repeat(np.arange(60), 5)
+    x = np.concatenate([y @ rng.normal(size=(2, 16)), rng.normal(size=(300, 16))], axis=1) + 0.1 * rng.normal(size=(300, 32))
+    _, good = fit_probe(x, y, groups, "position")
+    _, bad = fit_probe(rng.normal(size=(300, 32)), y, groups, "position")
+    assert good["metric"] == "r2" and good["score"] > 0.9 and bad["score"] < 0.1
+    labels = np.where(y[:, 0] > 0, "hit", "bounce")
+    _, cls = fit_probe(x, labels, groups, "last_event")
+    assert cls["score"] > 0.9 and 0.4 < cls["reference"] < 0.6
+    with pytest.raises(ValueError, match="two clips"):
+        fit_probe(x, y, np.zeros(300), "position")
+
+
+def test_run_audit_end_to_end_on_the_small_world(forced_checkpoint, saved_tiny, small_world, tmp_path):
+    from fl1_core.audit import run_audit
+
+    result = run_audit(forced_checkpoint, small_world, tmp_path / "audit", text_checkpoint=saved_tiny, limit=8,
+                       batch_size=8, max_new_tokens=8, folds=2)
+    assert set(result["ablations"]) == {"none", "zeros", "mean", "shuffle", "noise", "oracle"}
+    none = result["ablations"]["none"]
+    assert none["all"]["n"] == 8 and none["all"]["delta_vs_none"]["delta"] == 0.0
+    assert result["ablations"]["oracle"]["bank_share"] == 1.0  # 4 latents per span, each frame gives 4 (or more)
+    assert 0 < result["ablations"]["shuffle"]["bank_share"] <= 1.0
+    sources = {r["source"] for r in result["probes"]}
+    assert sources == {"latent SFT", "frame embedding", "untrained", "text-only SFT"} or \
+        sources == {"latent SFT", "frame embedding", "untrained"}
+    assert {r["target"] for r in result["probes"]} == {"position", "velocity", "events_so_far", "last_event"}
+    assert json.loads((tmp_path / "audit" / "audit.json").read_text())["items"] == 8
+
+
+def test_replayed_untrained_states_sit_at_the_latent_slots(forced_checkpoint, small_world):
+    from fl1_core.audit import decode_items, load_audit_items
+    from fl1_core.audit.run import untrained_copy
+    from fl1_core.model import load_future_l1
+
+    model, processor = load_future_l1(forced_checkpoint)
+    items = load_audit_items(small_world / "heldout_mcq.jsonl", 3)
+    out = decode_items(model, processor, items, replay_models={"untrained": untrained_copy(model, 5), "self": model},
+                       max_new_tokens=8)
+    for d in out:
+        assert d.latents.shape == d.replayed["untrained"].shape == (4, model.config.get_text_config().hidden_size)
+        assert torch.allclose(d.replayed["self"], d.latents, atol=1e-4)  # replaying itself gives back its latents
+        assert not torch.allclose(d.replayed["untrained"], d.latents, atol=1e-2)
+
+
+def test_bad_inputs_are_refused_or_skipped_with_the_reason(forced_checkpoint, saved_tiny, small_world, tmp_path):
+    from fl1_core.audit import run_audit
+
+    plain = tmp_path / "plain"
+    shutil.copytree(saved_tiny, plain)
+    config = json.loads((plain / "config.json").read_text())
+    config.pop("future_l1")
+    (plain / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="no latent tokens"):
+        run_audit(plain, small_world, tmp_path / "a")
+    silent = run_audit(saved_tiny, small_world, tmp_path / "b", limit=2, max_new_tokens=4)
+    assert silent["ablations"] == {} and "wrote no latent spans" in silent["skipped"]["ablations"]
+    with pytest.raises(ValueError, match="wrote no latent spans"):
+        from fl1_core.audit import load_audit_items, run_ablations
+        from fl1_core.model import load_future_l1
+
+        model, processor = load_future_l1(saved_tiny)
+        run_ablations(model, processor, load_audit_items(small_world / "heldout_mcq.jsonl", 2), max_new_tokens=4)
+    no_states = tmp_path / "world"
+    no_states.mkdir()
+    shutil.copy(small_world / "heldout_mcq.jsonl", no_states / "heldout_mcq.jsonl")
+    for sub in ("videos",):
+        (no_states / sub).symlink_to(small_world / sub)
+    result = run_audit(forced_checkpoint, no_states, tmp_path / "c", limit=4, max_new_tokens=6, batch_size=4)
+    assert "probes" not in result and "world states" in result["skipped"]["probes"]
+    assert "oracle" not in result["ablations"] and "world states" in result["skipped"]["oracle"]
+    assert {"zeros", "mean", "shuffle", "noise"} <= set(result["ablations"])
+
+
+def test_audit_figures_draw_every_source_condition_and_model():
+    from fl1_core import plots
+
+    probes = [{"source": s, "target": t, "metric": "r2", "score": 0.5, "per_span": {"1": {"n": 9, "score": 0.4},
+                                                                                    "2": {"n": 7, "score": 0.2}}}
+              for s in ("latent SFT", "untrained") for t in ("position", "velocity")]
+    fig = plots.probe_quality(probes)
+    assert len(fig.data) == 4 and sum(tr.showlegend for tr in fig.data) == 2
+    rows = [{"condition": c, "subset": s, "n": 10, "accuracy": 0.5, "ci_low": 0.3, "ci_high": 0.7, "delta": 0.0,
+             "delta_low": -0.1, "delta_high": 0.1} for c in ("none", "zeros") for s in ("all", "group=vision")]
+    bars = plots.ablation_bars(rows)
+    assert [tr.name for tr in bars.data] == ["all kinds", "vision-dependent"]
+    assert list(bars.data[0].error_y.array) == pytest.approx([0.2, 0.2])
+    acc = {"n": 10, "accuracy": 0.4, "ci95": [0.2, 0.6]}
+    control = plots.control_bars({g: {"latent SFT": acc, "pause SFT": acc} for g in ("all", "text", "vision")})
+    assert [tr.name for tr in control.data] == ["pause SFT", "latent SFT"] and len(control.data[0].x) == 3
