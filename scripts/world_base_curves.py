@@ -43,7 +43,8 @@ def main() -> None:
             raise SystemExit(f"--run {spec!r}: expected LABEL=FOLDER[:FOLDER...]")
         runs[label] = phases_rows(folders.split(":"))
     fig = pretraining_curves(runs, title="World base: held-out accuracy against CPU minutes")
-    print(save_figure(fig, Path(args.out), "training_curves"))
+    # committed docs: plotly.js from its CDN, as docs/world_base/sweep_curves.html (no 4.7 MB copy in git)
+    print(save_figure(fig, Path(args.out), "training_curves", include_plotlyjs="cdn"))
 
 
 if __name__ == "__main__":
