@@ -332,7 +332,7 @@ def replay(
     prompt_mask = torch.ones_like(prompt_ids) if prompt_mask is None else prompt_mask.to(device)
     new_ids = generation.sequences.to(device)
     new_mask = generation.valid_mask.to(device)
-    n_prompt, n_new = prompt_ids.shape[1], new_ids.shape[1]
+    n_new = new_ids.shape[1]
     mm_types = inputs.get("mm_token_type_ids")
     vision = {k: v.to(device) for k, v in _vision_kwargs(inputs).items()}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -23,6 +24,9 @@ from transformers import (
 )
 
 from . import tokens as T
+
+if TYPE_CHECKING:  # the annotation only; model.py imports this module
+    from .model import LatentConfig
 
 logger = logging.getLogger(__name__)
 
