@@ -25,8 +25,8 @@ from transformers import (
 
 from . import tokens as T
 
-if TYPE_CHECKING:  # the annotation only; model.py imports this module
-    from .model import LatentConfig
+if TYPE_CHECKING:  # for the annotation only
+    from .config import LatentConfig
 
 logger = logging.getLogger(__name__)
 
