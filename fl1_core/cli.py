@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -36,8 +37,16 @@ def _parse_params(items: list[str]) -> dict:
         if "=" not in item:
             raise SystemExit(f"--param expects key=value, got {item!r}")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = _yaml_value(value)
     return out
+
+
+def _yaml_value(text: str):
+    """A YAML value, except that ``2e-4`` is the float 2e-4 (YAML 1.1 reads a mantissa without a dot as a string)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+        return float(value)
+    return value
 
 
 def cmd_world(args: argparse.Namespace) -> int:

@@ -77,3 +77,13 @@ def test_pretrain_then_ship_a_base_with_its_card(world, tmp_path):
     assert "fl1 pretrain" in (dest / CARD_MD).read_text()
     with pytest.raises(SystemExit, match="not a generated world"):
         main(["pretrain", "--out", str(tmp_path / "x"), "--world", str(tmp_path / "nowhere")])
+
+
+def test_set_values_read_exponent_floats_as_numbers():
+    """YAML 1.1 reads ``2e-4`` as a string; ``--set learning_rate=2e-4`` must still give the float."""
+    from fl1_core.cli import _parse_params
+
+    parsed = _parse_params(["lr=2e-4", "big=1E3", "name=run-1e", "sizes=[16, 32]", "hardware=cpu", "beta=0.5"])
+    assert parsed == {"lr": 2e-4, "big": 1000.0, "name": "run-1e", "sizes": [16, 32], "hardware": "cpu", "beta": 0.5}
+    with pytest.raises(SystemExit, match="key=value"):
+        _parse_params(["no-equals-sign"])
