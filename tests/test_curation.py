@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -154,6 +155,25 @@ def test_top_k_orders_by_gain_then_id():
     # deterministic regardless of input order
     again = select_by_gain(list(reversed(scores)), CurationConfig(top_k=3))
     assert {x.id for x in again if x.kept} == {"b", "c", "d"}
+
+
+def test_stratified_letters_keep_each_letters_share():
+    """Gain favours letter D; stratified, each letter keeps its share of the input (free-form its own)."""
+    from fl1_core.curation.selection import answer_stratum
+
+    answers = {f"{letter}{i}": letter for letter in "ABCD" for i in range(4)} | {f"f{i}": "the ball falls" for i in range(8)}
+    scores = [gs(i, 0.0, 0.9 if a == "D" else 0.5 - 0.01 * int(i[1:])) for i, a in answers.items()]
+    strata = {i: answer_stratum(a) for i, a in answers.items()}
+    assert answer_stratum(" C ") == "C" and answer_stratum("the ball falls") == "free-form"
+    plain = [x.id for x in select_by_gain(scores, CurationConfig(keep_fraction=0.5), strata) if x.kept]
+    assert sum(i.startswith("D") for i in plain) == 4  # unstratified: every D record, by gain
+    config = CurationConfig(keep_fraction=0.5, stratify_letters=True)
+    kept = [x for x in select_by_gain(scores, config, strata) if x.kept]
+    by_stratum = Counter(strata[x.id] for x in kept)
+    assert by_stratum == {"A": 2, "B": 2, "C": 2, "D": 2, "free-form": 4}
+    assert {x.id for x in kept if strata[x.id] == "A"} == {"A0", "A1"}  # the stratum's top by gain
+    # without strata (or with the option off) selection is the plain top K
+    assert [x.id for x in select_by_gain(scores, config) if x.kept] == plain
 
 
 def test_threshold_and_keep_fraction_modes():

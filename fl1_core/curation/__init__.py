@@ -43,7 +43,7 @@ from .config import REASONS, CurationConfig, CurationResult, Decision, GainScore
 from .pipeline import curate  # noqa: F401
 from .probes import _judge_free_form, is_correct, is_mcq, repeat_prompt_rows  # noqa: F401
 from .scoring import record_digest, score_visual_gain, scoring_fingerprint  # noqa: F401
-from .selection import select_by_gain, summarize  # noqa: F401
+from .selection import answer_stratum, select_by_gain, summarize  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ __all__ = [
     "Decision",
     "CurationResult",
     "score_visual_gain",
+    "answer_stratum",
     "select_by_gain",
     "curate",
     "is_correct",

@@ -27,7 +27,9 @@ class CurationConfig(ConfigBase):
     × n rollouts in rollouts mode), ``seed``, ``system_prompt`` (variant of :mod:`fl1_core.tokens`; the one the base was trained with —
     stage 0's default is ``interleaved``), ``likelihood_scope`` (``answer`` | ``tagged``).
     Selection (free to change on cached scores): ``easy_threshold``, ``drop_zero_gain``, ``min_gain``, ``top_k`` or
-    ``keep_fraction`` (at most one), ``baseline_seed`` (random-selection baseline).
+    ``keep_fraction`` (at most one), ``stratify_letters`` (each answer letter, and free-form, keeps its share of the
+    input: a small model learns a letter prior from a letter-skewed kept set), ``baseline_seed`` (random-selection
+    baseline).
     """
 
     mode: Literal["likelihood", "rollouts"] = "likelihood"
@@ -47,6 +49,7 @@ class CurationConfig(ConfigBase):
     min_gain: float = 0.0
     top_k: int | None = None
     keep_fraction: float | None = None
+    stratify_letters: bool = False
     baseline_seed: int = 0
 
     def __post_init__(self) -> None:

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 from .config import CurationConfig, CurationResult
 from .scoring import score_visual_gain, scoring_fingerprint
-from .selection import _absolute_paths, _table_csv, select_by_gain, summarize
+from .selection import _absolute_paths, _table_csv, answer_stratum, select_by_gain, summarize
 
 
 def curate(
@@ -52,7 +52,7 @@ def curate(
         fingerprint=fingerprint,
     )
     wall = time.perf_counter() - t0
-    decisions = select_by_gain(scores, config)
+    decisions = select_by_gain(scores, config, {r.id: answer_stratum(r.answer) for r in loaded.records})
     kept = {d.id for d in decisions if d.kept}
 
     rows = {pos: row for pos, row, problem in read_json_rows(sft_path) if problem is None}

@@ -10,7 +10,7 @@ import logging
 import math
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,16 @@ from .config import REASONS, CurationConfig, Decision, GainScore
 
 
 # ------------------------------------------------------------------------------------------------------ selection
-def select_by_gain(scores: Sequence[GainScore], config: CurationConfig) -> list[Decision]:
+def select_by_gain(
+    scores: Sequence[GainScore], config: CurationConfig, strata: Mapping[str, str] | None = None
+) -> list[Decision]:
     """Decisions in the order of ``scores``: drop easy (P_t ≥ easy_threshold), negative (g < 0), zero (g = 0, if
-    ``drop_zero_gain``) and below-threshold (g < min_gain) records; rank the rest by (−g, id) and keep the top K."""
+    ``drop_zero_gain``) and below-threshold (g < min_gain) records; rank the rest by (−g, id) and keep the top K.
+
+    With ``config.stratify_letters`` and ``strata`` (record id → stratum, see :func:`answer_stratum`), each stratum
+    keeps its own top ``⌊K · n_s / N⌋`` (n_s of the N scored records are in it), so the kept set keeps the input's
+    share of each answer letter; a stratum with fewer eligible records keeps them all (its quota is not passed on).
+    """
     reasons: dict[str, str] = {}
     eligible: list[GainScore] = []
     for s in scores:
@@ -50,8 +57,12 @@ def select_by_gain(scores: Sequence[GainScore], config: CurationConfig) -> list[
     else:
         k = len(eligible)
     ranks = {s.id: i + 1 for i, s in enumerate(eligible)}
+    if config.stratify_letters and strata is not None:
+        kept_ids = _stratified_top(scores, eligible, strata, k)
+    else:
+        kept_ids = {s.id for s in eligible if ranks[s.id] <= k}
     for s in eligible:
-        reasons[s.id] = "kept" if ranks[s.id] <= k else "beyond_top_k"
+        reasons[s.id] = "kept" if s.id in kept_ids else "beyond_top_k"
     return [
         Decision(
             id=s.id, p_text=s.p_text, p_hint=s.p_hint, gain=s.gain, kept=reasons[s.id] == "kept", reason=reasons[s.id],
@@ -59,6 +70,28 @@ def select_by_gain(scores: Sequence[GainScore], config: CurationConfig) -> list[
         )
         for s in scores
     ]
+
+
+def answer_stratum(answer: str) -> str:
+    """The selection stratum of a record: its option letter (``"A"`` … ``"H"``) for a multiple-choice answer, else
+    ``"free-form"``."""
+    answer = answer.strip()
+    return answer if len(answer) == 1 and "A" <= answer <= "H" else "free-form"
+
+
+def _stratified_top(
+    scores: Sequence[GainScore], eligible: Sequence[GainScore], strata: Mapping[str, str], k: int
+) -> set[str]:
+    """Ids of each stratum's top ``⌊k · n_s / N⌋`` eligible records (``eligible`` is already ranked)."""
+    sizes = Counter(strata.get(s.id, "free-form") for s in scores)
+    quota = {name: int(math.floor(k * n / max(len(scores), 1) + 1e-9)) for name, n in sizes.items()}
+    kept: set[str] = set()
+    for s in eligible:
+        name = strata.get(s.id, "free-form")
+        if quota[name] > 0:
+            kept.add(s.id)
+            quota[name] -= 1
+    return kept
 
 
 # ------------------------------------------------------------------------------------------------------ summary and curated rows
