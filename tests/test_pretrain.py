@@ -169,7 +169,13 @@ def test_first_steps_of_the_recipe_reproduce_the_card(shipped_card, tmp_path):
     finally:
         torch.set_num_threads(before)
     losses = [r["loss"] for r in read_training_log(tmp_path / "again")]
-    assert losses == shipped_card["first_losses"]
+    here, there = torch.backends.cpu.get_cpu_capability(), shipped_card.get("cpu_capability")
+    if here == there:
+        assert losses == shipped_card["first_losses"]  # same SIMD kernels: bit-exact
+    else:
+        # another CPU (e.g. AVX2 here, AVX512 where the card was made; older cards do not say) sums floats in
+        # another order: the losses agree to float32 rounding, not bit for bit
+        assert losses == pytest.approx(shipped_card["first_losses"], rel=1e-5, abs=0), (here, there)
 
 
 def test_a_corrupted_shipped_base_says_how_to_recreate_it(shipped_card, tmp_path):

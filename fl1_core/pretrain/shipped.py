@@ -16,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..runs import atomic_write_json, atomic_write_text, sha256_file
 
 WORLD_BASE_DIR = Path(__file__).resolve().parents[1] / "assets" / "world_base"
@@ -231,6 +233,8 @@ def card_from_run(run_dir: str | Path, world_dir: str | Path, *, threads: int, c
         "recipe": recipe,
         "command": command,
         "threads": threads,
+        # the SIMD kernels torch chose (AVX512, AVX2, ...): float sums, hence losses, are bit-exact only on the same
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_minutes": log[-1]["cpu_s"] / 60.0,
         "step_wall_minutes": sum(r["wall_s"] for r in log) / 60.0,
         "phases": _phase_summary(log),
