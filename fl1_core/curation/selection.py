@@ -19,6 +19,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
+from ..answers import reference_letter
 from .config import REASONS, CurationConfig, Decision, GainScore
 
 
@@ -73,10 +74,9 @@ def select_by_gain(
 
 
 def answer_stratum(answer: str) -> str:
-    """The selection stratum of a record: its option letter (``"A"`` … ``"H"``) for a multiple-choice answer, else
-    ``"free-form"``."""
-    answer = answer.strip()
-    return answer if len(answer) == 1 and "A" <= answer <= "H" else "free-form"
+    """The selection stratum of a record: its option letter for a multiple-choice answer
+    (:func:`fl1_core.answers.reference_letter`), else ``"free-form"``."""
+    return reference_letter(answer) or "free-form"
 
 
 def _stratified_top(
