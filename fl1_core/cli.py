@@ -76,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         result = run_workbook(
-            args.run_id, runs_root=args.runs_root, parameters=_parse_params(args.param),
+            args.run_id, runs_root=args.runs_root, parameters=_parse_params(args.param) if args.param else None,
             notebooks=args.notebooks or None, resume=not args.no_resume, cell_timeout_s=args.cell_timeout,
         )
     except NotebookFailed as err:
@@ -236,8 +236,8 @@ def cmd_heldout(args: argparse.Namespace) -> int:
         if name in checkpoints:
             raise SystemExit(f"fl1 heldout: two checkpoints named {name!r}; name them with NAME=CKPT")
         checkpoints[name] = path
-    results = run_heldout_mcq(checkpoints, args.data, args.out, max_new_tokens=args.max_new_tokens,
-                              batch_size=args.batch_size)
+    budget = {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
+    results = run_heldout_mcq(checkpoints, args.data, args.out, batch_size=args.batch_size, **budget)
     for name, res in results.items():
         print(f"{name}: accuracy {res['accuracy']:.3f} (format-valid {res['format_valid']:.3f}, n={res['n']})")
     return 0
@@ -377,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", nargs="+", required=True, metavar="[NAME=]CKPT", help="checkpoint directories")
     p.add_argument("--data", required=True, help="RL-format JSONL with multiple-choice records (heldout_mcq.jsonl)")
     p.add_argument("--out", default=None, help="JSON file for the results (responses go beside it)")
-    p.add_argument("--max-new-tokens", type=int, default=112)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="token budget per answer (default: "
+                   "fl1_core.rl.heldout.HELDOUT_MAX_NEW_TOKENS, room for three latent spans and their thoughts)")
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=cmd_heldout)
 

@@ -121,7 +121,7 @@ def run_workbook(
 
     ``parameters`` go to every notebook that declares them in its ``parameters`` cell (``run_dir`` is always the
     run folder). A change of parameters between a first attempt and a resume is refused: completed stages would
-    no longer match.
+    no longer match; ``parameters=None`` on an existing run resumes with the run's own parameters.
 
     ``cell_timeout_s`` bounds each cell (None = no limit: GPU cells may run for days). A cell that exceeds it (or
     a client that never hears back from an idle kernel, a rare jupyter_client/papermill hang) restarts that
@@ -132,8 +132,11 @@ def run_workbook(
     books = [Path(p) for p in (notebooks or workbook_notebooks())]
     if not books:
         raise FileNotFoundError(f"no notebooks to run in {NOTEBOOK_DIR}")
-    params = current_parameter_names(dict(parameters or {}))
     stages = _load_stages(run_dir) if resume else {}
+    if parameters is None and stages.get("parameters"):  # resuming without parameters: the run's own
+        parameters = stages["parameters"]
+        logger.info("%s: resuming with the run's parameters %s", run_dir.name, parameters)
+    params = current_parameter_names(dict(parameters or {}))
     if stages and stages.get("parameters") != params:
         raise ValueError(
             f"{run_dir} was started with parameters {stages.get('parameters')}; now {params}. "

@@ -64,6 +64,13 @@ def test_run_executes_in_order_and_resumes(books, tmp_path):
     assert again.completed == [] and again.skipped == ["00_first", "01_second"]
     with pytest.raises(ValueError, match="was started with parameters"):
         run_workbook("r1", runs_root=tmp_path / "runs", notebooks=books, parameters={"value": 8}, progress=False)
+    (res.run_dir / "metrics" / "summary.json").unlink()  # rerun the last notebook without naming parameters:
+    stages = json.loads((res.run_dir / "stages.json").read_text())  # it inherits the run's {"value": 7}
+    del stages["completed"]["01_second"]
+    (res.run_dir / "stages.json").write_text(json.dumps(stages))
+    inherited = run_workbook("r1", runs_root=tmp_path / "runs", notebooks=books, progress=False)
+    assert inherited.completed == ["01_second"]
+    assert json.loads((res.run_dir / "metrics" / "summary.json").read_text()) == {"value": 7}
 
 
 def test_a_failed_notebook_stops_the_chain_and_keeps_the_error_cell(books, tmp_path):

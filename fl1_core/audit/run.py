@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..config import CONFIG_KEY
+from ..rl.heldout import HELDOUT_MAX_NEW_TOKENS
 from ..runs import atomic_write_json
 from .ablations import CONDITIONS, accuracy, paired_difference, reasoning_frame_targets, run_ablations
 from .decode import decode_items, load_audit_items, span_means
@@ -67,7 +68,7 @@ def run_audit(
     seed: int = 0,
     folds: int = 5,
     batch_size: int = 16,
-    max_new_tokens: int = 112,
+    max_new_tokens: int = HELDOUT_MAX_NEW_TOKENS,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Probes (when ``data_dir`` has world states), ablations and the pause comparison; see the module docstring."""

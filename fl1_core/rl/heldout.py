@@ -9,6 +9,9 @@ check (:func:`fl1_core.rl.accuracy.rule_correct`: the strict option letter of th
 On the world the records are ``heldout_mcq.jsonl`` (test clips, every question kind); on real data any RL-format
 MCQ file whose videos were not trained on. A response without a strict letter counts as wrong (``format_valid``
 reports how many had one).
+
+The default budget (:data:`HELDOUT_MAX_NEW_TOKENS` = 192) fits three latent spans (11 tokens each) and their
+thoughts: at 112 tokens a latent SFT checkpoint of the world lost 72 of 400 answers to truncation mid-thought.
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ from fl1_core.answers import extract_answer_letter
 from fl1_core.rl.accuracy import rule_correct
 from fl1_core.rl.rollout import collate_prompts, prepare_prompt
 
-__all__ = ["evaluate_heldout_mcq", "question_kinds", "run_heldout_mcq"]
+__all__ = ["HELDOUT_MAX_NEW_TOKENS", "evaluate_heldout_mcq", "question_kinds", "run_heldout_mcq"]
 
 log = logging.getLogger(__name__)
+
+HELDOUT_MAX_NEW_TOKENS = 192
 
 
 def question_kinds(path: str | os.PathLike) -> dict[str, str]:
@@ -51,7 +56,7 @@ def evaluate_heldout_mcq(
     processor: Any,
     records: Sequence[RLRecord],
     *,
-    max_new_tokens: int = 112,
+    max_new_tokens: int = HELDOUT_MAX_NEW_TOKENS,
     batch_size: int = 32,
     latent_config: LatentConfig | None = None,
     system_prompt: str = "interleaved",

@@ -121,7 +121,7 @@ class SFTConfig(ConfigBase):
     @classmethod
     def cpu_world(cls, **overrides: Any) -> "SFTConfig":
         """The world preset: batch 8, 3 epochs, lr 2e-3 cosine with 5 % warmup, fp32 (the default world's curated
-        900 records: 113 steps per epoch, about 2 minutes per epoch on an idle 2-core machine)."""
+        900 records: 113 steps per epoch, about 1 minute per epoch on an idle 2-core machine)."""
         base = dict(
             learning_rate=2e-3, lr_scheduler="cosine", warmup_ratio=0.05, weight_decay=0.01, num_epochs=3,
             per_device_batch_size=8, gradient_accumulation_steps=1, mixed_precision="no",
