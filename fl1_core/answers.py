@@ -23,6 +23,10 @@ read and only a *standalone* option letter counts, never a letter inside a word.
 3. never: an unmarked lowercase ``a`` followed by more text, which is read as the English article (``a ball`` → "").
 
 The first candidate of the best class wins. The result is uppercase, or ``""``.
+
+The *concluded event* (:func:`concluded_option`) reads the prediction apart from the letter: the option whose text
+the final thought states ("So, <event>, which is option X."). It separates predicting the event from binding it to a
+letter, the step a small model fails first.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ import re
 
 from fl1_core.tokens import strip_latent_tokens
 
-__all__ = ["ANSWER_RULES", "ANSWER_SPAN", "EXTRACTION_MODES", "answer_span", "extract_answer_letter", "is_correct",
-           "normalize", "read_option_letter", "reference_letter"]
+__all__ = ["ANSWER_RULES", "ANSWER_SPAN", "EXTRACTION_MODES", "answer_span", "concluded_option",
+           "extract_answer_letter", "is_correct", "normalize", "option_lines", "read_option_letter", "reference_letter"]
 
 EXTRACTION_MODES = ("faithful", "strict")
 
@@ -43,6 +47,8 @@ ANSWER_SPAN = re.compile(_ANSWER_PATTERN, re.DOTALL | re.IGNORECASE)
 _STRICT_SPAN = ANSWER_SPAN
 ANSWER_RULES = ("exact", "contains")
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
+_OPTION_LINE = re.compile(r"^[ \t]*\(?([A-D])[.)][ \t]+(.+?)[ \t]*$", re.MULTILINE)
+_REASON = re.compile(r"<reason>(.*?)(?:</reason>|$)", re.DOTALL | re.IGNORECASE)
 
 # A letter not touching another letter/digit on either side.
 _WHOLE = re.compile(r"\(?\s*([A-Da-d])\s*\)?\s*[.:)]?")
@@ -120,3 +126,27 @@ def is_correct(text: str | None, reference: str, *, mcq: bool, rule: str = "exac
     if not pred or not gold:
         return False
     return pred == gold or (rule == "contains" and f" {gold} " in f" {pred} ")
+
+
+def option_lines(question: str) -> dict[str, str]:
+    """The ``A. text`` / ``(B) text`` / ``C) text`` option lines of a question, letter → text (a later line of
+    the same letter wins)."""
+    return {m.group(1): m.group(2) for m in _OPTION_LINE.finditer(question or "")}
+
+
+def concluded_option(text: str | None, options: dict[str, str]) -> str:
+    """The letter of the option that the response's final thought states, ``""`` if none or ambiguous.
+
+    The final thought is the last ``<reason>`` span before the answer (latent tokens stripped; without reason tags,
+    the text before the answer). An option matches when its normalised text occurs in the normalised thought on word
+    boundaries; a match contained in a longer matching option is dropped ("X" inside "X, then Y"); exactly one
+    match left → its letter.
+    """
+    body = strip_latent_tokens(text or "")
+    cut = body.lower().rfind("<answer>")
+    body = body[:cut] if cut >= 0 else body
+    spans = _REASON.findall(body)
+    thought = f" {normalize(spans[-1] if spans else body)} "
+    found = {k: normalize(v) for k, v in options.items() if normalize(v) and f" {normalize(v)} " in thought}
+    kept = [k for k, v in found.items() if not any(v != w and v in w for w in found.values())]
+    return kept[0] if len(kept) == 1 else ""

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from fl1_core.answers import concluded_option, option_lines
 from fl1_core.data.formats import load_rl_records
 from fl1_core.data.world import WorldConfig, generate_world
 from fl1_core.rl import heldout as heldout_mod
@@ -103,3 +104,46 @@ def test_run_heldout_writes_results(small_world, tiny, tmp_path):
     assert len(rows) == 10 and json.loads(rows[0])["id"] == res["sft"]["rows"][0]["id"]
     assert (tmp_path / "heldout.SFT_init_x.jsonl").exists()  # names are made file-safe
     assert saved["SFT (init)/x"]["accuracy"] == saved["sft"]["accuracy"]
+
+
+def test_event_accuracy_reads_the_concluded_option_apart_from_the_letter(small_world, tiny, monkeypatch):
+    """Scripted conclusions: the right option's text with the right letter (i % 4 == 0), with a wrong letter
+    (i % 4 == 1), a wrong option's text (i % 4 == 2), no option text (i % 4 == 3)."""
+    model, processor = tiny
+    records = _records(small_world)
+    wrong = {"A": "B", "B": "C", "C": "D", "D": "A"}
+    scripted = []
+    for i, r in enumerate(records):
+        options = option_lines(r.question_text)
+        said = {0: options[r.answer], 1: options[r.answer], 2: options[wrong[r.answer]], 3: "nothing"}[i % 4]
+        letter = r.answer if i % 4 == 0 else wrong[r.answer]
+        scripted.append(f"<reason>Next, x.</reason>\n<reason>So, {said}, which is option {letter}.</reason>\n"
+                        f"<answer>{letter}</answer>")
+
+    def fake_generate(model_, inputs, **kw):
+        start = fake_generate.done
+        fake_generate.done += int(inputs["input_ids"].shape[0])
+        return type("Gen", (), {"texts": scripted[start : fake_generate.done]})()
+
+    fake_generate.done = 0
+    monkeypatch.setattr(heldout_mod, "generate_with_latents", fake_generate)
+    res = evaluate_heldout_mcq(model, processor, records, batch_size=4, progress=False)
+    n = len(records)
+    right_event = [i for i in range(n) if i % 4 in (0, 1)]
+    assert res["event_accuracy"] == pytest.approx(len(right_event) / n)
+    assert res["binding"] == pytest.approx(sum(i % 4 == 0 for i in right_event) / len(right_event))
+    assert [row["concluded"] for row in res["rows"]] == [
+        {0: r.answer, 1: r.answer, 2: wrong[r.answer], 3: ""}[i % 4] for i, r in enumerate(records)]
+
+
+def test_concluded_option_prefers_the_longest_match_and_refuses_ambiguity():
+    options = option_lines("Q?\nA. the red ball falls\nB. the red ball falls, then the box stops\n"
+                           "C. the box stops\nD. the light turns on")
+    assert options["B"] == "the red ball falls, then the box stops"
+    assert concluded_option("<reason>So, the red ball falls, then the box stops, which is option A.</reason>"
+                            "<answer>A</answer>", options) == "B"  # A and C lie inside B
+    assert concluded_option("<reason>So, the light turns on.</reason><answer>C</answer>", options) == "D"
+    assert concluded_option("<reason>The light turns on.</reason><reason>So, the box stops.</reason>", options) == "C"
+    assert concluded_option("<reason>So, the box stops and the light turns on.</reason>", options) == ""  # two
+    assert concluded_option("<reason>So, the red ball falls</reason>", {}) == ""
+    assert concluded_option(None, options) == ""

@@ -5,6 +5,8 @@ prompt, built exactly like an RL rollout prompt (:func:`fl1_core.rl.rollout.prep
 check (:func:`fl1_core.rl.accuracy.rule_correct`: the strict option letter of the last ``<answer>`` span):
 
     accuracy = (1/N) · Σ_i 1[strict_letter(response_i) = answer_i]
+    event_accuracy = (1/N) · Σ_i 1[concluded_option(response_i) = answer_i]      (the prediction, letter aside)
+    binding = Σ_i 1[letter_i = answer_i ∧ concluded_i = answer_i] / Σ_i 1[concluded_i = answer_i]
 
 On the world the records are ``heldout_mcq.jsonl`` (test clips, every question kind); on real data any RL-format
 MCQ file whose videos were not trained on. A response without a strict letter counts as wrong (``format_valid``
@@ -30,7 +32,7 @@ import torch
 from fl1_core.config import LatentConfig
 from fl1_core.data.formats import RLRecord
 from fl1_core.decoding import generate_with_latents, greedy_decode
-from fl1_core.answers import extract_answer_letter
+from fl1_core.answers import concluded_option, extract_answer_letter, option_lines
 from fl1_core.rl.accuracy import rule_correct
 from fl1_core.rl.rollout import collate_prompts, prepare_prompt
 
@@ -65,8 +67,12 @@ def evaluate_heldout_mcq(
 ) -> dict[str, Any]:
     """Greedy accuracy of ``model`` on multiple-choice RL records.
 
-    Returns ``{"n", "accuracy", "format_valid", "letters": {letter or "none": count}, "by_kind": {kind: {"n", "accuracy"}}, "rows": [{"id", "kind",
-    "answer", "pred", "correct", "text"}]}``; ``kind`` is ``kinds[record.id]`` (see :func:`question_kinds`), else ``"all"``.
+    Returns ``{"n", "accuracy", "event_accuracy", "binding", "format_valid", "letters": {letter or "none": count},
+    "by_kind": {kind: {"n", "accuracy", "event_accuracy"}}, "rows": [{"id", "kind", "answer", "pred", "correct",
+    "concluded", "text"}]}``; ``kind`` is ``kinds[record.id]`` (see :func:`question_kinds`), else ``"all"``.
+    ``concluded`` is the option the final thought states (:func:`fl1_core.answers.concluded_option`);
+    ``event_accuracy`` = share of rows whose concluded option is the answer, ``binding`` = accuracy among those
+    (None when there are none): the letter step on its own.
     """
     mcq = [r for r in records if r.is_multiple_choice]
     if not mcq:
@@ -85,19 +91,24 @@ def evaluate_heldout_mcq(
     rows: list[dict[str, Any]] = [
         {"id": rec.id, "kind": str((kinds or {}).get(rec.id, "all")), "answer": rec.answer,
          "pred": extract_answer_letter(out.text, mode="strict"), "correct": bool(rule_correct(out.text, rec)),
-         "text": out.text}
+         "concluded": concluded_option(out.text, option_lines(rec.question_text)), "text": out.text}
         for rec, out in zip(mcq, outs)
     ]
-    by_kind: dict[str, list[bool]] = defaultdict(list)
+    by_kind: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
-        by_kind[r["kind"]].append(r["correct"])
+        by_kind[r["kind"]].append(r)
     n = len(rows)
+    right_event = [r for r in rows if r["concluded"] == r["answer"]]
     return {
         "n": n,
         "accuracy": sum(r["correct"] for r in rows) / n,
+        "event_accuracy": len(right_event) / n,
+        "binding": sum(r["correct"] for r in right_event) / len(right_event) if right_event else None,
         "format_valid": sum(bool(r["pred"]) for r in rows) / n,
         "letters": dict(sorted(Counter(r["pred"] or "none" for r in rows).items())),
-        "by_kind": {k: {"n": len(v), "accuracy": sum(v) / len(v)} for k, v in sorted(by_kind.items())},
+        "by_kind": {k: {"n": len(v), "accuracy": sum(r["correct"] for r in v) / len(v),
+                        "event_accuracy": sum(r["concluded"] == r["answer"] for r in v) / len(v)}
+                    for k, v in sorted(by_kind.items())},
         "rows": rows,
     }
 
