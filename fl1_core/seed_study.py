@@ -4,7 +4,9 @@
 reads those runs and aggregates:
 
 * held-out MCQ accuracy of every checkpoint (base, text-only SFT, latent SFT, GRPO, DAPO, LA-DAPO), overall and by
-  group of question kinds (text-solvable / vision-dependent);
+  group of question kinds (text-solvable / vision-dependent), scored two ways (:func:`hit`): the strict option letter
+  (the paper's score) and the concluded event (the option the final thought states), which separates predicting
+  the event from binding it to a letter;
 * paired differences between two checkpoints on the same items (latent vs text-only SFT; each RL mode vs its SFT
   init), their mean over seeds with a t-interval over seeds, and the interval of the item-level paired differences
   pooled over seeds;
@@ -74,14 +76,31 @@ def heldout_rows(run_dir: str | Path) -> dict[str, list[dict]]:
     return out
 
 
+METRICS = ("letter", "event")  # strict option letter (the paper's score) / concluded option (fl1_core.answers)
+
+
+def hit(row: Mapping, metric: str = "letter") -> bool:
+    """One held-out row scored by ``metric``: ``letter`` → its strict letter is right; ``event`` → its final thought
+    states the right option (``concluded``, written by :func:`fl1_core.rl.heldout.evaluate_heldout_mcq`)."""
+    if metric == "letter":
+        return bool(row["correct"])
+    if metric == "event":
+        if "concluded" not in row:
+            raise KeyError("held-out rows without 'concluded' (written before event accuracy existed); "
+                           "re-run `fl1 heldout` on the checkpoints")
+        return row["concluded"] == row["answer"]
+    raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+
+
 def _group(rows: Sequence[Mapping], group: str) -> list[Mapping]:
     if group == "all":
         return list(rows)
     return [r for r in rows if (r["kind"] in TEXT_KINDS) == (group == "text")]
 
 
-def stage_table(runs: Mapping[int, Path]) -> list[dict[str, Any]]:
-    """One row per (checkpoint, group): accuracy per seed, its mean with the t-interval, items per seed."""
+def stage_table(runs: Mapping[int, Path], metric: str = "letter") -> list[dict[str, Any]]:
+    """One row per (checkpoint, group): accuracy (by ``metric``, see :func:`hit`) per seed, its mean with the
+    t-interval, items per seed."""
     per_seed = {seed: heldout_rows(path) for seed, path in runs.items()}
     table = []
     for name in HELDOUT_MODELS:
@@ -90,7 +109,7 @@ def stage_table(runs: Mapping[int, Path]) -> list[dict[str, Any]]:
             for rows in per_seed.values():
                 if name in rows:
                     g = _group(rows[name], group)
-                    accs.append(sum(bool(r["correct"]) for r in g) / max(1, len(g)))
+                    accs.append(sum(hit(r, metric) for r in g) / max(1, len(g)))
                     n.append(len(g))
             if accs:
                 table.append({"model": MODEL_LABELS[name], "key": name, "group": group, "items_per_seed": n,
@@ -98,16 +117,17 @@ def stage_table(runs: Mapping[int, Path]) -> list[dict[str, Any]]:
     return table
 
 
-def paired_delta(runs: Mapping[int, Path], a: str, b: str, group: str = "all") -> dict[str, Any]:
-    """Δ = accuracy(a) − accuracy(b) on the same held-out items: per-seed Δ with its t-interval, and the pooled
-    item-level paired interval. ``a`` and ``b`` are checkpoint keys of :data:`HELDOUT_MODELS`."""
+def paired_delta(runs: Mapping[int, Path], a: str, b: str, group: str = "all", metric: str = "letter"
+                 ) -> dict[str, Any]:
+    """Δ = accuracy(a) − accuracy(b) on the same held-out items (by ``metric``, see :func:`hit`): per-seed Δ with
+    its t-interval, and the pooled item-level paired interval. ``a`` and ``b`` are keys of :data:`HELDOUT_MODELS`."""
     seeds, diffs = [], []
     for path in runs.values():
         rows = heldout_rows(path)
         if a not in rows or b not in rows:
             continue
-        right = {r["id"]: bool(r["correct"]) for r in _group(rows[b], group)}
-        d = [float(bool(r["correct"])) - float(right[r["id"]]) for r in _group(rows[a], group) if r["id"] in right]
+        right = {r["id"]: hit(r, metric) for r in _group(rows[b], group)}
+        d = [float(hit(r, metric)) - float(right[r["id"]]) for r in _group(rows[a], group) if r["id"] in right]
         if d:
             seeds.append(float(np.mean(d)))
             diffs.extend(d)
@@ -115,7 +135,7 @@ def paired_delta(runs: Mapping[int, Path], a: str, b: str, group: str = "all") -
         return {"a": a, "b": b, "group": group, "k": 0}
     d = np.asarray(diffs)
     half = 1.96 * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else 0.0
-    return {"a": a, "b": b, "group": group, "over_seeds": t_interval(seeds),
+    return {"a": a, "b": b, "group": group, "metric": metric, "over_seeds": t_interval(seeds),
             "pooled": {"mean": float(d.mean()), "ci95": [float(d.mean() - half), float(d.mean() + half)],
                        "n_items": len(d)}}
 
@@ -167,10 +187,15 @@ def summarize(runs_root: str | Path, name: str = "seed-study") -> dict[str, Any]
     if not runs:
         raise FileNotFoundError(f"no finished seed-study runs {name}-seed=* under {runs_root}; "
                                 "run `fl1 batch configs/seed_study.yaml --parallel 2` first")
+    with_events = all("concluded" in rows[0] for p in runs.values() for rows in heldout_rows(p).values() if rows)
+    metrics = METRICS if with_events else ("letter",)
     return {
         "seeds": sorted(runs),
         "stages": stage_table(runs),
         "deltas": [d for a, b in COMPARISONS for g in GROUPS if (d := paired_delta(runs, a, b, g)).get("k", 1) != 0],
+        "event_stages": stage_table(runs, "event") if "event" in metrics else [],
+        "event_deltas": [d for a, b in COMPARISONS for g in GROUPS
+                         if "event" in metrics and (d := paired_delta(runs, a, b, g, "event")).get("k", 1) != 0],
         "curation": curation_delta(runs),
         "spans_by_hop": spans_by_hop(runs),
         "scaling": scaling_means(runs),

@@ -70,3 +70,27 @@ def test_the_pause_control_joins_the_comparisons_only_when_it_ran(tmp_path):
     pause = {(r["comparison"], r["group"]): r for r in rows if "pause" in r["comparison"]}
     assert pause[("latent SFT − pause SFT", "all")]["Δ (mean of seeds)"] == 50.0
     assert pause[("pause SFT − text-only SFT", "vision")]["Δ (mean of seeds)"] == 0.0
+
+
+def test_event_metric_scores_the_concluded_option_and_joins_the_summary(tmp_path):
+    kinds = ["uniform_motion", "next_event"]
+    for seed, concluded in ((0, ["A", "C"]), (1, ["A", ""])):
+        metrics = tmp_path / f"seed-study-seed={seed}" / "metrics"
+        for name in ("text_sft", "sft_init"):
+            said = concluded if name == "sft_init" else ["B", "B"]
+            write_jsonl(metrics / f"rl_heldout.{name}.jsonl",
+                        [{"id": f"q{i}", "kind": kinds[i], "answer": "A" if i == 0 else "C", "correct": False,
+                          "concluded": said[i]} for i in range(2)])
+        atomic_write_json(metrics / "rl.json", {})
+    runs = seed_study.seed_runs(tmp_path)
+    rows = {(r["key"], r["group"]): r for r in seed_study.stage_table(runs, "event")}
+    assert rows[("sft_init", "all")]["values"] == [1.0, 0.5] and rows[("text_sft", "all")]["values"] == [0.0, 0.0]
+    assert {(r["key"], r["group"]): r for r in seed_study.stage_table(runs)}[("sft_init", "all")]["values"] == [0, 0]
+    d = seed_study.paired_delta(runs, "sft_init", "text_sft", "all", "event")
+    assert d["metric"] == "event" and d["pooled"]["mean"] == pytest.approx(0.75)
+    summary = seed_study.summarize(tmp_path)
+    assert summary["event_stages"] and all(x["metric"] == "event" for x in summary["event_deltas"])
+    with pytest.raises(ValueError, match="unknown metric"):
+        seed_study.hit({"correct": True}, "judge")
+    with pytest.raises(KeyError, match="re-run `fl1 heldout`"):
+        seed_study.hit({"correct": True, "answer": "A"}, "event")
