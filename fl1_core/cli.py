@@ -237,9 +237,10 @@ def cmd_heldout(args: argparse.Namespace) -> int:
             raise SystemExit(f"fl1 heldout: two checkpoints named {name!r}; name them with NAME=CKPT")
         checkpoints[name] = path
     budget = {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
-    results = run_heldout_mcq(checkpoints, args.data, args.out, batch_size=args.batch_size, **budget)
+    results = run_heldout_mcq(checkpoints, args.data, args.out, batch_size=args.batch_size, limit=args.limit, **budget)
     for name, res in results.items():
-        print(f"{name}: accuracy {res['accuracy']:.3f} (format-valid {res['format_valid']:.3f}, n={res['n']})")
+        print(f"{name}: accuracy {res['accuracy']:.3f} (format-valid {res['format_valid']:.3f}, n={res['n']}); "
+              f"event accuracy {res['event_accuracy']:.3f}")
     return 0
 
 
@@ -380,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=None, help="token budget per answer (default: "
                    "fl1_core.rl.heldout.HELDOUT_MAX_NEW_TOKENS, room for three latent spans and their thoughts)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--limit", type=int, default=None, help="only the first N multiple-choice records")
     p.set_defaults(func=cmd_heldout)
 
     p = sub.add_parser("report", help="RUN_DIR/report/index.html: the run's notebooks, manifest, metrics, figures, "

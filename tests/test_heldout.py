@@ -104,6 +104,11 @@ def test_run_heldout_writes_results(small_world, tiny, tmp_path):
     assert len(rows) == 10 and json.loads(rows[0])["id"] == res["sft"]["rows"][0]["id"]
     assert (tmp_path / "heldout.SFT_init_x.jsonl").exists()  # names are made file-safe
     assert saved["SFT (init)/x"]["accuracy"] == saved["sft"]["accuracy"]
+    first = run_heldout_mcq({"sft": tmp_path / "ckpt"}, small_world / "heldout_mcq.jsonl", limit=3,
+                            max_new_tokens=8, progress=False)["sft"]
+    assert first["n"] == 3 and [r["id"] for r in first["rows"]] == [r["id"] for r in res["sft"]["rows"][:3]]
+    with pytest.raises(ValueError, match="limit"):
+        run_heldout_mcq({"sft": tmp_path / "ckpt"}, small_world / "heldout_mcq.jsonl", limit=0)
 
 
 def test_event_accuracy_reads_the_concluded_option_apart_from_the_letter(small_world, tiny, monkeypatch):

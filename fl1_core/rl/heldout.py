@@ -117,9 +117,12 @@ def run_heldout_mcq(
     checkpoints: Mapping[str, str | os.PathLike],
     data_path: str | os.PathLike,
     out_path: str | os.PathLike | None = None,
+    *,
+    limit: int | None = None,
     **kwargs: Any,
 ) -> dict[str, dict[str, Any]]:
-    """Load each named checkpoint and :func:`evaluate_heldout_mcq` it on the MCQ records of ``data_path``.
+    """Load each named checkpoint and :func:`evaluate_heldout_mcq` it on the MCQ records of ``data_path`` (the first
+    ``limit`` of them when given).
 
     Returns ``{name: result}``; with ``out_path`` also writes it (atomically) as JSON, and each model's responses
     to ``<out_path stem>.<name>.jsonl`` beside it (characters other than letters, digits, ``_.-`` in the name
@@ -132,11 +135,14 @@ def run_heldout_mcq(
     loaded = load_rl_records(data_path, on_error="skip")
     if loaded.rejects:
         log.warning("%d held-out record(s) rejected (first: %s)", len(loaded.rejects), loaded.rejects[0].reason)
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 or None, got {limit}")
+    records = [r for r in loaded.records if r.is_multiple_choice][:limit]
     kinds = question_kinds(data_path)
     results: dict[str, dict[str, Any]] = {}
     for name, ckpt in checkpoints.items():
         model, processor = load_future_l1(ckpt)
-        res = evaluate_heldout_mcq(model, processor, loaded.records, kinds=kinds, **kwargs)
+        res = evaluate_heldout_mcq(model, processor, records, kinds=kinds, **kwargs)
         log.info("held-out MCQ %s: accuracy %.3f (format-valid %.3f, n=%d)", name, res["accuracy"],
                  res["format_valid"], res["n"])
         results[name] = {**res, "checkpoint": str(ckpt)}
