@@ -170,3 +170,26 @@ def test_audit_figures_draw_every_source_condition_and_model():
     acc = {"n": 10, "accuracy": 0.4, "ci95": [0.2, 0.6]}
     control = plots.control_bars({g: {"latent SFT": acc, "pause SFT": acc} for g in ("all", "text", "vision")})
     assert [tr.name for tr in control.data] == ["pause SFT", "latent SFT"] and len(control.data[0].x) == 3
+
+
+def test_breakdown_scores_the_concluded_event_beside_the_letter():
+    """An ablation that keeps every letter but loses two right conclusions shows Δ = 0 on letters and −50 points
+    on events; the statements say which metric depends."""
+    from fl1_core.audit.ablations import breakdown, dependence_statement
+    from fl1_core.audit.decode import AuditItem, DecodedItem
+
+    items = [AuditItem(record=None, meta={"question_kind": "next_event", "hops": 1}) for _ in range(4)]
+
+    def decoded(events):
+        return [DecodedItem(index=i, text="", pred="A", correct=i == 0, latents=torch.zeros(0, 2), span_counts=[],
+                            event_correct=e) for i, e in enumerate(events)]
+
+    clean, ablated = decoded([True, True, True, False]), decoded([True, False, False, False])
+    res = breakdown(items, ablated, clean)
+    assert res["all"]["delta_vs_none"]["delta"] == 0.0 and res["all"]["accuracy"] == 0.25
+    assert res["all"]["event"]["accuracy"] == 0.25 and res["all"]["event"]["delta_vs_none"]["delta"] == -0.5
+    conditions = {"none": breakdown(items, clean, clean), "zeros": res}
+    assert "no measurable dependence" in dependence_statement(conditions)[0]
+    assert dependence_statement(conditions, metric="event")[0].startswith("zeros: Δ = -50.0 points")
+    with pytest.raises(ValueError, match="unknown metric"):
+        dependence_statement(conditions, metric="judge")

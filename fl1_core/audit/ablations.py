@@ -6,7 +6,9 @@ hop, each with a Wilson 95 % interval, and the paired difference to ``none`` on 
 
     Δ = acc(ablation) − acc(none),   95 % CI: Δ ± 1.96 · sd(d_i) / √n,   d_i = 1[correct_i^abl] − 1[correct_i^none]
 
-If the latents carry nothing the answer uses, every Δ is near 0 (and the table says so).
+If the latents carry nothing the answer uses, every Δ is near 0 (and the table says so). Each breakdown also holds
+``event``: the same numbers for the concluded event (the final thought names the right option,
+:func:`fl1_core.answers.concluded_option`), which shows a dependence even where the letter step is at chance.
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ def breakdown(items: Sequence[AuditItem], decoded: Sequence[DecodedItem], clean:
     out = {}
     for key, idx in sorted(keys.items(), key=lambda kv: (kv[0] != "all", kv[0])):
         mine, base = [decoded[i].correct for i in idx], [clean[i].correct for i in idx]
-        out[key] = {**accuracy(mine), "delta_vs_none": paired_difference(mine, base)}
+        ev, ev_base = [decoded[i].event_correct for i in idx], [clean[i].event_correct for i in idx]
+        out[key] = {**accuracy(mine), "delta_vs_none": paired_difference(mine, base),
+                    "event": {**accuracy(ev), "delta_vs_none": paired_difference(ev, ev_base)}}
     return out
 
 
@@ -163,19 +167,27 @@ def ablation_rows(conditions: dict[str, Any], keys: Sequence[str] = ("all", "gro
                 continue
             r = res[key]
             d = r["delta_vs_none"]
-            rows.append({"condition": name, "subset": key, "n": r["n"], "accuracy": r["accuracy"],
-                         "ci_low": r["ci95"][0], "ci_high": r["ci95"][1], "delta": d["delta"],
-                         "delta_low": d["ci95"][0], "delta_high": d["ci95"][1]})
+            row = {"condition": name, "subset": key, "n": r["n"], "accuracy": r["accuracy"],
+                   "ci_low": r["ci95"][0], "ci_high": r["ci95"][1], "delta": d["delta"],
+                   "delta_low": d["ci95"][0], "delta_high": d["ci95"][1]}
+            if "event" in r:
+                e, de = r["event"], r["event"]["delta_vs_none"]
+                row |= {"event_accuracy": e["accuracy"], "event_delta": de["delta"], "event_delta_low": de["ci95"][0],
+                        "event_delta_high": de["ci95"][1]}
+            rows.append(row)
     return rows
 
 
-def dependence_statement(conditions: dict[str, Any], subset: str = "all") -> list[str]:
-    """One sentence per ablation: its Δ vs the unablated model with the CI, and whether the CI excludes 0."""
+def dependence_statement(conditions: dict[str, Any], subset: str = "all", metric: str = "letter") -> list[str]:
+    """One sentence per ablation: its Δ vs the unablated model with the CI, and whether the CI excludes 0
+    (``metric``: ``letter`` accuracy or the concluded ``event``)."""
+    if metric not in ("letter", "event"):
+        raise ValueError(f"unknown metric {metric!r}; expected 'letter' or 'event'")
     lines = []
     for name, res in conditions.items():
-        if name == "none" or subset not in res:
+        if name == "none" or subset not in res or (metric == "event" and "event" not in res[subset]):
             continue
-        d = res[subset]["delta_vs_none"]
+        d = (res[subset]["event"] if metric == "event" else res[subset])["delta_vs_none"]
         lo, hi = d["ci95"]
         verdict = ("the answers depend on the latents" if hi < 0 else
                    "the ablation helps: the model's own latents hurt" if lo > 0 else

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..answers import extract_answer_letter
+from ..answers import concluded_option, extract_answer_letter, option_lines
 from ..data.formats import RLRecord, load_rl_records
 from ..data.world.questions import TEXT_KINDS
 from ..decoding import generate_with_latents, replay
@@ -63,6 +63,7 @@ class DecodedItem:
     span_counts: list[int]
     replayed: dict[str, torch.Tensor] = field(default_factory=dict)  # model name -> [n, H] at the same slots
     reason_states: torch.Tensor | None = None  # [n_reasons, H]
+    event_correct: bool = False  # the final thought names the right option (fl1_core.answers.concluded_option)
 
 
 def load_audit_items(data_path: str | Path, limit: int | None = None) -> list[AuditItem]:
@@ -141,7 +142,9 @@ def decode_items(
                     span_counts=list(gen.span_counts[b]),
                     replayed={name: h[b, :n][slots] for name, h in replays.items()},
                     reason_states=(_reason_end_states(tok, gen.sequences[b, :n].tolist(), own[b, :n])
-                                   if own is not None else None)))
+                                   if own is not None else None),
+                    event_correct=concluded_option(text, option_lines(items[r].record.question_text))
+                    == items[r].record.answer))
             bar.update(len(rows))
     finally:
         bar.close()

@@ -124,7 +124,8 @@ def run_audit(
 
 
 def _pause_comparison(items, clean, text_decoded, pause_checkpoint, kw) -> dict[str, Any]:
-    """Accuracy of latent / pause / text-only SFT on the same items, by group, with latent − other paired Δs."""
+    """Accuracy of latent / pause / text-only SFT on the same items, by group, with latent − other paired Δs; the
+    ``"<group> (event)"`` entries score the concluded event instead of the letter."""
     from ..model import load_future_l1
 
     runs = {"latent SFT": clean}
@@ -137,8 +138,12 @@ def _pause_comparison(items, clean, text_decoded, pause_checkpoint, kw) -> dict[
     for group in ("all", "text", "vision"):
         idx = [i for i, it in enumerate(items) if group == "all" or it.group == group]
         out[group] = {name: accuracy([d[i].correct for i in idx]) for name, d in runs.items()}
+        events = {name: accuracy([d[i].event_correct for i in idx]) for name, d in runs.items()}
         for name, d in runs.items():
             if name != "latent SFT":
                 out[group][f"latent SFT − {name}"] = paired_difference([clean[i].correct for i in idx],
                                                                        [d[i].correct for i in idx])
+                events[f"latent SFT − {name}"] = paired_difference([clean[i].event_correct for i in idx],
+                                                                   [d[i].event_correct for i in idx])
+        out[f"{group} (event)"] = events
     return out
