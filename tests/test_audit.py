@@ -107,6 +107,9 @@ def test_run_audit_end_to_end_on_the_small_world(forced_checkpoint, saved_tiny, 
     assert sources == {"latent SFT", "frame embedding", "untrained", "text-only SFT"} or \
         sources == {"latent SFT", "frame embedding", "untrained"}
     assert {r["target"] for r in result["probes"]} == {"position", "velocity", "events_so_far", "last_event"}
+    flat = {r["source"] for r in result["probes_flat"]}  # spans of the frame's length, concatenated
+    assert flat == {"latent SFT · flat", "frame embedding · flat", "untrained · flat"}
+    assert min(result["probe_spans_flat"].values()) > 0
     assert json.loads((tmp_path / "audit" / "audit.json").read_text())["items"] == 8
 
 
@@ -193,3 +196,12 @@ def test_breakdown_scores_the_concluded_event_beside_the_letter():
     assert dependence_statement(conditions, metric="event")[0].startswith("zeros: Δ = -50.0 points")
     with pytest.raises(ValueError, match="unknown metric"):
         dependence_statement(conditions, metric="judge")
+
+
+def test_span_flats_concatenate_full_spans_and_drop_others():
+    from fl1_core.audit.decode import span_flats, span_means
+
+    v = torch.arange(14, dtype=torch.float32).reshape(7, 2)  # spans of 3, 1 and 3 latents
+    flats = span_flats(v, [3, 1, 3], size=3)
+    assert flats[1] is None and torch.equal(flats[0], torch.arange(6.0)) and torch.equal(flats[2], torch.arange(8.0, 14))
+    assert torch.equal(span_means(v, [3, 1, 3])[0], torch.tensor([2.0, 3.0]))

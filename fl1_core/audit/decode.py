@@ -160,3 +160,15 @@ def span_means(vectors: torch.Tensor, span_counts: Sequence[int]) -> list[torch.
             means.append(vectors[offset : offset + c].mean(dim=0))
         offset += c
     return means
+
+
+def span_flats(vectors: torch.Tensor, span_counts: Sequence[int], size: int) -> list[torch.Tensor | None]:
+    """Each span's latents concatenated in slot order ([size · H]); ``None`` for a span of another length (its
+    slots no longer line up with a frame's merged tokens). Keeps what the mean pools away: where in the 3×3 grid
+    each token sits."""
+    flats, offset = [], 0
+    for c in span_counts:
+        ok = c == size and offset + c <= vectors.shape[0]
+        flats.append(vectors[offset : offset + c].reshape(-1) if ok else None)
+        offset += c
+    return flats

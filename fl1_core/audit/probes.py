@@ -11,6 +11,10 @@ Each feature source gives one vector per (test item, span k) that stands for the
 * ``untrained``: an untrained model's states at the latent model's slots, on the same teacher-forced sequence (the
   floor).
 
+The ``… · flat`` sources (``probes_flat`` of the audit) use the span's tokens concatenated in slot order instead of
+their mean (:func:`fl1_core.audit.decode.span_flats`), so a probe can read *where* in the frame's 3×3 token grid
+something sits; spans of another length than the frame's merged tokens are left out.
+
 Probes (scikit-learn): standardise, then ridge regression (``RidgeCV``) for positions and velocities, scored by R²
 (averaged over output dimensions), and logistic regression for event classes, scored by accuracy (with the majority
 share as reference). Every score is out-of-fold over ``GroupKFold`` by clip, so spans of one clip never sit in both
@@ -37,7 +41,8 @@ def span_features(frames: Mapping[str, Sequence[SpanFrame]], vectors: Mapping[st
     out = {}
     for rid, vecs in vectors.items():
         for frame, vec in zip(frames.get(rid, ()), vecs):
-            out[(rid, frame.span)] = np.asarray(vec, dtype=np.float64)
+            if vec is not None:  # a span that cannot be flattened (see decode.span_flats)
+                out[(rid, frame.span)] = np.asarray(vec, dtype=np.float64)
     return out
 
 

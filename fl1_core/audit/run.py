@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..config import CONFIG_KEY
 from ..rl.heldout import HELDOUT_MAX_NEW_TOKENS
 from ..runs import atomic_write_json
 from .ablations import CONDITIONS, accuracy, paired_difference, reasoning_frame_targets, run_ablations
-from .decode import decode_items, load_audit_items, span_means
+from .decode import decode_items, load_audit_items, span_flats, span_means
 from .probes import probe_table, span_features
 from .world_states import has_world_states, read_clips, span_frames
 
@@ -47,11 +47,13 @@ def untrained_copy(model, seed: int = 0):
     return FutureL1Model(base, model.latent_config).to(model.device).eval()
 
 
-def _decoded_spans(items, decoded, attr: str = "latents") -> dict[str, list[np.ndarray]]:
+def _decoded_spans(items, decoded, attr: str = "latents", flat: int | None = None) -> dict[str, list]:
+    """Per record, one vector per span: the mean, or with ``flat`` = tokens per span, the concatenation."""
     out = {}
     for it, d in zip(items, decoded):
         vectors = d.latents if attr == "latents" else d.replayed[attr]
-        out[it.record.id] = [m.numpy() for m in span_means(vectors, d.span_counts)]
+        spans = span_flats(vectors, d.span_counts, flat) if flat else span_means(vectors, d.span_counts)
+        out[it.record.id] = [None if m is None else m.numpy() for m in spans]
     return out
 
 
@@ -115,6 +117,17 @@ def run_audit(
             result["skipped"][f"probe source {name}"] = "no span or reasoning step lined up with a reasoning frame"
             del sources[name]
         result["probes"] = probe_table(sources, frames, clips, folds=folds)
+        size = Counter(int(t.shape[0]) for ts in targets for t in ts).most_common(1)[0][0]  # merged tokens/frame
+        flat = {"latent SFT · flat": span_features(frames, _decoded_spans(items, clean, flat=size)),
+                "frame embedding · flat": span_features(frames, {
+                    it.record.id: [t.reshape(-1).numpy() if t.shape[0] == size else None for t in ts]
+                    for it, ts in zip(items, targets)}),
+                "untrained · flat": span_features(frames, _decoded_spans(items, clean, "untrained", flat=size))}
+        if all(flat.values()):
+            result["probes_flat"] = probe_table(flat, frames, clips, folds=folds)
+            result["probe_spans_flat"] = {name: len(src) for name, src in flat.items()}
+        else:
+            result["skipped"]["flat probes"] = f"no spans of exactly {size} latents to flatten"
     else:
         result["skipped"]["probes"] = f"{data_dir} has no world states (events.jsonl): nothing to probe against"
     result["pause_comparison"] = _pause_comparison(items, clean, text_decoded, pause_checkpoint, kw)
