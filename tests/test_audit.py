@@ -170,6 +170,11 @@ def test_audit_figures_draw_every_source_condition_and_model():
     bars = plots.ablation_bars(rows)
     assert [tr.name for tr in bars.data] == ["all kinds", "vision-dependent"]
     assert list(bars.data[0].error_y.array) == pytest.approx([0.2, 0.2])
+    events = plots.ablation_bars([{**r, "event_accuracy": 0.6, "event_ci_low": 0.5, "event_ci_high": 0.9} for r in rows],
+                                 metric="event")
+    assert list(events.data[0].y) == [0.6, 0.6] and list(events.data[0].error_y.array) == pytest.approx([0.3, 0.3])
+    with pytest.raises(ValueError, match="unknown metric"):
+        plots.ablation_bars(rows, metric="judge")
     acc = {"n": 10, "accuracy": 0.4, "ci95": [0.2, 0.6]}
     control = plots.control_bars({g: {"latent SFT": acc, "pause SFT": acc} for g in ("all", "text", "vision")})
     assert [tr.name for tr in control.data] == ["pause SFT", "latent SFT"] and len(control.data[0].x) == 3

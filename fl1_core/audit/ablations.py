@@ -172,8 +172,8 @@ def ablation_rows(conditions: dict[str, Any], keys: Sequence[str] = ("all", "gro
                    "delta_low": d["ci95"][0], "delta_high": d["ci95"][1]}
             if "event" in r:
                 e, de = r["event"], r["event"]["delta_vs_none"]
-                row |= {"event_accuracy": e["accuracy"], "event_delta": de["delta"], "event_delta_low": de["ci95"][0],
-                        "event_delta_high": de["ci95"][1]}
+                row |= {"event_accuracy": e["accuracy"], "event_ci_low": e["ci95"][0], "event_ci_high": e["ci95"][1],
+                        "event_delta": de["delta"], "event_delta_low": de["ci95"][0], "event_delta_high": de["ci95"][1]}
             rows.append(row)
     return rows
 

@@ -39,18 +39,23 @@ def probe_quality(probes: Sequence[Mapping[str, Any]], title: str = "Linear prob
     return _style(fig, title, width=max(900, 300 * len(targets)))
 
 
-def ablation_bars(rows: Sequence[Mapping[str, Any]], title: str = "Causal ablations: accuracy with the fed-back "
-                  "latents replaced (Wilson 95 % CI)") -> go.Figure:
-    """Grouped bars: one group per condition, one bar per subset (rows of :func:`fl1_core.audit.ablation_rows`)."""
+def ablation_bars(rows: Sequence[Mapping[str, Any]], title: str | None = None, metric: str = "letter") -> go.Figure:
+    """Grouped bars: one group per condition, one bar per subset (rows of :func:`fl1_core.audit.ablation_rows`);
+    ``metric``: ``letter`` accuracy or the concluded ``event``."""
+    keys = {"letter": ("accuracy", "ci_low", "ci_high"), "event": ("event_accuracy", "event_ci_low", "event_ci_high")}
+    if metric not in keys:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(keys)}")
+    value, low, high = keys[metric]
+    label = "held-out MCQ accuracy" if metric == "letter" else "held-out MCQ event accuracy"
     fig = go.Figure()
     for i, subset in enumerate(dict.fromkeys(r["subset"] for r in rows)):
         part = [r for r in rows if r["subset"] == subset]
         fig.add_bar(name=GROUP_LABELS.get(subset, subset), x=[r["condition"] for r in part],
-                    y=[r["accuracy"] for r in part], marker_color=_color(i),
-                    error_y=_error(part, "accuracy", "ci_low", "ci_high"))
+                    y=[r[value] for r in part], marker_color=_color(i), error_y=_error(part, value, low, high))
     fig.add_hline(y=0.25, line_dash="dot", line_color="grey", annotation_text="chance")
-    fig.update_layout(barmode="group", yaxis={"range": [0, 1], "title": "held-out MCQ accuracy"})
-    return _style(fig, title)
+    fig.update_layout(barmode="group", yaxis={"range": [0, 1], "title": label})
+    return _style(fig, title or f"Causal ablations: {label.removeprefix('held-out MCQ ')} with the fed-back latents "
+                  "replaced (Wilson 95 % CI)")
 
 
 def control_bars(comparison: Mapping[str, Mapping[str, Any]], title: str = "Latent vs pause-token vs text-only SFT "
