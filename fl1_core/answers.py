@@ -147,6 +147,7 @@ def concluded_option(text: str | None, options: dict[str, str]) -> str:
     body = body[:cut] if cut >= 0 else body
     spans = _REASON.findall(body)
     thought = f" {normalize(spans[-1] if spans else body)} "
-    found = {k: normalize(v) for k, v in options.items() if normalize(v) and f" {normalize(v)} " in thought}
+    said = {k: normalize(v) for k, v in options.items()}
+    found = {k: v for k, v in said.items() if v and f" {v} " in thought}
     kept = [k for k, v in found.items() if not any(v != w and v in w for w in found.values())]
     return kept[0] if len(kept) == 1 else ""

@@ -101,7 +101,14 @@ def _group(rows: Sequence[Mapping], group: str) -> list[Mapping]:
 def stage_table(runs: Mapping[int, Path], metric: str = "letter") -> list[dict[str, Any]]:
     """One row per (checkpoint, group): accuracy (by ``metric``, see :func:`hit`) per seed, its mean with the
     t-interval, items per seed."""
-    per_seed = {seed: heldout_rows(path) for seed, path in runs.items()}
+    return _stage_table(_rows_by_seed(runs), metric)
+
+
+def _rows_by_seed(runs: Mapping[int, Path]) -> dict[int, dict[str, list[dict]]]:
+    return {seed: heldout_rows(path) for seed, path in runs.items()}
+
+
+def _stage_table(per_seed: Mapping[int, Mapping[str, list[dict]]], metric: str) -> list[dict[str, Any]]:
     table = []
     for name in HELDOUT_MODELS:
         for group in GROUPS:
@@ -121,9 +128,13 @@ def paired_delta(runs: Mapping[int, Path], a: str, b: str, group: str = "all", m
                  ) -> dict[str, Any]:
     """Δ = accuracy(a) − accuracy(b) on the same held-out items (by ``metric``, see :func:`hit`): per-seed Δ with
     its t-interval, and the pooled item-level paired interval. ``a`` and ``b`` are keys of :data:`HELDOUT_MODELS`."""
+    return _paired_delta(_rows_by_seed(runs), a, b, group, metric)
+
+
+def _paired_delta(per_seed: Mapping[int, Mapping[str, list[dict]]], a: str, b: str, group: str, metric: str
+                  ) -> dict[str, Any]:
     seeds, diffs = [], []
-    for path in runs.values():
-        rows = heldout_rows(path)
+    for rows in per_seed.values():
         if a not in rows or b not in rows:
             continue
         right = {r["id"]: hit(r, metric) for r in _group(rows[b], group)}
@@ -187,15 +198,22 @@ def summarize(runs_root: str | Path, name: str = "seed-study") -> dict[str, Any]
     if not runs:
         raise FileNotFoundError(f"no finished seed-study runs {name}-seed=* under {runs_root}; "
                                 "run `fl1 batch configs/seed_study.yaml --parallel 2` first")
-    with_events = all("concluded" in rows[0] for p in runs.values() for rows in heldout_rows(p).values() if rows)
+    per_seed = _rows_by_seed(runs)  # read once: every table and comparison below uses the same rows
+    with_events = all("concluded" in rows[0] for by_name in per_seed.values() for rows in by_name.values() if rows)
     metrics = METRICS if with_events else ("letter",)
+
+    def deltas(metric: str) -> list[dict[str, Any]]:
+        if metric not in metrics:
+            return []
+        return [d for a, b in COMPARISONS for g in GROUPS
+                if (d := _paired_delta(per_seed, a, b, g, metric)).get("k", 1) != 0]
+
     return {
         "seeds": sorted(runs),
-        "stages": stage_table(runs),
-        "deltas": [d for a, b in COMPARISONS for g in GROUPS if (d := paired_delta(runs, a, b, g)).get("k", 1) != 0],
-        "event_stages": stage_table(runs, "event") if "event" in metrics else [],
-        "event_deltas": [d for a, b in COMPARISONS for g in GROUPS
-                         if "event" in metrics and (d := paired_delta(runs, a, b, g, "event")).get("k", 1) != 0],
+        "stages": _stage_table(per_seed, "letter"),
+        "deltas": deltas("letter"),
+        "event_stages": _stage_table(per_seed, "event") if "event" in metrics else [],
+        "event_deltas": deltas("event"),
         "curation": curation_delta(runs),
         "spans_by_hop": spans_by_hop(runs),
         "scaling": scaling_means(runs),

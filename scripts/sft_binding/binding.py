@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import torch
 
@@ -51,8 +52,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     full = stream_questions(args.seed, args.n, "reason", stream=5)
-    forms = {"reason": full, "conclude": [ex.__class__(ex.id, ex.question, ex.thoughts[-1:], ex.answer,
-                                                       ex.question_images) for ex in full]}
+    forms = {"reason": full, "conclude": [dataclasses.replace(ex, thoughts=ex.thoughts[-1:], future_frames=[])
+                                          for ex in full]}
     head = load_future_l1(WORLD_BASE_DIR)[0].base.lm_head.weight.detach().clone() if args.swap_head else None
     for ckpt in args.checkpoints:
         model, processor = load_future_l1(ckpt)
