@@ -306,17 +306,25 @@ def token_logprobs(
 
 
 # ----------------------------------------------------------------------------------------------- latent SFT (SPEC §3)
-def causal_ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over positions with ``labels[t+1] != -100`` (fp32):
+def causal_ce_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Next-token cross-entropy over positions with ``labels[t+1] != -100`` (fp32), weighted by ``weights[t+1]``
+    when given (e.g. the option letters of :attr:`fl1_core.sft.SFTConfig.letter_weight`):
 
-        CE = −(1/|S|) Σ_{t ∈ S} log softmax(z_t)[x_{t+1}],   S = {t : labels[t+1] ≠ −100}
+        CE = Σ_{t ∈ S} w_{t+1} · (−log softmax(z_t)[x_{t+1}]) / Σ_{t ∈ S} w_{t+1},   S = {t : labels[t+1] ≠ −100}
+
+    (w ≡ 1 is the plain mean.)
     """
 
     shift_logits = logits[:, :-1].float()
     shift_labels = labels[:, 1:]
     if not bool((shift_labels != -100).any()):
         return shift_logits.sum() * 0.0
-    return F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100)
+    flat_logits, flat_labels = shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1)
+    if weights is None:
+        return F.cross_entropy(flat_logits, flat_labels, ignore_index=-100)
+    per_token = F.cross_entropy(flat_logits, flat_labels, ignore_index=-100, reduction="none")
+    w = weights[:, 1:].reshape(-1).float() * (flat_labels != -100).float()
+    return (per_token * w).sum() / w.sum().clamp_min(1e-12)
 
 
 def latent_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:

@@ -186,6 +186,7 @@ class FutureL1Model(nn.Module):
         image_grid_thw_latent: torch.Tensor | None = None,
         latent_vectors: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        label_weights: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         hidden_only: bool = False,
         latent_slots: torch.Tensor | None = None,
@@ -246,7 +247,7 @@ class FutureL1Model(nn.Module):
         logits = self.base.lm_head(hidden)
         if labels is None:
             return FutureL1Output(None, None, None, logits, hidden)
-        ce = causal_ce_loss(logits, labels)
+        ce = causal_ce_loss(logits, labels, label_weights)
         latent_loss, n_pairs = self.latent_alignment_loss(hidden, embeds, latent_mask)
         loss = latent_sft_loss(ce, latent_loss, self.latent_config.latent_lambda)
         return FutureL1Output(loss, ce, latent_loss, logits, hidden, n_pairs)

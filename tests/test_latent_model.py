@@ -208,3 +208,32 @@ def test_text_only_mode_has_no_latents_and_keeps_the_thoughts(tiny, rng):
     with torch.no_grad():
         out = model(**batch)
     assert out.num_latent_pairs == 0 and float(out.latent_loss) == 0.0
+
+
+def test_letter_weight_marks_the_two_option_letters_and_weights_the_ce(tiny, rng):
+    """letter_weight w: weight w on "…option B" and "<answer>B</answer>", 1 elsewhere; CE = Σ w·ce / Σ w."""
+    model, processor = tiny
+    mcq, free = make_examples(rng)
+    mcq = SFTExample("mcq", "<image><image>which event comes next?\nA. x\nB. y\nC. z\nD. w",
+                     ["the ball moves right", "so, the box slides, which is option B."], "B",
+                     question_images=mcq.question_images, future_frames=mcq.future_frames[:1])
+    plain = SFTCollator(processor, model.latent_config)([mcq, free])
+    batch = SFTCollator(processor, model.latent_config, letter_weight=5.0)([mcq, free])
+    weights = batch["label_weights"]
+    tok = processor.tokenizer
+    marked = [[tok.convert_ids_to_tokens(int(batch["input_ids"][b, t])) for t in torch.nonzero(weights[b] == 5.0)]
+              for b in range(2)]
+    assert len(marked[0]) == 2 and all("B" in piece for piece in marked[0]) and marked[1] == []
+    assert set(weights.unique().tolist()) == {1.0, 5.0}
+    assert "label_weights" not in plain
+    with torch.no_grad():
+        out = model(**batch)
+        logits = out.logits[:, :-1].float()
+        labels, w = batch["labels"][:, 1:], weights[:, 1:]
+        keep = labels != -100
+        nll = -torch.log_softmax(logits, -1).gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+        expected = (nll * w)[keep].sum() / w[keep].sum()
+    torch.testing.assert_close(out.ce_loss, expected, rtol=1e-5, atol=1e-5)
+    assert not torch.isclose(out.ce_loss, nll[keep].mean())
+    with pytest.raises(ValueError, match="letter_weight"):
+        SFTCollator(processor, model.latent_config, letter_weight=0.0)

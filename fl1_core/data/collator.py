@@ -112,6 +112,8 @@ class SFTCollator:
     thoughts, no spans, no future frames). ``allow_text_only`` accepts examples without frames (world pretraining's
     option look-up). ``on_error="skip"`` drops bad examples (kept in ``self.rejects``) and
     raises :class:`CollateError` only when the whole batch is bad; ``"raise"`` raises on the first bad example.
+    ``letter_weight`` ≠ 1 adds ``label_weights``: that weight on the option letters A–D of each response (the
+    "…which is option B" binding and ``<answer>B</answer>``), 1 elsewhere.
     """
 
     def __init__(
@@ -124,6 +126,7 @@ class SFTCollator:
         max_length: int | None = None,
         on_error: Literal["raise", "skip"] = "skip",
         allow_text_only: bool = False,
+        letter_weight: float = 1.0,
     ):
         if mode not in ("latent", "text"):
             raise ValueError(f"mode must be 'latent' or 'text', got {mode!r}")
@@ -139,6 +142,10 @@ class SFTCollator:
         self.im_start_id = tok.convert_tokens_to_ids(T.IM_START)
         self.header_len = 1 + len(tok("assistant\n", add_special_tokens=False)["input_ids"])
         self.latent_id = latent_config.latent_token_id
+        if letter_weight <= 0:
+            raise ValueError(f"letter_weight must be > 0, got {letter_weight}")
+        self.letter_weight = letter_weight
+        self.letter_pairs = _letter_pairs(tok)
 
     # -------------------------------------------------------------- per example
     def check(self, ex: SFTExample) -> None:
@@ -194,6 +201,9 @@ class SFTCollator:
             too_long = [(ex.id, n) for ex, n in zip(examples, lengths) if n > self.max_length]
             raise CollateError(f"sequence longer than max_length={self.max_length}: {too_long}")
         batch["labels"] = self.labels(batch["input_ids"], batch["attention_mask"])
+        if self.letter_weight != 1.0:
+            letters = _is_letter(batch["input_ids"], self.letter_pairs) & (batch["labels"] != IGNORE_INDEX)
+            batch["label_weights"] = torch.where(letters, self.letter_weight, 1.0)
         if future:
             batch["pixel_values_latent"] = latent_inputs["pixel_values"]
             batch["image_grid_thw_latent"] = latent_inputs["image_grid_thw"]
@@ -208,6 +218,25 @@ class SFTCollator:
         labels = input_ids.clone()
         labels[(positions < start) | (attention_mask == 0) | (input_ids == self.latent_id)] = IGNORE_INDEX
         return labels
+
+
+def _letter_pairs(tok) -> torch.Tensor:
+    """(previous token, letter token) id pairs of an option letter in a response: "… option B" and
+    "<answer>B</answer>" (the letter may merge with the tag's ``>``), rows [8, 2]."""
+    pairs = set()
+    for letter in "ABCD":
+        for text in (f" option {letter}.", f"<answer>{letter}</answer>"):
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            pos = next(i for i, t in enumerate(ids) if letter in tok.convert_ids_to_tokens(t))
+            pairs.add((ids[pos - 1], ids[pos]))
+    return torch.tensor(sorted(pairs))
+
+
+def _is_letter(input_ids: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """Bool [B, T]: position t holds an option letter (``(input_ids[t-1], input_ids[t])`` is one of ``pairs``)."""
+    prev = torch.cat([torch.full_like(input_ids[:, :1], -1), input_ids[:, :-1]], dim=1)
+    hit = (prev.unsqueeze(-1) == pairs[:, 0]) & (input_ids.unsqueeze(-1) == pairs[:, 1])
+    return hit.any(-1)
 
 
 def latent_pixel_inputs(processor: Qwen3VLProcessor, latent_config: LatentConfig, frames: list[Image.Image]

@@ -46,6 +46,8 @@ class SFTConfig(ConfigBase):
     - ``lr(s) = learning_rate · s / w`` for ``s < w = ⌈warmup_ratio·S⌉``, then
       ``learning_rate · ½(1 + cos(π (s − w)/(S − w)))`` (``lr_scheduler="cosine"``) or constant;
     - ``mixed_precision``: ``"auto"`` = bf16 on a bf16-capable GPU, fp32 (``"no"``) on CPU;
+    - ``letter_weight``: weight of the option-letter tokens in the CE (:func:`fl1_core.losses.causal_ce_loss`);
+      1 = the paper's plain mean;
     - ``latent_lambda``: λ of ``loss = CE + λ·MSE`` written into the model's LatentConfig (``None`` keeps the model's);
     - ``save_every``: checkpoint interval in optimizer steps (0 = only at the end); ``keep_checkpoints`` newest kept;
     - ``on_error="skip"``: bad records go to ``<out>/rejects.jsonl``; ``validate_examples`` decodes and checks every
@@ -69,6 +71,7 @@ class SFTConfig(ConfigBase):
     gradient_checkpointing: bool = False
     freeze_vision: bool = True
     latent_lambda: float | None = None  # None: the model's LatentConfig λ (default 0.2); a value overrides it
+    letter_weight: float = 1.0
     system_prompt: str = "interleaved"
     max_length: int | None = None
     seed: int = 0
@@ -101,6 +104,8 @@ class SFTConfig(ConfigBase):
             raise ValueError(f"mixed_precision must be auto/no/bf16/fp16, got {self.mixed_precision!r}")
         if self.on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        if self.letter_weight <= 0:
+            raise ValueError(f"letter_weight must be > 0, got {self.letter_weight}")
         if self.save_every < 0 or self.keep_checkpoints < 1:
             raise ValueError("save_every must be >= 0 and keep_checkpoints >= 1")
 

@@ -138,7 +138,7 @@ def train_sft(
     # ---- data
     collator = SFTCollator(
         processor, model.latent_config, system_prompt=cfg.system_prompt, mode=structure, max_length=cfg.max_length,
-        on_error=cfg.on_error,
+        on_error=cfg.on_error, letter_weight=cfg.letter_weight,
     )
     source = ExampleSource(records, structure, cache=cfg.cache_examples)
     all_rejects = list(rejects)
