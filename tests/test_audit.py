@@ -42,6 +42,9 @@ def test_span_frames_follow_the_reasoning_chain_and_states_are_in_range(small_wo
         assert frames[0].frame >= row["meta"]["observed_until"]
         states = [state_at(clip, f.frame) for f in frames]
         assert all(((0 <= s["position"]) & (s["position"] <= 1)).all() for s in states)
+        for f, s in zip(frames, states):  # layout: leftmost then rightmost object, whatever the clip's order
+            xs = sorted(o["track"][f.frame][0] / clip["width"] for o in clip["objects"])
+            assert (s["layout"][0], s["layout"][2]) == pytest.approx((xs[0], xs[-1]))
         counts = [s["events_so_far"] for s in states]
         assert counts == sorted(counts) and counts[-1] >= 1
 
@@ -106,7 +109,7 @@ def test_run_audit_end_to_end_on_the_small_world(forced_checkpoint, saved_tiny, 
     sources = {r["source"] for r in result["probes"]}
     assert sources == {"latent SFT", "frame embedding", "untrained", "text-only SFT"} or \
         sources == {"latent SFT", "frame embedding", "untrained"}
-    assert {r["target"] for r in result["probes"]} == {"position", "velocity", "events_so_far", "last_event"}
+    assert {r["target"] for r in result["probes"]} == {"position", "layout", "velocity", "events_so_far", "last_event"}
     flat = {r["source"] for r in result["probes_flat"]}  # spans of the frame's length, concatenated
     assert flat == {"latent SFT · flat", "frame embedding · flat", "untrained · flat"}
     assert min(result["probe_spans_flat"].values()) > 0
