@@ -197,7 +197,7 @@ def summarize(runs_root: str | Path, name: str = "seed-study") -> dict[str, Any]
     runs = seed_runs(runs_root, name)
     if not runs:
         raise FileNotFoundError(f"no finished seed-study runs {name}-seed=* under {runs_root}; "
-                                "run `fl1 batch configs/seed_study.yaml --parallel 2` first")
+                                "run `fl1 batch configs/seed_study.yaml --parallel 3` first")
     per_seed = _rows_by_seed(runs)  # read once: every table and comparison below uses the same rows
     with_events = all("concluded" in rows[0] for by_name in per_seed.values() for rows in by_name.values() if rows)
     metrics = METRICS if with_events else ("letter",)
