@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The demo's sizes: a walk-through in under 20 minutes on 2 cores (SFT 2 epochs, RL 8 steps per mode, evaluation
-# subsets). The seed study (configs/seed_study.yaml) measures at full size; `make demo DEMO_PARAMS=` runs every
+# subsets). The seed study (configs/seed_study.yaml) measures over 3 seeds; `make demo DEMO_PARAMS=` runs every
 # notebook at its defaults (about 45 minutes).
 DEMO_PARAMS ?= sft_steps=226 rl_steps=8 heldout_limit=64 "scaling_sizes=[16, 32]" scaling_eval_limit=10 \
 	futurebench_limit=100 twiffbench_limit=20 audit_items=48
