@@ -368,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: the release's 2048 / 4096")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--num-frames", type=int, default=None)
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None,
+                   help="N items spread evenly over the file (every split keeps its share)")
     p.add_argument("--local-judge", action="store_true", help="TwiFF-Bench: judge with the local world judge")
     p.add_argument("--judge-url", default=None, help="OpenAI-compatible base URL (else $FL1_JUDGE_BASE_URL)")
     p.add_argument("--judge-model", default=None, help="judge model name (else $FL1_JUDGE_MODEL)")

@@ -29,6 +29,7 @@ from fl1_core.evaluation.runner import (
     load_benchmark,
     merge_predictions,
     shard_path,
+    spread_limit,
     summarize_predictions,
 )
 from fl1_core.runs import read_jsonl
@@ -156,9 +157,11 @@ def test_resume_skips_finished_doc_ids(tiny, world, tmp_path, monkeypatch, fb_ru
     summary = evaluate_futurebench(model, processor, world / "futurebench.jsonl", tmp_path, cfg)
     assert counter.calls == 2 and counter.rows == 4  # only the 4 unfinished samples were decoded
     rows = read_jsonl(tmp_path / "predictions.jsonl")
-    assert [r["doc_id"] for r in rows] == [it.id for it in fb_run[2][:8]]
+    picked = {it.id for it in spread_limit(fb_run[2], 8)}  # the limit spreads over the file
+    assert [r["doc_id"] for r in rows] == [it.id for it in fb_run[2] if it.id in picked]
     assert summary["n_predictions"] == 8
-    assert stable(rows) == stable(read_jsonl(fb_run[0] / "predictions.jsonl")[:8])
+    full = {r["doc_id"]: r for r in stable(read_jsonl(fb_run[0] / "predictions.jsonl"))}
+    assert stable(rows) == [full[r["doc_id"]] for r in rows]  # "index" is the position in the whole file
 
     again = CountingGenerate()
     monkeypatch.setattr(runner_mod, "generate_with_latents", again)
@@ -349,3 +352,15 @@ def test_comparison_table_has_both_settings_and_paper_numbers(fb_run):
     for text in ("paper: Qwen3-VL-8B on FutureBench", WORKBOOK_SETTING, "85.40", "3.04", "195.30", "tiny random"):
         assert text in md
     assert md.count("\n") == len(df) + 1
+
+
+def test_limit_spreads_over_the_file_so_every_split_keeps_its_share(world):
+    items, _ = load_benchmark("futurebench", world / "futurebench.jsonl", small_config(limit=None))
+    assert spread_limit(items, None) == items and spread_limit(items, len(items) + 5) == items
+    picked = spread_limit(items, 4)
+    assert len(picked) == 4 and picked[0] is items[0]
+    positions = [items.index(it) for it in picked]
+    assert positions == sorted(positions) and len(set(positions)) == 4
+    assert max(positions) >= len(items) * 3 // 4 - 1  # the tail of the file (the last split) is sampled too
+    limited, _ = load_benchmark("futurebench", world / "futurebench.jsonl", small_config(limit=4))
+    assert [it.id for it in limited] == [it.id for it in picked]

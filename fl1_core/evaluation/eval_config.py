@@ -39,7 +39,8 @@ class EvalConfig(ConfigBase):
       2048, TwiFF-Bench 4096); :meth:`world` gives the small preset for the synthetic world.
     - ``latent``: overrides of the model's :class:`~fl1_core.config.LatentConfig` for decoding (e.g.
       ``{"budget_mode": "fixed"}``, ``{"loose_cap": 64}``, ``{"force_initial_latent": True}``).
-    - ``limit``: evaluate only the first ``limit`` items in doc order.
+    - ``limit``: evaluate ``limit`` items spread evenly over the file in doc order
+      (:func:`fl1_core.evaluation.loading.spread_limit`), so every split keeps its share.
     - ``resume``: skip doc ids already decoded in ``out_dir``; ``False`` clears earlier predictions first.
     """
 

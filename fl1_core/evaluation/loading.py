@@ -49,10 +49,21 @@ def _load_all(benchmark: str, data_path: str | os.PathLike, config: EvalConfig) 
     return items, list(result.rejects)
 
 
+def spread_limit(items: Sequence[Item], limit: int | None) -> list[Item]:
+    """``limit`` items spread evenly over ``items`` in doc order (indices ⌊i·n / limit⌋, i = 0 … limit−1), so a file
+    grouped by split (the world's FutureBench-style file lists 1-hop, 2-hop, 3-hop, then interpolation) keeps every
+    split in its share; ``None`` or ``limit ≥ n`` keeps all."""
+    n = len(items)
+    if limit is None or limit >= n:
+        return list(items)
+    return [items[i * n // limit] for i in range(limit)]
+
+
 def load_benchmark(benchmark: str, data_path: str | os.PathLike, config: EvalConfig) -> tuple[list[Item], list[Reject]]:
-    """Load a benchmark in doc order (``limit`` applied) → ``(items, rejects)``; duplicate doc ids are an error."""
+    """Load a benchmark in doc order (``limit`` applied, :func:`spread_limit`) → ``(items, rejects)``; duplicate doc
+    ids are an error."""
     items, rejects = _load_all(benchmark, data_path, config)
-    return (items if config.limit is None else items[: config.limit]), rejects
+    return spread_limit(items, config.limit), rejects
 
 
 def data_fingerprint(items: Sequence[Item]) -> str:

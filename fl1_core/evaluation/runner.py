@@ -8,7 +8,8 @@ One call per benchmark::
 What happens:
 
 1. The benchmark is loaded (real format or the world's; bad records are skipped into ``rejects.jsonl``), optionally
-   cut to the first ``limit`` items in doc order (FutureBench file order / TwiFF-Bench ``doc_id``).
+   cut to ``limit`` items spread evenly over the doc order (FutureBench file order / TwiFF-Bench ``doc_id``), so
+   every split keeps its share (:func:`fl1_core.evaluation.loading.spread_limit`).
 2. Prompts follow SPEC §7: system prompt, the observed video (FutureBench, ``num_frames`` frames at the real fps) or
    the question frames (TwiFF-Bench), the question; FutureBench adds the ``A. …`` option lines and the single-letter
    instruction.
@@ -100,6 +101,7 @@ from fl1_core.evaluation.loading import (  # noqa: F401  (re-exported)
     load_benchmark,
     shard_items,
     shard_path,
+    spread_limit,
 )
 from fl1_core.evaluation.summary import _log_summary, judge_predictions, rejects_as_wrong, summarize_predictions  # noqa: F401,E501
 
@@ -207,15 +209,19 @@ def decode_shard(
     *,
     rank: int = 0,
     world_size: int = 1,
+    positions: dict[str, int] | None = None,
 ) -> int:
     """Decode process ``rank``'s share of ``items`` (all items in doc order) into its shard file.
+
+    Each row's ``index`` is the item's position in the whole benchmark file (``positions``: doc id → position;
+    default: its position in ``items``), so rows decoded under different ``limit`` values agree.
 
     Doc ids already in ``out_dir`` (any shard file or ``predictions.jsonl``) are skipped; rows are appended after
     every batch. Returns the number of samples decoded by this call.
     """
     out = Path(out_dir)
     benchmark = "futurebench" if items and isinstance(items[0], FutureBenchItem) else "twiffbench"
-    index_of = {doc_id_of(it): i for i, it in enumerate(items)}
+    index_of = positions or {doc_id_of(it): i for i, it in enumerate(items)}
     finished = _finished_doc_ids(out)
     todo = [
         (index_of[doc_id_of(it)], it)
@@ -347,7 +353,7 @@ def evaluate(
     model = dist.place(model)
     t0 = time.perf_counter()
     all_items, rejects = _load_all(benchmark, data_path, config)
-    items = all_items if config.limit is None else all_items[: config.limit]
+    items = spread_limit(all_items, config.limit)
     latent_config = config.latent_config(model.latent_config)
     if dist.is_main:
         _prepare_out_dir(out, _run_config(benchmark, data_path, all_items, config, latent_config), config.resume)
@@ -359,7 +365,8 @@ def evaluate(
     was_training = model.training
     model.eval()
     try:
-        decoded = decode_shard(model, processor, items, out, config, rank=dist.rank, world_size=dist.world_size)
+        decoded = decode_shard(model, processor, items, out, config, rank=dist.rank, world_size=dist.world_size,
+                               positions={doc_id_of(it): i for i, it in enumerate(all_items)})
     finally:
         model.train(was_training)
     decode_wall = time.perf_counter() - t_decode
