@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 RL_METRIC_NAMES: dict[str, str] = {
     # rewards of the trained responses (kept groups) and of everything drawn
     "acc": "reward/acc", "fmt": "reward/fmt", "r_ctr": "reward/r_ctr", "div_cos2": "reward/div_cos2",
+    "event": "reward/event",
     "overall": "reward/overall", "acc_all": "reward/acc_all", "fmt_all": "reward/fmt_all",
     "overall_all": "reward/overall_all",
     # the objective (SPEC §6): policy loss + β·k3

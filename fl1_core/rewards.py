@@ -376,14 +376,19 @@ def combine_rewards(
     lambda_div: float = 0.0,
     length_penalty: float | np.ndarray | Sequence[float] = 0.0,
     w_len: float = 0.001,
+    event: float | np.ndarray | Sequence[float] = 0.0,
+    w_event: float = 0.0,
 ) -> float | np.ndarray:
-    """overall = w_acc·acc + w_fmt·fmt + λ_ctr·R_ctr − λ_div·C̄² − w_len·length_penalty.
+    """overall = w_acc·acc + w_fmt·fmt + λ_ctr·R_ctr − λ_div·C̄² − w_len·length_penalty + w_event·event.
+
+    ``event`` (the workbook's optional event-consistency term, not the paper's; ``w_event = 0`` by default) is 1 when
+    an MCQ response's final thought names the right option (:func:`fl1_core.answers.concluded_option`).
 
     Defaults are the release weights (λ_ctr = 1, λ_div = 0; the presets live in :class:`fl1_core.rl.RLConfig`). Scalars give a Python
     float; lists/arrays are broadcast (numpy) and give a float64 array.
     """
-    parts = [np.asarray(v, dtype=np.float64) for v in (acc, fmt, r_ctr, div_cos2, length_penalty)]
-    a, f, c, d, lp = parts
-    out = w_acc * a + w_fmt * f + lambda_ctr * c - lambda_div * d - w_len * lp
+    parts = [np.asarray(v, dtype=np.float64) for v in (acc, fmt, r_ctr, div_cos2, length_penalty, event)]
+    a, f, c, d, lp, e = parts
+    out = w_acc * a + w_fmt * f + lambda_ctr * c - lambda_div * d - w_len * lp + w_event * e
     return float(out) if out.ndim == 0 else out
 

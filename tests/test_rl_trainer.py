@@ -324,3 +324,30 @@ def test_gradient_checkpointing_in_replay_gives_the_same_update(tiny, world, tmp
     assert moved > 0
     for n in w_a:
         torch.testing.assert_close(w_b[n], w_a[n], atol=1e-6, rtol=1e-5)
+
+
+def test_event_reward_scores_the_concluded_option_only_when_weighted(world):
+    """w_event · 1[final thought names the answer option] joins the reward; w_event = 0 leaves it as the paper's."""
+    from fl1_core.answers import option_lines
+    from fl1_core.rl.rollout import event_correct
+
+    mcq = _record(world, True)
+    options = option_lines(mcq.question_text)
+    wrong = next(k for k in options if k != mcq.answer)
+    right_text = f"<reason>So, {options[mcq.answer]}, which is option {wrong}.</reason>\n<answer>{wrong}</answer>"
+    wrong_text = f"<reason>So, {options[wrong]}, which is option {wrong}.</reason>\n<answer>{wrong}</answer>"
+    assert event_correct(right_text, mcq) == 1.0 and event_correct(wrong_text, mcq) == 0.0
+    assert event_correct(right_text, _record(world, False)) == 0.0  # free-form: no options
+
+    def resp(text):
+        prompt = SimpleNamespace(record=mcq)
+        return Response(group=0, prompt=prompt, sequence=torch.zeros(3, dtype=torch.long),
+                        latent_mask=torch.zeros(3, dtype=torch.bool), forced_mask=torch.zeros(3, dtype=torch.bool),
+                        logprobs=torch.zeros(3), latents=torch.zeros(0, 8), span_counts=[], text=text)
+
+    for w_event in (0.0, 0.5):
+        group = [resp(right_text), resp(wrong_text)]
+        score_groups([group], w_acc=0.9, w_fmt=0.1, w_event=w_event, lambda_ctr=0.0, lambda_div=0.0, tau=1.0)
+        assert [r.acc for r in group] == [0.0, 0.0]  # the letter is wrong in both
+        assert [r.event for r in group] == ([1.0, 0.0] if w_event else [0.0, 0.0])
+        assert group[0].reward - group[1].reward == pytest.approx(w_event)

@@ -75,6 +75,7 @@ class RLConfig(ConfigBase):
     # --- reward weights (None → preset; grpo / dapo force λ_ctr = λ_div = 0)
     w_acc: float = 0.9
     w_fmt: float = 0.1
+    w_event: float = 0.0  # the workbook's event-consistency term (MCQ final thought names the answer); not the paper
     lambda_ctr: float | None = None
     tau: float | None = None
     lambda_div: float | None = None

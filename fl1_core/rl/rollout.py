@@ -9,7 +9,8 @@ per-span counts, and scores every response:
     fmt   ∈ {0, 1}  :func:`format_reward`;
     R_ctr           :func:`outcome_contrastive_reward` within the group (la-dapo);
     C̄²              :func:`temporal_diversity_cos2` of the response's spans (la-dapo);
-    overall = w_acc·acc + w_fmt·fmt + λ_ctr·R_ctr − λ_div·C̄².
+    event ∈ {0, 1}  the MCQ final thought names the right option (only when w_event ≠ 0; not in the paper);
+    overall = w_acc·acc + w_fmt·fmt + λ_ctr·R_ctr − λ_div·C̄² + w_event·event.
 
 A group with a response whose judging failed is *dropped* (never scored as wrong).
 
@@ -25,6 +26,7 @@ from typing import Any
 
 import torch
 
+from fl1_core.answers import concluded_option, option_lines
 from fl1_core.config import LatentConfig
 from fl1_core.data.collator import build_prompt_inputs
 from fl1_core.data.examples import rl_prompt
@@ -89,6 +91,7 @@ class Response:
     repetition: float = 0.0
     r_ctr: float = 0.0
     div_cos2: float = 0.0
+    event: float = 0.0  # 1 when an MCQ final thought names the answer (scored only when w_event ≠ 0)
     reward: float = 0.0
 
     @property
@@ -245,12 +248,21 @@ def generate_group_round(
     return [out[g * group_size : (g + 1) * group_size] for g in range(len(prompts))]
 
 
+def event_correct(text: str, record: RLRecord) -> float:
+    """1.0 when ``record`` is an MCQ and the response's final thought names its answer option
+    (:func:`fl1_core.answers.concluded_option`), else 0.0."""
+    if not record.is_multiple_choice:
+        return 0.0
+    return float(concluded_option(text, option_lines(record.question_text)) == record.answer)
+
+
 def score_groups(
     groups: Sequence[Sequence[Response]],
     *,
     w_acc: float,
     w_fmt: float,
     lambda_ctr: float,
+    w_event: float = 0.0,
     lambda_div: float,
     tau: float,
     repetition_threshold: float = 0.5,
@@ -295,9 +307,13 @@ def score_groups(
     if lambda_div != 0.0:
         for r in rows:
             r.div_cos2 = temporal_diversity_cos2(r.latents, r.span_counts)
+    if w_event != 0.0:
+        for r in rows:
+            r.event = event_correct(r.text, r.prompt.record)
     for r in rows:
         r.reward = float(
-            combine_rewards(r.acc or 0.0, r.fmt, r.r_ctr, r.div_cos2, w_acc=w_acc, w_fmt=w_fmt,
+            combine_rewards(r.acc or 0.0, r.fmt, r.r_ctr, r.div_cos2, w_acc=w_acc, w_fmt=w_fmt, event=r.event,
+                            w_event=w_event,
                             lambda_ctr=lambda_ctr, lambda_div=lambda_div)
         )
     stats.dropped_groups = sum(any(r.acc is None for r in g) for g in groups)

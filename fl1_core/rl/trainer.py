@@ -214,7 +214,7 @@ class RLTrainer(PolicyUpdate, Checkpointing):
                 )
             gen_tokens += sum(r.length for g in groups for r in g)
             s = score_groups(
-                groups, w_acc=cfg.w_acc, w_fmt=cfg.w_fmt, lambda_ctr=float(cfg.lambda_ctr),
+                groups, w_acc=cfg.w_acc, w_fmt=cfg.w_fmt, w_event=cfg.w_event, lambda_ctr=float(cfg.lambda_ctr),
                 lambda_div=float(cfg.lambda_div), tau=float(cfg.tau), repetition_threshold=cfg.repetition_threshold,
                 judge_config=self.judge_config, judge_on=cfg.judge_on, failure_policy=cfg.judge_failure_policy,
                 retry_rounds=cfg.judge_retry_rounds, cache_dir=str(self.out_dir / "judge_cache"),
@@ -255,6 +255,7 @@ class RLTrainer(PolicyUpdate, Checkpointing):
             "fmt": mean([r.fmt for r in rows]),
             "r_ctr": mean([r.r_ctr for r in rows]),
             "div_cos2": mean([r.div_cos2 for r in rows]),  # C̄² (the reward subtracts λ_div·C̄²)
+            "event": mean([r.event for r in rows]),  # 0 unless w_event ≠ 0
             "overall": mean([r.reward for r in rows]),
             "acc_all": mean([float(r.acc or 0.0) for r in drawn]),
             "fmt_all": mean([r.fmt for r in drawn]),
