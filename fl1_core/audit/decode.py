@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 
-from ..answers import concluded_option, extract_answer_letter, option_lines
+from ..answers import extract_answer_letter
 from ..data.formats import RLRecord, load_rl_records
 from ..data.world.questions import TEXT_KINDS
 from ..decoding import generate_with_latents, replay
 from ..placement import to_device
-from ..rl.accuracy import rule_correct
+from ..rl.accuracy import concluded_answer, rule_correct
 from ..rl.rollout import collate_prompts, prepare_prompt
 from ..tokens import REASON_CLOSE
 from .interventions import Factory
@@ -143,8 +143,7 @@ def decode_items(
                     replayed={name: h[b, :n][slots] for name, h in replays.items()},
                     reason_states=(_reason_end_states(tok, gen.sequences[b, :n].tolist(), own[b, :n])
                                    if own is not None else None),
-                    event_correct=concluded_option(text, option_lines(items[r].record.question_text))
-                    == items[r].record.answer))
+                    event_correct=concluded_answer(text, items[r].record) == items[r].record.answer))
             bar.update(len(rows))
     finally:
         bar.close()

@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fl1_core.answers import answer_span, is_correct
+from fl1_core.answers import answer_span, concluded_option, is_correct, option_lines
 from fl1_core.data.formats import RLRecord
 from fl1_core.judge.client import JudgeConfig, YesNoJudgeItem, judge_many
 
-__all__ = ["AccuracyResult", "rule_correct", "answer_span", "score_accuracy"]
+__all__ = ["AccuracyResult", "concluded_answer", "rule_correct", "answer_span", "score_accuracy"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,12 @@ class AccuracyResult:
 def rule_correct(text: str, record: RLRecord) -> bool:
     """Exact rule check of one response against its record (see the module docstring)."""
     return is_correct(text, record.answer, mcq=record.is_multiple_choice, rule="exact")
+
+
+def concluded_answer(text: str, record: RLRecord) -> str:
+    """The option letter whose text the response's final thought states (:func:`fl1_core.answers.concluded_option`
+    over the record's option lines); "" when none or several do, and always for free-form records."""
+    return concluded_option(text, option_lines(record.question_text))
 
 
 def score_accuracy(

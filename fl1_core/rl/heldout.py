@@ -32,8 +32,8 @@ import torch
 from fl1_core.config import LatentConfig
 from fl1_core.data.formats import RLRecord
 from fl1_core.decoding import generate_with_latents, greedy_decode
-from fl1_core.answers import concluded_option, extract_answer_letter, option_lines
-from fl1_core.rl.accuracy import rule_correct
+from fl1_core.answers import extract_answer_letter
+from fl1_core.rl.accuracy import concluded_answer, rule_correct
 from fl1_core.rl.rollout import collate_prompts, prepare_prompt
 
 __all__ = ["HELDOUT_MAX_NEW_TOKENS", "evaluate_heldout_mcq", "question_kinds", "run_heldout_mcq"]
@@ -91,7 +91,7 @@ def evaluate_heldout_mcq(
     rows: list[dict[str, Any]] = [
         {"id": rec.id, "kind": str((kinds or {}).get(rec.id, "all")), "answer": rec.answer,
          "pred": extract_answer_letter(out.text, mode="strict"), "correct": bool(rule_correct(out.text, rec)),
-         "concluded": concluded_option(out.text, option_lines(rec.question_text)), "text": out.text}
+         "concluded": concluded_answer(out.text, rec), "text": out.text}
         for rec, out in zip(mcq, outs)
     ]
     by_kind: dict[str, list[dict]] = defaultdict(list)

@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 
-from fl1_core.answers import concluded_option, option_lines
 from fl1_core.config import LatentConfig
 from fl1_core.data.collator import build_prompt_inputs
 from fl1_core.data.examples import rl_prompt
@@ -41,7 +40,7 @@ from fl1_core.rewards import (
     repetition_score,
     temporal_diversity_cos2,
 )
-from fl1_core.rl.accuracy import score_accuracy
+from fl1_core.rl.accuracy import concluded_answer, score_accuracy
 from fl1_core.rl.dynamic_sampling import SamplingResult, dynamic_sampling_rounds  # noqa: F401 (re-exported)
 
 __all__ = [
@@ -250,10 +249,8 @@ def generate_group_round(
 
 def event_correct(text: str, record: RLRecord) -> float:
     """1.0 when ``record`` is an MCQ and the response's final thought names its answer option
-    (:func:`fl1_core.answers.concluded_option`), else 0.0."""
-    if not record.is_multiple_choice:
-        return 0.0
-    return float(concluded_option(text, option_lines(record.question_text)) == record.answer)
+    (:func:`fl1_core.rl.accuracy.concluded_answer`), else 0.0."""
+    return float(record.is_multiple_choice and concluded_answer(text, record) == record.answer)
 
 
 def score_groups(
@@ -262,9 +259,9 @@ def score_groups(
     w_acc: float,
     w_fmt: float,
     lambda_ctr: float,
-    w_event: float = 0.0,
     lambda_div: float,
     tau: float,
+    w_event: float = 0.0,
     repetition_threshold: float = 0.5,
     judge_config: JudgeConfig | None = None,
     judge_on: str = "free-form",
@@ -312,9 +309,8 @@ def score_groups(
             r.event = event_correct(r.text, r.prompt.record)
     for r in rows:
         r.reward = float(
-            combine_rewards(r.acc or 0.0, r.fmt, r.r_ctr, r.div_cos2, w_acc=w_acc, w_fmt=w_fmt, event=r.event,
-                            w_event=w_event,
-                            lambda_ctr=lambda_ctr, lambda_div=lambda_div)
+            combine_rewards(r.acc or 0.0, r.fmt, r.r_ctr, r.div_cos2, w_acc=w_acc, w_fmt=w_fmt,
+                            lambda_ctr=lambda_ctr, lambda_div=lambda_div, event=r.event, w_event=w_event)
         )
     stats.dropped_groups = sum(any(r.acc is None for r in g) for g in groups)
     return stats
