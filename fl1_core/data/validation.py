@@ -225,6 +225,21 @@ def _require_mapping(row: Any) -> Mapping[str, Any]:
     return row
 
 
+def _check_frame_meta(meta: Mapping[str, Any] | None, pool_size: int, reasoning: tuple[int, ...] = ()) -> None:
+    """A frame-needing item (``meta.needs_frame``) must name its asked frame: ``meta.frame_index``, a 1-based pool
+    index, which is the last reasoning frame of an SFT record."""
+    if not meta or not meta.get("needs_frame"):
+        return
+    idx = meta.get("frame_index")
+    if isinstance(idx, bool) or not isinstance(idx, int):
+        raise _Invalid("meta.frame_index", f"a frame-needing item needs the 1-based pool index of its asked frame, "
+                                           f"got {_type_name(idx)}")
+    if not 1 <= idx <= pool_size:
+        raise _Invalid("meta.frame_index", f"expected a pool index in 1..{pool_size}, got {idx}")
+    if reasoning and reasoning[-1] != idx:
+        raise _Invalid("meta.frame_index", f"is {idx} but the last reasoning frame is {reasoning[-1]}")
+
+
 def _parse_sft_record(
     row: Any,
     position: int,
@@ -271,6 +286,7 @@ def _parse_sft_record(
     _check_markers(gpt, n_f, "conversations[1].value", "reasoning_image")
     if not _question_text(human):
         raise _Invalid("conversations[0].value", "no question text besides the <image> markers")
+    _check_frame_meta(meta, pool_size, reasoning)
 
     if media is not None:
         if use_paths:
@@ -316,6 +332,7 @@ def _parse_rl_record(
         raise _Invalid("conversations[0].value", "no question text besides the <image> markers")
     answer = _text(_get(row, "answer"), "answer")
     problem_type = _opt_text(row, "problem_type")
+    _check_frame_meta(_mapping(row.get("meta"), "meta"), pool_size)
     if media is not None:
         media.video(video, "video")
     return RLRecord(

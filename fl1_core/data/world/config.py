@@ -25,6 +25,8 @@ class WorldConfig:
     rl_mcq_fraction: float = 0.5
     heldout_mcq_size: int = 400  # RL-format MCQ over test clips: held-out accuracy of SFT / RL
     heldout_text_share: float = 0.35  # P(a held-out pick prefers a text-solvable kind when the clip has one)
+    heldout_frame_size: int = 320  # frame-needing MCQ over test clips, in heldout_mcq.jsonl after the event kinds
+    sft_frame_priority: float = 0.5  # P(a clip's SFT questions include a frame-needing kind)
     futurebench_size: int = 400
     futurebench_weights: tuple[float, float, float, float] = (0.15, 0.175, 0.20, 0.47)  # hop1, hop2, hop3, hop5
     twiffbench_size: int = 60
@@ -91,7 +93,8 @@ class WorldConfig:
     def small(cls, **overrides: Any) -> "WorldConfig":
         """A tiny world for tests and smoke runs."""
         base: dict[str, Any] = dict(
-            num_train_clips=8, num_test_clips=6, rl_size=8, heldout_mcq_size=8, futurebench_size=12, twiffbench_size=6
+            num_train_clips=8, num_test_clips=6, rl_size=8, heldout_mcq_size=8, heldout_frame_size=6,
+            futurebench_size=12, twiffbench_size=6,
         )
         base.update(overrides)
         return cls(**base)

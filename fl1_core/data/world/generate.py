@@ -8,7 +8,8 @@ Layout (all paths relative to ``out_dir``)::
     events.jsonl                                 one line per clip: objects (with tracks), scene, events, cutoff
     sft.json                                     TwiFF SFT records (train clips)
     rl.jsonl                                     RL records (train clips)
-    heldout_mcq.jsonl                            RL-format MCQ records over test clips (held-out accuracy)
+    heldout_mcq.jsonl                            RL-format MCQ records over test clips (held-out accuracy): the
+                                                 event kinds, then the frame-needing kinds (meta.needs_frame)
     futurebench.jsonl                            FutureBench-style MCQ (test clips; hop1/hop2/hop3/hop5)
     twiffbench/test-00000-of-00001.parquet       TwiFF-Bench-style open-ended rows (test clips)
 
@@ -36,6 +37,7 @@ from fl1_core.data.frames import frame_pool_indices
 from .config import GENERATOR_VERSION, WorldConfig
 from .physics import sample_clip
 from .questions import (
+    FRAME_KINDS,
     TEXT_KINDS,
     Clip,
     LetterBalancer,
@@ -197,6 +199,11 @@ def make_sft(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dict[str, A
         if text and rng.random() < cfg.sft_text_priority:
             first = text[int(rng.integers(0, len(text)))]
             names = [first] + [n for n in names if n != first]
+        frame = [n for n in names if n in FRAME_KINDS]
+        if frame and rng.random() < cfg.sft_frame_priority and not set(frame) & set(names[: cfg.sft_per_clip]):
+            pick = frame[int(rng.integers(0, len(frame)))]
+            rest = [n for n in names if n != pick]
+            names = rest[: cfg.sft_per_clip - 1] + [pick] + rest[cfg.sft_per_clip - 1 :]
         for name in names[: cfg.sft_per_clip]:
             qs = kinds[name]
             q = qs[int(rng.integers(0, len(qs)))]
@@ -207,12 +214,14 @@ def make_sft(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dict[str, A
 
 def _rl_records(
     clips: list[Clip], rng: np.random.Generator, size: int, mcq_fraction: float, id_prefix: str,
-    text_share: float | None = None,
+    text_share: float | None = None, frame: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """``size`` RL-format records (MCQ with letter answers, or free-form with one-event answers) from ``clips``.
+    """``size`` RL-format records (MCQ with letter answers, or free-form with one-event or place answers) from
+    ``clips``.
 
     With ``text_share``, each pick prefers a text-solvable question (when the clip has one) with that probability,
-    so both groups of kinds are large enough to measure."""
+    so both groups of kinds are large enough to measure. ``frame``: only frame-needing kinds (True), none (False) or
+    every kind (None)."""
     letters = LetterBalancer(rng, size)
     records: list[dict[str, Any]] = []
     used: set[tuple[str, str]] = set()
@@ -226,7 +235,8 @@ def _rl_records(
             qs = [
                 q
                 for q in candidates(c, rng)
-                if (mcq or len(q.answer_events) == 1) and (c.clip_id, q.text) not in used
+                if (mcq or len(q.answer_events) == 1 or q.needs_frame) and (c.clip_id, q.text) not in used
+                and (frame is None or q.needs_frame == frame)
             ]
             if not qs:
                 continue
@@ -234,7 +244,7 @@ def _rl_records(
                 qs = [q for q in qs if q.kind in TEXT_KINDS] or qs
             q = qs[int(rng.integers(0, len(qs)))]
             rec = rl_record(c, q, f"{id_prefix}-{len(records):05d}", rng, letters.next() if mcq else None)
-            if rec is None and len(q.answer_events) == 1:
+            if rec is None and (len(q.answer_events) == 1 or q.needs_frame):
                 rec = rl_record(c, q, f"{id_prefix}-{len(records):05d}", rng, None)
             if rec is not None:
                 records.append(rec)
@@ -254,11 +264,15 @@ def make_rl(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dict[str, An
 
 
 def make_heldout_mcq(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dict[str, Any]]:
-    """``heldout_mcq_size`` RL-format MCQ records over TEST clips, every question kind (text-solvable ones
-    included), question frames as images: the held-out accuracy of the SFT and RL stages in the RL prompt format."""
+    """RL-format MCQ records over TEST clips, question frames as images: the held-out accuracy of the SFT and RL
+    stages in the RL prompt format. First ``heldout_mcq_size`` items of the event kinds (text-solvable ones
+    included), then ``heldout_frame_size`` items of the frame-needing kinds (ids ``world-heldout-frame-…``)."""
     test = [c for c in clips if c.split == "test"]
-    return _rl_records(test, _rng(seed, _STREAM_HELDOUT), cfg.heldout_mcq_size, 1.0, "world-heldout",
-                       text_share=cfg.heldout_text_share)
+    events = _rl_records(test, _rng(seed, _STREAM_HELDOUT), cfg.heldout_mcq_size, 1.0, "world-heldout",
+                         text_share=cfg.heldout_text_share, frame=False)
+    frames = _rl_records(test, _rng(seed, _STREAM_HELDOUT, 1), cfg.heldout_frame_size, 1.0, "world-heldout-frame",
+                         frame=True)
+    return events + frames
 
 
 def make_futurebench(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dict[str, Any]]:
@@ -288,11 +302,12 @@ def make_futurebench(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dic
 
 
 def make_twiffbench(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dict[str, Any]]:
-    """TwiFF-Bench-style open-ended rows from test clips (distinct question kinds per clip)."""
+    """TwiFF-Bench-style open-ended rows from test clips (distinct event question kinds per clip; the local judge
+    scores event chains)."""
     test = [c for c in clips if c.split == "test"]
     rng = _rng(seed, _STREAM_TWIFF)
     pngs = {c.clip_id: [png_bytes(c.frames[f]) for f in c.pool] for c in test if c.frames is not None}
-    kinds = {c.clip_id: _by_kind(candidates(c, rng)) for c in test}
+    kinds = {c.clip_id: _by_kind([q for q in candidates(c, rng) if not q.needs_frame]) for c in test}
     rows: list[dict[str, Any]] = []
     while len(rows) < cfg.twiffbench_size:
         progress = False
@@ -382,6 +397,10 @@ def generate_world(out_dir: str | os.PathLike, seed: int = 0, config: WorldConfi
             "rl_kinds": dict(sorted(Counter(r["meta"]["question_kind"] for r in rl).items())),
             "heldout_mcq": len(heldout),
             "heldout_mcq_kinds": dict(sorted(Counter(r["meta"]["question_kind"] for r in heldout).items())),
+            "heldout_needs_frame": sum(r["meta"]["needs_frame"] for r in heldout),
+            "heldout_frame_changed": sum(bool(r["meta"].get("changed")) for r in heldout),
+            "sft_needs_frame": sum(r["meta"]["needs_frame"] for r in sft),
+            "rl_needs_frame": sum(r["meta"]["needs_frame"] for r in rl),
             "futurebench": {t: sum(i["question_type"] == t for i in fb) for t in FB_TYPES},
             "futurebench_answers": dict(sorted(Counter(i["qa"]["Answer"] for i in fb).items())),
             "twiffbench": len(tw),

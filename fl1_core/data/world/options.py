@@ -62,7 +62,12 @@ def _pick(cats: dict[str, list[str]], exclude: set[str], n: int, rng: np.random.
 
 
 def distractors(clip: Clip, q: Question, rng: np.random.Generator, n: int = 3) -> list[str]:
-    """``n`` plausible wrong answers (wrong object, wrong direction, wrong order, wrong outcome)."""
+    """``n`` plausible wrong answers (wrong object, wrong direction, wrong order, wrong outcome; wrong places for the
+    frame-needing kinds)."""
+    if q.needs_frame:
+        from .frame_questions import place_distractors
+
+        return place_distractors(clip, q, rng, n)
     fut = clip.future
     correct = answer_text(clip, q)
     if len(q.answer_events) == 1:

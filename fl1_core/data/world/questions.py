@@ -8,7 +8,9 @@ Question kinds (``meta.question_kind``) and whether the future visual state is n
   ``switch_light`` (a body hits the switch wired to the light: the light turns on);
 - vision-dependent: ``next_event``, ``kth_event`` (the k-th event after the video ends), ``object_next`` (what
   happens to X next), ``push_outcome`` (A hits B: what happens to B), ``which_first`` (which of two events comes
-  first), ``interpolation`` (a later event is stated: what happens in between).
+  first), ``interpolation`` (a later event is stated: what happens in between);
+- frame-needing (``meta.needs_frame``): ``where_at_event``, ``where_at_time`` (where an object is at a future
+  moment; only the imagined frame shows it, see :mod:`.frame_questions`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ LETTERS = ("A", "B", "C", "D")
 ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth")
 TEXT_KINDS = ("uniform_motion", "fall_land", "switch_light")
 VISION_KINDS = ("next_event", "kth_event", "object_next", "push_outcome", "which_first", "interpolation")
+FRAME_KINDS = ("where_at_event", "where_at_time")
 RIMAGE = "<rimage>"
 CHAIN_JOIN = ", then "
 
@@ -77,8 +80,14 @@ class Question:
         return self.kind not in TEXT_KINDS
 
     @property
+    def needs_frame(self) -> bool:
+        """True for the frame-needing kinds: the answer is read off the imagined frame, never stated before it."""
+        return self.kind in FRAME_KINDS
+
+    @property
     def hops(self) -> int:
-        return self.chain_end + 1
+        """Imagined steps: events up to ``chain_end``; one imagined moment for ``where_at_time``."""
+        return 1 if self.kind == "where_at_time" else self.chain_end + 1
 
 
 def _cap(s: str) -> str:
@@ -86,7 +95,10 @@ def _cap(s: str) -> str:
 
 
 def answer_text(clip: Clip, q: Question) -> str:
-    """Canonical answer: one event sentence, or events joined by ', then ' (interpolation chains)."""
+    """Canonical answer: one event sentence, events joined by ', then ' (interpolation chains), or the asked
+    object's place for the frame-needing kinds ('the red ball is on the floor at the left')."""
+    if q.needs_frame:
+        return str(q.extra["answer"])
     fut = clip.future
     return CHAIN_JOIN.join(fut[i].text for i in q.answer_events)
 
@@ -240,6 +252,9 @@ def candidates(clip: Clip, rng: np.random.Generator) -> list[Question]:
     for j in range(1, len(fut)):
         text = f"Later, {fut[j].text}. What happens between the end of the video and that moment?"
         qs.append(Question("interpolation", text, list(range(j)), j, given=j))
+    from .frame_questions import frame_candidates  # frame_questions builds on the names above
+
+    qs.extend(frame_candidates(clip))
     return qs
 
 

@@ -22,8 +22,14 @@ def trajectory(clip: Clip, q: Question, final: str) -> tuple[list[str], list[int
 
     The imagined events future[0..chain_end] are grouped by the first pool frame that shows them; thought i (i < n)
     predicts the events of group i and reasoning image i shows them; the last thought is ``final`` (the conclusion).
+    Frame-needing kinds read the last imagined frame before concluding
+    (:func:`fl1_core.data.world.frame_questions.frame_trajectory`).
     Returns (thoughts, reasoning_image) with ``len(thoughts) == len(reasoning_image) + 1``.
     """
+    if q.needs_frame:
+        from .frame_questions import frame_trajectory
+
+        return frame_trajectory(clip, q, final)
     fut = clip.future[: q.chain_end + 1]
     groups: dict[int, list[Event]] = {}
     for e in fut:
@@ -52,7 +58,7 @@ def conclusion(answer: str, letter: str | None = None) -> str:
 
 def _meta(clip: Clip, q: Question, fmt: str) -> dict[str, Any]:
     fut = clip.future
-    return {
+    meta: dict[str, Any] = {
         "clip_id": clip.clip_id,
         "split": clip.split,
         "question_kind": q.kind,
@@ -63,7 +69,13 @@ def _meta(clip: Clip, q: Question, fmt: str) -> dict[str, Any]:
         "answer_event_indices": [clip.event_index(fut[i]) for i in q.answer_events],
         "chain_event_indices": [clip.event_index(e) for e in fut[: q.chain_end + 1]],
         "observed_until": clip.cutoff,
+        "needs_frame": q.needs_frame,
     }
+    if q.needs_frame:
+        meta["frame_index"] = int(q.extra["pool_index"]) + 1  # 1-based pool index of the asked frame
+        meta["changed"] = bool(q.extra["changed"])
+        meta["present_answer"] = str(q.extra["present"])  # the answer read off the last observed frame
+    return meta
 
 
 def _human(clip: Clip, text: str) -> str:
