@@ -109,6 +109,16 @@ class FutureL1Model(nn.Module):
         row = self.input_embeddings().weight[self.latent_config.latent_token_id]
         return row.to(hidden.dtype).expand_as(hidden)
 
+    def add_projection_head(self, head_dim: int) -> None:
+        """Give a model without one a new (randomly initialised) latent projection head of width ``head_dim``; the
+        latent config records it, so the checkpoint reloads with the head."""
+        if self.latent_head is not None:
+            raise ValueError("the model already has a latent projection head")
+        self.latent_config = self.latent_config.replace(projection_head=True, head_dim=head_dim)
+        hidden = self.base.config.get_text_config().hidden_size
+        self.latent_head = LatentProjectionHead(hidden, head_dim).to(device=self.device, dtype=self.dtype)
+        self._sync_config()
+
     def freeze_vision(self, frozen: bool = True) -> None:
         """Freeze (or unfreeze) the vision tower and merger (SPEC §3 SFT default: frozen)."""
         for p in self.base.model.visual.parameters():
@@ -192,6 +202,8 @@ class FutureL1Model(nn.Module):
         latent_slots: torch.Tensor | None = None,
         score_targets: torch.Tensor | None = None,
         score: dict | None = None,
+        own_latent_p: float = 0.0,
+        own_latent_generator: torch.Generator | None = None,
         **unused,
     ) -> FutureL1Output:
         """One teacher-forced pass (SPEC §3). Latent slots get ``latent_vectors`` if given, else the ground-truth
@@ -202,7 +214,12 @@ class FutureL1Model(nn.Module):
         predicted by the position before it); their log-probs come back chunk-wise
         (:func:`fl1_core.losses.token_logprobs`, ``score`` = its keyword arguments), never as ``[B, L, V]`` logits.
         Embedding and scoring inside ``forward`` let a DDP / FSDP wrapper see every parameter the loss uses.
-        ``hidden_only`` skips the LM head."""
+        ``hidden_only`` skips the LM head.
+
+        Scheduled sampling (``own_latent_p`` > 0, latent mode): a second pass feeds, at each span chosen with
+        probability ``own_latent_p``, the model's own projected predictions of the first (teacher-forced) pass,
+        :meth:`own_latent_inputs`; the CE comes from the second pass, with gradients through the fed predictions, and
+        the alignment loss from the first (its targets stay the gold embeddings)."""
         if latent_slots is not None or score_targets is not None:
             if position_ids is None:
                 raise ValueError("FutureL1Model.forward: replay (latent_slots / score_targets) needs position_ids")
@@ -231,26 +248,55 @@ class FutureL1Model(nn.Module):
         if position_ids is None:
             position_ids = self.position_ids(input_ids, attention_mask, mm_token_type_ids, image_grid_thw,
                                              video_grid_thw)
-        out = self.base.model(
-            inputs_embeds=embeds,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            pixel_values=pixel_values,
-            image_grid_thw=image_grid_thw,
-            pixel_values_videos=pixel_values_videos,
-            video_grid_thw=video_grid_thw,
-            use_cache=False,
-        )
-        hidden = out.last_hidden_state
+        def run(inputs_embeds: torch.Tensor) -> torch.Tensor:
+            return self.base.model(
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                pixel_values=pixel_values,
+                image_grid_thw=image_grid_thw,
+                pixel_values_videos=pixel_values_videos,
+                video_grid_thw=video_grid_thw,
+                use_cache=False,
+            ).last_hidden_state
+
+        hidden = run(embeds)
+        aligned = hidden
+        if own_latent_p > 0 and bool(latent_mask.any()):
+            hidden = run(self.own_latent_inputs(aligned, embeds, latent_mask, own_latent_p, own_latent_generator))
         if hidden_only:
             return FutureL1Output(None, None, None, None, hidden)
         logits = self.base.lm_head(hidden)
         if labels is None:
             return FutureL1Output(None, None, None, logits, hidden)
         ce = causal_ce_loss(logits, labels, label_weights)
-        latent_loss, n_pairs = self.latent_alignment_loss(hidden, embeds, latent_mask)
+        latent_loss, n_pairs = self.latent_alignment_loss(aligned, embeds, latent_mask)
         loss = latent_sft_loss(ce, latent_loss, self.latent_config.latent_lambda)
         return FutureL1Output(loss, ce, latent_loss, logits, hidden, n_pairs)
+
+    def own_latent_inputs(
+        self,
+        hidden: torch.Tensor,
+        embeds: torch.Tensor,
+        latent_mask: torch.Tensor,
+        p: float,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """``embeds`` with the latent slots of randomly chosen spans replaced by the model's own predictions.
+
+        Slot t+1 gets ``project_latent(hidden@t)``, the vector decoding would feed there (one extra pass: within a
+        span each prediction follows the gold slots before it, not the model's own). A span (a maximal run of
+        latent slots in a row) is chosen with probability ``p`` (one Bernoulli draw per span, from ``generator``).
+        The predictions keep their graph, so the CE of the next pass trains what produces them."""
+        pred = self.project_latent(hidden[:, :-1][latent_mask[:, 1:]])
+        gold = embeds[latent_mask]
+        starts = latent_mask & ~F.pad(latent_mask[:, :-1], (1, 0), value=False)
+        span_of_slot = starts.flatten().long().cumsum(0).view_as(latent_mask)[latent_mask] - 1
+        n_spans = int(starts.sum())
+        draw = torch.rand(n_spans, generator=generator, device="cpu" if generator is None else generator.device)
+        chosen = (draw < p).to(latent_mask.device)[span_of_slot].unsqueeze(-1)
+        mixed = torch.where(chosen, pred.to(gold.dtype), gold)
+        return embeds.masked_scatter(latent_mask.unsqueeze(-1), mixed)
 
     def latent_alignment_loss(
         self, hidden: torch.Tensor, embeds: torch.Tensor, latent_mask: torch.Tensor
