@@ -47,6 +47,15 @@ class PretrainRecipe(ConfigBase):
     qa_variants: dict[str, float] = field(default_factory=_default_variants)
     mcq_fraction: float = 0.5
     lookup_ways: dict[str, float] = field(default_factory=_default_ways)  # shares of the look-up task's ways
+    # imagination: frame-needing kinds in the question tasks, their share of the chain task, a frozen vision tower (stable latent targets, as in SFT), a latent projection
+    # head of width head_dim, and scheduled sampling of the latent tasks (own predictions fed at a span with prob p)
+    frame_questions: bool = False
+    frame_share: float = 0.5
+    freeze_vision: bool = False
+    projection_head: bool = False
+    head_dim: int = 256
+    scheduled_sampling_p: float = 0.0
+    scheduled_sampling_ramp: float = 0.3  # p rises linearly from 0 over this share of the steps
     # tokenizer: pre-tokenisation ("word" = Qwen's, "phrase" = the world's phrases as tokens) and BPE budget
     pretokenizer: str = "word"
     vocab_size: int = 2048
@@ -78,6 +87,9 @@ class PretrainRecipe(ConfigBase):
             raise ValueError(f"PretrainRecipe.tasks: shares must be >= 0 with a positive sum, got {self.tasks}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"PretrainRecipe: steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        for name in ("frame_share", "scheduled_sampling_p", "scheduled_sampling_ramp"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"PretrainRecipe.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError("PretrainRecipe: hidden_size must be a multiple of num_attention_heads")
 
@@ -111,6 +123,11 @@ class PretrainRecipe(ConfigBase):
         progress = min(1.0, (step - self.warmup_steps) / span)
         m = self.min_lr_ratio
         return self.learning_rate * (m + (1 - m) * 0.5 * (1 + np.cos(np.pi * progress)))
+
+    def own_latent_p_at(self, step: int) -> float:
+        """Scheduled-sampling probability of 0-based ``step``: ``p·min(1, (s+1)/(ramp·S))`` (p at once when ramp = 0)."""
+        ramp = self.scheduled_sampling_ramp * self.steps
+        return self.scheduled_sampling_p * (1.0 if ramp <= 0 else min(1.0, (step + 1) / ramp))
 
     def result_affecting(self) -> dict[str, Any]:
         """The settings that change the weights (bookkeeping intervals left out): compared on resume."""

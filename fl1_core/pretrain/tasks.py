@@ -14,7 +14,16 @@ Tasks (``TASKS``), each a chat turn the base must answer inside ``<answer>…</a
 * ``qa``     — a world question of any kind about the observed frames, MCQ or free-form, answered with the text
   reasoning of the world's trajectories (``reason``), directly (``direct``), or with the future frames given as
   extra images (``hinted``);
-* ``video``  — the same questions over the observed prefix as a video (FutureBench's prompt form).
+* ``video``  — the same questions over the observed prefix as a video (FutureBench's prompt form);
+* ``layout`` — one frame → the objects from left to right with where each is and in which third of the scene
+  (:func:`fl1_core.data.world.frame_questions.layout_text`);
+* ``latent_layout`` — the same reading of a frame given as its gold embeddings at ``<|latent|>`` slots in the
+  assistant turn ("reading an imagined frame");
+* ``chain``  — a world question answered in the full interleaved format: thoughts, one latent span per future frame
+  (gold embeddings at the slots, as latent SFT feeds them), the conclusion; ``frame_share`` of them frame-needing.
+
+The question tasks draw the frame-needing kinds only when ``frame_questions`` is on (the ``chain`` task always
+does), so recipes written before those kinds existed draw the same examples.
 
 Each example also carries the cell targets of its images (:func:`fl1_core.pretrain.perception.cell_targets`)
 for the auxiliary cell head; video examples carry none.
@@ -31,9 +40,11 @@ from ..data.collator import QuestionVideo, SFTExample
 from ..data.frames import frame_pool_indices
 from ..data.world.config import WorldConfig
 from ..data.world.physics import sample_clip
+from ..data.world.frame_questions import layout_text
 from ..data.world.questions import (
     LETTERS,
     Clip,
+    Question,
     build_options,
     candidates,
     conclusion,
@@ -45,12 +56,14 @@ from ..data.world.render import render_frame, rgb_to_yuv420p
 from ..tokens import MCQ_INSTRUCTION
 from .perception import cell_targets
 
-TASKS = ("scene", "motion", "change", "lookup", "qa", "video")
+TASKS = ("scene", "motion", "change", "lookup", "qa", "video", "layout", "latent_layout", "chain")
+LATENT_TASKS = ("latent_layout", "chain")  # collated in latent mode (frames at latent slots)
 QA_VARIANTS = ("reason", "direct", "hinted", "conclude", "conclude_text")
 STREAM_CLIPS = 1000  # seed streams of the pretraining world; the world generator uses streams 0-5
 STREAM_TASK = 1001
 
 SCENE_QUESTION = "Describe the picture: the objects from left to right and where they are."
+LAYOUT_QUESTION = "Describe the picture: the objects from left to right, where they are and in which part."
 MOTION_QUESTION = "How is each object moving in the second picture?"
 CHANGE_QUESTION = "What happened between the two pictures?"
 LOOKUP_QUESTION = "Which option says: {}?"
@@ -144,7 +157,10 @@ class TaskSampler:
     """Draws :class:`PretrainItem` s: ``item(task, index)`` is deterministic in (seed, task, index)."""
 
     def __init__(self, seed: int, world: WorldConfig | None = None, qa_variants: dict[str, float] | None = None,
-                 mcq_fraction: float = 0.5, lookup_ways: dict[str, float] | None = None):
+                 mcq_fraction: float = 0.5, lookup_ways: dict[str, float] | None = None,
+                 frame_questions: bool = False, frame_share: float = 0.5):
+        self.frame_questions = frame_questions
+        self.frame_share = frame_share
         self.stream = ClipStream(seed, world)
         self.seed = int(seed)
         weights = qa_variants or {"reason": 0.5, "direct": 0.3, "hinted": 0.2}
@@ -208,8 +224,12 @@ class TaskSampler:
             question, answer = f"{options_block(options)}\n{LOOKUP_QUESTION.format(options[asked])}", asked
         return PretrainItem("lookup", SFTExample(f"{rid}#{way}", question, [], answer), None)
 
-    def _options(self, clip: Clip, rng: np.random.Generator) -> dict[str, str]:
+    def _candidates(self, clip: Clip, rng: np.random.Generator) -> list[Question]:
         qs = candidates(clip, rng)
+        return qs if self.frame_questions else [q for q in qs if not q.needs_frame]
+
+    def _options(self, clip: Clip, rng: np.random.Generator) -> dict[str, str]:
+        qs = self._candidates(clip, rng)
         for j in rng.permutation(len(qs)):
             options = build_options(clip, qs[int(j)], rng, LETTERS[int(rng.integers(0, 4))])
             if options is not None:
@@ -226,8 +246,12 @@ class TaskSampler:
         return dict(zip(LETTERS, texts))
 
     # --------------------------------------------------------------------------------------------- questions
-    def _question(self, clip: Clip, rng: np.random.Generator) -> dict:
-        qs = candidates(clip, rng)
+    def _question(self, clip: Clip, rng: np.random.Generator, frame: bool | None = None) -> dict:
+        """An SFT record of a random kind; ``frame`` True / False keeps only frame-needing / other kinds (when the
+        clip has them)."""
+        qs = self._candidates(clip, rng) if frame is None else candidates(clip, rng)
+        if frame is not None:
+            qs = [q for q in qs if q.needs_frame == frame] or qs
         kinds = sorted({q.kind for q in qs})
         kind = kinds[int(rng.integers(0, len(kinds)))]
         pick = [q for q in qs if q.kind == kind]
@@ -263,6 +287,27 @@ class TaskSampler:
         frames = np.stack([np.asarray(self.stream.frame(clip, f)) for f in indices])
         video = QuestionVideo(frames=frames, fps=float(clip.fps), frame_indices=indices)
         return PretrainItem("video", SFTExample(rid, question, thoughts, rec["answer"], question_video=video), None)
+
+
+    # ------------------------------------------------------------------------------------------- imagination
+    def _layout(self, clip: Clip, rng: np.random.Generator, rid: str) -> PretrainItem:
+        frame = int(rng.integers(0, clip.sim.states.shape[0]))
+        images, cells = self.stream.images(clip, [frame])
+        return PretrainItem("layout", SFTExample(rid, LAYOUT_QUESTION, [], layout_text(clip, frame), images), cells)
+
+    def _latent_layout(self, clip: Clip, rng: np.random.Generator, rid: str) -> PretrainItem:
+        """The frame as gold embeddings at latent slots (its vision tokens are targets, so no cell targets)."""
+        frame = int(rng.integers(0, clip.sim.states.shape[0]))
+        example = SFTExample(rid, LAYOUT_QUESTION, [""], layout_text(clip, frame), [], [self.stream.frame(clip, frame)])
+        return PretrainItem("latent_layout", example, None)
+
+    def _chain(self, clip: Clip, rng: np.random.Generator, rid: str) -> PretrainItem:
+        rec = self._question(clip, rng, frame=bool(rng.random() < self.frame_share))
+        question, thoughts = _record_text(rec)
+        questions = [self.stream.frame(clip, clip.pool[i - 1]) for i in rec["image"]]
+        future = [self.stream.frame(clip, clip.pool[i - 1]) for i in rec["reasoning_image"]]
+        example = SFTExample(rid, question, thoughts, rec["answer"], questions, future)
+        return PretrainItem("chain", example, None)
 
 
 def _record_text(rec: dict) -> tuple[str, list[str]]:

@@ -32,13 +32,14 @@ from ..runs import append_jsonl, atomic_directory, atomic_write_json, read_jsonl
 from .perception import CellHead, VisionTap, cell_channels, cell_loss
 from .chain import RecipeChain, run_chain
 from .recipe import PretrainRecipe
-from .tasks import TaskSampler
+from .tasks import LATENT_TASKS, TASKS, TaskSampler
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
 SYSTEM_OF_TASK = {"scene": "none", "motion": "none", "change": "none", "lookup": "none",
-                  "qa": "interleaved", "video": "interleaved"}
+                  "qa": "interleaved", "video": "interleaved", "layout": "none", "latent_layout": "none",
+                  "chain": "interleaved"}
 
 
 class RecipeMismatchError(ValueError):
@@ -59,6 +60,11 @@ def build_base(recipe: PretrainRecipe):
                              f"{model.config.get_text_config().hidden_size}, the recipe says {recipe.hidden_size}")
     else:
         model, processor = build_tiny_future_l1(seed=recipe.seed, sizes=recipe.sizes())
+    if recipe.projection_head and model.latent_head is None:
+        torch.manual_seed(recipe.seed + 3)
+        model.add_projection_head(recipe.head_dim)
+    if recipe.freeze_vision:
+        model.freeze_vision(True)
     torch.manual_seed(recipe.seed + 2)
     head = CellHead(recipe.hidden_size, len(cell_channels()))
     return model, processor, head
@@ -103,13 +109,23 @@ def _truncate_logs(out: Path, step: int) -> None:
             write_jsonl(out / name, kept)
 
 
-def training_step(model, head, tap: VisionTap, collators: dict[str, SFTCollator], items, recipe: PretrainRecipe
-                  ) -> dict[str, torch.Tensor]:
-    """Forward one homogeneous batch; returns ``{"loss", "ce", "cell"}`` (``cell`` is 0 without images)."""
+def collator_key(task: str) -> tuple[str, str]:
+    """(system prompt, collator mode) of a task: latent mode for the tasks with frames at latent slots."""
+    return SYSTEM_OF_TASK[task], "latent" if task in LATENT_TASKS else "text"
+
+
+def training_step(model, head, tap: VisionTap, collators: dict[tuple[str, str], SFTCollator], items,
+                  recipe: PretrainRecipe, step: int = 0) -> dict[str, torch.Tensor]:
+    """Forward one homogeneous batch; returns ``{"loss", "ce", "cell", "latent"}`` (``cell`` is 0 without images,
+    ``latent`` the alignment loss, 0 without latent slots). Latent tasks use scheduled sampling with
+    ``recipe.own_latent_p_at(step)`` (span draws seeded by (seed, step))."""
     task = items[0].task
-    batch = collators[SYSTEM_OF_TASK[task]]([it.example for it in items])
+    batch = collators[collator_key(task)]([it.example for it in items])
     batch.pop("ids")
     tap.pop()
+    if task in LATENT_TASKS and recipe.scheduled_sampling_p > 0:
+        gen = torch.Generator().manual_seed(recipe.seed * 1_000_003 + step)
+        batch.update(own_latent_p=recipe.own_latent_p_at(step), own_latent_generator=gen)
     out = model(**batch)
     tokens = tap.pop()
     cells = [it.cells for it in items]
@@ -120,7 +136,7 @@ def training_step(model, head, tap: VisionTap, collators: dict[str, SFTCollator]
         lc = cell_loss(head(tokens), target)
     else:
         lc = out.loss.new_zeros(())
-    return {"loss": out.loss + recipe.cell_weight * lc, "ce": out.ce_loss, "cell": lc}
+    return {"loss": out.loss + recipe.cell_weight * lc, "ce": out.ce_loss, "cell": lc, "latent": out.latent_loss}
 
 
 def pretrain_world_base(recipe: PretrainRecipe | RecipeChain, out_dir: str | Path, **kwargs) -> Path:
@@ -159,10 +175,11 @@ def train_phase(
     start, cpu_s = _load_state(out, model, head, opt, recipe)
     _truncate_logs(out, start)
     sampler = TaskSampler(recipe.seed, qa_variants=recipe.qa_variants, mcq_fraction=recipe.mcq_fraction,
-                          lookup_ways=recipe.lookup_ways)
-    collators = {s: SFTCollator(processor, model.latent_config, system_prompt=s, mode="text", on_error="raise",
-                                 allow_text_only=True)
-                 for s in set(SYSTEM_OF_TASK.values())}
+                          lookup_ways=recipe.lookup_ways, frame_questions=recipe.frame_questions,
+                          frame_share=recipe.frame_share)
+    collators = {(s, m): SFTCollator(processor, model.latent_config, system_prompt=s, mode=m, on_error="raise",
+                                     allow_text_only=True)
+                 for s, m in {collator_key(t) for t in TASKS}}
     tap = VisionTap(model.base.model.visual)
     held = read_heldout(world_dir) if world_dir is not None else []
     end = recipe.steps if max_steps is None else min(recipe.steps, max_steps)
@@ -190,7 +207,7 @@ def train_phase(
             lr = recipe.lr_at(step)
             for g in opt.param_groups:
                 g["lr"] = lr
-            losses = training_step(model, head, tap, collators, items, recipe)
+            losses = training_step(model, head, tap, collators, items, recipe, step)
             if not torch.isfinite(losses["loss"]):
                 raise FloatingPointError(f"non-finite loss at step {step} ({task}); last checkpoint is kept")
             opt.zero_grad(set_to_none=True)
