@@ -72,7 +72,7 @@ class ConfigBase:
 
 @dataclasses.dataclass
 class LatentConfig(ConfigBase):
-    """The latent mechanism (SPEC §3–§4).
+    """The latent mechanism (docs/PAPER.md#latent-sft, docs/PAPER.md#decoding).
 
     - ``max_latent_token``: K cap per span; future frames are resized to at most ``max_latent_token * 32 * 32``
       pixels (Qwen3-VL: patch 16 × merge 2 = 32 px per merged token), so K = merged tokens of the frame.
@@ -101,7 +101,7 @@ class LatentConfig(ConfigBase):
     projection_head: bool = False
     head_dim: int = 2048
     latent_loss: Literal["mse", "sim"] = "mse"
-    latent_lambda: float = 0.2  # the release script's λ (SPEC §3); the one default of the repository
+    latent_lambda: float = 0.2  # the release script's λ (docs/PAPER.md#latent-sft); the one default of the repository
     latent_input: Literal["hidden", "pause"] = "hidden"
     latent_token_id: int | None = None
     latent_start_id: int | None = None
@@ -123,7 +123,7 @@ class LatentConfig(ConfigBase):
 
     @property
     def decode_budget(self) -> int:
-        """Latents allowed per span at decoding (SPEC §4). Fixed: exactly as many as a training span holds — the
+        """Latents allowed per span at decoding (docs/PAPER.md#decoding). Fixed: exactly as many as a training span holds — the
         pooled budget when ``pooled_latent_tokens`` is set, else ``max_latent_token`` — so decoding never feeds a
         different number of latents than training taught."""
         if self.budget_mode == "fixed":

@@ -41,7 +41,7 @@ class CurationConfig(ConfigBase):
     seed: int = 0
     system_prompt: str = "interleaved"
     likelihood_scope: Literal["answer", "tagged"] = "answer"
-    # rollouts mode, free-form references: "env" asks the yes/no judge ($FL1_JUDGE_*) about rule failures (SPEC:
+    # rollouts mode, free-form references: "env" asks the yes/no judge ($FL1_JUDGE_*) about rule failures (docs/PAPER.md#curation:
     # real TwiFF answers are sentences no rule matches); "none" uses the containment rule only, with a warning
     judge: Literal["none", "env"] = "none"
     easy_threshold: float = 0.75

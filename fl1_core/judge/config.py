@@ -99,7 +99,7 @@ class TwiffJudgeItem:
 
 @dataclass
 class YesNoJudgeItem:
-    """One RL accuracy-judge query (SPEC §6)."""
+    """One RL accuracy-judge query (docs/PAPER.md#rewards)."""
 
     doc_id: Any
     question: str

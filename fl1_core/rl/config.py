@@ -1,4 +1,4 @@
-"""Configuration of the LA-DAPO trainer (SPEC §6): one dataclass, two release/corrected presets, three modes.
+"""Configuration of the LA-DAPO trainer (docs/PAPER.md#la-dapo): one dataclass, two release/corrected presets, three modes.
 
 Settings left at ``None`` are *derived* by :meth:`RLConfig.resolved` from ``preset`` and ``mode``; the resolved
 config is what a run records (manifest, checkpoints) and what a resume compares.
@@ -48,7 +48,7 @@ class RLConfig(ConfigBase):
     mode: Literal["grpo", "dapo", "la-dapo"] = "la-dapo"
     seed: int = 0
 
-    # --- rollouts (SPEC §6: n = 8, 64 prompts, T = 0.9, top-p 0.99, ≤ 2048 tokens, latent cap 64)
+    # --- rollouts (docs/PAPER.md#hyperparameters: n = 8, 64 prompts, T = 0.9, top-p 0.99, ≤ 2048 tokens, latent cap 64)
     group_size: int = 8
     prompts_per_step: int = 64
     max_new_tokens: int = 2048
@@ -95,7 +95,7 @@ class RLConfig(ConfigBase):
     # (with one step, π_old = π_θ exactly, so log π_old = log π_θ.detach() — ρ ≡ 1 — and one forward is saved)
     recompute_old_logprobs: bool | None = None
 
-    # --- optimiser (SPEC §6: AdamW lr 1e-6 constant, wd 0.01, clip 1.0)
+    # --- optimiser (docs/PAPER.md#hyperparameters: AdamW lr 1e-6 constant, wd 0.01, clip 1.0)
     learning_rate: float = 1e-6
     weight_decay: float = 0.01
     adam_betas: tuple[float, float] = (0.9, 0.999)
@@ -220,7 +220,7 @@ class RLConfig(ConfigBase):
     # ---------------------------------------------------------------------------------------------------- presets
     @classmethod
     def release_gpu(cls, **overrides: Any) -> "RLConfig":
-        """The release run on GPUs (SPEC §6): n = 8, 64 prompts, ≤ 2048 tokens, cap 64, lr 1e-6 constant, 1 epoch,
+        """The release run on GPUs (docs/PAPER.md#hyperparameters): n = 8, 64 prompts, ≤ 2048 tokens, cap 64, lr 1e-6 constant, 1 epoch,
         ``release`` preset, ``la-dapo`` mode ("dapo_ctr")."""
         base: dict[str, Any] = dict(
             preset="release", mode="la-dapo", group_size=8, prompts_per_step=64, max_new_tokens=2048, loose_cap=64,

@@ -111,7 +111,7 @@ class SFTConfig(ConfigBase):
 
     @classmethod
     def gpu_release(cls, **overrides: Any) -> "SFTConfig":
-        """The release's hyper-parameters (SPEC §3): AdamW lr 1e-5, cosine, warmup 0.1, wd 0.1, 1 epoch, bf16,
+        """The release's hyper-parameters (docs/PAPER.md#hyperparameters): AdamW lr 1e-5, cosine, warmup 0.1, wd 0.1, 1 epoch, bf16,
         gradient checkpointing, λ = 0.2, per-device batch 1 × grad-accum 16 × 8 GPUs = global batch 128 (launch with
         ``accelerate launch --config_file configs/accelerate/zero2.yaml``)."""
         base = dict(
