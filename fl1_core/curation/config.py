@@ -30,6 +30,10 @@ class CurationConfig(ConfigBase):
     ``keep_fraction`` (at most one), ``stratify_letters`` (each answer letter, and free-form, keeps its share of the
     input: a small model learns a letter prior from a letter-skewed kept set), ``baseline_seed`` (random-selection
     baseline).
+
+    The paper probes with 8 sampled answers each (``mode="rollouts"``, ``n_rollouts`` 8) and gives no thresholds;
+    ``likelihood`` mode and the selection defaults are the workbook's (docs/PAPER.md#curation,
+    docs/PAPER.md#deviations).
     """
 
     mode: Literal["likelihood", "rollouts"] = "likelihood"

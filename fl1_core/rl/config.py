@@ -42,7 +42,16 @@ NON_RESULT_KEYS = frozenset(
 
 @dataclass
 class RLConfig(ConfigBase):
-    """Every knob of the LA-DAPO trainer. ``None`` = derived from ``preset`` / ``mode`` (see :meth:`resolved`)."""
+    """Every knob of the LA-DAPO trainer. ``None`` = derived from ``preset`` / ``mode`` (see :meth:`resolved`).
+
+    Paper values (docs/PAPER.md#hyperparameters), the defaults here: ``group_size`` 8, ``prompts_per_step`` 64,
+    ``temperature`` 0.9, ``top_p`` 0.99, ``max_new_tokens`` 2048, ``loose_cap`` 64; ``filter_low`` / ``filter_high``
+    0.1 / 0.9, ``max_rounds`` 20 (docs/PAPER.md#dynamic-sampling); ``w_acc`` 0.9, ``w_fmt`` 0.1,
+    ``repetition_threshold`` 0.5, τ 0.5 and λ_ctr / λ_div 1.0 / 0 (``release``) or 0.2 / 0.1 (``corrected``)
+    (docs/PAPER.md#rewards); ε 0.2 / 0.28, ``dual_clip`` 3 (docs/PAPER.md#dapo-loss); ``kl_beta`` 0.01
+    (docs/PAPER.md#kl); AdamW ``learning_rate`` 1e-6, ``weight_decay`` 0.01, ``max_grad_norm`` 1.0, 1 epoch, vision
+    tower trained. The workbook's own: ``w_event``, ``judge_on``, ``judge_failure_policy``, several optimiser steps
+    per rollout (docs/PAPER.md#deviations)."""
 
     preset: Literal["release", "corrected"] = "corrected"
     mode: Literal["grpo", "dapo", "la-dapo"] = "la-dapo"
