@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "docs" / "PAPER.md"
 TEXT_SUFFIXES = {".py", ".md", ".ipynb", ".yaml", ".yml", ".toml", ".sh", ".cfg", ".txt"}
 SKIP_DIRS = {".git", ".venv", "runs", "__pycache__", ".ipynb_checkpoints", ".pytest_cache", "node_modules"}
-CODE_DIRS = ("fl1_core", "notebooks", "tests", "benchmarks", "scripts")
+CODE_DIRS = ("fl1_core", "notebooks", "tests", "benchmarks", "scripts", "configs", "docs", "data/FORMATS.md",
+             "data/WORLD.md", "README.md")
 
 ANCHOR = re.compile(r'^<a id="([a-z0-9-]+)"></a>$', re.MULTILINE)
 CITATION = re.compile(r"PAPER\.md#([A-Za-z0-9_-]+)")
