@@ -8,7 +8,7 @@ correctness rule used by RL rewards, curation, the SFT format report and evaluat
   equals the normalised reference (``rule="exact"``), or also contains it on word boundaries (``rule="contains"``,
   an explicit option). No span → wrong.
 
-Option-letter extraction (FutureBench, SPEC §7) has two modes:
+Option-letter extraction (FutureBench, docs/PAPER.md#evaluation) has two modes:
 
 ``faithful`` reproduces the release: the first uppercase ``A``–``D`` character inside the FIRST ``<answer>…</answer>``
 span (case-sensitive tags), ``""`` when there is no span or no such character. This is a known defect: the text

@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--mode", choices=["latent", "text", "pause"], default="latent",
                    help="latent = Future-L1, text = text-only baseline, pause = pause-token control")
-    p.add_argument("--hardware", choices=["cpu", "gpu"], default="cpu", help="cpu = world sizes, gpu = SPEC (release)")
+    p.add_argument("--hardware", choices=["cpu", "gpu"], default="cpu", help="cpu = world sizes, gpu = the release's sizes (docs/PAPER.md#hyperparameters)")
     p.add_argument("--preset", choices=["cpu", "gpu"], default=None, help="deprecated: the earlier name of --hardware")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="SFTConfig overrides")
     p.set_defaults(func=cmd_sft)
@@ -354,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--mode", choices=["grpo", "dapo", "la-dapo"], default="la-dapo")
     p.add_argument("--preset", choices=["release", "corrected"], default="corrected")
-    p.add_argument("--hardware", choices=["cpu", "gpu"], default="cpu", help="cpu = world sizes, gpu = SPEC sizes")
+    p.add_argument("--hardware", choices=["cpu", "gpu"], default="cpu", help="cpu = world sizes, gpu = the release's sizes (docs/PAPER.md#hyperparameters)")
     p.add_argument("--judge", choices=["none", "local", "env"], default="none",
                    help="LLM judge for rule failures: none, the local world judge, or $FL1_JUDGE_* endpoint")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="RLConfig overrides")

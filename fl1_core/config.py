@@ -72,7 +72,7 @@ class ConfigBase:
 
 @dataclasses.dataclass
 class LatentConfig(ConfigBase):
-    """The latent mechanism (SPEC §3–§4).
+    """The latent mechanism (docs/PAPER.md#latent-sft, docs/PAPER.md#decoding).
 
     - ``max_latent_token``: K cap per span; future frames are resized to at most ``max_latent_token * 32 * 32``
       pixels (Qwen3-VL: patch 16 × merge 2 = 32 px per merged token), so K = merged tokens of the frame.
@@ -90,18 +90,22 @@ class LatentConfig(ConfigBase):
       ``"pause"`` (the pause-token control): always the learned ``<|latent|>`` token embedding, one constant
       vector, and no alignment loss; the same interleaved structure and slot count, no imagination.
     - ``latent_token_id`` etc.: token ids, filled in when the tokens are added to a tokenizer.
+
+    Paper values (docs/PAPER.md#latent-sft, docs/PAPER.md#decoding): K cap 32, λ = 0.2 with MSE, no head, loose
+    decoding with a cap of 64 (the effect of the release's key defect). ``pooled_latent_tokens``, ``latent_input``
+    and the pooled fixed budget are the workbook's (docs/PAPER.md#deviations).
     """
 
-    max_latent_token: int = 32
+    max_latent_token: int = 32  # 32, the release's K cap per span
     pooled_latent_tokens: int | None = None
-    budget_mode: Literal["fixed", "loose"] = "loose"
+    budget_mode: Literal["fixed", "loose"] = "loose"  # "loose", how released checkpoints decode
     loose_cap: int | None = None
-    loose_multiplier: float = 2.0
+    loose_multiplier: float = 2.0  # 2.0, the release's: round(32 × 2) = 64 latents per span
     force_initial_latent: bool = False
-    projection_head: bool = False
-    head_dim: int = 2048
-    latent_loss: Literal["mse", "sim"] = "mse"
-    latent_lambda: float = 0.2  # the release script's λ (SPEC §3); the one default of the repository
+    projection_head: bool = False  # off in the release
+    head_dim: int = 2048  # 2048, the release's head width
+    latent_loss: Literal["mse", "sim"] = "mse"  # "mse", the release script's
+    latent_lambda: float = 0.2  # the release script's λ (docs/PAPER.md#latent-sft); the one default of the repository
     latent_input: Literal["hidden", "pause"] = "hidden"
     latent_token_id: int | None = None
     latent_start_id: int | None = None
@@ -123,7 +127,7 @@ class LatentConfig(ConfigBase):
 
     @property
     def decode_budget(self) -> int:
-        """Latents allowed per span at decoding (SPEC §4). Fixed: exactly as many as a training span holds — the
+        """Latents allowed per span at decoding (docs/PAPER.md#decoding). Fixed: exactly as many as a training span holds — the
         pooled budget when ``pooled_latent_tokens`` is set, else ``max_latent_token`` — so decoding never feeds a
         different number of latents than training taught."""
         if self.budget_mode == "fixed":

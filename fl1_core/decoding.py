@@ -1,4 +1,4 @@
-"""Interleaved latent decoding over the HF KV cache (SPEC §4), and teacher-forced replay of what was decoded.
+"""Interleaved latent decoding over the HF KV cache (docs/PAPER.md#decoding), and teacher-forced replay of what was decoded.
 
 Per row, a vectorised state machine (no per-row Python work per step):
 
@@ -123,7 +123,7 @@ def generate_with_latents(
     suppress_token_ids: list[int] | None = None,
     latent_intervention=None,
 ) -> LatentGeneration:
-    """Batched interleaved latent decoding (SPEC §4) from processor ``inputs`` (left-padded prompts).
+    """Batched interleaved latent decoding (docs/PAPER.md#decoding) from processor ``inputs`` (left-padded prompts).
 
     ``latent_intervention(fed [B, H], index [B]) -> [B, H]`` replaces the vectors fed at latent slots (``index`` =
     how many latents each row was fed before this one): the audit's causal ablations. ``latents`` records what was

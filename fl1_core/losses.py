@@ -1,4 +1,4 @@
-"""Losses of LA-DAPO as pure functions of tensors (SPEC §6).
+"""Losses of LA-DAPO as pure functions of tensors (docs/PAPER.md#la-dapo).
 
 Everything here is a pure function: tensors in, tensors out, no state. The conventions follow verl's
 ``core_algos``: every function states its formula in the docstring, masks are float/bool tensors of the same shape
@@ -7,8 +7,8 @@ as the per-token quantity, and aggregation is explicit.
 Shapes: ``B`` sequences (responses), ``T`` response tokens. ``mask[b, t] = 1`` marks a token that takes part in the
 loss (a sampled response token; padding, prompt and forced tokens are 0).
 
-Every objective of the method is here: the latent SFT loss (SPEC §3: :func:`causal_ce_loss`,
-:func:`latent_alignment_loss`, :func:`latent_sft_loss`), the DAPO policy loss and k3 KL (SPEC §6), their sum
+Every objective of the method is here: the latent SFT loss (docs/PAPER.md#latent-sft: :func:`causal_ce_loss`,
+:func:`latent_alignment_loss`, :func:`latent_sft_loss`), the DAPO policy loss and k3 KL (docs/PAPER.md#dapo-loss, docs/PAPER.md#kl), their sum
 :func:`policy_objective` (what the RL trainer calls), the per-token :func:`token_entropy`, and chunked token
 log-probs (:func:`token_logprobs`).
 """
@@ -126,7 +126,7 @@ def dapo_policy_loss(
     *,
     num_seqs: float | torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """DAPO clipped policy-gradient loss with clip-higher and dual clip (SPEC §6).
+    """DAPO clipped policy-gradient loss with clip-higher and dual clip (docs/PAPER.md#dapo-loss).
 
     Per token, with Δ = log π_θ − log π_old (clamped to ±20 before exponentiating), ρ = e^Δ and advantage A:
 
@@ -305,7 +305,7 @@ def token_logprobs(
     return logp, entropy
 
 
-# ----------------------------------------------------------------------------------------------- latent SFT (SPEC §3)
+# ------------------------------------------------------------------------------ latent SFT (docs/PAPER.md#latent-sft)
 def causal_ce_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Next-token cross-entropy over positions with ``labels[t+1] != -100`` (fp32), weighted by ``weights[t+1]``
     when given (e.g. the option letters of :attr:`fl1_core.sft.SFTConfig.letter_weight`):
@@ -329,7 +329,7 @@ def causal_ce_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Te
 
 def latent_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:
     """Alignment of the projected hidden state before each latent slot with the (detached) latent input there
-    (the SPEC §3 shift: ``pred`` = project(h_t), ``target`` = e_{t+1}), rows [N, H]:
+    (the shift of docs/PAPER.md#latent-sft: ``pred`` = project(h_t), ``target`` = e_{t+1}), rows [N, H]:
 
         mse: (1/(N·H)) Σ ‖pred − target‖²        sim: (1/N) Σ (1 − cos(pred, target))
     """
@@ -348,7 +348,7 @@ def latent_sft_loss(ce: torch.Tensor, latent: torch.Tensor, latent_lambda: float
     return ce + latent_lambda * latent
 
 
-# ------------------------------------------------------------------------------------------------------ RL (SPEC §6)
+# ------------------------------------------------------------------------------------------ RL (docs/PAPER.md#la-dapo)
 def token_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Per-position entropy ``H = −Σ_v p_v log p_v``, ``p = softmax(z)``, of logits ``[..., V]``; suppressed tokens
     (``z = −∞``, ``p = 0``) add 0, not NaN."""

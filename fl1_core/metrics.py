@@ -23,7 +23,7 @@ RL_METRIC_NAMES: dict[str, str] = {
     "event": "reward/event",
     "overall": "reward/overall", "acc_all": "reward/acc_all", "fmt_all": "reward/fmt_all",
     "overall_all": "reward/overall_all",
-    # the objective (SPEC §6): policy loss + β·k3
+    # the objective (docs/PAPER.md#kl): policy loss + β·k3
     "loss": "loss/total", "pg_loss": "loss/policy", "kl_loss": "loss/kl", "loss_tokens": "loss/tokens",
     "kl": "policy/kl", "approx_kl_old": "policy/approx_kl_old", "entropy": "policy/entropy",
     "clipfrac": "policy/clipfrac", "clipfrac_high": "policy/clipfrac_high", "clipfrac_low": "policy/clipfrac_low",

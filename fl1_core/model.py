@@ -1,4 +1,4 @@
-"""The Future-L1 model: a thin composition wrapper around HF ``Qwen3VLForConditionalGeneration`` (SPEC §3).
+"""The Future-L1 model: a thin composition wrapper around HF ``Qwen3VLForConditionalGeneration`` (docs/PAPER.md#latent-sft).
 
 Nothing in ``transformers`` is patched. The wrapper owns the base model, the :class:`LatentConfig` and the optional
 latent projection head, and implements the one-pass teacher-forced latent forward:
@@ -120,7 +120,7 @@ class FutureL1Model(nn.Module):
         self._sync_config()
 
     def freeze_vision(self, frozen: bool = True) -> None:
-        """Freeze (or unfreeze) the vision tower and merger (SPEC §3 SFT default: frozen)."""
+        """Freeze (or unfreeze) the vision tower and merger (docs/PAPER.md#hyperparameters SFT default: frozen)."""
         for p in self.base.model.visual.parameters():
             p.requires_grad_(not frozen)
 
@@ -206,7 +206,7 @@ class FutureL1Model(nn.Module):
         own_latent_generator: torch.Generator | None = None,
         **unused,
     ) -> FutureL1Output:
-        """One teacher-forced pass (SPEC §3). Latent slots get ``latent_vectors`` if given, else the ground-truth
+        """One teacher-forced pass (docs/PAPER.md#latent-sft). Latent slots get ``latent_vectors`` if given, else the ground-truth
         future-frame embeddings computed from ``pixel_values_latent``.
 
         RL replay passes the recorded ``latent_vectors`` with their positions ``latent_slots`` [B, L] (bool), the
@@ -301,7 +301,7 @@ class FutureL1Model(nn.Module):
     def latent_alignment_loss(
         self, hidden: torch.Tensor, embeds: torch.Tensor, latent_mask: torch.Tensor
     ) -> tuple[torch.Tensor, int]:
-        """The pairs of the SPEC §3 shift (project(hidden@t), detached latent input @t+1) and their loss
+        """The pairs of the shift of docs/PAPER.md#latent-sft (project(hidden@t), detached latent input @t+1) and their loss
         (:func:`fl1_core.losses.latent_alignment_loss`, MSE or 1 − cos)."""
         pred_mask = latent_mask[:, 1:]  # t + 1 is a latent slot
         if not bool(pred_mask.any()):

@@ -1,4 +1,4 @@
-"""Rewards of LA-DAPO (SPEC §6) as pure functions over Python lists, numpy arrays and torch tensors.
+"""Rewards of LA-DAPO (docs/PAPER.md#rewards) as pure functions over Python lists, numpy arrays and torch tensors.
 
 overall = w_acc·acc + w_fmt·fmt + λ_ctr·R_ctr − λ_div·C̄² − w_len·length_penalty     (w_acc = 0.9, w_fmt = 0.1,
 w_len = 0.001; the release's length penalty is always 0), with acc ∈ {1, 0, −1}: −1 when the repetition score of the
@@ -65,7 +65,7 @@ def _text_content_ok(content: str) -> bool:
 
 
 def format_reward(text: str) -> float:
-    """1.0 iff ``text`` is a well-formed interleaved response, else 0.0 (SPEC §6 "fmt").
+    """1.0 iff ``text`` is a well-formed interleaved response, else 0.0 (docs/PAPER.md#rewards "fmt").
 
     What counts, exactly:
 
@@ -182,7 +182,7 @@ def repetition_score(
     min_block_tokens: int = 100,
     strip_latents: bool = True,
 ) -> float:
-    """Repetition score in [0, 1] (SPEC §6): the max of three components.
+    """Repetition score in [0, 1] (docs/PAPER.md#rewards): the max of three components.
 
     - 4-gram repeat rate: :func:`ngram_repeat_rate` (n = 4) over the tokens;
     - longest repeated-block ratio: max over w ∈ ``windows`` = (50, 25) of :func:`repeated_block_ratio`, only when
@@ -258,7 +258,7 @@ def outcome_contrastive_reward(
     group_ids: Sequence[int],
     tau: float = 0.5,
 ) -> list[float]:
-    """Outcome-contrastive latent reward R_ctr (InfoNCE within a prompt's group, SPEC §6).
+    """Outcome-contrastive latent reward R_ctr (InfoNCE within a prompt's group, docs/PAPER.md#rewards).
 
     ``latents[i]``: all recorded latent vectors of response i concatenated, [L_i, H] (tensor or array), or None /
     empty. ``correct[i]``: truthy or an accuracy value; a response is correct iff ``float(correct[i]) > 0`` (so the
@@ -325,7 +325,7 @@ def outcome_contrastive_reward(
 
 
 def temporal_diversity_cos2(latents: LatentLike, span_counts: Sequence[int], eps: float = 1e-8) -> float:
-    """Mean squared cosine between the mean latents of adjacent spans (R_div's C̄², SPEC §6).
+    """Mean squared cosine between the mean latents of adjacent spans (R_div's C̄², docs/PAPER.md#rewards).
 
     Split the [L, H] latents into consecutive spans of ``span_counts`` rows (Σ span_counts must equal L);
     b̄_k = mean of span k's rows (unnormalised); C̄² = mean over k of cos²(b̄_k, b̄_{k+1}) over adjacent pairs

@@ -1,4 +1,4 @@
-"""Stage 0 — the base model for the synthetic world (DESIGN.md, "The embedded default").
+"""Stage 0 — the base model for the synthetic world (docs/PAPER.md#embedded-default).
 
 On real data this stage is skipped: the base is a checkpoint path (Qwen3-VL-8B-Instruct) that
 :func:`fl1_core.model.load_future_l1` opens directly. On the world there is no pretrained VLM, so the tiny Qwen3-VL

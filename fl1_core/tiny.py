@@ -98,7 +98,7 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int = 2048, pretokenizer:
     """Train a byte-level BPE on ``corpus`` and add Qwen3-VL's special tokens and the three latent tokens.
 
     Byte-level: every string is encodable. ``pretokenizer`` picks the split before BPE (:data:`PRETOKENIZERS`). Special tokens get the ids right after the BPE vocabulary, in Qwen3-VL's
-    order; latent tokens are added last as ordinary (non-special) added tokens (SPEC §2).
+    order; latent tokens are added last as ordinary (non-special) added tokens (docs/PAPER.md#tokens).
     """
     n_special = len(T.QWEN3VL_SPECIAL_TOKENS) + len(T.QWEN3VL_ADDED_TOKENS) + len(T.LATENT_TOKENS)
     tok = Tokenizer(models.BPE())

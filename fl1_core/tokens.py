@@ -1,4 +1,4 @@
-"""Latent tokens, Qwen3-VL special tokens and the system prompts of Future-L1 (SPEC §2).
+"""Latent tokens, Qwen3-VL special tokens and the system prompts of Future-L1 (docs/PAPER.md#tokens).
 
 The three latent tokens are added to the tokenizer as ordinary (non-special) added tokens, like the authors'
 release, so decoded text keeps them when ``skip_special_tokens=True`` and spans can always be counted. Their ids are
@@ -89,7 +89,7 @@ def system_prompt(variant: str) -> str | None:
 
 
 def strip_thought_prefix(text: str) -> str:
-    """Remove a leading ``THOUGHT n:`` prefix (SPEC §2) and surrounding whitespace."""
+    """Remove a leading ``THOUGHT n:`` prefix (docs/PAPER.md#tokens) and surrounding whitespace."""
     return _THOUGHT_PREFIX.sub("", text).strip()
 
 

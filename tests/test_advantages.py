@@ -1,4 +1,4 @@
-"""GRPO group advantages and dynamic sampling (SPEC §6)."""
+"""GRPO group advantages and dynamic sampling (docs/PAPER.md#grpo-advantage, docs/PAPER.md#dynamic-sampling)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Visual-gain curation (SPEC §5): gain arithmetic, selection rules, both scoring modes, resume, curated files."""
+"""Visual-gain curation (docs/PAPER.md#curation): gain arithmetic, selection rules, both scoring modes, resume, curated files."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Interleaved latent decoding (SPEC §4) and teacher-forced replay."""
+"""Interleaved latent decoding (docs/PAPER.md#decoding) and teacher-forced replay."""
 
 from __future__ import annotations
 

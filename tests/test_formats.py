@@ -1,4 +1,4 @@
-"""The real data formats of SPEC §8: loading, every validation rule, rejects, and the error messages."""
+"""The real data formats of docs/PAPER.md#data-formats: loading, every validation rule, rejects, and the error messages."""
 
 from __future__ import annotations
 

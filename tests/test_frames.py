@@ -1,4 +1,4 @@
-"""Frame pools (SPEC §8) and decord video I/O, checked by the pixel colour of every decoded frame."""
+"""Frame pools (docs/PAPER.md#frame-pool) and decord video I/O, checked by the pixel colour of every decoded frame."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_pool_spec_examples() -> None:
 
 
 def _reference_pool(vlen: int) -> list[int]:
-    """SPEC §8 written directly with exact fractions (independent of the implementation's integer arithmetic)."""
+    """docs/PAPER.md#frame-pool written directly with exact fractions (independent of the implementation's integer arithmetic)."""
     s = 0 if vlen <= 2 else 1
     e = vlen - 2
     if e <= s:

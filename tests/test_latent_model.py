@@ -1,4 +1,4 @@
-"""Teacher-forced latent SFT (SPEC §3): the collator, the one-pass forward and the CE + λ·MSE loss."""
+"""Teacher-forced latent SFT (docs/PAPER.md#latent-sft): the collator, the one-pass forward and the CE + λ·MSE loss."""
 
 from __future__ import annotations
 

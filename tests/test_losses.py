@@ -1,4 +1,4 @@
-"""DAPO policy loss, k3 KL and masked reductions (SPEC §6), against hand-computed values."""
+"""DAPO policy loss, k3 KL and masked reductions (docs/PAPER.md#dapo-loss, docs/PAPER.md#kl), against hand-computed values."""
 
 from __future__ import annotations
 

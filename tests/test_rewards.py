@@ -1,4 +1,4 @@
-"""Format, repetition, R_ctr, R_div and reward combination (SPEC §6)."""
+"""Format, repetition, R_ctr, R_div and reward combination (docs/PAPER.md#rewards)."""
 
 from __future__ import annotations
 

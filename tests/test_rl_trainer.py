@@ -1,4 +1,4 @@
-"""The LA-DAPO trainer (SPEC §6): replay, loss masks, dynamic sampling with refill, judge faults, resume, updates."""
+"""The LA-DAPO trainer (docs/PAPER.md#la-dapo): replay, loss masks, dynamic sampling with refill, judge faults, resume, updates."""
 
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ def test_dynamic_sampling_falls_back_to_the_last_round_unfiltered():
 
 
 def test_dynamic_sampling_fills_up_from_a_last_round_that_keeps_none():
-    """SPEC §6: "if the last round keeps none, fall back to it unfiltered; truncate to exactly 64×8" — also when
+    """docs/PAPER.md#dynamic-sampling: "if the last round keeps none, fall back to it unfiltered; truncate to exactly 64×8" — also when
     earlier rounds kept some groups (before issue 13 such a step trained short on the kept ones)."""
     rounds = {0: _groups([[1, 0], [1, 1]]), 1: _groups([[1, 1], [0, 0], [1, 1]])}  # round 0 keeps 1, round 1 none
     res = dynamic_sampling_rounds(lambda r: rounds[r], target=3, max_rounds=2)

@@ -1,4 +1,4 @@
-"""Visual-gain curation (SPEC §5, stage 1). No code was released; this is the workbook's design.
+"""Visual-gain curation (docs/PAPER.md#curation, stage 1). No code was released; this is the workbook's design.
 
 For every candidate SFT record the *base* model is probed twice:
 

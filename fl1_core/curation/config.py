@@ -30,6 +30,10 @@ class CurationConfig(ConfigBase):
     ``keep_fraction`` (at most one), ``stratify_letters`` (each answer letter, and free-form, keeps its share of the
     input: a small model learns a letter prior from a letter-skewed kept set), ``baseline_seed`` (random-selection
     baseline).
+
+    The paper probes with 8 sampled answers each (``mode="rollouts"``, ``n_rollouts`` 8) and gives no thresholds;
+    ``likelihood`` mode and the selection defaults are the workbook's (docs/PAPER.md#curation,
+    docs/PAPER.md#deviations).
     """
 
     mode: Literal["likelihood", "rollouts"] = "likelihood"
@@ -41,7 +45,7 @@ class CurationConfig(ConfigBase):
     seed: int = 0
     system_prompt: str = "interleaved"
     likelihood_scope: Literal["answer", "tagged"] = "answer"
-    # rollouts mode, free-form references: "env" asks the yes/no judge ($FL1_JUDGE_*) about rule failures (SPEC:
+    # rollouts mode, free-form references: "env" asks the yes/no judge ($FL1_JUDGE_*) about rule failures (docs/PAPER.md#curation:
     # real TwiFF answers are sentences no rule matches); "none" uses the containment rule only, with a warning
     judge: Literal["none", "env"] = "none"
     easy_threshold: float = 0.75

@@ -1,4 +1,4 @@
-"""Chat assembly and the SFT collator (SPEC §2–§3).
+"""Chat assembly and the SFT collator (docs/PAPER.md#tokens, docs/PAPER.md#latent-sft).
 
 An SFT sequence is: system; user = question frames as images (no separators) or one video, then the question text;
 assistant = ``<reason>{thought 0}</reason>\\n<|latent_start|><|latent|>×K<|latent_end|>\\n<reason>{thought 1}</reason>\\n
@@ -108,7 +108,7 @@ def assistant_text(thoughts: list[str], span_lengths: list[int], answer: str) ->
 class SFTCollator:
     """Builds model batches from :class:`SFTExample` lists.
 
-    ``mode="latent"``: one latent span per future frame (SPEC §3); ``mode="text"``: the text-only SFT baseline (same
+    ``mode="latent"``: one latent span per future frame (docs/PAPER.md#latent-sft); ``mode="text"``: the text-only SFT baseline (same
     thoughts, no spans, no future frames). ``allow_text_only`` accepts examples without frames (world pretraining's
     option look-up). ``on_error="skip"`` drops bad examples (kept in ``self.rejects``) and
     raises :class:`CollateError` only when the whole batch is bad; ``"raise"`` raises on the first bad example.

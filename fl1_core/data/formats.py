@@ -1,4 +1,4 @@
-"""The real data formats of SPEC §8, as validated frozen records, and their loaders.
+"""The real data formats of docs/PAPER.md#data-formats, as validated frozen records, and their loaders.
 
 Formats: TwiFF / Future-L1-50K SFT records (:class:`SFTRecord`), RL records (:class:`RLRecord`), FutureBench items
 (:class:`FutureBenchItem`) and TwiFF-Bench items (:class:`TwiffBenchItem`). Field-by-field rules: ``data/FORMATS.md``.

@@ -1,4 +1,4 @@
-"""Frame pools and video frame loading with decord (SPEC §8).
+"""Frame pools and video frame loading with decord (docs/PAPER.md#frame-pool).
 
 - :func:`frame_pool_indices`: the fixed 8-frame pool of a clip; record indices are 1-based into it.
 - :func:`read_video_info`, :func:`load_frames`, :func:`load_pool_frames`, :func:`load_video_clip`: decord-based
@@ -21,7 +21,7 @@ from PIL import Image
 
 
 def frame_pool_indices(num_frames: int, pool_size: int = 8) -> list[int]:
-    """0-based frame numbers of the fixed frame pool of a clip with ``num_frames`` frames (SPEC §8).
+    """0-based frame numbers of the fixed frame pool of a clip with ``num_frames`` frames (docs/PAPER.md#frame-pool).
 
     start s = 1 (0 if vlen <= 2); end e = vlen - 2 (vlen - 1 if vlen - 2 <= s); m = min(pool_size - 2, e - s);
     boundaries b_i = floor(s + 1 + i * (e - s - 1) / m) for i = 0..m; middles = (b_i + b_{i+1} - 1) // 2;
@@ -260,7 +260,7 @@ def pool_frame_numbers(num_frames: int, indices: Sequence[int], pool_size: int =
 
 
 def load_pool_frames(path: str | os.PathLike, indices: Sequence[int], pool_size: int = 8) -> list[Image.Image]:
-    """Load the frames named by 1-based indices into the clip's fixed ``pool_size``-frame pool (SPEC §8)."""
+    """Load the frames named by 1-based indices into the clip's fixed ``pool_size``-frame pool (docs/PAPER.md#frame-pool)."""
     info = read_video_info(path)
     return load_frames(path, pool_frame_numbers(info.num_frames, indices, pool_size))
 

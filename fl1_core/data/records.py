@@ -1,4 +1,4 @@
-"""The records of SPEC §8 (frozen dataclasses), load results, rejects and the format constants; validation lives
+"""The records of docs/PAPER.md#data-formats (frozen dataclasses), load results, rejects and the format constants; validation lives
 in :mod:`fl1_core.data.validation`, readers and loaders in :mod:`fl1_core.data.formats`."""
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ class RLRecord:
 
     @property
     def prompt_text(self) -> str:
-        """The question, plus the single-letter instruction for multiple-choice problems (SPEC §8)."""
+        """The question, plus the single-letter instruction for multiple-choice problems (docs/PAPER.md#data-formats)."""
         q = self.question_text
         if self.is_multiple_choice and MCQ_INSTRUCTION not in q:
             q = f"{q}\n{MCQ_INSTRUCTION}"
@@ -232,7 +232,7 @@ class FutureBenchItem:
         return bool(_EMBEDDED_OPTIONS.search(self.question))
 
     def prompt_text(self) -> str:
-        """SPEC §7 prompt: question, ``A. …`` option lines unless already embedded, then the letter instruction."""
+        """The prompt of docs/PAPER.md#evaluation: question, ``A. …`` option lines unless already embedded, then the letter instruction."""
         parts = [self.question.strip()]
         if not self.options_embedded:
             parts += [f"{k}. {self.options[k]}" for k in sorted(self.options)]

@@ -1,4 +1,4 @@
-"""Field-by-field validation of raw rows into records (SPEC §8; the rules are documented in ``data/FORMATS.md``)."""
+"""Field-by-field validation of raw rows into records (docs/PAPER.md#data-formats; the rules are documented in ``data/FORMATS.md``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Our numbers next to the paper's (SPEC §7), each row labelled with its setting so nobody mistakes one for the other.
+"""Our numbers next to the paper's (docs/PAPER.md#paper-numbers), each row labelled with its setting so nobody mistakes one for the other.
 
 Paper rows are Qwen3-VL-8B-based models on the real FutureBench / TwiFF-Bench; workbook rows are whatever
 checkpoint was evaluated here (by default: the tiny Qwen3-VL on the synthetic world). One row per
@@ -34,7 +34,7 @@ PAPER_BASELINE_SETTING = "paper: reported baseline on FutureBench (real benchmar
 PAPER_TWIFFBENCH_SETTING = "paper: Qwen3-VL-8B on TwiFF-Bench (real benchmark)"
 WORKBOOK_SETTING = "workbook: tiny Qwen3-VL on the synthetic world"
 
-# SPEC §7 headline numbers. FutureBench accuracies in percent; per-hop numbers are only given for Future-L1-RL.
+# The paper's headline numbers (docs/PAPER.md#paper-numbers). FutureBench accuracies in percent; per-hop numbers are only given for Future-L1-RL.
 PAPER_FUTUREBENCH: dict[str, dict[str, float]] = {
     "Qwen3-VL-8B": {"AVG": 61.0},
     "Video-CoE": {"AVG": 75.0},
@@ -85,7 +85,7 @@ def _row(**values: Any) -> dict[str, Any]:
 
 
 def paper_rows() -> list[dict[str, Any]]:
-    """The paper's rows (SPEC §7). FutureBench extraction is the release's ("faithful"); ``acc_per_s`` is derived
+    """The paper's rows (docs/PAPER.md#paper-numbers). FutureBench extraction is the release's ("faithful"); ``acc_per_s`` is derived
     here as AVG / latency where the paper gives a latency."""
     rows = []
     for model, acc in PAPER_FUTUREBENCH.items():

@@ -42,6 +42,9 @@ class EvalConfig(ConfigBase):
     - ``limit``: evaluate ``limit`` items spread evenly over the file in doc order
       (:func:`fl1_core.evaluation.loading.spread_limit`), so every split keeps its share.
     - ``resume``: skip doc ids already decoded in ``out_dir``; ``False`` clears earlier predictions first.
+
+    Paper values (docs/PAPER.md#hyperparameters): greedy (``do_sample`` False), FutureBench ``num_frames`` 32, the
+    release budgets above; the release decodes one item per GPU, the workbook batches (``batch_size``).
     """
 
     batch_size: int = 4

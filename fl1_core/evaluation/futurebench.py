@@ -1,4 +1,4 @@
-"""FutureBench accuracy (SPEC §7): micro (sample-weighted) overall, per split, macro; both extraction modes.
+"""FutureBench accuracy (docs/PAPER.md#evaluation): micro (sample-weighted) overall, per split, macro; both extraction modes.
 
 All accuracies are PERCENTAGES (0–100), like the paper's tables. An empty split is reported with ``n = 0`` and
 accuracy ``None`` (not 0) and is left out of the macro mean.

@@ -1,4 +1,4 @@
-"""Latent-span statistics and inference cost of an evaluated checkpoint (SPEC §7: Fig. 4 and the cost table).
+"""Latent-span statistics and inference cost of an evaluated checkpoint (docs/PAPER.md#paper-numbers: Fig. 4 and the cost table).
 
 Everything here is computed from per-sample prediction rows (``predictions.jsonl`` of the evaluation runner), so a
 summary can always be recomputed from its predictions. Fields read per row:

@@ -1,4 +1,4 @@
-"""The evaluation runner: FutureBench- and TwiFF-Bench-style evaluation of a Future-L1 checkpoint (SPEC §7).
+"""The evaluation runner: FutureBench- and TwiFF-Bench-style evaluation of a Future-L1 checkpoint (docs/PAPER.md#evaluation).
 
 One call per benchmark::
 
@@ -10,7 +10,7 @@ What happens:
 1. The benchmark is loaded (real format or the world's; bad records are skipped into ``rejects.jsonl``), optionally
    cut to ``limit`` items spread evenly over the doc order (FutureBench file order / TwiFF-Bench ``doc_id``), so
    every split keeps its share (:func:`fl1_core.evaluation.loading.spread_limit`).
-2. Prompts follow SPEC §7: system prompt, the observed video (FutureBench, ``num_frames`` frames at the real fps) or
+2. Prompts follow docs/PAPER.md#evaluation: system prompt, the observed video (FutureBench, ``num_frames`` frames at the real fps) or
    the question frames (TwiFF-Bench), the question; FutureBench adds the ``A. …`` option lines and the single-letter
    instruction.
 3. Items are decoded in batches with :func:`fl1_core.decoding.generate_with_latents` (greedy by default). After

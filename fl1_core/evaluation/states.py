@@ -1,4 +1,4 @@
-"""Hidden-state groups for the latent t-SNE figure (SPEC §7): prompt text states, prompt vision states and the
+"""Hidden-state groups for the latent t-SNE figure (docs/PAPER.md#paper-numbers): prompt text states, prompt vision states and the
 latent vectors of each span index, from one decode per prompt."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""t-SNE of hidden-state groups (SPEC §7's latent figure): the computation, separate from its plot
+"""t-SNE of hidden-state groups (the latent figure of docs/PAPER.md#paper-numbers): the computation, separate from its plot
 (:func:`fl1_core.plots.latent_tsne`)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""TwiFF-Bench aggregation (SPEC §7): CoT, answer and Avg = (CoT + Ans)/2 on the judge's 0–5 scale.
+"""TwiFF-Bench aggregation (docs/PAPER.md#evaluation): CoT, answer and Avg = (CoT + Ans)/2 on the judge's 0–5 scale.
 
 The headline means are over successfully judged samples (as the release), but failures are counted and a
 failures-as-zero variant is reported next to them. Scores outside 0–5 are clamped here too and counted in

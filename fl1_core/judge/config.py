@@ -36,13 +36,13 @@ class JudgeConfig:
     api_key_env: str = ENV_API_KEY  # falls back to $OPENAI_API_KEY when unset
     concurrency: int = 16
     timeout_s: float = 60.0
-    max_retries: int = 4  # retries after the first attempt
+    max_retries: int = 4  # retries after the first attempt (the release: up to 500 × 500, docs/PAPER.md#deviations)
     backoff_base_s: float = 1.0
     backoff_max_s: float = 30.0
     jitter_seed: int | None = 0  # None → no jitter
-    temperature: float = 0.0
-    max_tokens: int = 1024
-    json_mode: bool = True  # TwiFF scoring only; the yes/no judge is plain text
+    temperature: float = 0.0  # 0, the release's judge (docs/PAPER.md#evaluation)
+    max_tokens: int = 1024  # 1024, the release's
+    json_mode: bool = True  # TwiFF scoring only, as the release; the yes/no judge is plain text
     include_images: bool = True
     cache_dir: str | None = None
 
@@ -99,7 +99,7 @@ class TwiffJudgeItem:
 
 @dataclass
 class YesNoJudgeItem:
-    """One RL accuracy-judge query (SPEC §6)."""
+    """One RL accuracy-judge query (docs/PAPER.md#rewards)."""
 
     doc_id: Any
     question: str

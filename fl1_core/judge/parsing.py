@@ -1,4 +1,4 @@
-"""Parsing judge replies: TwiFF-Bench score pairs and the strict yes/no verdict (SPEC §6, §7).
+"""Parsing judge replies: TwiFF-Bench score pairs and the strict yes/no verdict (docs/PAPER.md#rewards, docs/PAPER.md#evaluation).
 
 Score pairs. ``coerce_score_pair`` walks a parsed JSON value depth-first (dict values in insertion order, list items
 in order) and returns the first two numbers as ints. Ints pass through; floats are rounded HALF-UP

@@ -155,7 +155,7 @@ def build_twiff_messages(
 
 
 def build_yesno_messages(question: str, ground_truth: str, model_answer: str) -> list[dict[str, Any]]:
-    """Chat messages for the RL accuracy judge (SPEC §6): output only yes or no."""
+    """Chat messages for the RL accuracy judge (docs/PAPER.md#rewards): output only yes or no."""
     text = (
         f"### {SEC_QUESTION}\n{_escape(_IMAGE_MARKER.sub('', question or ''))}\n\n"
         f"### {SEC_GROUND_TRUTH}\n{_escape(ground_truth or '')}\n\n"

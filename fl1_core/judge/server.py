@@ -1,5 +1,5 @@
-"""A local OpenAI-compatible judge server that scores with exact rules instead of a model (DESIGN: the embedded
-default runs the very same ``openai`` client path offline).
+"""A local OpenAI-compatible judge server that scores with exact rules instead of a model (docs/PAPER.md#embedded-default: the
+embedded default runs the very same ``openai`` client path offline).
 
 Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions`` (also without the ``/v1`` prefix). The server reads the
 ``### …`` sections of the prompts built by :mod:`judge_prompts` and answers with the rules of :mod:`judge_rules`:

@@ -1,4 +1,4 @@
-"""Every figure of the workbook (SPEC §7, issue 7) as pure functions from plain data to plotly figures.
+"""Every figure of the workbook (docs/PAPER.md#paper-numbers, issue 7) as pure functions from plain data to plotly figures.
 
 Each ``*`` function below takes plain Python / pandas / numpy data and returns a ``plotly.graph_objects.Figure``;
 nothing here reads or writes files except :func:`save_figure`, which writes ``<name>.html`` (interactive,

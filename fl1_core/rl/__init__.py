@@ -1,4 +1,4 @@
-"""LA-DAPO (SPEC §6): group advantages and dynamic sampling (pure functions), the trainer, presets and RL data
+"""LA-DAPO (docs/PAPER.md#la-dapo): group advantages and dynamic sampling (pure functions), the trainer, presets and RL data
 scaling.
 
 - :mod:`~fl1_core.rl.advantages` — ``group_advantages``, ``dynamic_sampling_keep``;

@@ -1,4 +1,4 @@
-"""Accuracy reward of LA-DAPO (SPEC §6): a rule check first, the LLM judge only on rule failures.
+"""Accuracy reward of LA-DAPO (docs/PAPER.md#rewards): a rule check first, the LLM judge only on rule failures.
 
 Rule check (exact, model-free):
 

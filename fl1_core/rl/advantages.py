@@ -1,4 +1,4 @@
-"""GRPO group advantages (SPEC §6), vectorised pure functions (dynamic sampling: :mod:`fl1_core.rl.dynamic_sampling`).
+"""GRPO group advantages (docs/PAPER.md#grpo-advantage), vectorised pure functions (dynamic sampling: :mod:`fl1_core.rl.dynamic_sampling`).
 
 A *group* is the set of responses sharing a group id (the n rollouts of one prompt). Ids may be any integers, in any
 order, not necessarily contiguous; per-group statistics are computed with ``torch.unique`` + ``index_add`` (no Python

@@ -1,4 +1,4 @@
-"""Configuration of the LA-DAPO trainer (SPEC §6): one dataclass, two release/corrected presets, three modes.
+"""Configuration of the LA-DAPO trainer (docs/PAPER.md#la-dapo): one dataclass, two release/corrected presets, three modes.
 
 Settings left at ``None`` are *derived* by :meth:`RLConfig.resolved` from ``preset`` and ``mode``; the resolved
 config is what a run records (manifest, checkpoints) and what a resume compares.
@@ -42,13 +42,22 @@ NON_RESULT_KEYS = frozenset(
 
 @dataclass
 class RLConfig(ConfigBase):
-    """Every knob of the LA-DAPO trainer. ``None`` = derived from ``preset`` / ``mode`` (see :meth:`resolved`)."""
+    """Every knob of the LA-DAPO trainer. ``None`` = derived from ``preset`` / ``mode`` (see :meth:`resolved`).
+
+    Paper values (docs/PAPER.md#hyperparameters), the defaults here: ``group_size`` 8, ``prompts_per_step`` 64,
+    ``temperature`` 0.9, ``top_p`` 0.99, ``max_new_tokens`` 2048, ``loose_cap`` 64; ``filter_low`` / ``filter_high``
+    0.1 / 0.9, ``max_rounds`` 20 (docs/PAPER.md#dynamic-sampling); ``w_acc`` 0.9, ``w_fmt`` 0.1,
+    ``repetition_threshold`` 0.5, τ 0.5 and λ_ctr / λ_div 1.0 / 0 (``release``) or 0.2 / 0.1 (``corrected``)
+    (docs/PAPER.md#rewards); ε 0.2 / 0.28, ``dual_clip`` 3 (docs/PAPER.md#dapo-loss); ``kl_beta`` 0.01
+    (docs/PAPER.md#kl); AdamW ``learning_rate`` 1e-6, ``weight_decay`` 0.01, ``max_grad_norm`` 1.0, 1 epoch, vision
+    tower trained. The workbook's own: ``w_event``, ``judge_on``, ``judge_failure_policy``, several optimiser steps
+    per rollout (docs/PAPER.md#deviations)."""
 
     preset: Literal["release", "corrected"] = "corrected"
     mode: Literal["grpo", "dapo", "la-dapo"] = "la-dapo"
     seed: int = 0
 
-    # --- rollouts (SPEC §6: n = 8, 64 prompts, T = 0.9, top-p 0.99, ≤ 2048 tokens, latent cap 64)
+    # --- rollouts (docs/PAPER.md#hyperparameters: n = 8, 64 prompts, T = 0.9, top-p 0.99, ≤ 2048 tokens, latent cap 64)
     group_size: int = 8
     prompts_per_step: int = 64
     max_new_tokens: int = 2048
@@ -95,7 +104,7 @@ class RLConfig(ConfigBase):
     # (with one step, π_old = π_θ exactly, so log π_old = log π_θ.detach() — ρ ≡ 1 — and one forward is saved)
     recompute_old_logprobs: bool | None = None
 
-    # --- optimiser (SPEC §6: AdamW lr 1e-6 constant, wd 0.01, clip 1.0)
+    # --- optimiser (docs/PAPER.md#hyperparameters: AdamW lr 1e-6 constant, wd 0.01, clip 1.0)
     learning_rate: float = 1e-6
     weight_decay: float = 0.01
     adam_betas: tuple[float, float] = (0.9, 0.999)
@@ -220,7 +229,7 @@ class RLConfig(ConfigBase):
     # ---------------------------------------------------------------------------------------------------- presets
     @classmethod
     def release_gpu(cls, **overrides: Any) -> "RLConfig":
-        """The release run on GPUs (SPEC §6): n = 8, 64 prompts, ≤ 2048 tokens, cap 64, lr 1e-6 constant, 1 epoch,
+        """The release run on GPUs (docs/PAPER.md#hyperparameters): n = 8, 64 prompts, ≤ 2048 tokens, cap 64, lr 1e-6 constant, 1 epoch,
         ``release`` preset, ``la-dapo`` mode ("dapo_ctr")."""
         base: dict[str, Any] = dict(
             preset="release", mode="la-dapo", group_size=8, prompts_per_step=64, max_new_tokens=2048, loose_cap=64,

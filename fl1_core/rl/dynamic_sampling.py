@@ -1,9 +1,9 @@
-"""DAPO dynamic sampling (SPEC §6) in one place: the per-group filter and the rounds with refill and fallback.
+"""DAPO dynamic sampling (docs/PAPER.md#dynamic-sampling) in one place: the per-group filter and the rounds with refill and fallback.
 
 - Filter (:func:`dynamic_sampling_keep`): keep a group iff ``low < mean(acc) < high`` (strict; −1 counts).
 - Rounds (:func:`dynamic_sampling_rounds`): draw more rounds until ``target`` groups are kept or ``max_rounds``
   rounds were drawn; groups whose judging failed are dropped (never trained on). If the last round keeps none,
-  fall back to it unfiltered (SPEC §6), then truncate to exactly ``target`` groups in draw order; otherwise a step
+  fall back to it unfiltered (docs/PAPER.md#dynamic-sampling), then truncate to exactly ``target`` groups in draw order; otherwise a step
   with fewer kept groups trains on those (``short``).
 """
 
@@ -125,7 +125,7 @@ def dynamic_sampling_rounds(
             break
     fallback = False
     if enabled and len(kept) < target and last_round_kept == 0 and last_valid:
-        # SPEC §6: if the last round keeps none, fall back to it unfiltered (then truncate to exactly ``target``)
+        # docs/PAPER.md#dynamic-sampling: if the last round keeps none, fall back to it unfiltered (then truncate to exactly ``target``)
         fallback = True
         kept = kept + [g for g in last_valid if all(g is not k for k in kept)]
         log.info("dynamic sampling: the last of %d round(s) kept no group; filling with it unfiltered", rounds)

@@ -1,4 +1,4 @@
-"""Rollouts, rewards and dynamic sampling with refill rounds (SPEC §6).
+"""Rollouts, rewards and dynamic sampling with refill rounds (docs/PAPER.md#la-dapo).
 
 One *round* draws ``prompts_per_step`` prompts, samples ``group_size`` responses per prompt with
 :func:`generate_with_latents` (temperature 0.9, top-p 0.99, loose latent cap), recording the fed latent vectors and

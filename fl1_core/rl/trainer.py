@@ -1,4 +1,4 @@
-"""The LA-DAPO trainer (SPEC §6): rollouts → rewards → dynamic sampling → advantages → clipped policy update.
+"""The LA-DAPO trainer (docs/PAPER.md#la-dapo): rollouts → rewards → dynamic sampling → advantages → clipped policy update.
 
 One *step* = one rollout batch of ``prompts_per_step`` groups × ``group_size`` responses, then
 ``epochs_per_rollout`` × ``mini_batches`` optimiser steps on it:
@@ -118,7 +118,7 @@ class RLTrainer(PolicyUpdate, Checkpointing):
         if self.free_form_without_judge:
             log.warning(
                 "%d of %d RL records are free-form and no judge is configured: their answers are scored by the exact "
-                "rule only (a correct paraphrase scores 0). Pass a judge (fl1 rl --judge env|local) to follow SPEC §6.",
+                "rule only (a correct paraphrase scores 0). Pass a judge (fl1 rl --judge env|local) to follow docs/PAPER.md#rewards.",
                 self.free_form_without_judge, len(self.records))
         self.dist = _Dist()
         if self.cfg.prompts_per_step % self.dist.world:

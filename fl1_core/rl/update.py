@@ -1,4 +1,4 @@
-"""The LA-DAPO update (SPEC §6): old / reference log-probs by replay, the policy objective in micro-batches with
+"""The LA-DAPO update (docs/PAPER.md#dapo-loss): old / reference log-probs by replay, the policy objective in micro-batches with
 DDP-bucketed gradient sums, the optimiser step; and the results / batch types of the trainer."""
 
 from __future__ import annotations

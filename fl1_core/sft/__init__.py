@@ -1,4 +1,4 @@
-"""The SFT stage (SPEC §3, stage 2) on ``accelerate``: latent SFT and the text-only SFT baseline.
+"""The SFT stage (docs/PAPER.md#latent-sft, stage 2) on ``accelerate``: latent SFT and the text-only SFT baseline.
 
 One concept per module: :mod:`.config` (SFTConfig, presets, results, errors), :mod:`.data` (examples, sharded
 validation, data order, batch stream), :mod:`.checkpoints` (folders, fingerprint, resume check, saving), :mod:`.loop`

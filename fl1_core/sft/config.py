@@ -53,6 +53,11 @@ class SFTConfig(ConfigBase):
     - ``on_error="skip"``: bad records go to ``<out>/rejects.jsonl``; ``validate_examples`` decodes and checks every
       example once before training so a bad record never reaches a batch; ``cache_examples`` keeps decoded frames
       in memory (right for the world; turn off for 50K real records and use ``dataloader_workers``).
+
+    Paper values (docs/PAPER.md#hyperparameters), the defaults here and :meth:`gpu_release`: ``learning_rate`` 1e-5,
+    ``lr_scheduler`` cosine, ``warmup_ratio`` 0.1, ``weight_decay`` 0.1, ``num_epochs`` 1, ``per_device_batch_size``
+    1 × ``gradient_accumulation_steps`` 16 × 8 GPUs = 128, bf16, ``freeze_vision`` True, λ = 0.2
+    (docs/PAPER.md#latent-sft). ``letter_weight`` is the workbook's (1 = the paper's plain CE mean).
     """
 
     learning_rate: float = 1e-5
@@ -111,7 +116,7 @@ class SFTConfig(ConfigBase):
 
     @classmethod
     def gpu_release(cls, **overrides: Any) -> "SFTConfig":
-        """The release's hyper-parameters (SPEC §3): AdamW lr 1e-5, cosine, warmup 0.1, wd 0.1, 1 epoch, bf16,
+        """The release's hyper-parameters (docs/PAPER.md#hyperparameters): AdamW lr 1e-5, cosine, warmup 0.1, wd 0.1, 1 epoch, bf16,
         gradient checkpointing, λ = 0.2, per-device batch 1 × grad-accum 16 × 8 GPUs = global batch 128 (launch with
         ``accelerate launch --config_file configs/accelerate/zero2.yaml``)."""
         base = dict(

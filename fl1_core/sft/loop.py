@@ -1,4 +1,4 @@
-"""The SFT loop (SPEC §3, stage 2) on ``accelerate``: latent SFT and the text-only SFT baseline.
+"""The SFT loop (docs/PAPER.md#latent-sft, stage 2) on ``accelerate``: latent SFT and the text-only SFT baseline.
 
 One loop for one CPU process, ``accelerate launch`` (DDP / FSDP / DeepSpeed ZeRO-2, ``configs/accelerate/``) and
 ``notebook_launcher``:

@@ -1,5 +1,5 @@
 """The synthetic future world: procedurally generated 2-D physics clips with exactly known event chains, written in
-the real data formats of SPEC §8 (TwiFF SFT, RL, FutureBench, TwiFF-Bench).
+the real data formats of docs/PAPER.md#data-formats (TwiFF SFT, RL, FutureBench, TwiFF-Bench).
 
 Modules: ``config`` (WorldConfig), ``physics`` (scene sampling, simulation, events), ``render`` (frames, mp4, PNG),
 ``questions`` (question kinds, trajectories, distractors, record builders), ``generate`` (``generate_world``),

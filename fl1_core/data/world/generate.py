@@ -1,4 +1,4 @@
-"""``generate_world``: from one seed, write the synthetic future world's clips and every dataset (SPEC §7-§8).
+"""``generate_world``: from one seed, write the synthetic future world's clips and every dataset (docs/PAPER.md#evaluation, docs/PAPER.md#data-formats).
 
 Layout (all paths relative to ``out_dir``)::
 

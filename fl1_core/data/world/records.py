@@ -1,5 +1,5 @@
 """THOUGHT trajectories and the record builders of every dataset kind of the synthetic world (TwiFF SFT, RL,
-FutureBench, TwiFF-Bench; SPEC §7-§8)."""
+FutureBench, TwiFF-Bench; docs/PAPER.md#evaluation, docs/PAPER.md#data-formats)."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def _human(clip: Clip, text: str) -> str:
 def sft_record(
     clip: Clip, q: Question, rec_id: str, rng: np.random.Generator, letter: str | None = None
 ) -> dict[str, Any]:
-    """TwiFF SFT record (SPEC §8). MCQ when ``letter`` is given (and enough distractors exist)."""
+    """TwiFF SFT record (docs/PAPER.md#data-formats). MCQ when ``letter`` is given (and enough distractors exist)."""
     ans = answer_text(clip, q)
     options = build_options(clip, q, rng, letter) if letter is not None else None
     if options is None:
@@ -116,7 +116,7 @@ def sft_record(
 def rl_record(
     clip: Clip, q: Question, rec_id: str, rng: np.random.Generator, letter: str | None = None
 ) -> dict[str, Any] | None:
-    """RL record (SPEC §8): MCQ (options lines, letter answer) when ``letter`` is given, else free-form."""
+    """RL record (docs/PAPER.md#data-formats): MCQ (options lines, letter answer) when ``letter`` is given, else free-form."""
     ans = answer_text(clip, q)
     meta = _meta(clip, q, "mcq" if letter else "free-form")
     if letter is not None:
@@ -141,7 +141,7 @@ def rl_record(
 def futurebench_item(
     clip: Clip, q: Question, qtype: str, rec_id: str, rng: np.random.Generator, letter: str
 ) -> dict[str, Any] | None:
-    """FutureBench-style MCQ item over the observed-prefix video (SPEC §7)."""
+    """FutureBench-style MCQ item over the observed-prefix video (docs/PAPER.md#evaluation)."""
     options = build_options(clip, q, rng, letter)
     if options is None:
         return None
