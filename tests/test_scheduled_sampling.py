@@ -60,3 +60,24 @@ def test_spans_are_chosen_per_span_with_the_generator_and_gradients_reach_the_he
     model(**batch, own_latent_p=1.0).ce_loss.backward()
     assert model.latent_head.proj_out.weight.grad.abs().sum() > 0  # CE gradient flows through the fed predictions
     model.zero_grad(set_to_none=True)
+
+
+def test_sft_with_scheduled_sampling_is_deterministic_and_trains_on_own_latents(small_world, tmp_path):
+    from fl1_core.data.formats import load_sft_records
+    from fl1_core.sft import SFTConfig, train_sft
+    from fl1_core.tiny import build_tiny_future_l1
+
+    records = list(load_sft_records(small_world / "sft.json").records)[:8]
+    cfg = SFTConfig.cpu_world(per_device_batch_size=2, gradient_accumulation_steps=1, max_steps=2, save_every=0,
+                              progress_bar=False)
+    assert cfg.replace(scheduled_sampling_p=0.5, scheduled_sampling_ramp=0.5).own_latent_p_at(0, 4) == 0.25
+    losses = {}
+    for name, p in (("plain", 0.0), ("own", 1.0), ("own_again", 1.0)):
+        model, proc = build_tiny_future_l1(seed=0)
+        run = train_sft(model, proc, records, cfg.replace(scheduled_sampling_p=p, scheduled_sampling_ramp=0.0),
+                        tmp_path / name, mode="latent")
+        losses[name] = [m["loss/ce"] for m in run.metrics]
+    assert losses["own"] == losses["own_again"]
+    assert losses["own"][0] != losses["plain"][0]
+    with pytest.raises(ValueError, match="scheduled_sampling"):
+        SFTConfig(scheduled_sampling_p=1.5)

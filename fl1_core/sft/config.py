@@ -77,6 +77,11 @@ class SFTConfig(ConfigBase):
     freeze_vision: bool = True
     latent_lambda: float | None = None  # None: the model's LatentConfig λ (default 0.2); a value overrides it
     letter_weight: float = 1.0
+    # scheduled sampling (not in the release; 0 = the release's pure teacher forcing): with probability p a span gets
+    # the model's own projected predictions (FutureL1Model.own_latent_inputs), p rising linearly from 0 over
+    # scheduled_sampling_ramp of the steps; latent mode only
+    scheduled_sampling_p: float = 0.0
+    scheduled_sampling_ramp: float = 0.3
     system_prompt: str = "interleaved"
     max_length: int | None = None
     seed: int = 0
@@ -111,8 +116,16 @@ class SFTConfig(ConfigBase):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
         if self.letter_weight <= 0:
             raise ValueError(f"letter_weight must be > 0, got {self.letter_weight}")
+        if not (0.0 <= self.scheduled_sampling_p <= 1.0 and 0.0 <= self.scheduled_sampling_ramp <= 1.0):
+            raise ValueError("scheduled_sampling_p and scheduled_sampling_ramp must be in [0, 1], got "
+                             f"{self.scheduled_sampling_p}, {self.scheduled_sampling_ramp}")
         if self.save_every < 0 or self.keep_checkpoints < 1:
             raise ValueError("save_every must be >= 0 and keep_checkpoints >= 1")
+
+    def own_latent_p_at(self, step: int, total_steps: int) -> float:
+        """Scheduled-sampling probability at 0-based optimizer ``step``: ``p·min(1, (s+1)/(ramp·S))``."""
+        ramp = self.scheduled_sampling_ramp * total_steps
+        return self.scheduled_sampling_p * (1.0 if ramp <= 0 else min(1.0, (step + 1) / ramp))
 
     @classmethod
     def gpu_release(cls, **overrides: Any) -> "SFTConfig":

@@ -238,6 +238,10 @@ def train_sft(
                 batch = next(stream)
                 batch.pop("ids", None)
                 batch = _to_device(batch, accelerator.device)
+                if mode == "latent" and cfg.scheduled_sampling_p > 0:
+                    seed = ((cfg.seed * 1_000_003 + step) * 64 + m) * 4096 + rank
+                    batch.update(own_latent_p=cfg.own_latent_p_at(step, total_steps),
+                                 own_latent_generator=torch.Generator().manual_seed(seed))
                 with accelerator.accumulate(wrapped), mixed_forward:
                     out = wrapped(**batch)
                     loss = out.loss
