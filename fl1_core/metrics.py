@@ -36,6 +36,7 @@ RL_METRIC_NAMES: dict[str, str] = {
     # rollouts
     "response_len": "rollout/response_len", "latent_spans": "rollout/latent_spans",
     "latents_per_response": "rollout/latents_per_response", "gen_tokens": "rollout/gen_tokens",
+    "truncated": "rollout/truncated", "max_new_tokens": "rollout/max_new_tokens",
     "tokens_per_s": "rollout/tokens_per_s",
     # judge
     "judge_calls": "judge/calls", "judge_requests": "judge/requests", "judge_failures": "judge/failures",

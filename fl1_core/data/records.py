@@ -183,6 +183,7 @@ class RLRecord:
     answer: str
     problem_type: str | None = None
     position: int = -1
+    meta: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @property
     def question_text(self) -> str:

@@ -332,11 +332,13 @@ def _parse_rl_record(
         raise _Invalid("conversations[0].value", "no question text besides the <image> markers")
     answer = _text(_get(row, "answer"), "answer")
     problem_type = _opt_text(row, "problem_type")
-    _check_frame_meta(_mapping(row.get("meta"), "meta"), pool_size)
+    meta = _mapping(row.get("meta"), "meta")
+    _check_frame_meta(meta, pool_size)
     if media is not None:
         media.video(video, "video")
     return RLRecord(
-        id=rid, video=video, image=image, human=human, answer=answer, problem_type=problem_type, position=position
+        id=rid, video=video, image=image, human=human, answer=answer, problem_type=problem_type, position=position,
+        meta=meta,
     )
 
 

@@ -111,6 +111,13 @@ class RLConfig(ConfigBase):
     adam_epsilon: float = 1e-8
     max_grad_norm: float = 1.0
     freeze_vision: bool = False  # the release trains the vision tower
+    lr_scheduler: Literal["constant", "cosine"] = "constant"  # the release: constant
+    warmup_steps: int = 0  # linear warm-up steps (with either scheduler)
+    min_lr_ratio: float = 0.1  # cosine: the lr decays to min_lr_ratio · learning_rate at the last step
+    # rollout budget: "fixed" = max_new_tokens; "data" = the token_budget_quantile of the reference SFT-format chains
+    # of the RL records (fl1_core.rl.budget), so the chains SFT taught fit
+    token_budget: Literal["fixed", "data"] = "fixed"
+    token_budget_quantile: float = 0.99
 
     # --- memory (issue 12: fitting the 8B actor)
     gradient_checkpointing: bool = False  # recompute activations in the policy replay's backward
@@ -152,6 +159,23 @@ class RLConfig(ConfigBase):
             raise ValueError(f"loss_agg must be 'token' or 'seq', got {self.loss_agg!r}")
         if self.save_every < 1:
             raise ValueError(f"save_every must be >= 1, got {self.save_every}")
+        if self.lr_scheduler not in ("constant", "cosine") or self.warmup_steps < 0:
+            raise ValueError(f"lr_scheduler must be 'constant' or 'cosine' and warmup_steps >= 0, got "
+                             f"{self.lr_scheduler!r}, {self.warmup_steps}")
+        if self.token_budget not in ("fixed", "data") or not 0 < self.token_budget_quantile <= 1:
+            raise ValueError(f"token_budget must be 'fixed' or 'data' with 0 < token_budget_quantile <= 1, got "
+                             f"{self.token_budget!r}, {self.token_budget_quantile}")
+
+    def lr_at(self, step: int, total_steps: int) -> float:
+        """Learning rate of 0-based ``step``: linear warm-up ``lr·(s+1)/w``, then constant, or cosine
+        ``lr·(m + (1−m)·½(1 + cos(π·(s−w)/(S−w))))`` down to ``m = min_lr_ratio``."""
+        if step < self.warmup_steps:
+            return self.learning_rate * (step + 1) / self.warmup_steps
+        if self.lr_scheduler == "constant":
+            return self.learning_rate
+        progress = min(1.0, (step - self.warmup_steps) / max(1, total_steps - self.warmup_steps))
+        m = self.min_lr_ratio
+        return self.learning_rate * (m + (1 - m) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     # ------------------------------------------------------------------------------------------------ derivation
     def resolved(self) -> "RLConfig":
@@ -246,13 +270,18 @@ class RLConfig(ConfigBase):
 
     @classmethod
     def cpu_world(cls, **overrides: Any) -> "RLConfig":
-        """The tiny model on the synthetic world, 2 CPU cores: n = 8, 4 prompts per step, 112 new tokens (an SFT'd
-        answer is ~90 tokens), latent cap 9 (one 3x3 frame), lr 3e-4, 2 mini-batches per rollout, at most 3 rounds,
-        40 steps — about 1–3 minutes per mode on an idle 2-core machine."""
+        """The tiny model on the synthetic world, 2 CPU cores: n = 8, 4 prompts per step, the token budget from the
+        data (the 99th percentile of the RL records' reference chains: the multi-span chains SFT taught fit), latent
+        cap 9 (one 3x3 frame), lr 1e-4 with 3 warm-up steps and a cosine decay, KL β 0.05 (both keep the policy near
+        its SFT init), 2 mini-batches per rollout, at most 3 rounds, 40 steps.
+
+        Deviation from the release (documented): the vision tower is frozen (the release trains it in RL; here it
+        was shaped by the world base's cell loss, which RL does not have)."""
         base: dict[str, Any] = dict(
-            preset="corrected", mode="la-dapo", group_size=8, prompts_per_step=4, max_new_tokens=112, loose_cap=9,
-            learning_rate=3e-4, weight_decay=0.01, max_grad_norm=1.0, kl_beta=0.01, mini_batches=2, max_rounds=3,
-            total_steps=40, save_every=10, micro_batch_size=16,
+            preset="corrected", mode="la-dapo", group_size=8, prompts_per_step=4, token_budget="data",
+            max_new_tokens=256, loose_cap=9, learning_rate=1e-4, lr_scheduler="cosine", warmup_steps=3,
+            weight_decay=0.01, max_grad_norm=1.0, kl_beta=0.05, mini_batches=2, max_rounds=3, total_steps=40,
+            save_every=10, micro_batch_size=16, freeze_vision=True,
         )
         base.update(cls._current_names(overrides))
         return cls(**base)

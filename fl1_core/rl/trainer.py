@@ -140,6 +140,15 @@ class RLTrainer(PolicyUpdate, Checkpointing):
         if self.cfg.force_initial_latent is not None:
             changes["force_initial_latent"] = self.cfg.force_initial_latent
         self.latent_config = lc.replace(**changes)
+        if self.cfg.token_budget == "data":
+            from fl1_core.rl.budget import data_token_budget
+
+            budget = data_token_budget(self.records, tok, self.latent_config.decode_budget,
+                                       self.cfg.token_budget_quantile)
+            log.info("rollout token budget from the data: %d (quantile %.2f of the reference chains)", budget,
+                     self.cfg.token_budget_quantile)
+            self.cfg = dataclasses.replace(self.cfg, max_new_tokens=budget)
+        self.eos_id = int(tok.convert_tokens_to_ids("<|im_end|>"))
         if has_lora(model) and not self.cfg.lora:
             merge_lora(model)  # full fine-tuning of an adapter checkpoint: fold its adapters in first
         self.init_fingerprint = _fingerprint(model)
@@ -234,6 +243,9 @@ class RLTrainer(PolicyUpdate, Checkpointing):
     def train_step(self, step: int) -> dict[str, Any]:
         """One rollout + update; returns the metrics row (already reduced across processes)."""
         t0 = time.perf_counter()
+        lr = self.cfg.lr_at(step, self.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         sampling, jstats, gen_tokens = self.collect(step)
         t1 = time.perf_counter()
         rows = [r for g in sampling.groups for r in g]
@@ -270,6 +282,9 @@ class RLTrainer(PolicyUpdate, Checkpointing):
             "train_responses": len(rows),
             "dropped_groups": sampling.dropped_groups,
             "response_len": mean([float(r.length) for r in drawn]),
+            # share of drawn responses cut by the token budget (no end-of-turn token: they score 0)
+            "truncated": mean([float(int(r.sequence[-1]) != self.eos_id) for r in drawn]),
+            "max_new_tokens": self.cfg.max_new_tokens,
             "latent_spans": mean([float(len(r.span_counts)) for r in drawn]),
             "latents_per_response": mean([float(r.latents.shape[0]) for r in drawn]),
             "gen_tokens": gen_tokens,
@@ -279,7 +294,7 @@ class RLTrainer(PolicyUpdate, Checkpointing):
             "judge_unresolved": jstats.judge_unresolved,
             **{k: v for k, v in upd.items()},
             "skipped_steps": self.skipped_steps,
-            "lr": self.cfg.learning_rate,
+            "lr": lr,
             "rollout_s": t1 - t0,
             "update_s": t2 - t1,
             "time_s": t2 - t0,

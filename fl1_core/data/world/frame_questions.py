@@ -151,28 +151,19 @@ def frame_trajectory(clip: Clip, q: Question, final: str) -> tuple[list[str], li
     return thoughts, [b + 1 for b in bins]
 
 
-def place_options_pool(clip: Clip, q: Question) -> list[str]:
-    """Wrong answers for a frame-needing question, most plausible first: the object's present position (when it
-    changed), the other columns of its support, the other supports the scene has, then the air."""
+def place_distractors(clip: Clip, q: Question, rng: np.random.Generator | None = None, n: int = 3) -> list[str]:
+    """``n`` wrong places for the asked object, most confusable first, so that neither the support words nor the
+    present state give the answer away: the object's present place (when it changed), the other columns of the
+    asked support, the asked column on the scene's other supports, then the rest (``rng`` is not drawn from: the
+    order is fixed)."""
     b = int(q.extra["body"])
     name = clip.names[b]
-    correct = q.extra["answer"]
-    supports = ["floor"] + (["ledge"] if clip.sim.scene.ledge is not None else [])
-    asked_support = clip.sim.supports[clip.pool[int(q.extra["pool_index"])]][b]
-    ordered = [asked_support] + [s for s in supports if s != asked_support] + ["air"]
-    out = [q.extra["present"]] if q.extra["changed"] else []
-    for s in dict.fromkeys(ordered):
-        for c in COLUMNS:
-            out.append(f"the {name} is {place_phrase(s, c)}")
-    return [o for o in dict.fromkeys(out) if o != correct]
-
-
-def place_distractors(clip: Clip, q: Question, rng: np.random.Generator, n: int = 3) -> list[str]:
-    """``n`` wrong positions: the present position (when it changed) always, the rest drawn from the most plausible
-    (same support first) with the seeded ``rng``."""
-    pool = place_options_pool(clip, q)
-    fixed = pool[:1] if q.extra["changed"] else []
-    rest = pool[len(fixed):]
-    near = rest[: max(n + 1, 4)]
-    picked = [near[int(i)] for i in rng.permutation(len(near))][: n - len(fixed)]
-    return fixed + picked
+    frame = clip.pool[int(q.extra["pool_index"])]
+    support = clip.sim.supports[frame][b]
+    column = column_of(float(clip.sim.states[frame, b, 0]), clip.sim.scene.width)
+    supports = ["floor"] + (["ledge"] if clip.sim.scene.ledge is not None else []) + ["air"]
+    order = [q.extra["present"]] if q.extra["changed"] else []
+    order += [f"the {name} is {place_phrase(support, c)}" for c in COLUMNS]
+    order += [f"the {name} is {place_phrase(s, column)}" for s in supports]
+    order += [f"the {name} is {place_phrase(s, c)}" for s in supports for c in COLUMNS]
+    return [o for o in dict.fromkeys(order) if o != q.extra["answer"]][:n]

@@ -127,6 +127,9 @@ def rl_record(
         value, answer, ptype = f"{q.text}\n{options_block(options)}", letter, "multiple choice"
     else:
         value, answer, ptype = q.text, ans, "free-form"
+    thoughts, rimg = trajectory(clip, q, conclusion(ans, letter))
+    meta["reference_thoughts"] = thoughts  # the SFT-format chain the generator writes for this question
+    meta["reference_spans"] = len(rimg)
     return {
         "id": rec_id,
         "video": clip.video,
