@@ -110,10 +110,19 @@ def _tuner_layers(model) -> Iterator[Any]:
             yield m
 
 
+def fully_trained_parameters(model) -> dict[str, torch.nn.Parameter]:
+    """The trainable parameters outside peft's adapter layers, by name: what trains in full under LoRA (``lm_head``,
+    the latent head). The latent token rows are not among them: peft keeps their trained values apart from the
+    embedding, which stays as loaded."""
+    inside = {id(p) for m in _tuner_layers(model) for p in m.parameters()}
+    return {n: p for n, p in model.named_parameters() if p.requires_grad and id(p) not in inside}
+
+
 @contextlib.contextmanager
 def adapters_disabled(model):
-    """Within the block ``model`` computes with its base weights (the RL reference π_ref under LoRA: no second copy
-    of the model). A model without adapters is unchanged."""
+    """Within the block ``model`` computes with the base weights of its adapted layers and the latent token rows as
+    loaded; tensors that train in full (:func:`fully_trained_parameters`) keep their current values (the RL
+    reference swaps those too: :class:`fl1_core.rl.reference.LoraReference`). A model without adapters is unchanged."""
     layers = list(_tuner_layers(model))
     for m in layers:
         m.enable_adapters(False)
@@ -235,6 +244,7 @@ __all__ = [
     "adapter_base_path",
     "adapter_state_dict",
     "adapters_disabled",
+    "fully_trained_parameters",
     "apply_lora",
     "has_lora",
     "is_adapter_dir",
