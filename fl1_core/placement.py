@@ -16,18 +16,22 @@ Rules (issue 12):
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
+import logging
 import os
 from typing import Any
 
 import torch
 
 DEVICE_ENV = "FL1_DEVICE"
+log = logging.getLogger(__name__)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device | None:
-    """``"auto"`` → ``$FL1_DEVICE`` if set, else ``cuda:$LOCAL_RANK`` with CUDA, else ``cpu``; ``None`` → None (leave
-    the model where it is); anything else → ``torch.device(device)``."""
+    """``"auto"`` → ``$FL1_DEVICE`` if set, else ``cuda:$LOCAL_RANK`` with CUDA, else ``cpu`` (with a warning saying
+    why when an NVIDIA driver is present); ``None`` → None (leave the model where it is); anything else →
+    ``torch.device(device)``."""
     if device is None:
         return None
     if isinstance(device, torch.device):
@@ -38,8 +42,21 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device |
             return torch.device(forced)
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        _say_why_not_cuda()
         return torch.device("cpu")
     return torch.device(device)
+
+
+@functools.cache
+def _say_why_not_cuda() -> None:
+    """Once per process: a warning when "auto" falls back to the CPU on a machine with an NVIDIA driver (a driver
+    older than the wheel's CUDA, hidden devices), so that fallback is never silent. GPU presets refuse instead
+    (:func:`fl1_core.cuda_requirement.require_cuda`)."""
+    from .cuda_requirement import cuda_report
+
+    report = cuda_report()
+    if report.driver is not None or report.driver_cuda is not None:
+        log.warning("device 'auto' runs on the CPU: %s", report.problem())
 
 
 def attn_implementation_for(device: torch.device | None) -> str:
