@@ -5,8 +5,9 @@ Rules (issue 12):
 - **Device.** ``resolve_device("auto")`` is ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU; the
   environment variable ``FL1_DEVICE`` overrides "auto" (``FL1_DEVICE=cpu`` forces the CPU on a GPU machine). Every CLI
   command and notebook loads through :func:`fl1_core.model.load_future_l1` with ``device="auto"``.
-- **Attention.** flash-attention 2 only when the model will run on CUDA *and* ``flash_attn`` is installed; SDPA
-  otherwise (FA2 on a CPU-resident model crashes at the first forward).
+- **Attention.** SDPA by default: flash-attn is an optional extra (a source build against the wheel's CUDA) and no
+  measurement here shows FA2 faster; ``FL1_ATTENTION=flash_attention_2`` asks for it, used only for a model on
+  CUDA with ``flash_attn`` installed.
 - **Precision.** A checkpoint may be loaded in bf16 to halve weight memory, but trainable weights and AdamW states
   stay fp32 (:func:`upcast_trainable`): at lr 1e-6 an update ``Δw ≈ lr`` is below bf16's resolution
   (``2^-8 · |w|``) and would be lost. The forward then runs under :func:`autocast` (bf16 matmuls, fp32 master
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 
 DEVICE_ENV = "FL1_DEVICE"
+ATTENTION_ENV = "FL1_ATTENTION"  # sdpa (default) | flash_attention_2 | eager
 log = logging.getLogger(__name__)
 
 
@@ -60,10 +62,22 @@ def _say_why_not_cuda() -> None:
 
 
 def attn_implementation_for(device: torch.device | None) -> str:
-    """``"flash_attention_2"`` iff ``device`` is CUDA and flash-attn is installed, else ``"sdpa"``."""
-    if device is not None and device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa"
+    """``"sdpa"`` (PyTorch's attention; no build against the wheel's CUDA), unless ``$FL1_ATTENTION`` asks for
+    ``flash_attention_2``: then FA2 when ``device`` is CUDA and flash-attn is installed, else SDPA with a warning
+    (FA2 on a CPU-resident model crashes at the first forward)."""
+    wanted = os.environ.get(ATTENTION_ENV, "").strip() or "sdpa"
+    if wanted not in ("sdpa", "flash_attention_2", "eager"):
+        raise ValueError(f"{ATTENTION_ENV}={wanted!r}: expected sdpa, flash_attention_2 or eager")
+    if wanted != "flash_attention_2":
+        return wanted
+    if device is None or device.type != "cuda":
+        log.warning("%s=flash_attention_2 ignored: the model is not on CUDA (%s); using sdpa", ATTENTION_ENV, device)
+        return "sdpa"
+    if importlib.util.find_spec("flash_attn") is None:
+        log.warning("%s=flash_attention_2 ignored: flash-attn is not installed (pip install -e '.[flash-attn]'); "
+                    "using sdpa", ATTENTION_ENV)
+        return "sdpa"
+    return "flash_attention_2"
 
 
 def bf16_supported(device: torch.device | None) -> bool:
@@ -125,6 +139,7 @@ def scalar(value: Any) -> float:
 
 __all__ = [
     "to_device",
+    "ATTENTION_ENV",
     "DEVICE_ENV",
     "attn_implementation_for",
     "autocast",
