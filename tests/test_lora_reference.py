@@ -72,6 +72,11 @@ def test_reference_logprobs_stay_the_inits_after_several_lora_updates(saved_tiny
     assert has_lora(trainer.model)  # final/ is an adapter folder: the adapters are still separate
     head_moved = float((trainer.model.base.lm_head.weight - init.base.lm_head.weight).abs().max().detach())
     assert head_moved > 1e-3  # the updates did change the fully trained head
+    lc = init.latent_config
+    rows = init.base.model.language_model.embed_tokens.weight[[lc.latent_token_id, lc.latent_start_id,
+                                                                lc.latent_end_id]].detach()
+    (delta,) = [p for n, p in trainer.model.named_parameters() if "trainable_tokens_delta" in n]
+    assert float((delta.detach() - rows).abs().max()) > 1e-3  # … and the latent token rows (kept apart by peft)
     ref_gap, off_gap, actor_gap = _reference_vs_init(trainer, init)
     assert actor_gap > 1e-3 and off_gap > 1e-3  # adapters off alone is not the init any more
     assert ref_gap < 1e-5
