@@ -9,16 +9,23 @@ Adapters are injected *in place* into ``model.base`` (``peft.inject_adapter_in_m
 - the embedding rows of the three latent tokens (peft's trainable tokens; the other rows stay exactly as loaded);
 - ``lm_head`` and the latent projection head, in full.
 
-An adapter folder (``save_adapter``) holds ``adapter_config.json`` (peft's, plus ``base_model_name_or_path``), the
-adapter weights (``adapter_model.safetensors``), ``lm_head`` and latent head weights, and the processor.
+An adapter folder (``save_adapter``) holds ``adapter_config.json`` (peft's, plus where its base is), the adapter
+weights (``adapter_model.safetensors``), ``lm_head`` and latent head weights, and the processor.
 :func:`fl1_core.model.load_future_l1` loads such a folder: its base, then the adapter. :func:`merge_lora` folds the
 adapters into the weights (``W ← W + ΔW``) and removes them.
+
+The base is recorded three ways (``future_l1_base``): its path relative to the adapter folder's parent (an SFT → RL
+chain moved or copied as one tree still loads), its absolute path (peft's ``base_model_name_or_path``), and its
+name with a :func:`fl1_core.model_files.folder_fingerprint`. :func:`adapter_base_path` tries the relative path, the
+absolute one, then ``<dir>/<name>`` for each folder of ``$FL1_MODEL_DIRS`` (a base kept elsewhere on another
+machine), and takes the first whose fingerprint matches.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,10 +33,14 @@ from typing import Any
 
 import torch
 
+from .model_files import folder_fingerprint, save_model_folder
+
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 FULL_WEIGHTS = "adapter_full_modules.safetensors"  # lm_head and the latent head, trained in full
 BASE_KEY = "base_model_name_or_path"
+BASE_RECORD = "future_l1_base"  # {"relative": path from the folder's parent, "name": ..., "fingerprint": ...}
+MODEL_DIRS_ENV = "FL1_MODEL_DIRS"  # more folders to look for a base in, by its name (os.pathsep-separated)
 
 # the language model's projections (not the vision tower's qkv / proj / mlp)
 _TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -110,10 +121,19 @@ def _tuner_layers(model) -> Iterator[Any]:
             yield m
 
 
+def fully_trained_parameters(model) -> dict[str, torch.nn.Parameter]:
+    """The trainable parameters outside peft's adapter layers, by name: what trains in full under LoRA (``lm_head``,
+    the latent head). The latent token rows are not among them: peft keeps their trained values apart from the
+    embedding, which stays as loaded."""
+    inside = {id(p) for m in _tuner_layers(model) for p in m.parameters()}
+    return {n: p for n, p in model.named_parameters() if p.requires_grad and id(p) not in inside}
+
+
 @contextlib.contextmanager
 def adapters_disabled(model):
-    """Within the block ``model`` computes with its base weights (the RL reference π_ref under LoRA: no second copy
-    of the model). A model without adapters is unchanged."""
+    """Within the block ``model`` computes with the base weights of its adapted layers and the latent token rows as
+    loaded; tensors that train in full (:func:`fully_trained_parameters`) keep their current values (the RL
+    reference swaps those too: :class:`fl1_core.rl.reference.LoraReference`). A model without adapters is unchanged."""
     layers = list(_tuner_layers(model))
     for m in layers:
         m.enable_adapters(False)
@@ -162,7 +182,13 @@ def save_adapter(model, processor, path: str | Path, base_path: str | Path) -> P
     settings = getattr(model, "lora_settings", None) or LoraSettings()
     config = _peft_config(model, settings).to_dict()
     config = {k: (sorted(v) if isinstance(v, set) else v) for k, v in config.items()}
-    config[BASE_KEY] = str(Path(base_path).resolve())
+    base = Path(base_path).resolve()
+    config[BASE_KEY] = str(base)
+    try:  # the tmp folder of an atomic save is a sibling of the final one: the same path from the parent
+        relative = os.path.relpath(base, path.resolve().parent)
+    except ValueError:  # another drive (Windows)
+        relative = None
+    config[BASE_RECORD] = {"relative": relative, "name": base.name, "fingerprint": folder_fingerprint(base)}
     config["future_l1_lora"] = settings.to_dict()
     (path / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
     save_file(adapter_state_dict(model), str(path / ADAPTER_WEIGHTS))
@@ -178,17 +204,15 @@ def save_adapter(model, processor, path: str | Path, base_path: str | Path) -> P
 
 
 def save_trained(model, processor, path: str | Path, *, merge: bool = False) -> Path:
-    """Save a trained model: a full checkpoint, or with adapters an adapter folder on top of the checkpoint the model
-    was loaded from (``merge=True``, or no known base: merged into a full checkpoint)."""
-    from .model import save_future_l1
-
+    """Save a trained model: a full checkpoint in the dtype its config states, or with adapters an adapter folder on
+    top of the checkpoint the model was loaded from (``merge=True``, or no known base: merged into a full
+    checkpoint)."""
     base = getattr(model, "source_path", None)
     if has_lora(model) and not merge and base is not None:
         return save_adapter(model, processor, path, base)
     if has_lora(model):
         merge_lora(model)
-    save_future_l1(model, processor, path)
-    return Path(path)
+    return save_model_folder(model, processor, path)
 
 
 def is_adapter_dir(path: str | Path) -> bool:
@@ -222,12 +246,36 @@ def load_adapter(model, path: str | Path):
 
 
 def adapter_base_path(path: str | Path) -> Path:
-    """The checkpoint an adapter folder was trained on (``base_model_name_or_path`` of its config)."""
-    config = json.loads((Path(path) / ADAPTER_CONFIG).read_text(encoding="utf-8"))
-    base = config.get(BASE_KEY)
-    if not base:
+    """The checkpoint an adapter folder was trained on: the first of (relative path, absolute path,
+    ``$FL1_MODEL_DIRS/<name>``) that exists and has the recorded fingerprint (folders saved without a
+    ``future_l1_base`` record: the absolute path)."""
+    path = Path(path)
+    config = json.loads((path / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    record = config.get(BASE_RECORD) or {}
+    absolute = config.get(BASE_KEY)
+    if not absolute and not record:
         raise ValueError(f"{path}: {ADAPTER_CONFIG} names no {BASE_KEY}")
-    return Path(base)
+    candidates: list[Path] = []
+    if record.get("relative"):
+        candidates.append(path.resolve().parent / record["relative"])
+    if absolute:
+        candidates.append(Path(absolute))
+    if record.get("name"):
+        dirs = [d for d in os.environ.get(MODEL_DIRS_ENV, "").split(os.pathsep) if d.strip()]
+        candidates.extend(Path(d) / record["name"] for d in dirs)
+    wrong = []
+    for cand in candidates:
+        if not cand.is_dir():
+            continue
+        if record.get("fingerprint") and folder_fingerprint(cand) != record["fingerprint"]:
+            wrong.append(str(cand))
+            continue
+        return cand.resolve()
+    detail = f"; these hold other weights (fingerprint differs): {wrong}" if wrong else ""
+    raise FileNotFoundError(
+        f"{path}: its base checkpoint{' ' + repr(record['name']) if record.get('name') else ''} was not found at "
+        f"{[str(c) for c in candidates]}{detail}. Move the adapter with its base (the relative path is kept), or "
+        f"name the folder holding the base in ${MODEL_DIRS_ENV}.")
 
 
 __all__ = [
@@ -235,6 +283,7 @@ __all__ = [
     "adapter_base_path",
     "adapter_state_dict",
     "adapters_disabled",
+    "fully_trained_parameters",
     "apply_lora",
     "has_lora",
     "is_adapter_dir",

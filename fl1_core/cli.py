@@ -188,6 +188,16 @@ def cmd_ship_base(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_gpu(command: str) -> None:
+    """The GPU presets refuse to start without a usable CUDA device (never a silent CPU run at GPU sizes)."""
+    from .cuda_requirement import CudaUnavailableError, require_cuda
+
+    try:
+        require_cuda(f"fl1 {command} --hardware gpu")
+    except CudaUnavailableError as err:
+        raise SystemExit(f"{err} (the CPU presets: --hardware cpu)") from None
+
+
 def cmd_sft(args: argparse.Namespace) -> int:
     from .sft import run_sft
 
@@ -196,6 +206,8 @@ def cmd_sft(args: argparse.Namespace) -> int:
         logging.getLogger(__name__).warning("fl1 sft --preset %s is now --hardware %s (one vocabulary with fl1 rl)",
                                             args.preset, args.preset)
         hardware = args.preset
+    if hardware == "gpu":
+        _require_gpu("sft")
     result = run_sft(args.init, args.data, args.out, _sft_config(hardware, args.set), mode=args.mode)
     print(f"final model: {result.final_dir}")
     return 0
@@ -217,6 +229,8 @@ def cmd_rl(args: argparse.Namespace) -> int:
     from .judge.client import judge_from_choice
     from .rl import RLConfig, run_rl
 
+    if args.hardware == "gpu":
+        _require_gpu("rl")
     base = RLConfig.cpu_world if args.hardware == "cpu" else (
         RLConfig.release_gpu if args.preset == "release" else RLConfig.corrected_gpu)
     config = base(mode=args.mode, preset=args.preset, **_parse_params(args.set))

@@ -5,8 +5,9 @@ Rules (issue 12):
 - **Device.** ``resolve_device("auto")`` is ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU; the
   environment variable ``FL1_DEVICE`` overrides "auto" (``FL1_DEVICE=cpu`` forces the CPU on a GPU machine). Every CLI
   command and notebook loads through :func:`fl1_core.model.load_future_l1` with ``device="auto"``.
-- **Attention.** flash-attention 2 only when the model will run on CUDA *and* ``flash_attn`` is installed; SDPA
-  otherwise (FA2 on a CPU-resident model crashes at the first forward).
+- **Attention.** SDPA by default: flash-attn is an optional extra (a source build against the wheel's CUDA) and no
+  measurement here shows FA2 faster; ``FL1_ATTENTION=flash_attention_2`` asks for it, used only for a model on
+  CUDA with ``flash_attn`` installed.
 - **Precision.** A checkpoint may be loaded in bf16 to halve weight memory, but trainable weights and AdamW states
   stay fp32 (:func:`upcast_trainable`): at lr 1e-6 an update ``Δw ≈ lr`` is below bf16's resolution
   (``2^-8 · |w|``) and would be lost. The forward then runs under :func:`autocast` (bf16 matmuls, fp32 master
@@ -16,18 +17,23 @@ Rules (issue 12):
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
+import logging
 import os
 from typing import Any
 
 import torch
 
 DEVICE_ENV = "FL1_DEVICE"
+ATTENTION_ENV = "FL1_ATTENTION"  # sdpa (default) | flash_attention_2 | eager
+log = logging.getLogger(__name__)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device | None:
-    """``"auto"`` → ``$FL1_DEVICE`` if set, else ``cuda:$LOCAL_RANK`` with CUDA, else ``cpu``; ``None`` → None (leave
-    the model where it is); anything else → ``torch.device(device)``."""
+    """``"auto"`` → ``$FL1_DEVICE`` if set, else ``cuda:$LOCAL_RANK`` with CUDA, else ``cpu`` (with a warning saying
+    why when an NVIDIA driver is present); ``None`` → None (leave the model where it is); anything else →
+    ``torch.device(device)``."""
     if device is None:
         return None
     if isinstance(device, torch.device):
@@ -38,15 +44,40 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device |
             return torch.device(forced)
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        _say_why_not_cuda()
         return torch.device("cpu")
     return torch.device(device)
 
 
+@functools.cache
+def _say_why_not_cuda() -> None:
+    """Once per process: a warning when "auto" falls back to the CPU on a machine with an NVIDIA driver (a driver
+    older than the wheel's CUDA, hidden devices), so that fallback is never silent. GPU presets refuse instead
+    (:func:`fl1_core.cuda_requirement.require_cuda`)."""
+    from .cuda_requirement import cuda_report
+
+    report = cuda_report()
+    if report.driver is not None or report.driver_cuda is not None:
+        log.warning("device 'auto' runs on the CPU: %s", report.problem())
+
+
 def attn_implementation_for(device: torch.device | None) -> str:
-    """``"flash_attention_2"`` iff ``device`` is CUDA and flash-attn is installed, else ``"sdpa"``."""
-    if device is not None and device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa"
+    """``"sdpa"`` (PyTorch's attention; no build against the wheel's CUDA), unless ``$FL1_ATTENTION`` asks for
+    ``flash_attention_2``: then FA2 when ``device`` is CUDA and flash-attn is installed, else SDPA with a warning
+    (FA2 on a CPU-resident model crashes at the first forward)."""
+    wanted = os.environ.get(ATTENTION_ENV, "").strip() or "sdpa"
+    if wanted not in ("sdpa", "flash_attention_2", "eager"):
+        raise ValueError(f"{ATTENTION_ENV}={wanted!r}: expected sdpa, flash_attention_2 or eager")
+    if wanted != "flash_attention_2":
+        return wanted
+    if device is None or device.type != "cuda":
+        log.warning("%s=flash_attention_2 ignored: the model is not on CUDA (%s); using sdpa", ATTENTION_ENV, device)
+        return "sdpa"
+    if importlib.util.find_spec("flash_attn") is None:
+        log.warning("%s=flash_attention_2 ignored: flash-attn is not installed (pip install -e '.[flash-attn]'); "
+                    "using sdpa", ATTENTION_ENV)
+        return "sdpa"
+    return "flash_attention_2"
 
 
 def bf16_supported(device: torch.device | None) -> bool:
@@ -108,6 +139,7 @@ def scalar(value: Any) -> float:
 
 __all__ = [
     "to_device",
+    "ATTENTION_ENV",
     "DEVICE_ENV",
     "attn_implementation_for",
     "autocast",

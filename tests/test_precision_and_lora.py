@@ -36,12 +36,20 @@ def test_auto_device_is_the_cpu_here_and_env_overrides(monkeypatch):
     assert resolve_device(None) is None
 
 
-def test_flash_attention_only_for_a_cuda_model(monkeypatch):
+def test_sdpa_by_default_and_flash_attention_only_on_request_for_a_cuda_model(monkeypatch):
     real = importlib.util.find_spec
+    monkeypatch.delenv("FL1_ATTENTION", raising=False)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "flash_attn" else real(name))
-    assert attn_implementation_for(torch.device("cpu")) == "sdpa"  # installed, but the model is on the CPU
+    assert attn_implementation_for(torch.device("cuda", 0)) == "sdpa"  # installed, but not asked for
+    monkeypatch.setenv("FL1_ATTENTION", "flash_attention_2")
+    assert attn_implementation_for(torch.device("cpu")) == "sdpa"  # asked for, but the model is on the CPU
     assert attn_implementation_for(torch.device("cuda", 0)) == "flash_attention_2"
     assert attn_implementation_for(None) == "sdpa"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "flash_attn" else real(name))
+    assert attn_implementation_for(torch.device("cuda", 0)) == "sdpa"  # asked for, not installed
+    monkeypatch.setenv("FL1_ATTENTION", "flash")
+    with pytest.raises(ValueError, match="FL1_ATTENTION"):
+        attn_implementation_for(torch.device("cuda", 0))
 
 
 # ------------------------------------------------------------------------------------- fp32 master weights

@@ -7,7 +7,8 @@ One *step* = one rollout batch of ``prompts_per_step`` groups × ``group_size`` 
     log π_old  = replay(π_θ before the update)     (no grad; latent replay iff ``replay_latents``; with one
                  optimiser step per rollout π_old = π_θ, so log π_θ.detach() is used unless
                  ``recompute_old_logprobs`` — ρ ≡ 1 either way)
-    log π_ref  = replay(frozen copy of the initial model)
+    log π_ref  = replay(frozen copy of the initial model; under LoRA the actor with its adapters off and its
+                 fully trained heads swapped for their values at RL start: fl1_core.rl.reference)
     ℓ_t        = DAPO clipped loss (ε_low, ε_high, dual clip c = 3) on tokens of the loss mask
     loss       = agg(ℓ) + β · agg(k3(log π_ref − log π_θ)),   β = 0.01
     mask       = emitted tokens, minus forced ones (``<|latent|>``, budget-forced ``<|latent_end|>``,
@@ -48,6 +49,7 @@ from fl1_core.distributed import ProcessGroup
 from fl1_core.judge.client import JudgeConfig
 from fl1_core.placement import autocast, enable_activation_checkpointing, upcast_trainable
 from fl1_core.rl.config import RLConfig
+from fl1_core.rl.reference import LoraReference
 from fl1_core.rl.rollout import (
     PromptTensors,
     Response,
@@ -154,13 +156,15 @@ class RLTrainer(PolicyUpdate, Checkpointing):
         self.init_fingerprint = _fingerprint(model)
         model.freeze_vision(self.cfg.freeze_vision)
         self.ref_model = None
+        self.lora_reference: LoraReference | None = None
         if self.cfg.kl_beta != 0.0 and not self.cfg.lora:
             self.ref_model = _reference_copy(model, self.cfg.ref_dtype)
         if self.cfg.lora:
-            # the reference is the base with adapters disabled: no second copy of the weights
             from fl1_core.adapters import LoraSettings, apply_lora
 
             apply_lora(model, LoraSettings.from_dict(self.cfg.lora))
+            if self.cfg.kl_beta != 0.0:  # adapters off + the heads as they are now: no second copy of the model
+                self.lora_reference = LoraReference(model)
         upcast_trainable(model)  # fp32 master weights: lr 1e-6 updates are below bf16 resolution
         if self.cfg.gradient_checkpointing:
             enable_activation_checkpointing(model.base)

@@ -18,7 +18,6 @@ import torch
 
 from fl1_core.decoding import replay
 from fl1_core.losses import policy_objective
-from fl1_core.adapters import adapters_disabled
 from fl1_core.placement import autocast, bf16_supported, scalar
 from fl1_core.rl.advantages import group_advantages
 from fl1_core.rl.rollout import Response, collate_responses
@@ -83,12 +82,12 @@ class PolicyUpdate:
 
     # --------------------------------------------------------------------------------------------- log-probs
     def _replay_logprobs(self, model: Any, rows: Sequence[Response], batch: int) -> list[torch.Tensor]:
-        """No-grad log-probs of ``rows`` under ``model`` (``None`` = the reference: the actor with its LoRA
-        adapters disabled)."""
+        """No-grad log-probs of ``rows`` under ``model`` (``None`` = the LoRA reference: the actor with its adapters
+        off and its fully trained tensors as at RL start, :class:`fl1_core.rl.reference.LoraReference`)."""
         out: list[torch.Tensor] = []
         reference = model is None
         model = self.model if reference else model
-        context = adapters_disabled(model) if reference else contextlib.nullcontext()
+        context = self.lora_reference.active(model) if reference else contextlib.nullcontext()
         with torch.no_grad(), context, autocast(model):
             for s in range(0, len(rows), batch):
                 part = rows[s : s + batch]

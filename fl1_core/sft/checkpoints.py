@@ -6,9 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
-
-from ..model import save_future_l1
+from ..model_files import save_model_folder
 from ..adapters import has_lora, save_trained
 from ..runs import atomic_directory, atomic_write_json
 
@@ -79,27 +77,22 @@ def _save_checkpoint(accelerator, out_dir: Path, step: int, epoch: int, run_info
 
 
 def _save_final(accelerator, wrapped, processor, final_dir: Path, DistributedType, merge: bool = False) -> None:
-    """The trained model as a Future-L1 checkpoint (gathered from FSDP / ZeRO shards when needed); with LoRA an
-    adapter folder, or merged on request (:func:`fl1_core.adapters.save_trained`)."""
+    """The trained model as a Future-L1 checkpoint in the dtype its config states (gathered from FSDP / ZeRO shards
+    when needed: :func:`fl1_core.model_files.save_model_folder`); with LoRA an adapter folder, or merged on request
+    (:func:`fl1_core.adapters.save_trained`)."""
     unwrapped = accelerator.unwrap_model(wrapped)
     if has_lora(unwrapped):
         if accelerator.is_main_process:
             with atomic_directory(final_dir) as tmp:
                 save_trained(unwrapped, processor, tmp, merge=merge)
     elif accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-        full = accelerator.get_state_dict(wrapped)
+        full = accelerator.get_state_dict(wrapped)  # gathered fp32 master weights
         if accelerator.is_main_process:
-            base_sd = {k[len("base."):]: v for k, v in full.items() if k.startswith("base.")}
             with atomic_directory(final_dir) as tmp:
-                unwrapped._sync_config()
-                unwrapped.base.save_pretrained(tmp, state_dict=base_sd)
-                if unwrapped.latent_head is not None:
-                    head = {k[len("latent_head."):]: v for k, v in full.items() if k.startswith("latent_head.")}
-                    torch.save(head, tmp / "latent_head.pt")
-                processor.save_pretrained(tmp)
+                save_model_folder(unwrapped, processor, tmp, state_dict=full)
     elif accelerator.is_main_process:
         with atomic_directory(final_dir) as tmp:
-            save_future_l1(unwrapped, processor, tmp)
+            save_model_folder(unwrapped, processor, tmp)
     accelerator.wait_for_everyone()
 
 
