@@ -100,11 +100,12 @@ def test_present_fallback_is_the_first_option():
 
 
 def test_table_chance_and_wilson_intervals():
-    rows = {f"i{n}": {"kind": "k", "needs_frame": False, "changed": None, "gold": "A", "chance": c,
+    rows = {f"i{n}": {"kind": "k", "needs_vision": True, "needs_frame": False, "changed": None, "gold": "A", "chance": c,
                       "present": None, "present_fallback": False, "text": t}
             for n, (c, t) in enumerate([(0.25, "A"), (0.25, "B"), (1 / 3, "A"), (0.5, "A")])}
-    (row, family) = summarize_baselines(rows)
+    (row, family, vision) = summarize_baselines(rows)
     assert row["kind"] == "k" and family["kind"] == "event kinds" and row["n"] == 4
+    assert vision["subset"] == "needs vision" and vision["n"] == 4 and vision["text"] == row["text"]
     assert row["chance"] == pytest.approx((0.25 + 0.25 + 1 / 3 + 0.5) / 4)
     assert row["text"]["correct"] == 3 and row["text"]["ci95"] == list(wilson_interval(3, 4))
     assert row["present"] is None

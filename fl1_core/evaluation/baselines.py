@@ -70,6 +70,7 @@ class MCQItem:
     answer: str  # the gold letter
     clip_id: str = ""
     split: str = ""
+    needs_vision: bool = True
     needs_frame: bool = False
     changed: bool | None = None
     present_answer: str | None = None
@@ -106,7 +107,8 @@ def _item(row: Mapping[str, Any], where: str) -> MCQItem | None:
         raise ValueError(f"{rid}: a frame-needing item needs 'meta.present_answer' and 'meta.changed'")
     return MCQItem(
         id=rid, kind=str(kind), question=_stem(human), options={k: str(options[k]) for k in sorted(options)},
-        answer=gold, clip_id=str(meta.get("clip_id", "")), split=str(meta.get("split", "")), needs_frame=needs_frame,
+        answer=gold, clip_id=str(meta.get("clip_id", "")), split=str(meta.get("split", "")),
+        needs_vision=bool(meta.get("needs_vision", True)), needs_frame=needs_frame,
         changed=bool(meta["changed"]) if needs_frame else None,
         present_answer=str(meta["present_answer"]) if needs_frame else None,
     )
@@ -231,7 +233,7 @@ class TextOnlyModel:
 # ------------------------------------------------------------------------------------------------- predictions, table
 def baseline_predictions(heldout: Sequence[MCQItem], train: Sequence[MCQItem], *, C: float = 1.0,
                          random_state: int = 0) -> dict[str, dict[str, Any]]:
-    """``{item id: {"kind", "needs_frame", "changed", "gold", "chance", "present", "text", "text_scores"}}``;
+    """``{item id: {"kind", "needs_vision", "needs_frame", "changed", "gold", "chance", "present", "text", "text_scores"}}``;
     ``chance`` is ``1/k``, ``present`` a letter or None (:func:`present_letter`), ``text`` the question-only model's
     letter. Train and held-out items must come from disjoint clips."""
     shared = {it.clip_id for it in train if it.clip_id} & {it.clip_id for it in heldout if it.clip_id}
@@ -241,7 +243,7 @@ def baseline_predictions(heldout: Sequence[MCQItem], train: Sequence[MCQItem], *
     scores = model.scores(heldout)
     out: dict[str, dict[str, Any]] = {}
     for it, sc in zip(heldout, scores):
-        out[it.id] = {"kind": it.kind, "needs_frame": it.needs_frame, "changed": it.changed, "gold": it.answer,
+        out[it.id] = {"kind": it.kind, "needs_vision": it.needs_vision, "needs_frame": it.needs_frame, "changed": it.changed, "gold": it.answer,
                       "chance": 1.0 / len(it.options), "present": present_letter(it),
                       "present_fallback": it.present_answer is not None and not any(
                           normalize(v) == normalize(it.present_answer) for v in it.options.values()),
@@ -267,14 +269,16 @@ def _groups(preds: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str, list
         out += [(k, "all", these), (k, "changed", [r for r in these if r["changed"]]),
                 (k, "unchanged", [r for r in these if not r["changed"]])]
     ev, fr = [r for r in rows if not r["needs_frame"]], [r for r in rows if r["needs_frame"]]
-    out += [("event kinds", "all", ev), ("frame-needing kinds", "all", fr),
+    out += [("event kinds", "all", ev), ("event kinds", "text-solvable", [r for r in ev if not r["needs_vision"]]),
+            ("event kinds", "needs vision", [r for r in ev if r["needs_vision"]]), ("frame-needing kinds", "all", fr),
             ("frame-needing kinds", "changed", [r for r in fr if r["changed"]]),
             ("frame-needing kinds", "unchanged", [r for r in fr if not r["changed"]])]
     return [g for g in out if g[2]]
 
 
 def summarize_baselines(preds: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per kind (frame kinds also per changed / unchanged subset) and per family: ``{"kind", "subset", "n", "chance",
+    """Per kind (frame kinds also per changed / unchanged subset) and per family (event kinds also split into
+    text-solvable and vision-dependent by ``meta.needs_vision``): ``{"kind", "subset", "n", "chance",
     "present", "text"}``, where ``present`` / ``text`` are ``{"correct", "accuracy", "ci95"}`` (Wilson 95 %) and
     ``present`` is None for groups holding event items."""
     table = []
