@@ -121,6 +121,9 @@ def test_bad_records_are_rejected_by_name():
         mcq_items([base])
     with pytest.raises(ValueError, match="r1.*answer"):
         mcq_items([{**base, "answer": "D", "meta": {**base["meta"], "present_answer": "x"}}])
+    with pytest.raises(ValueError, match=r"src\[0\].*record object"):
+        mcq_items([["not", "a", "record"]], "src")
+    assert mcq_items([{**base, "answer": "the x", "meta": {"format": "free-form", "question_kind": "k"}}]) == []
     ok = mcq_items([{**base, "meta": {**base["meta"], "present_answer": "x"}}])[0]
     assert ok.question == "Where?" and ok.options == {"A": "x", "B": "y"}
     train = [MCQItem(id="t", kind="k", question="q", options={"A": "a", "B": "b"}, answer="A", clip_id="c1")]

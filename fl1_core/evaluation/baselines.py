@@ -86,6 +86,8 @@ def _stem(human: str) -> str:
 def _item(row: Mapping[str, Any], where: str) -> MCQItem | None:
     """An :class:`MCQItem` of a record, None when the record is free-form; ``ValueError`` naming the record and the
     field when an MCQ record lacks what the baselines need."""
+    if not isinstance(row, Mapping):
+        raise ValueError(f"{where}: expected a record object, got {type(row).__name__}")
     rid = str(row.get("id", where))
     meta = row.get("meta") or {}
     human = next((c.get("value", "") for c in row.get("conversations", []) if c.get("from") == "human"), None)
