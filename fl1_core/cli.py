@@ -12,6 +12,7 @@
     fl1 rl --init CKPT --data rl.jsonl --out DIR --mode la-dapo   GRPO / DAPO / LA-DAPO (release|corrected preset)
     fl1 eval --benchmark futurebench --model CKPT --data FILE --out DIR     evaluate a checkpoint (resumable)
     fl1 heldout --model NAME=CKPT … --data heldout_mcq.jsonl --out FILE.json   held-out MCQ accuracy (RL format)
+    fl1 baselines --world data/world --out FILE.json   chance, read-the-present and question-only scores per kind
     fl1 judge-serve [--port 8008]                local OpenAI-compatible judge (loopback only by default)
 """
 
@@ -258,6 +259,16 @@ def cmd_heldout(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_baselines(args: argparse.Namespace) -> int:
+    from .evaluation.baselines import format_baselines_table, run_baselines
+
+    result = run_baselines(args.world, args.out, C=args.C, random_state=args.seed)
+    print(f"text-only model trained on {result['train']['n']} MCQ items of train clips; "
+          f"{result['heldout']['n']} held-out items")
+    print(format_baselines_table(result["table"]))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
 
@@ -398,6 +409,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit", type=int, default=None, help="only the first N multiple-choice records")
     p.set_defaults(func=cmd_heldout)
+
+    p = sub.add_parser("baselines", help="held-out MCQ baselines that need no model: chance, the answer read off "
+                                         "the last observed frame, a question-only text model (per kind, Wilson CIs)")
+    p.add_argument("--world", default="data/world", help="world folder (heldout_mcq.jsonl, rl.jsonl, sft.json)")
+    p.add_argument("--out", default=None, help="JSON file for the table and every item's predictions")
+    p.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the text model's logistic regression")
+    p.add_argument("--seed", type=int, default=0, help="random_state of the text model")
+    p.set_defaults(func=cmd_baselines)
 
     p = sub.add_parser("report", help="RUN_DIR/report/index.html: the run's notebooks, manifest, metrics, figures, "
                                       "clips (opens offline)")
