@@ -1,6 +1,13 @@
 """One process-group helper for the stages that run their own loops (RL, evaluation): rank, world size, sums,
-barriers, device placement and the DDP wrapper, through accelerate or torchrun (SFT uses accelerate's Accelerator
-directly)."""
+barriers, device placement and the DDP / FSDP2 wrapper, through accelerate or torchrun; and the accelerate settings
+of the SFT loop under FSDP (:func:`accelerator_settings`).
+
+FSDP precision (both stages): parameters are all-gathered and computed in the run's compute dtype (bf16 on a GPU
+run), gradients are reduce-scattered and accumulated in fp32 (``MixedPrecisionPolicy(param_dtype=bf16,
+reduce_dtype=fp32)``), and every micro-batch reduces its gradient at once (accelerate's ``sync_each_batch``): under
+gradient accumulation with sync off, FSDP2 would keep an unsharded gradient of every parameter (in ``reduce_dtype``,
+fp32: 4 bytes × all parameters per GPU) until the last micro-batch; reducing each micro-batch keeps only the sharded
+fp32 gradient, at the cost of one reduce-scatter per micro-batch instead of one per optimizer step."""
 
 from __future__ import annotations
 
@@ -9,6 +16,51 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+
+
+FSDP_ENV = "ACCELERATE_USE_FSDP"  # set by `accelerate launch` with an FSDP config (configs/accelerate/fsdp.yaml)
+
+
+def fsdp_launched() -> bool:
+    """True when this process was launched with an FSDP accelerate config."""
+    return os.environ.get(FSDP_ENV, "false").lower() in ("true", "1", "yes")
+
+
+def compute_dtype(mixed_precision: str) -> torch.dtype:
+    """The dtype of the forward / backward for accelerate's ``mixed_precision`` (``"no"`` → fp32)."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision, torch.float32)
+
+
+def fsdp_mixed_precision(mixed_precision: str, fsdp_version: int = 2) -> Any:
+    """The FSDP precision of every run: parameters gathered in the compute dtype, gradients reduced in fp32.
+
+    FSDP2 → ``MixedPrecisionPolicy(param_dtype=compute_dtype(mp), reduce_dtype=float32)`` (param_dtype ``None``
+    when the compute dtype is fp32: no cast); FSDP1 → ``MixedPrecision`` with the same dtypes (buffers in the
+    compute dtype)."""
+    param = compute_dtype(mixed_precision)
+    if fsdp_version == 1:
+        from torch.distributed.fsdp import MixedPrecision
+
+        return MixedPrecision(param_dtype=param, reduce_dtype=torch.float32, buffer_dtype=param)
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    return MixedPrecisionPolicy(param_dtype=None if param == torch.float32 else param, reduce_dtype=torch.float32)
+
+
+def accelerator_settings(mixed_precision: str, gradient_accumulation_steps: int) -> dict[str, Any]:
+    """Keyword arguments of the SFT loop's ``Accelerator``. Under an FSDP launch: an FSDP plugin (the rest of its
+    settings from the launch config) with the :func:`fsdp_mixed_precision` policy, and gradient accumulation that
+    reduces every micro-batch (``sync_each_batch``; see the module docstring)."""
+    if not fsdp_launched():
+        return {"mixed_precision": mixed_precision, "gradient_accumulation_steps": gradient_accumulation_steps}
+    from accelerate import FullyShardedDataParallelPlugin
+    from accelerate.utils import GradientAccumulationPlugin
+
+    version = int(os.environ.get("FSDP_VERSION", "1"))
+    plugin = FullyShardedDataParallelPlugin(
+        fsdp_version=version, mixed_precision_policy=fsdp_mixed_precision(mixed_precision, version))
+    accumulation = GradientAccumulationPlugin(num_steps=gradient_accumulation_steps, sync_each_batch=True)
+    return {"mixed_precision": mixed_precision, "fsdp_plugin": plugin, "gradient_accumulation_plugin": accumulation}
 
 
 class ProcessGroup:
