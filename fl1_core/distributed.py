@@ -111,27 +111,53 @@ class ProcessGroup:
             model = model.to(self.device)
         return model
 
+    @property
+    def sharded(self) -> bool:
+        """True when the actor is sharded with FSDP2 (several processes launched with an FSDP config)."""
+        return self.world > 1 and fsdp_launched()
+
+    def passes(self, n: int) -> int:
+        """How many forward passes every process makes when this one has ``n``: under FSDP each forward of a sharded
+        model is a collective, so all make the most any makes (the extra ones are padding); else ``n``."""
+        return int(self.max(n)) if self.sharded else int(n)
+
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """The actor for the update: with several processes wrapped by accelerate in DDP (bucketed gradient
-        all-reduce; ``find_unused_parameters`` because the latent head gets no gradient in replay), else itself."""
+        all-reduce; ``find_unused_parameters`` because the latent head gets no gradient in replay), sharded in
+        place with FSDP2 under an FSDP launch (:func:`fl1_core.sharding.shard`: compute in bf16 on a bf16 GPU,
+        fp32 reduction, gradients summed over processes), else itself. Build the optimizer after this."""
         if self.world == 1:
             return model
+        if self.sharded:
+            from .placement import bf16_supported
+            from .sharding import shard
+
+            mp = "bf16" if bf16_supported(self.device) else "no"
+            return shard(model, fsdp_mixed_precision(mp), sum_gradients=True, head_unit=False)
         from accelerate import Accelerator, DistributedDataParallelKwargs
         from accelerate.utils import DistributedType
 
         acc = Accelerator(mixed_precision="no",
                           kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-        if acc.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
+        if acc.distributed_type == DistributedType.DEEPSPEED:
             raise RuntimeError(
-                f"RL runs its actor under DDP; a {acc.distributed_type.value} accelerate config is not supported for "
-                "RL (rollouts decode the whole model on every process). Launch with `accelerate launch --multi_gpu "
-                "--num_processes N`, and train LoRA adapters (--set 'lora={}') when the full model's AdamW states do "
-                "not fit: see `fl1 plan --stage rl`.")
+                "RL runs its actor under DDP or FSDP; a DeepSpeed accelerate config is not supported for RL. Launch "
+                "with `accelerate launch --config_file configs/accelerate/fsdp.yaml` (full-parameter RL, sharded) or "
+                "`accelerate launch --multi_gpu --num_processes N` (DDP; LoRA with --set 'lora={}'): see "
+                "`fl1 plan --stage rl`.")
         if acc.distributed_type != DistributedType.NO:
             return acc.prepare_model(model)
         # torchrun on CPU without accelerate's multi-CPU detection: the same DDP wrapper directly
         ids = [self.device.index] if self.device is not None and self.device.type == "cuda" else None
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+
+    def broadcast(self, obj: Any) -> Any:
+        """The main process's ``obj`` on every process (picklable objects)."""
+        if self.world == 1:
+            return obj
+        holder = [obj]
+        torch.distributed.broadcast_object_list(holder, src=0)
+        return holder[0]
 
     def sum_(self, t: torch.Tensor) -> torch.Tensor:
         if self.world > 1:

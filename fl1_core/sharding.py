@@ -37,11 +37,14 @@ def is_sharded(model: nn.Module) -> bool:
 
 
 def shard(model: nn.Module, policy: Any, *, reshard_after_forward: bool = True, sum_gradients: bool = False,
-          mesh: Any = None) -> nn.Module:
+          head_unit: bool = True, mesh: Any = None) -> nn.Module:
     """``fully_shard`` ``model`` in place into the units of the module docstring with the precision ``policy``
     (:func:`fl1_core.distributed.fsdp_mixed_precision`). ``sum_gradients``: the gradient reduction sums over
     processes instead of averaging (divide factor 1), for losses already normalised by global counts.
-    Parameters are replaced by sharded ``DTensor`` ones: build optimizers after this."""
+    ``head_unit=False`` keeps ``lm_head`` in the root unit: RL replay scores tokens chunk-wise from
+    ``lm_head.weight`` without calling the module, and only a module call gathers its own unit (the root is
+    gathered for the whole forward). Parameters are replaced by sharded ``DTensor`` ones: build optimizers after
+    this."""
     from torch.distributed.fsdp import FSDPModule, fully_shard
 
     kw = {"mp_policy": policy, "mesh": mesh}
@@ -51,18 +54,18 @@ def shard(model: nn.Module, policy: Any, *, reshard_after_forward: bool = True, 
             fully_shard(module, reshard_after_forward=reshard_after_forward, **kw)
     embed = model.get_input_embeddings()
     head = model.get_output_embeddings()
-    if embed is not None and head is not None and embed.weight is head.weight:
-        fully_shard([embed, head], reshard_after_forward=False, **kw)
-    else:
-        if embed is not None:
-            fully_shard(embed, reshard_after_forward=reshard_after_forward, **kw)
-        if head is not None:  # the first unit of backward: keeping it gathered after forward saves one all-gather
-            fully_shard(head, reshard_after_forward=False, **kw)
-    fully_shard(model, reshard_after_forward=False, **kw)
+    tied = embed is not None and head is not None and embed.weight is head.weight
+    if embed is not None and not tied:
+        fully_shard(embed, reshard_after_forward=reshard_after_forward, **kw)
+    if head is not None and head_unit and not tied:  # first in backward: kept gathered after forward
+        fully_shard(head, reshard_after_forward=False, **kw)
+    frozen = not any(p.requires_grad for p in model.parameters())  # no backward: the root reshards too
+    fully_shard(model, reshard_after_forward=reshard_after_forward and frozen, **kw)
     if sum_gradients:
         for m in model.modules():
             if isinstance(m, FSDPModule):
                 m.set_gradient_divide_factor(1.0)
+                m.set_force_sum_reduction_for_comms(True)  # a plain SUM (gloo has no PREMUL_SUM)
     return model
 
 
@@ -93,10 +96,10 @@ def skeleton(model: nn.Module, device: torch.device | str = "meta", dtype: torch
     for p in model.parameters():
         data = p.detach()
         cast = dtype if dtype is not None and data.is_floating_point() else data.dtype
-        memo[id(p)] = nn.Parameter(data.to(device=device, dtype=cast), requires_grad=p.requires_grad)
+        memo[id(p)] = nn.Parameter(data.to(device=device, dtype=cast, copy=True), requires_grad=p.requires_grad)
     for b in model.buffers():
         cast = dtype if dtype is not None and b.is_floating_point() else b.dtype
-        memo[id(b)] = b.detach().to(device=device, dtype=cast)
+        memo[id(b)] = b.detach().to(device=device, dtype=cast, copy=True)
     return copy.deepcopy(model, memo)
 
 
