@@ -21,7 +21,8 @@ gradient norm is not finite is skipped (counted in ``skipped_steps``).
 Data-parallel: under ``accelerate launch`` with P processes each process rolls out ``prompts_per_step / P`` whole
 groups (its own dynamic sampling, rounds kept in lock-step), token counts and gradients are summed with
 ``all_reduce`` and metrics are reduced. With one process nothing is reduced: the same code path as without
-accelerate.
+accelerate. Under an FSDP launch the actor and the reference are sharded, rollouts decode a gathered copy made once
+per step, and every process makes the same number of forward passes (:mod:`fl1_core.rl.sharded`).
 
 Checkpoints (``out_dir/checkpoints/step-XXXXXXXX``, written atomically every ``save_every`` steps and at the end)
 hold the model and optimiser state, RNG states, the data cursor and the resolved config. A resume loads the newest
