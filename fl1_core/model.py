@@ -92,6 +92,14 @@ class FutureL1Model(nn.Module):
     def input_embeddings(self) -> nn.Embedding:
         return self.base.get_input_embeddings()
 
+    def get_input_embeddings(self) -> nn.Module:
+        """The base's token embedding (FSDP auto-wrap looks it up here to shard it as its own unit)."""
+        return self.base.get_input_embeddings()
+
+    def get_output_embeddings(self) -> nn.Module:
+        """The base's ``lm_head`` (FSDP auto-wrap shards it with the final norm as one unit)."""
+        return self.base.get_output_embeddings()
+
     def project_latent(self, hidden: torch.Tensor) -> torch.Tensor:
         """The vector fed back / compared to the target: the hidden state, through the head if one is used."""
         return self.latent_head(hidden) if self.latent_head is not None else hidden

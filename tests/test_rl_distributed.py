@@ -1,5 +1,7 @@
 """1-process and 2-process (torchrun, gloo) RL runs train the same model: DDP's bucketed gradient sum over processes
-equals one process's full-batch gradient, and rank-invariant sampling draws the same responses."""
+equals one process's full-batch gradient, and rank-invariant sampling draws the same responses. Under FSDP2 (the
+shipped configs/accelerate/fsdp.yaml) the actor and the reference are sharded, rollouts decode a gathered copy, and
+the run equals the 1-process one too; its sharded checkpoints resume."""
 
 from __future__ import annotations
 
@@ -9,9 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import shutil
+
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from fsdp_launch import fsdp_env
 
 WORKER = Path(__file__).parent / "workers" / "rl_dist_worker.py"
 COMPARED = ("reward/acc_all", "reward/overall", "loss/total", "loss/policy", "policy/kl", "policy/entropy",
@@ -32,29 +38,50 @@ def inputs(tmp_path_factory):
     return root
 
 
-def _run(cmd: list[str], cwd: Path) -> None:
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "FL1_DEVICE": "cpu"}
+def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    env = env or {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "FL1_DEVICE": "cpu"}
     res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-6000:]
 
 
-@pytest.mark.slow
-def test_one_and_two_processes_train_the_same_model(inputs):
-    args = [str(inputs / "model"), str(inputs / "world" / "rl.jsonl")]
-    _run([sys.executable, str(WORKER), *args, str(inputs / "p1")], inputs)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]
-    _run([*torchrun, str(WORKER), *args, str(inputs / "p2")], inputs)
+def _torchrun(port: int) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
 
-    rows = {p: [json.loads(x) for x in (inputs / p / "metrics.jsonl").read_text().splitlines()] for p in ("p1", "p2")}
-    assert len(rows["p1"]) == len(rows["p2"]) == 2
-    for a, b in zip(rows["p1"], rows["p2"]):
+
+def _args(inputs: Path) -> list[str]:
+    return [str(WORKER), str(inputs / "model"), str(inputs / "world" / "rl.jsonl")]
+
+
+def _rows(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def one_process(inputs):
+    """The 1-process run every multi-process run is compared with."""
+    _run([sys.executable, *_args(inputs), str(inputs / "p1")], inputs)
+    return inputs / "p1"
+
+
+@pytest.fixture(scope="module")
+def fsdp_run(inputs):
+    """2 processes under the FSDP launch environment: actor and reference sharded."""
+    _run([*_torchrun(29535), *_args(inputs), str(inputs / "fsdp")], inputs, fsdp_env(2))
+    return inputs / "fsdp"
+
+
+def _same_run(p1: Path, p2: Path) -> None:
+    """Same metrics and (within float rounding of a differently ordered gradient sum) the same final weights."""
+    rows = {p1: _rows(p1), p2: _rows(p2)}
+    assert len(rows[p1]) == len(rows[p2]) == 2
+    for a, b in zip(rows[p1], rows[p2]):
         for key in COMPARED:
             assert key in a and key in b, key
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (key, a[key], b[key])
-    assert rows["p1"][-1]["optim/grad_norm"] > 0
-    w1 = load_file(inputs / "p1" / "final" / "model.safetensors")
-    w2 = load_file(inputs / "p2" / "final" / "model.safetensors")
-    w0 = load_file(inputs / "model" / "model.safetensors")
+    assert rows[p1][-1]["optim/grad_norm"] > 0
+    w1 = load_file(p1 / "final" / "model.safetensors")
+    w2 = load_file(p2 / "final" / "model.safetensors")
+    w0 = load_file(p1.parent / "model" / "model.safetensors")
     assert w1.keys() == w2.keys()
     moved = max(float((w1[k].float() - w0[k].float()).abs().max()) for k in w1)
     assert moved > 1e-4  # the updates did something
@@ -65,3 +92,40 @@ def test_one_and_two_processes_train_the_same_model(inputs):
         torch.testing.assert_close(w2[k], w1[k], atol=1e-4, rtol=0, msg=lambda m, k=k: f"{k}: {m}")
         loose = ~torch.isclose(w2[k].float(), w1[k].float(), atol=2e-5, rtol=1e-4)
         assert int(loose.sum()) <= max(1, w1[k].numel() // 1000), (k, int(loose.sum()), w1[k].numel())
+
+
+@pytest.mark.slow
+def test_one_and_two_processes_train_the_same_model(inputs, one_process):
+    _run([*_torchrun(29533), *_args(inputs), str(inputs / "p2")], inputs)
+    _same_run(one_process, inputs / "p2")
+
+
+@pytest.mark.slow
+def test_fsdp_two_processes_train_the_same_model(one_process, fsdp_run):
+    _same_run(one_process, fsdp_run)
+    state = json.loads((fsdp_run / "checkpoints" / "step-00000002" / "trainer_state.json").read_text())
+    assert state["world_size"] == 2 and state["weights"].startswith("sharded/")
+    shards = sorted(p.name for p in (fsdp_run / "checkpoints" / "step-00000002" / "sharded").iterdir())
+    assert ".metadata" in shards and len([n for n in shards if n.endswith(".distcp")]) == 2  # one per process
+
+
+@pytest.mark.slow
+def test_fsdp_sharded_checkpoint_resumes(inputs, fsdp_run):
+    """A copy of the FSDP run cut back to its step-1 checkpoint (as if killed during step 2) resumes from the
+    sharded model and optimiser state and ends where the uninterrupted run ended."""
+    cut = inputs / "fsdp_cut"
+    shutil.copytree(fsdp_run, cut)
+    shutil.rmtree(cut / "checkpoints" / "step-00000002")
+    shutil.rmtree(cut / "final")
+    _run([*_torchrun(29537), *_args(inputs), str(cut)], inputs, fsdp_env(2))
+    assert json.loads((cut / "checkpoints" / "step-00000002" / "trainer_state.json").read_text())["step"] == 2
+    for a, b in zip(_rows(fsdp_run), _rows(cut)):
+        for key in COMPARED:
+            assert b[key] == pytest.approx(a[key], rel=1e-6, abs=1e-7), (key, a[key], b[key])
+    w1 = load_file(fsdp_run / "final" / "model.safetensors")
+    w2 = load_file(cut / "final" / "model.safetensors")
+    w0 = load_file(inputs / "model" / "model.safetensors")
+    step2 = max(float((w1[k].float() - w0[k].float()).abs().max()) for k in w1)
+    assert step2 > 1e-4
+    for k in w1:  # the resumed step repeats the same arithmetic on the same processes
+        torch.testing.assert_close(w2[k], w1[k], atol=1e-6, rtol=0, msg=lambda m, k=k: f"{k}: {m}")

@@ -3,6 +3,7 @@ resume that refuses a changed result-affecting config or another initial model."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed.checkpoint as dcp
 
 from fl1_core.checkpointing import CHECKPOINT_DIR, STATE_FILE, checkpoint_path, latest_checkpoint, prune_checkpoints
 from fl1_core.runs import atomic_directory, atomic_write_json, read_jsonl, write_jsonl
@@ -18,6 +20,18 @@ log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 CKPT_DIR = CHECKPOINT_DIR  # the earlier name
+
+
+SHARDED_DIR = "sharded"  # FSDP: model and optimiser shards of every process (torch.distributed.checkpoint)
+SHARDED_FORMAT = "sharded/ (torch.distributed.checkpoint)"
+
+
+def _sharded_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Model and optimiser state as this process's shards (``DTensor``s), keyed for ``dcp.save`` / ``dcp.load``."""
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    msd, osd = get_state_dict(model, optimizer)
+    return {"model": msd, "optim": osd}
 
 
 class Checkpointing:
@@ -33,32 +47,46 @@ class Checkpointing:
         return latest_checkpoint(self.out_dir)
 
     def save_checkpoint(self) -> Path | None:
-        """Write ``checkpoints/step-XXXXXXXX`` atomically (main process) and prune old ones."""
+        """Write ``checkpoints/step-XXXXXXXX`` atomically and prune old ones. The main process owns the temporary
+        folder, writes ``trainer_state.json`` last and renames the folder into place; under FSDP every process first
+        writes its shards of model and optimiser into ``sharded/`` (``torch.distributed.checkpoint``)."""
         final = checkpoint_path(self.out_dir, self.step)
+        with contextlib.ExitStack() as stack:
+            tmp = stack.enter_context(atomic_directory(final)) if self.dist.main else None
+            if self.dist.sharded:
+                tmp = Path(self.dist.broadcast(str(tmp) if tmp is not None else None))
+                dcp.save(_sharded_state(self.model, self.optimizer), checkpoint_id=str(tmp / SHARDED_DIR))
+                self.dist.barrier()
+            if self.dist.main:
+                self._write_main_files(tmp)
         if self.dist.main:
-            with atomic_directory(final) as tmp:
-                torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, tmp / "model.pt")
-                torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-                torch.save(
-                    {
-                        "torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                        "python": random.getstate(),
-                        "numpy": np.random.get_state(),
-                    },
-                    tmp / "rng.pt",
-                )
-                atomic_write_json(tmp / STATE_FILE, {
-                    "step": self.step,
-                    "cursor": self.cursor,
-                    "skipped_steps": self.skipped_steps,
-                    "init_fingerprint": self.init_fingerprint,
-                    "config": self.cfg.result_dict(),
-                    "world_size": self.dist.world,
-                })
             prune_checkpoints(self.out_dir, self.cfg.keep_checkpoints)
         self.dist.barrier()
         return final
+
+    def _write_main_files(self, tmp: Path) -> None:
+        """Model and optimiser (unsharded runs), RNG states and, last, the state file."""
+        if not self.dist.sharded:
+            torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, tmp / "model.pt")
+            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(
+            {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+            },
+            tmp / "rng.pt",
+        )
+        atomic_write_json(tmp / STATE_FILE, {
+            "step": self.step,
+            "cursor": self.cursor,
+            "skipped_steps": self.skipped_steps,
+            "init_fingerprint": self.init_fingerprint,
+            "config": self.cfg.result_dict(),
+            "world_size": self.dist.world,
+            "weights": SHARDED_FORMAT if self.dist.sharded else "model.pt",
+        })
 
     def maybe_resume(self) -> int | None:
         """Resume from the newest checkpoint if there is one; returns its step (None when starting fresh)."""
@@ -82,9 +110,21 @@ class Checkpointing:
             )
         if state.get("world_size", 1) != self.dist.world:
             raise ValueError(f"{ckpt}: written with {state.get('world_size')} processes, resuming with {self.dist.world}")
-        sd = torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True)
-        self.model.load_state_dict(sd)
-        self.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=self.device, weights_only=False))
+        if (state.get("weights", "model.pt") == SHARDED_FORMAT) != self.dist.sharded:
+            raise ValueError(f"{ckpt}: weights saved as {state.get('weights', 'model.pt')!r}; this run "
+                             f"{'is' if self.dist.sharded else 'is not'} sharded with FSDP")
+        if self.dist.sharded:
+            from torch.distributed.checkpoint.state_dict import set_state_dict
+
+            sharded = _sharded_state(self.model, self.optimizer)
+            dcp.load(sharded, checkpoint_id=str(ckpt / SHARDED_DIR))
+            set_state_dict(self.model, self.optimizer, model_state_dict=sharded["model"],
+                           optim_state_dict=sharded["optim"])
+        else:
+            sd = torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True)
+            self.model.load_state_dict(sd)
+            self.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=self.device,
+                                                      weights_only=False))
         rng = torch.load(ckpt / "rng.pt", weights_only=False)
         torch.set_rng_state(rng["torch"])
         if rng.get("cuda") is not None and torch.cuda.is_available():

@@ -22,7 +22,8 @@ gradient norm is not finite is skipped (counted in ``skipped_steps``).
 Data-parallel: under ``accelerate launch`` with P processes each process rolls out ``prompts_per_step / P`` whole
 groups (its own dynamic sampling, rounds kept in lock-step), token counts and gradients are summed with
 ``all_reduce`` and metrics are reduced. With one process nothing is reduced: the same code path as without
-accelerate.
+accelerate. Under an FSDP launch the actor and the reference are sharded, rollouts decode a gathered copy made once
+per step, and every process makes the same number of forward passes (:mod:`fl1_core.rl.sharded`).
 
 Checkpoints (``out_dir/checkpoints/step-XXXXXXXX``, written atomically every ``save_every`` steps and at the end)
 hold the model and optimiser state, RNG states, the data cursor and the resolved config. A resume loads the newest
@@ -60,6 +61,8 @@ from fl1_core.rl.rollout import (
     prepare_prompt,
     score_groups,
 )
+from fl1_core.rl.sharded import RolloutWeights, gathered_copy, sharded_reference
+from fl1_core.sharding import skeleton
 from fl1_core.rl.checkpoints import CKPT_DIR, METRICS_FILE, STATE_FILE, Checkpointing  # noqa: F401 (re-exported)
 from fl1_core.rl.update import (  # noqa: F401  (re-exported: the names this module had)
     PolicyUpdate,
@@ -155,10 +158,14 @@ class RLTrainer(PolicyUpdate, Checkpointing):
             merge_lora(model)  # full fine-tuning of an adapter checkpoint: fold its adapters in first
         self.init_fingerprint = _fingerprint(model)
         model.freeze_vision(self.cfg.freeze_vision)
+        if self.cfg.lora and self.dist.sharded:
+            raise ValueError("RL under FSDP trains the full model; train LoRA adapters under DDP "
+                             "(`accelerate launch --multi_gpu --num_processes N`)")
         self.ref_model = None
         self.lora_reference: LoraReference | None = None
         if self.cfg.kl_beta != 0.0 and not self.cfg.lora:
-            self.ref_model = _reference_copy(model, self.cfg.ref_dtype)
+            self.ref_model = (sharded_reference(model, self.cfg.ref_dtype) if self.dist.sharded
+                              else _reference_copy(model, self.cfg.ref_dtype))
         if self.cfg.lora:
             from fl1_core.adapters import LoraSettings, apply_lora
 
@@ -168,8 +175,11 @@ class RLTrainer(PolicyUpdate, Checkpointing):
         upcast_trainable(model)  # fp32 master weights: lr 1e-6 updates are below bf16 resolution
         if self.cfg.gradient_checkpointing:
             enable_activation_checkpointing(model.base)
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        # under FSDP: the rollout copy (gathered once per step) and the structure the final weights are gathered into
+        self.rollout_weights = RolloutWeights(model) if self.dist.sharded else None
+        self._final_structure = skeleton(model, device="meta") if self.dist.sharded else None
         self.actor = self.dist.wrap(model)
+        self.params = [p for p in model.parameters() if p.requires_grad]  # after wrap: FSDP replaces parameters
         self.optimizer = torch.optim.AdamW(
             self.params, lr=self.cfg.learning_rate, betas=tuple(self.cfg.adam_betas), eps=self.cfg.adam_epsilon,
             weight_decay=self.cfg.weight_decay,
@@ -213,14 +223,16 @@ class RLTrainer(PolicyUpdate, Checkpointing):
         stats = RoundStats()
         gen_tokens = 0
         self.model.eval()
+        # under FSDP the decode runs on a gathered copy of this step's weights (rl.sharded), else on the actor
+        policy = self.rollout_weights.refresh(self.model) if self.rollout_weights is not None else self.model
 
         def draw(rnd: int) -> list[list[Response]]:
             nonlocal gen_tokens
             base = start + rnd * per_round + self.dist.rank * self.local_prompts
             prompts = [self._prompt(self._record_at(base + i)) for i in range(self.local_prompts)]
-            with autocast(self.model):
+            with autocast(policy):
                 groups = generate_group_round(
-                    self.model, prompts, group_size=cfg.group_size, first_group_id=rnd * per_round + self.dist.rank
+                    policy, prompts, group_size=cfg.group_size, first_group_id=rnd * per_round + self.dist.rank
                     * self.local_prompts, latent_config=self.latent_config, max_new_tokens=cfg.max_new_tokens,
                     temperature=cfg.temperature, top_p=cfg.top_p, seed=_mix_seed(cfg.seed, step, rnd),
                     pad_id=self.pad_id, batch_rows=cfg.rollout_batch_size, tokenizer=self.tokenizer,
@@ -349,9 +361,11 @@ class RLTrainer(PolicyUpdate, Checkpointing):
             bar.close()
             trackers.close()
         final = self.out_dir / "final"
+        trained = (gathered_copy(self.model, self._final_structure, self.dist.main) if self.dist.sharded
+                   else self.model)
         if self.dist.main:
             with atomic_directory(final) as tmp:
-                save_trained(self.model, self.processor, tmp, merge=self.cfg.lora_merge)
+                save_trained(trained, self.processor, tmp, merge=self.cfg.lora_merge)
         self.dist.barrier()
         metrics = read_jsonl(self.out_dir / METRICS_FILE)
         return RLResult(out_dir=self.out_dir, steps=self.step, metrics=metrics, final_dir=final,

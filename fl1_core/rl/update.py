@@ -88,14 +88,16 @@ class PolicyUpdate:
         reference = model is None
         model = self.model if reference else model
         context = self.lora_reference.active(model) if reference else contextlib.nullcontext()
+        starts = list(range(0, len(rows), batch))
         with torch.no_grad(), context, autocast(model):
-            for s in range(0, len(rows), batch):
-                part = rows[s : s + batch]
+            for k in range(self.dist.passes(len(starts))):  # under FSDP, passes past this process's are padding
+                part = rows[starts[k] : starts[k] + batch] if k < len(starts) else rows[:batch]
                 inputs, gen = collate_responses(part, self.pad_id)
                 rep = replay(model, inputs, gen, temperature=self.cfg.temperature,
                              replay_latents=bool(self.cfg.replay_latents), chunk_size=self.cfg.logprob_chunk)
                 lp = rep.logprobs.float().cpu()
-                out.extend(lp[i, : r.length].clone() for i, r in enumerate(part))
+                if k < len(starts):
+                    out.extend(lp[i, : r.length].clone() for i, r in enumerate(part))
         return out
 
     def prepare_batch(self, groups: Sequence[Sequence[Response]]) -> TrainBatch:
@@ -148,9 +150,12 @@ class PolicyUpdate:
                                  "kl_tok": 0.0, "approx_kl_old_tok": 0.0, "entropy_tok": 0.0, "ratio_max": 0.0}
         starts = list(range(0, len(indices), micro))
         ddp = self.actor is not self.model
-        for s in starts:
-            idx = list(indices[s : s + micro])
-            last = s == starts[-1]
+        # under FSDP every process makes the same number of passes; a padding pass (weight 0) reruns row 0
+        for k in range(self.dist.passes(len(starts)) if backward else len(starts)):
+            pad = k >= len(starts)
+            s = starts[k] if not pad else 0
+            idx = list(indices[s : s + micro]) if not pad else [0]
+            last = not pad and s == starts[-1]
             # DDP averages gradients over processes; the loss is normalised by the global token / sequence count,
             # so the sum is wanted: scale by the process count. Reduce once per mini-batch (no_sync before).
             sync = contextlib.nullcontext() if (not ddp or last or not backward) else self.actor.no_sync()
@@ -177,6 +182,9 @@ class PolicyUpdate:
                     eps_high=float(cfg.eps_high), dual_clip=cfg.dual_clip, agg=cfg.loss_agg, num_tokens=num_tokens,
                     num_seqs=num_seqs,
                 )
+                if pad:  # the gradient collectives run, adding zero
+                    (loss * 0.0).backward()
+                    continue
                 acc["kl_loss"] += float(kl.detach())
                 if backward:
                     (loss * self.dist.world if ddp else loss).backward()

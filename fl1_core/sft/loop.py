@@ -37,6 +37,7 @@ import torch
 
 from ..config import LatentConfig
 from ..data.collator import SFTCollator, SFTExample
+from ..distributed import accelerator_settings
 from ..data.formats import Reject, SFTRecord, load_sft_records, write_rejects
 from ..model import FutureL1Model, load_future_l1
 from ..adapters import LoraSettings, apply_lora, has_lora, merge_lora
@@ -112,9 +113,7 @@ def train_sft(
     cfg = config
     if accelerator is None:
         accelerator = Accelerator(
-            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-            mixed_precision=_mixed_precision(cfg.mixed_precision),
-        )
+            **accelerator_settings(_mixed_precision(cfg.mixed_precision), cfg.gradient_accumulation_steps))
     main = accelerator.is_main_process
     n_proc = accelerator.num_processes
     rank = accelerator.process_index

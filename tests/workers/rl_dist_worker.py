@@ -1,7 +1,10 @@
 """Run 2 RL steps of the tiny model in 1 process (python) or 2 (torchrun, gloo); used by test_rl_distributed.
 
-    python rl_dist_worker.py MODEL_DIR RL_JSONL OUT_DIR
-    ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 rl_dist_worker.py MODEL_DIR RL_JSONL OUT_DIR
+    python rl_dist_worker.py MODEL_DIR RL_JSONL OUT_DIR [STOP_AT]
+    ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 rl_dist_worker.py MODEL_DIR RL_JSONL OUT_DIR [STOP_AT]
+
+Under the environment of an FSDP launch (tests/fsdp_launch.py) the actor and the reference are sharded (FSDP2).
+STOP_AT: stop (as if killed) once step STOP_AT is logged, before its checkpoint; a checkpoint is written every step.
 
 Rewards are the share of even token ids of each response (a random model answers nothing right), so advantages are
 non-zero and the update does something. Sampling is rank-invariant (per-group seeds, one group per generate call),
@@ -18,11 +21,12 @@ import torch
 
 def main() -> None:
     model_dir, data, out = sys.argv[1:4]
+    stop_at = int(sys.argv[4]) if len(sys.argv) > 4 else None
     torch.set_num_threads(1)
     import fl1_core.rl.trainer as trainer_mod
     from fl1_core.data.formats import load_rl_records
     from fl1_core.model import load_future_l1
-    from fl1_core.rl import RLConfig, RLTrainer
+    from fl1_core.rl import RLConfig, RLTrainer, StopTraining
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared reward helper
     from helpers_rl import with_even_token_reward
@@ -32,9 +36,17 @@ def main() -> None:
     model.latent_config = model.latent_config.replace(budget_mode="loose")
     records = load_rl_records(data).records
     cfg = RLConfig(group_size=4, prompts_per_step=4, max_new_tokens=10, loose_cap=3, force_initial_latent=True,
-                   learning_rate=1e-3, total_steps=2, save_every=5, max_rounds=1, progress_bar=False, dynamic_sampling=False,
+                   learning_rate=1e-3, total_steps=2, save_every=1, max_rounds=1, progress_bar=False, dynamic_sampling=False,
                    mini_batches=1, micro_batch_size=3, rollout_batch_size=4, kl_beta=0.01)
-    RLTrainer(model, processor, records, cfg, out).train()
+
+    def stop(trainer, step, row) -> None:
+        if step == stop_at:
+            raise StopTraining(f"stopped at step {step}")
+
+    try:
+        RLTrainer(model, processor, records, cfg, out, callbacks=[stop]).train()
+    except StopTraining:
+        pass
 
 
 if __name__ == "__main__":
