@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -48,7 +49,8 @@ def test_heldout_names_checkpoints_and_writes_results(world, tmp_path, capsys):
     assert main(args) == 0
     saved = json.loads(out.read_text())
     assert set(saved) == {"init", "tiny", "data_path"}
-    assert saved["init"]["n"] == WorldConfig.small().heldout_mcq_size
+    small = WorldConfig.small()
+    assert saved["init"]["n"] == small.heldout_mcq_size + small.heldout_frame_size  # event kinds, then frame kinds
     assert saved["init"]["accuracy"] == saved["tiny"]["accuracy"]  # the same weights, greedy decoding
     assert "init: accuracy" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="two checkpoints named 'tiny'"):
@@ -62,10 +64,11 @@ def test_pretrain_then_ship_a_base_with_its_card(world, tmp_path):
     tiny = ["hidden_size=32", "intermediate_size=64", "num_attention_heads=4", "num_key_value_heads=2",
             "vision_hidden_size=32", "vision_depth=1", "batch_size=2", "steps=3", "eval_every=3", "save_every=3"]
     run = tmp_path / "base"
+    chain = Path(__file__).resolve().parents[1] / "configs" / "world_base" / "reading_base.yaml"  # from scratch
     assert main(["pretrain", "--out", str(run), "--world", str(world), "--eval-mcq", "2", "--threads", "1",
-                 "--set", *tiny]) == 0
+                 "--recipe", str(chain), "--set", *tiny]) == 0
     evals = [json.loads(x) for x in (run / "eval.jsonl").read_text().splitlines()]
-    phases = json.loads((run / "recipe.json").read_text())["phases"]  # the default recipe is a chain of phases
+    phases = json.loads((run / "recipe.json").read_text())["phases"]  # a chain of phases
     total = 3 * len(phases)  # --set applies to every phase
     assert evals[-1]["step"] == total and evals[-1]["mcq"]["all"]["n"] == 2
     dest = tmp_path / "shipped"
