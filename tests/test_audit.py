@@ -101,7 +101,9 @@ def test_run_audit_end_to_end_on_the_small_world(forced_checkpoint, saved_tiny, 
 
     result = run_audit(forced_checkpoint, small_world, tmp_path / "audit", text_checkpoint=saved_tiny, limit=8,
                        batch_size=8, max_new_tokens=8, folds=2)
-    assert set(result["ablations"]) == {"none", "zeros", "mean", "shuffle", "noise", "oracle"}
+    assert set(result["ablations"]) == {"none", "zeros", "mean", "shuffle", "noise", "oracle", "oracle_shuffled"}
+    contrast = result["contrasts"]["oracle - oracle_shuffled"]
+    assert contrast["all"]["event"]["n"] == 8 and set(contrast["all"]) == {"event", "letter"}
     none = result["ablations"]["none"]
     assert none["all"]["n"] == 8 and none["all"]["delta_vs_none"]["delta"] == 0.0
     assert result["ablations"]["oracle"]["bank_share"] == 1.0  # 4 latents per span, each frame gives 4 (or more)
@@ -213,3 +215,16 @@ def test_span_flats_concatenate_full_spans_and_drop_others():
     flats = span_flats(v, [3, 1, 3], size=3)
     assert flats[1] is None and torch.equal(flats[0], torch.arange(6.0)) and torch.equal(flats[2], torch.arange(8.0, 14))
     assert torch.equal(span_means(v, [3, 1, 3])[0], torch.tensor([2.0, 3.0]))
+
+
+def test_grouped_derangement_lends_within_kind_and_slot_count():
+    from fl1_core.audit.interventions import grouped_derangement
+
+    keys = [("a", 9), ("a", 9), ("a", 9), ("b", 9), ("a", 18), ("b", 9)]
+    perm = grouped_derangement(keys, seed=3)
+    for i, j in enumerate(perm):
+        if j < 0:
+            assert sum(k == keys[i] for k in keys) == 1  # alone in its group: keeps its own
+        else:
+            assert j != i and keys[j] == keys[i]
+    assert perm[4] == -1 and sorted(perm[:3]) == [0, 1, 2]

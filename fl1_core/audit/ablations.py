@@ -22,7 +22,16 @@ import torch
 
 from ..pretrain.evaluate import wilson_interval
 from .decode import AuditItem, DecodedItem, decode_items
-from .interventions import ABLATIONS, bank_share, constant, derangement, from_bank, matched_noise, zeros
+from .interventions import (
+    ABLATIONS,
+    bank_share,
+    constant,
+    derangement,
+    from_bank,
+    grouped_derangement,
+    matched_noise,
+    zeros,
+)
 
 CONDITIONS = ("none",) + ABLATIONS
 
@@ -52,6 +61,9 @@ def breakdown(items: Sequence[AuditItem], decoded: Sequence[DecodedItem], clean:
     keys: dict[str, list[int]] = {"all": list(range(len(items)))}
     for i, it in enumerate(items):
         keys.setdefault(f"group={it.group}", []).append(i)
+        keys.setdefault(f"kind={it.kind}", []).append(i)
+        if it.changed is not None:
+            keys.setdefault(f"changed={it.changed}", []).append(i)
         if it.hops is not None:
             keys.setdefault(f"hops={it.hops}", []).append(i)
     out = {}
@@ -130,13 +142,18 @@ def run_ablations(
             perm = derangement(len(items), seed)
             banks[name] = [fed[int(j)] for j in perm]
             factories[name] = from_bank(banks[name])
-        elif name == "oracle":
+        elif name in ("oracle", "oracle_shuffled"):
             if clips is None:
                 skipped[name] = "the data has no world states (no events.jsonl): no ground-truth future frames"
                 continue
             if frame_targets is None:
                 frame_targets = reasoning_frame_targets(model, processor, items, clips)
-            banks[name] = oracle_bank(frame_targets, model.config.get_text_config().hidden_size)
+            gold = oracle_bank(frame_targets, model.config.get_text_config().hidden_size)
+            if name == "oracle":
+                banks[name] = gold
+            else:  # another clip's gold frames: same kind, same slot count, never the item's own
+                perm = grouped_derangement([(it.kind, int(g.shape[0])) for it, g in zip(items, gold)], seed)
+                banks[name] = [gold[int(j)] if j >= 0 else gold[i][:0] for i, j in enumerate(perm)]
             factories[name] = from_bank(banks[name])
     decoded: dict[str, list[DecodedItem]] = {"none": clean}
     results: dict[str, Any] = {}
@@ -153,11 +170,29 @@ def run_ablations(
         res["format_valid"] = sum(d.pred is not None for d in decoded[name]) / len(items)
         res["mean_latents"] = float(np.mean([d.latents.shape[0] for d in decoded[name]]))
         results[name] = res
-    return {"conditions": results, "skipped": skipped, "decoded": decoded}
+    contrasts = {}
+    if "oracle" in decoded and "oracle_shuffled" in decoded:
+        contrasts["oracle - oracle_shuffled"] = paired_contrast(items, decoded["oracle"], decoded["oracle_shuffled"])
+    return {"conditions": results, "skipped": skipped, "decoded": decoded, "contrasts": contrasts}
 
 
-def ablation_rows(conditions: dict[str, Any], keys: Sequence[str] = ("all", "group=text", "group=vision")
-                  ) -> list[dict[str, Any]]:
+def paired_contrast(items: Sequence[AuditItem], a: Sequence[DecodedItem], b: Sequence[DecodedItem]
+                    ) -> dict[str, Any]:
+    """``a − b`` on the same items, per subset (all, group, kind, changed): the concluded event (``event``, the
+    primary score) and the letter (``letter``), each a :func:`paired_difference`."""
+    keys: dict[str, list[int]] = {"all": list(range(len(items)))}
+    for i, it in enumerate(items):
+        keys.setdefault(f"group={it.group}", []).append(i)
+        keys.setdefault(f"kind={it.kind}", []).append(i)
+        if it.changed is not None:
+            keys.setdefault(f"changed={it.changed}", []).append(i)
+    return {key: {"event": paired_difference([a[i].event_correct for i in idx], [b[i].event_correct for i in idx]),
+                  "letter": paired_difference([a[i].correct for i in idx], [b[i].correct for i in idx])}
+            for key, idx in sorted(keys.items())}
+
+
+def ablation_rows(conditions: dict[str, Any],
+                  keys: Sequence[str] = ("all", "group=text", "group=vision", "group=frame")) -> list[dict[str, Any]]:
     """Flat rows (condition, subset, accuracy [CI], Δ vs none [CI], n) of ``run_ablations(...)["conditions"]`` (the
     ``ablations`` of :func:`fl1_core.audit.run_audit`) for tables and figures."""
     rows = []

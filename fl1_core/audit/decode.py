@@ -43,8 +43,16 @@ class AuditItem:
 
     @property
     def group(self) -> str:
-        """``"text"`` (text-solvable kinds) or ``"vision"`` (vision-dependent kinds)."""
+        """``"text"`` (text-solvable kinds), ``"vision"`` (vision-dependent event kinds) or ``"frame"``
+        (frame-needing kinds: the answer is read off the imagined frame)."""
+        if self.meta.get("needs_frame"):
+            return "frame"
         return "text" if self.kind in TEXT_KINDS else "vision"
+
+    @property
+    def changed(self) -> bool | None:
+        """Frame-needing items: whether the answer differs from the last observed frame's (None otherwise)."""
+        return bool(self.meta["changed"]) if self.meta.get("needs_frame") and "changed" in self.meta else None
 
     @property
     def hops(self) -> int | None:

@@ -8,7 +8,10 @@ decoding batch and ``intervention(fed [B, H], index [B]) -> [B, H]`` is what
 * ``mean``: one vector, the mean latent of the test set (from the unablated decode);
 * ``shuffle``: another test example's latents, in order (a derangement: never the example's own);
 * ``noise``: Gaussian noise rescaled to the norm of the latent it replaces, ``z · ‖h‖ / ‖z‖``;
-* ``oracle``: the ground-truth future-frame embeddings of the example's reasoning frames, in span order.
+* ``oracle``: the ground-truth future-frame embeddings of the example's reasoning frames, in span order;
+* ``oracle_shuffled``: the ground-truth frame embeddings of *another* example of the same question kind with the
+  same number of slots (a derangement within those groups): real frames, the wrong ones. ``oracle`` minus
+  ``oracle_shuffled`` is what the frame's content is worth to the answer.
 
 A bank (shuffle, oracle) shorter than the latents a row asks for leaves the rest to the model's own latents;
 :func:`bank_share` counts how many fed latents came from the bank.
@@ -25,7 +28,7 @@ import torch
 Intervention = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Factory = Callable[[Sequence[int]], Intervention]
 
-ABLATIONS = ("zeros", "mean", "shuffle", "noise", "oracle")
+ABLATIONS = ("zeros", "mean", "shuffle", "noise", "oracle", "oracle_shuffled")
 
 
 def zeros() -> Factory:
@@ -105,4 +108,20 @@ def derangement(n: int, seed: int = 0) -> np.ndarray:
             j = (i + 1) % n
             perm[i], perm[j] = perm[j], perm[i]
     assert not np.any(perm == np.arange(n))
+    return perm
+
+
+def grouped_derangement(keys: Sequence[object], seed: int = 0) -> np.ndarray:
+    """For each item, another item with the same key (a derangement within each group of equal keys); -1 for an
+    item alone in its group (it has no partner and keeps its own latents)."""
+    perm = np.full(len(keys), -1, dtype=np.int64)
+    groups: dict[object, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    for g, (key, members) in enumerate(sorted(groups.items(), key=lambda kv: kv[1][0])):
+        if len(members) < 2:
+            continue
+        inner = derangement(len(members), seed + g)
+        for a, b in zip(members, inner):
+            perm[a] = members[int(b)]
     return perm

@@ -95,6 +95,7 @@ def run_audit(
         ablations = run_ablations(model, processor, items, clips=clips, conditions=conditions, seed=seed,
                                   clean=clean, frame_targets=targets, **kw)
         result["ablations"], result["skipped"] = ablations["conditions"], dict(ablations["skipped"])
+        result["contrasts"] = ablations["contrasts"]
     else:
         result["skipped"]["ablations"] = (f"{latent_checkpoint} wrote no latent spans on these {len(items)} items: "
                                           "there is nothing to ablate, and its answers cannot depend on latents")
@@ -148,8 +149,10 @@ def _pause_comparison(items, clean, text_decoded, pause_checkpoint, kw) -> dict[
         pause_model, pause_proc = load_future_l1(pause_checkpoint)
         runs["pause SFT"] = decode_items(pause_model, pause_proc, items, desc="audit: pause", **kw)
     out: dict[str, Any] = {}
-    for group in ("all", "text", "vision"):
+    for group in ("all", "text", "vision", "frame"):
         idx = [i for i, it in enumerate(items) if group == "all" or it.group == group]
+        if not idx:
+            continue
         out[group] = {name: accuracy([d[i].correct for i in idx]) for name, d in runs.items()}
         events = {name: accuracy([d[i].event_correct for i in idx]) for name, d in runs.items()}
         for name, d in runs.items():

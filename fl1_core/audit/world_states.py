@@ -57,7 +57,11 @@ def read_clips(data_dir: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def span_frames(record_id: str, meta: dict[str, Any], clip: dict[str, Any]) -> list[SpanFrame]:
-    """The frame each span of a response should imagine: one per pool frame showing the chain's events, in order."""
+    """The frame each span of a response should imagine, in order: ``meta.reference_frames`` when the record has it
+    (world RL records, frame-needing kinds included), else one per pool frame showing the chain's events."""
+    if meta.get("reference_frames"):
+        return [SpanFrame(record_id, clip["clip_id"], k + 1, int(clip["pool"][p - 1]), int(p))
+                for k, p in enumerate(meta["reference_frames"])]
     events = clip["events"]
     chain = meta.get("chain_event_indices") or []
     bins = sorted({pool_bin(int(events[i]["frame"]), clip["pool"]) for i in chain})

@@ -130,6 +130,7 @@ def rl_record(
     thoughts, rimg = trajectory(clip, q, conclusion(ans, letter))
     meta["reference_thoughts"] = thoughts  # the SFT-format chain the generator writes for this question
     meta["reference_spans"] = len(rimg)
+    meta["reference_frames"] = rimg  # 1-based pool indices of the frames its spans show
     return {
         "id": rec_id,
         "video": clip.video,
