@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from fl1_core.config import ConfigBase
+from fl1_core.data.prompt_caps import MAX_PROMPT_TOKENS, QUESTION_MAX_PIXELS
 
 __all__ = ["RLConfig", "PRESETS", "MODES", "NON_RESULT_KEYS"]
 
@@ -36,7 +37,7 @@ MODES = ("grpo", "dapo", "la-dapo")
 # Settings that do not change what a run computes (a resume may change them freely).
 NON_RESULT_KEYS = frozenset(
     {"total_steps", "save_every", "keep_checkpoints", "progress_bar", "rollout_batch_size", "replay_batch_size",
-     "gradient_checkpointing", "logprob_chunk", "report_to"}
+     "gradient_checkpointing", "logprob_chunk", "report_to", "prompt_cache_bytes"}
 )
 
 
@@ -59,6 +60,10 @@ class RLConfig(ConfigBase):
     system_prompt: str = "interleaved"
     rollout_batch_size: int | None = None  # rows per generate call (None → a whole round at once)
     replay_batch_size: int | None = None  # rows per no-grad replay (old / ref); None → micro_batch_size
+    # --- host-RAM caps (fl1_core.data.prompt_caps: why these defaults); None = no cap
+    question_max_pixels: int | None = QUESTION_MAX_PIXELS  # pixels per question frame (release: near-native)
+    max_prompt_tokens: int | None = MAX_PROMPT_TOKENS  # longer prompts are rejected by id (prompt_rejects.jsonl)
+    prompt_cache_bytes: int = 2 * 1024**3  # processed prompts kept per process (LRU, bytes of their tensors)
 
     # --- dynamic sampling (DAPO)
     dynamic_sampling: bool | None = None  # None → off for grpo, on for dapo / la-dapo
