@@ -230,7 +230,7 @@ class RLConfig(ConfigBase):
         base: dict[str, Any] = dict(
             preset="release", mode="la-dapo", group_size=8, prompts_per_step=64, max_new_tokens=2048, loose_cap=64,
             temperature=0.9, top_p=0.99, learning_rate=1e-6, weight_decay=0.01, max_grad_norm=1.0, kl_beta=0.01,
-            num_epochs=1.0, micro_batch_size=8, rollout_batch_size=64, save_every=20,
+            num_epochs=1.0, micro_batch_size=8, rollout_batch_size=64, save_every=20, gradient_checkpointing=True,
         )
         base.update(cls._current_names(overrides))
         return cls(**base)
