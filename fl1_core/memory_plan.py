@@ -143,7 +143,8 @@ class MemoryPlan:
         rows = (f"micro-batch {i.micro_batch} x {i.tokens_per_row if i.stage == 'sft' else i.context} tokens"
                 if i.stage != "curation" else f"{i.curation_mode}")
         if i.stage in ("rl", "curation"):
-            rows += f"; decode {i.rollout_rows} rows x {i.context} tokens per GPU"
+            verb = "score" if i.stage == "curation" and i.curation_mode == "likelihood" else "decode"
+            rows += f"; {verb} {i.rollout_rows} rows x {i.context} tokens per GPU"
         if i.stage != "curation":
             rows += f"; checkpointing {'on' if i.gradient_checkpointing else 'off'}"
         lines = [f"{i.stage.upper()} on {i.gpus} x {i.gpu_mem_gb:g} GB ({mode}; {rows})",

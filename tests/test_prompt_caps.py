@@ -137,3 +137,24 @@ def test_rl_config_caps_have_the_documented_defaults():
     cfg = RLConfig()
     assert cfg.question_max_pixels == 128 * 32 * 32 and cfg.max_prompt_tokens == 1024
     assert "prompt_cache_bytes" not in cfg.result_dict() and "max_prompt_tokens" in cfg.result_dict()
+
+
+def test_curation_probes_feed_capped_question_frames(tiny):
+    from fl1_core.curation import CurationConfig
+    from fl1_core.curation.probes import _rollout_pass
+
+    model, processor = tiny
+    cfg = CurationConfig(mode="rollouts", batch_size=1, n_rollouts=2, max_new_tokens=2, question_max_pixels=4 * 32 * 32)
+    assert cfg.scoring_settings()["question_max_pixels"] == 4 * 32 * 32  # part of the scores fingerprint
+    prompts = [PromptExample(str(i), "What happens next?", _frames([(720, 1280)])) for i in range(2)]
+    seen = []
+    handle = model.base.model.register_forward_pre_hook(
+        lambda _m, _a, kw: seen.append(kw.get("pixel_values")), with_kwargs=True)
+    try:
+        _rollout_pass(model, processor, prompts, ["A", "A"], [True, True], cfg, seed=0)
+    finally:
+        handle.remove()
+    pixels = seen[0]
+    merge = processor.image_processor.merge_size ** 2
+    per_image = merge * image_tokens(processor, 720, 1280, cfg.question_max_pixels)
+    assert per_image <= merge * 4 and pixels.shape[0] == 2 * cfg.n_rollouts * per_image  # 4 rows, one image each

@@ -226,7 +226,8 @@ class RLConfig(ConfigBase):
     @classmethod
     def release_gpu(cls, **overrides: Any) -> "RLConfig":
         """The release run on GPUs (SPEC §6): n = 8, 64 prompts, ≤ 2048 tokens, cap 64, lr 1e-6 constant, 1 epoch,
-        ``release`` preset, ``la-dapo`` mode ("dapo_ctr")."""
+        ``release`` preset, ``la-dapo`` mode ("dapo_ctr"); 64 rows per decode call per process and activation
+        checkpointing (what ``fl1 plan --stage rl`` sizes)."""
         base: dict[str, Any] = dict(
             preset="release", mode="la-dapo", group_size=8, prompts_per_step=64, max_new_tokens=2048, loose_cap=64,
             temperature=0.9, top_p=0.99, learning_rate=1e-6, weight_decay=0.01, max_grad_norm=1.0, kl_beta=0.01,
