@@ -32,6 +32,7 @@ What the trainers do, and so what is counted (N parameters, N_t trainable, G GPU
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -165,9 +166,21 @@ class MemoryPlan:
 
 # ----------------------------------------------------------------------------------------------------------- plan
 def plan_memory(model: str | Path | dict, inputs: PlanInputs) -> MemoryPlan:
-    """The per-GPU memory plan of ``model`` under ``inputs`` (see the module docstring for every formula)."""
-    i = inputs
+    """The per-GPU memory plan of ``model`` under ``inputs`` (see the module docstring for every formula); when it
+    does not fit, its advice says what would (for full fine-tuning on one GPU: the fewest GPUs whose FSDP plan fits,
+    with the same per-process batch)."""
     base = meta_model(model)
+    plan = _plan(base, inputs)
+    if not plan.fits and inputs.stage != "curation" and not inputs.lora and inputs.gpus == 1:
+        for g in (2, 4, 8, 16, 32):
+            if _plan(base, dataclasses.replace(inputs, gpus=g)).fits:
+                plan.advice.append(f"shard full fine-tuning over {g} GPUs (FSDP: fl1 plan --gpus {g} fits)")
+                break
+    return plan
+
+
+def _plan(base, inputs: PlanInputs) -> MemoryPlan:
+    i = inputs
     dims = dims_of(base)
     has_head, head_dim = latent_head_settings(base)
     has_head = has_head if i.projection_head is None else i.projection_head
@@ -240,7 +253,7 @@ def _advice(plan: MemoryPlan) -> list[str]:
     decode = b.get("kv_cache", 0) + b.get("prefill", 0)
     if decode > 0.25 * plan.budget:
         knob = ("CurationConfig.batch_size or n_rollouts" if i.stage == "curation"
-                else "RLConfig.rollout_batch_size (rows per decode call per process)")
+                else "RLConfig.rollout_batch_size, rows per decode call per process")
         tips.append(f"decode fewer rows at once ({knob}), or fewer prompt / new tokens")
     if i.stage == "curation":
         return tips
@@ -250,12 +263,6 @@ def _advice(plan: MemoryPlan) -> list[str]:
         tips.append("train LoRA adapters (--lora): the frozen base is 2 B/parameter, only adapters get fp32 states")
     if i.micro_batch > 1:
         tips.append("lower the micro-batch and raise gradient accumulation (or mini-batches)")
-    if not i.lora and i.gpus == 1:
-        states = plan.phases[next(iter(plan.phases))]
-        persistent = states["weights"] + states["optimizer"] + 4 * plan.trainable
-        free = plan.budget - (plan.total - states["weights"] - states["optimizer"] - b.get("gradients", 0))
-        if free > 0:
-            tips.append(f"shard full fine-tuning over at least {max(2, math.ceil(persistent / free))} GPUs (FSDP)")
     return tips
 
 

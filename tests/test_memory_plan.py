@@ -205,6 +205,8 @@ def test_qwen3_vl_8b_what_fits():
     assert sft_lora.fits
     full_one = plan_memory("qwen3-vl-8b", PlanInputs(stage="sft", gpus=1, gpu_mem_gb=80))
     assert not full_one.fits and any("LoRA" in a for a in full_one.advice)
+    assert "shard full fine-tuning over 4 GPUs" in full_one.advice[-1]  # the fewest GPUs whose plan fits
+    assert not plan_memory("qwen3-vl-8b", PlanInputs(stage="sft", gpus=2)).fits
     full_eight = plan_memory("qwen3-vl-8b", PlanInputs(stage="sft", gpus=8, gpu_mem_gb=80))
     assert full_eight.fits and full_eight.bytes["optimizer"] * 8 == pytest.approx(full_one.bytes["optimizer"], rel=1e-6)
     no_ckpt = plan_memory("qwen3-vl-8b", PlanInputs(stage="sft", gpus=8, gradient_checkpointing=False))
