@@ -55,30 +55,41 @@ def prompt_length(processor: Any, text: str, image_sizes: Sequence[tuple[int, in
     return n_text + sum(image_tokens(processor, h, w, max_pixels) - 1 for h, w in image_sizes)
 
 
-def rl_prompt_length(processor: Any, record: Any, system_prompt: str, max_pixels: int | None) -> int:
+def rl_prompt_length(processor: Any, record: Any, system_prompt: str, max_pixels: int | None,
+                     frame_size: tuple[int, int] | None = None) -> int:
     """Prompt tokens of an RL record (its pool frames as images, then the question), from the video's frame size
-    alone (no frame is decoded)."""
+    alone (no frame is decoded; ``frame_size`` (height, width) when already known)."""
     from .. import tokens as T
     from .collator import render_prompt
     from .frames import read_video_info
 
-    info = read_video_info(record.video)
+    if frame_size is None:
+        info = read_video_info(record.video)
+        frame_size = (info.height, info.width)
     text = render_prompt(processor, T.system_prompt(system_prompt), len(record.image), False, record.prompt_text)
-    return prompt_length(processor, text, [(info.height, info.width)] * len(record.image), max_pixels)
+    return prompt_length(processor, text, [frame_size] * len(record.image), max_pixels)
 
 
 def filter_rl_prompts(records: Sequence[Any], processor: Any, *, system_prompt: str, max_pixels: int | None,
                       max_tokens: int | None) -> tuple[list[Any], list[Any]]:
     """(kept, rejects): RL records whose prompt is at most ``max_tokens`` tokens, and a
     :class:`~fl1_core.data.records.Reject` naming each over-long one (field ``image``: its frames and question give
-    N tokens). ``max_tokens`` None keeps everything. Order of the kept records is preserved."""
+    N tokens). ``max_tokens`` None keeps everything. Order of the kept records is preserved. Costs one video-header
+    read per distinct video and one tokenisation per record; no frame is decoded."""
+    from tqdm.auto import tqdm
+
+    from .frames import read_video_info
     from .records import Reject
 
     if max_tokens is None:
         return list(records), []
     kept, rejects = [], []
-    for rec in records:
-        n = rl_prompt_length(processor, rec, system_prompt, max_pixels)
+    sizes: dict[str, tuple[int, int]] = {}  # one header read per video
+    for rec in tqdm(records, desc="prompt lengths", unit="rec", disable=len(records) < 2000):
+        if rec.video not in sizes:
+            info = read_video_info(rec.video)
+            sizes[rec.video] = (info.height, info.width)
+        n = rl_prompt_length(processor, rec, system_prompt, max_pixels, sizes[rec.video])
         if n > max_tokens:
             rejects.append(Reject(rec.id, "image", f"prompt of {n} tokens ({len(rec.image)} question frames at "
                                                    f"max_pixels={max_pixels}) exceeds max_prompt_tokens={max_tokens}"))
