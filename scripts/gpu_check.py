@@ -227,6 +227,12 @@ def rl_round(model, device, sizes: CheckSizes, plan_model, gpu_mem_gb: float) ->
     plan = plan_memory(plan_model, rl_plan_inputs(cfg, gpus=1, gpu_mem_gb=gpu_mem_gb))
     rows, micro = plan.inputs.rollout_rows, plan.inputs.micro_batch
     inputs = random_ids(model, rows, cfg.max_prompt_tokens, 2, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.learning_rate)
+    for p in params:  # AdamW's moments exist during rollouts, as after a run's first step
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
     reset_peak(device)
     t0 = time.perf_counter()
     with torch.no_grad(), autocast(model, device):
@@ -239,8 +245,6 @@ def rl_round(model, device, sizes: CheckSizes, plan_model, gpu_mem_gb: float) ->
                             for k, v in vars(gen).items()})
     enable_activation_checkpointing(model.base)
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.learning_rate)
     reset_peak(device)
     t1 = time.perf_counter()
     with autocast(model, device):
