@@ -277,11 +277,30 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .memory_plan import PlanInputs, plan_memory
+    from .memory_plan import plan_memory
+    from .run_plan import curation_plan_inputs, rl_plan_inputs, sft_plan_inputs
 
-    inputs = PlanInputs(stage=args.stage, gpus=args.gpus, gpu_mem_gb=args.gpu_mem, lora=args.lora,
-                        lora_rank=args.lora_rank, micro_batch=args.micro_batch, tokens_per_row=args.tokens,
-                        gradient_checkpointing=not args.no_checkpointing, rollout_rows=args.rollout_rows)
+    overrides = _parse_params(args.set)
+    if args.lora:
+        overrides.setdefault("lora", {"r": args.lora_rank})
+    extra = {"projection_head": True} if args.projection_head else {}
+    if args.stage == "rl":  # the config `fl1 rl --hardware gpu --preset P` runs with
+        from .rl import RLConfig
+
+        base = RLConfig.release_gpu if args.preset == "release" else RLConfig.corrected_gpu
+        inputs = rl_plan_inputs(base(preset=args.preset, **overrides), gpus=args.gpus, gpu_mem_gb=args.gpu_mem,
+                                prompt_tokens=args.prompt_tokens, **extra)
+    elif args.stage == "sft":  # the config `fl1 sft --hardware gpu` runs with
+        inputs = sft_plan_inputs(_sft_config("gpu", args.set + (["lora={r: %d}" % args.lora_rank] if args.lora
+                                                                 else [])),
+                                 gpus=args.gpus, gpu_mem_gb=args.gpu_mem, tokens_per_row=args.tokens, **extra)
+    else:  # the config `fl1 curate --set ...` runs with
+        from .curation import CurationConfig
+        from .data.prompt_caps import MAX_PROMPT_TOKENS
+
+        overrides.pop("lora", None)
+        inputs = curation_plan_inputs(CurationConfig(**overrides), gpu_mem_gb=args.gpu_mem,
+                                      prompt_tokens=args.prompt_tokens or MAX_PROMPT_TOKENS, **extra)
     plan = plan_memory(args.model, inputs)
     print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.render())
     return 0 if plan.fits else 3
@@ -423,17 +442,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("plan", help="per-GPU memory plan of an SFT or RL run (meta device; exit 3 if it won't fit)")
+    p = sub.add_parser("plan", help="per-GPU memory plan of an SFT, RL or curation run, from the config that run uses "
+                                    "(meta device; exit 3 if it won't fit)")
     p.add_argument("--model", required=True, help="a checkpoint folder, or qwen3-vl-8b (its published shapes)")
-    p.add_argument("--gpus", type=int, default=1)
+    p.add_argument("--gpus", type=int, default=1, help="processes, one per GPU (curation: per GPU)")
     p.add_argument("--gpu-mem", type=float, default=80.0, metavar="GB")
-    p.add_argument("--stage", choices=["sft", "rl"], default="sft")
-    p.add_argument("--lora", action="store_true")
+    p.add_argument("--stage", choices=["sft", "rl", "curation"], default="sft")
+    p.add_argument("--preset", choices=["release", "corrected"], default="corrected", help="RL preset (as fl1 rl)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides of the stage's GPU config (SFTConfig / RLConfig / CurationConfig), as in its command")
+    p.add_argument("--lora", action="store_true", help="train LoRA adapters (lora={r: RANK})")
     p.add_argument("--lora-rank", type=int, default=16)
-    p.add_argument("--micro-batch", type=int, default=1)
-    p.add_argument("--tokens", type=int, default=4096, help="tokens per row (RL: prompt + max_new_tokens)")
-    p.add_argument("--rollout-rows", type=int, default=64, help="RL: responses decoded at once over all GPUs")
-    p.add_argument("--no-checkpointing", action="store_true")
+    p.add_argument("--tokens", type=int, default=4096, help="SFT: tokens per record when max_length is not set")
+    p.add_argument("--prompt-tokens", type=int, default=None,
+                   help="prompt tokens (RL: default max_prompt_tokens; curation: default the RL cap)")
+    p.add_argument("--projection-head", action="store_true", help="count the latent projection head (a checkpoint "
+                                                                   "with one is detected from its config)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan)
 

@@ -1,59 +1,64 @@
-"""A memory plan before a run: per-GPU bytes for weights, gradients, optimizer, activations, rollout KV cache and the
-LM-head chunk, built from the model's shapes on the meta device (no weights are loaded or allocated).
+"""A memory plan before a run: per-GPU bytes of each phase of a stage, from the model's shapes on the meta device
+(:mod:`fl1_core.memory_shapes`; nothing is loaded or allocated). The peak is the largest phase; it FITS when the
+peak is at most ``headroom`` of the GPU's memory.
 
-The plan mirrors what this repository's trainers do (issue 12):
+What the trainers do, and so what is counted (N parameters, N_t trainable, G GPUs, e = compute element bytes):
 
-- trainable weights are fp32 master weights (4 B), frozen ones stay in the load dtype (bf16: 2 B); the forward runs
-  under bf16 autocast;
-- gradients of trainable weights are fp32 (4 B); AdamW keeps two fp32 moments (8 B);
-- SFT full fine-tuning on several GPUs shards all of the above over the GPUs (FSDP / ZeRO-3 through accelerate);
-  the RL actor is DDP-wrapped, so RL replicates everything on every GPU; LoRA replicates the frozen base (DDP) and
-  trains only the adapters, the latent tokens' embedding rows and ``lm_head``;
-- activations of one micro-batch, per token and decoder layer, are ``2 · (10 h + 4 n_kv d + 5 I)`` bytes in bf16
-  (norm inputs/outputs, q k v, RoPE, attention output, MLP gate/up/activation — no dropout, flash attention, so no
-  ``[T, T]`` scores); with gradient checkpointing each layer keeps only its input ``2 h`` bytes and one layer is
-  recomputed at a time;
-- RL decoding holds a KV cache of ``2 · L · n_kv · d · 2`` bytes per token per row, and the LM head's fp32 scoring
-  chunk ``3 · chunk · V · 4`` bytes (logits, probabilities, their gradient);
-- the RL reference model is a bf16 copy (sharded with the actor under FSDP), or nothing under LoRA (adapters off).
-
-Qwen3-VL-8B-Instruct's shapes are typed in from its published ``config.json`` (:data:`QWEN3_VL_8B`).
+- trainable weights are fp32 masters (4 B), frozen ones stay in the load dtype (bf16: 2 B); fp32 gradients (4 B),
+  AdamW's two fp32 moments (8 B). The projection head, when the model has one, trains in full;
+- full fine-tuning on G > 1 GPUs shards all of these over the GPUs (FSDP), SFT and RL alike; each FSDP unit (a
+  decoder layer, the embedding, ``lm_head``) is gathered in bf16 when used, the next one prefetched:
+  ``2 · 2 B · largest unit``. Gradients are reduced in fp32 and synchronised on every micro-batch: the unsharded bf16
+  gradient of one unit and its fp32 copy live until the reduce-scatter (``6 B · largest unit``). Accumulating
+  without sync would keep every unsharded bf16 gradient instead (``2 B · N_t``);
+- LoRA replicates the frozen base and trains the adapters, ``lm_head``, the latent rows and the head; the KL reference
+  is a frozen copy of only those full-trained parts. Full-parameter RL keeps a bf16 reference (sharded under FSDP);
+- **RL, rollout phase** (one decode call of ``rollout_rows`` rows per process, ``context = prompt_tokens +
+  max_new_tokens``): the KV cache ``rows · context · 2 L n_kv d · e``, the prefill of ``rows · prompt_tokens``
+  tokens (no grad), the sampler's ``rows · V`` buffers (10 × 4 B: logits, log-probs, probabilities, sorted
+  probabilities and their int64 order, cumulative mass, filtered and scattered probabilities). Under FSDP the decode
+  runs on one gathered bf16 copy of the whole model per GPU (``2 B · N``), freed before the update. e = 2 when the
+  decoded layers are bf16 (LoRA's frozen base, the gathered copy), 4 when they are fp32 masters (full-parameter RL
+  on one GPU);
+- **RL, update phase**: gradients, activations of one micro-batch (context tokens per row), the LM head's chunked
+  fp32 scoring ``3 · chunk · V · 4 B``;
+- **SFT step**: activations and the full-vocabulary fp32 logits and their gradient ``2 · tokens · V · 4 B``. With
+  scheduled sampling (``SFTConfig.scheduled_sampling_p > 0``) every step runs one more forward, without grad, whose
+  hidden states are fed back: a *sampling pass* phase (``tokens · e (3h + 3I)``) and ``tokens · h · 2 B`` kept into
+  the step;
+- **curation** (inference, bf16 weights): ``mode=rollouts`` decodes ``2 · batch_size · n_rollouts`` rows per call
+  (KV cache, prefill, sampler as above); ``likelihood`` runs one no-grad forward over ``2 · batch_size`` rows.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-GIB = 1024**3
+from .memory_shapes import (
+    dims_of,
+    fsdp_unit_params,
+    full_in_lora,
+    kv_cache_bytes,
+    latent_head_params,
+    latent_head_settings,
+    meta_model,
+    trainable_count,
+)
 
-#: Qwen3-VL-8B-Instruct's published config (the fields that set parameter and activation sizes).
-QWEN3_VL_8B: dict[str, Any] = {
-    "text_config": {
-        "hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36, "num_attention_heads": 32,
-        "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936, "max_position_embeddings": 262144,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 5000000.0, "mrope_section": [24, 20, 20],
-                            "mrope_interleaved": True},
-        "tie_word_embeddings": False,
-    },
-    "vision_config": {
-        "depth": 27, "hidden_size": 1152, "intermediate_size": 4304, "num_heads": 16, "out_hidden_size": 4096,
-        "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2, "num_position_embeddings": 2304,
-        "deepstack_visual_indexes": [8, 16, 24],
-    },
-    "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652,
-    "vision_end_token_id": 151653, "tie_word_embeddings": False,
-}
-NAMED_MODELS = {"qwen3-vl-8b": QWEN3_VL_8B}
+GIB = 1024**3
+STAGES = ("sft", "rl", "curation")
+SAMPLER_BUFFERS = 10  # fp32-sized [rows, V] buffers of one sampling step (see the module docstring)
 
 
 @dataclass
 class PlanInputs:
-    """What the plan is for. ``tokens_per_row``: prompt + response tokens of one training row (SFT: a record;
-    RL: prompt + ``max_new_tokens``)."""
+    """What the plan is for (per process). ``tokens_per_row``: SFT tokens of one record (RL trains on
+    ``prompt_tokens + max_new_tokens``); ``rollout_rows``: rows of one decode call on one process (RL rollouts,
+    curation); ``projection_head`` None: as the checkpoint's latent config says."""
 
     stage: str = "sft"
     gpus: int = 1
@@ -64,28 +69,56 @@ class PlanInputs:
     tokens_per_row: int = 4096
     gradient_checkpointing: bool = True
     freeze_vision: bool | None = None  # None → SFT freezes the vision tower, RL trains it (the release's choice)
-    rollout_rows: int = 64  # RL: responses decoded at once, over all GPUs
+    rollout_rows: int = 64
+    prompt_tokens: int = 1024
     max_new_tokens: int = 2048
     logprob_chunk: int = 1024
+    curation_mode: str = "rollouts"
+    scheduled_sampling: bool = False
+    projection_head: bool | None = None
+    head_dim: int | None = None
+    fsdp_sync_every_micro_batch: bool = True
+    kl_reference: bool = True  # RL: a KL reference is held (RLConfig.kl_beta != 0)
     load_bytes: int = 2  # bytes per frozen weight (bf16)
     headroom: float = 0.9  # usable share of GPU memory (allocator fragmentation, CUDA context, buffers)
 
     def __post_init__(self) -> None:
-        if self.stage not in ("sft", "rl"):
-            raise ValueError(f"stage must be 'sft' or 'rl', got {self.stage!r}")
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
         if self.gpus < 1 or self.gpu_mem_gb <= 0:
             raise ValueError("gpus must be >= 1 and gpu_mem_gb > 0")
+        if self.curation_mode not in ("rollouts", "likelihood"):
+            raise ValueError(f"curation_mode must be 'rollouts' or 'likelihood', got {self.curation_mode!r}")
+
+    @property
+    def context(self) -> int:
+        """Tokens of one decoded row: ``prompt_tokens + max_new_tokens``."""
+        return self.prompt_tokens + self.max_new_tokens
+
+    @property
+    def sharded(self) -> bool:
+        """Full fine-tuning on several GPUs: FSDP shards weights, gradients and AdamW states."""
+        return not self.lora and self.gpus > 1 and self.stage != "curation"
 
 
 @dataclass
 class MemoryPlan:
-    """Bytes per GPU by component, whether it fits, and what would make it fit."""
+    """Bytes per GPU by phase and component; the peak phase decides whether it fits."""
 
     inputs: PlanInputs
     parameters: int
     trainable: int
-    bytes: dict[str, int] = field(default_factory=dict)
+    phases: dict[str, dict[str, int]] = field(default_factory=dict)
     advice: list[str] = field(default_factory=list)
+
+    @property
+    def peak_phase(self) -> str:
+        return max(self.phases, key=lambda p: sum(self.phases[p].values()))
+
+    @property
+    def bytes(self) -> dict[str, int]:
+        """Components of the peak phase."""
+        return self.phases[self.peak_phase]
 
     @property
     def total(self) -> int:
@@ -101,127 +134,136 @@ class MemoryPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {"inputs": asdict(self.inputs), "parameters": self.parameters, "trainable": self.trainable,
-                "bytes": dict(self.bytes), "total": self.total, "budget": self.budget, "fits": self.fits,
-                "advice": list(self.advice)}
+                "phases": {k: dict(v) for k, v in self.phases.items()}, "peak_phase": self.peak_phase,
+                "total": self.total, "budget": self.budget, "fits": self.fits, "advice": list(self.advice)}
 
     def render(self) -> str:
         i = self.inputs
-        sharded = i.gpus > 1 and i.stage == "sft"
-        mode = "LoRA r=%d" % i.lora_rank if i.lora else ("full, FSDP-sharded" if sharded else "full, replicated")
-        lines = [f"{i.stage.upper()} on {i.gpus} x {i.gpu_mem_gb:g} GB ({mode}; micro-batch {i.micro_batch} x "
-                 f"{i.tokens_per_row} tokens; checkpointing {'on' if i.gradient_checkpointing else 'off'})",
-                 f"parameters {self.parameters / 1e9:.3f} B, trainable {self.trainable / 1e6:.2f} M",
-                 f"{'per GPU':<28}{'GiB':>10}"]
-        for k, v in self.bytes.items():
-            lines.append(f"  {k:<26}{v / GIB:>10.2f}")
-        lines.append(f"  {'total':<26}{self.total / GIB:>10.2f}   (budget {self.budget / GIB:.1f} GiB at "
-                     f"{i.headroom:.0%} of {i.gpu_mem_gb:g} GB)")
+        mode = ("inference, bf16" if i.stage == "curation" else f"LoRA r={i.lora_rank}" if i.lora
+                else "full, FSDP-sharded" if i.sharded else "full, one copy per GPU")
+        rows = (f"micro-batch {i.micro_batch} x {i.tokens_per_row if i.stage == 'sft' else i.context} tokens"
+                if i.stage != "curation" else f"{i.curation_mode}")
+        if i.stage in ("rl", "curation"):
+            verb = "score" if i.stage == "curation" and i.curation_mode == "likelihood" else "decode"
+            rows += f"; {verb} {i.rollout_rows} rows x {i.context} tokens per GPU"
+        if i.stage != "curation":
+            rows += f"; checkpointing {'on' if i.gradient_checkpointing else 'off'}"
+        lines = [f"{i.stage.upper()} on {i.gpus} x {i.gpu_mem_gb:g} GB ({mode}; {rows})",
+                 f"parameters {self.parameters / 1e9:.3f} B, trainable {self.trainable / 1e6:.2f} M"]
+        names = list(self.phases)
+        comps = list(dict.fromkeys(k for p in names for k in self.phases[p]))
+        lines.append(f"{'per GPU, GiB':<28}" + "".join(f"{p:>14}" for p in names))
+        for k in comps:
+            lines.append(f"  {k:<26}" + "".join(
+                f"{self.phases[p][k] / GIB:>14.2f}" if k in self.phases[p] else f"{'-':>14}" for p in names))
+        lines.append(f"  {'total':<26}" + "".join(f"{sum(self.phases[p].values()) / GIB:>14.2f}" for p in names))
+        lines.append(f"peak {self.total / GIB:.2f} GiB ({self.peak_phase}); budget {self.budget / GIB:.1f} GiB at "
+                     f"{i.headroom:.0%} of {i.gpu_mem_gb:g} GB")
         lines.append("FITS" if self.fits else "DOES NOT FIT")
         lines += [f"  - {a}" for a in self.advice]
         return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------------------------------------- shapes
-def meta_model(model: str | Path | dict):
-    """``Qwen3VLForConditionalGeneration`` on the meta device from a checkpoint folder, a named config
-    (:data:`NAMED_MODELS`) or a config dict; no memory is allocated."""
-    import torch
-    from transformers import AutoConfig, Qwen3VLConfig, Qwen3VLForConditionalGeneration
-
-    if isinstance(model, dict):
-        config = Qwen3VLConfig(**model)
-    elif str(model) in NAMED_MODELS:
-        config = Qwen3VLConfig(**NAMED_MODELS[str(model)])
-    else:
-        path = Path(model)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path}: no config.json (give a checkpoint folder or one of {list(NAMED_MODELS)})")
-        config = AutoConfig.from_pretrained(path)
-    with torch.device("meta"):
-        return Qwen3VLForConditionalGeneration(config)
-
-
-_LORA_TARGETS = re.compile(r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$")
-
-
-def trainable_count(base, *, lora: bool, lora_rank: int, freeze_vision: bool, latent_rows: int = 3) -> int:
-    """Trainable parameters: everything but the frozen vision tower (full), or the LoRA adapters
-    ``r · (in + out)`` per targeted projection + ``lm_head`` + the latent tokens' embedding rows."""
-    if not lora:
-        return sum(p.numel() for n, p in base.named_parameters()
-                   if not (freeze_vision and n.startswith("model.visual.")))
-    import torch
-
-    adapters = sum(lora_rank * (m.in_features + m.out_features) for n, m in base.named_modules()
-                   if isinstance(m, torch.nn.Linear) and _LORA_TARGETS.match(n))
-    hidden = base.config.text_config.hidden_size
-    return adapters + base.lm_head.weight.numel() + latent_rows * hidden
-
-
-def _dims(base) -> tuple[int, int, int, int, int, int]:
-    t = base.config.text_config
-    head_dim = getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads
-    return t.hidden_size, t.intermediate_size, t.num_hidden_layers, t.num_key_value_heads, head_dim, t.vocab_size
-
-
 # ----------------------------------------------------------------------------------------------------------- plan
 def plan_memory(model: str | Path | dict, inputs: PlanInputs) -> MemoryPlan:
-    """The per-GPU memory plan of ``model`` under ``inputs`` (see the module docstring for every formula)."""
-    i = inputs
+    """The per-GPU memory plan of ``model`` under ``inputs`` (see the module docstring for every formula); when it
+    does not fit, its advice says what would (for full fine-tuning on one GPU: the fewest GPUs whose FSDP plan fits,
+    with the same per-process batch)."""
     base = meta_model(model)
-    freeze_vision = (i.stage == "sft") if i.freeze_vision is None else i.freeze_vision
-    total = sum(p.numel() for p in base.parameters())
-    trainable = trainable_count(base, lora=i.lora, lora_rank=i.lora_rank, freeze_vision=freeze_vision)
-    h, inter, layers, n_kv, head_dim, vocab = _dims(base)
-    shard = i.gpus if (not i.lora and i.gpus > 1 and i.stage == "sft") else 1  # RL: DDP, replicated
-    frozen = total - trainable if not i.lora else total - base.lm_head.weight.numel()
-    out: dict[str, int] = {}
-    out["weights"] = math.ceil((frozen * i.load_bytes + trainable * 4) / shard)
-    if shard > 1:  # FSDP gathers one decoder layer's bf16 weights at a time (x2: prefetch)
-        per_layer = sum(p.numel() for p in base.model.language_model.layers[0].parameters())
-        out["weights"] += 2 * per_layer * 2
-    out["gradients"] = math.ceil(trainable * 4 / shard)
-    out["optimizer"] = math.ceil(trainable * 8 / shard)
-    tokens = i.micro_batch * i.tokens_per_row
-    layer_bytes = 2 * (10 * h + 4 * n_kv * head_dim + 5 * inter)
-    if i.gradient_checkpointing:
-        out["activations"] = tokens * (layers * 2 * h + layer_bytes)
-    else:
-        out["activations"] = tokens * layers * layer_bytes
-    out["logits_chunk"] = 3 * min(i.logprob_chunk, tokens) * vocab * 4
-    if i.stage == "sft":  # SFT's cross-entropy takes the full-vocabulary logits of the micro-batch
-        out["logits_chunk"] = 2 * tokens * vocab * 4
-    if i.stage == "rl":
-        rows = math.ceil(i.rollout_rows / i.gpus)
-        out["rollout_kv_cache"] = rows * i.tokens_per_row * 2 * layers * n_kv * head_dim * 2
-        out["reference_model"] = 0 if i.lora else math.ceil(total * 2 / shard)
-    plan = MemoryPlan(i, total, trainable, out)
-    plan.advice = _advice(plan, freeze_vision)
+    plan = _plan(base, inputs)
+    if not plan.fits and inputs.stage != "curation" and not inputs.lora and inputs.gpus == 1:
+        for g in (2, 4, 8, 16, 32):
+            if _plan(base, dataclasses.replace(inputs, gpus=g)).fits:
+                plan.advice.append(f"shard full fine-tuning over {g} GPUs (FSDP: fl1 plan --gpus {g} fits)")
+                break
     return plan
 
 
-def _advice(plan: MemoryPlan, freeze_vision: bool) -> list[str]:
+def _plan(base, inputs: PlanInputs) -> MemoryPlan:
+    i = inputs
+    dims = dims_of(base)
+    has_head, head_dim = latent_head_settings(base)
+    has_head = has_head if i.projection_head is None else i.projection_head
+    head = latent_head_params(dims.h, i.head_dim or head_dim) if has_head else 0
+    total = sum(p.numel() for p in base.parameters()) + head
+    if i.stage == "curation":
+        return _plan_curation(i, dims, total)
+    freeze_vision = (i.stage == "sft") if i.freeze_vision is None else i.freeze_vision
+    trainable = trainable_count(base, lora=i.lora, lora_rank=i.lora_rank, freeze_vision=freeze_vision, head=head)
+    # LoRA: the embedding keeps its frozen latent rows beside peft's trainable copy of them
+    frozen = total - trainable if not i.lora else total - base.lm_head.weight.numel() - head
+    shard = i.gpus if i.sharded else 1
+    unit = fsdp_unit_params(base)
+    held = {"weights": math.ceil((frozen * i.load_bytes + trainable * 4) / shard),
+            "optimizer": math.ceil(trainable * 8 / shard)}
+    if i.stage == "rl" and i.kl_reference:
+        ref = full_in_lora(base, head) if i.lora else total
+        held["reference_model"] = math.ceil(ref * i.load_bytes / shard)
+    grads: dict[str, int] = {"gradients": math.ceil(trainable * 4 / shard)}
+    if shard > 1:
+        grads["fsdp_gathered_units"] = 2 * 2 * unit
+        grads["fsdp_gradient_reduce"] = 6 * unit if i.fsdp_sync_every_micro_batch else 2 * trainable
+    rows_tokens = i.micro_batch * (i.tokens_per_row if i.stage == "sft" else i.context)
+    step = {"activations": rows_tokens * dims.train_bytes_per_token(i.gradient_checkpointing)}
+    phases: dict[str, dict[str, int]] = {}
+    if i.stage == "sft":
+        step["logits"] = 2 * rows_tokens * dims.vocab * 4  # SFT's cross-entropy takes the full-vocabulary logits
+        if i.scheduled_sampling:
+            phases["sampling pass"] = {**held, **grads,
+                                       "nograd_forward": rows_tokens * dims.nograd_bytes_per_token(2)}
+            step["scheduled_sampling_inputs"] = rows_tokens * dims.h * 2
+        phases["step"] = {**held, **grads, **step}
+    else:
+        e = i.load_bytes if (i.lora or shard > 1) else 4  # decode over bf16 layers, or over fp32 masters
+        gathered = {"rollout_weights": total * 2} if shard > 1 else {}  # one bf16 copy, freed before the update
+        phases["rollout"] = {**held, **gathered, **_decode(i, dims, e)}
+        step["logits_chunk"] = 3 * min(i.logprob_chunk, rows_tokens) * dims.vocab * 4
+        phases["update"] = {**held, **grads, **step}
+    plan = MemoryPlan(i, total, trainable, phases)
+    plan.advice = _advice(plan)
+    return plan
+
+
+def _decode(i: PlanInputs, dims, e: int) -> dict[str, int]:
+    """KV cache, prefill and sampler buffers of one decode call of ``rollout_rows`` rows."""
+    return {"kv_cache": kv_cache_bytes(dims, i.rollout_rows, i.context, e),
+            "prefill": i.rollout_rows * i.prompt_tokens * dims.nograd_bytes_per_token(e),
+            "sampler": i.rollout_rows * dims.vocab * 4 * SAMPLER_BUFFERS}
+
+
+def _plan_curation(i: PlanInputs, dims, total: int) -> MemoryPlan:
+    held = {"weights": total * i.load_bytes}
+    if i.curation_mode == "rollouts":
+        phases = {"decode": {**held, **_decode(i, dims, i.load_bytes)}}
+    else:  # one teacher-forced no-grad forward over prompt + reference answer, hidden states kept, chunked scoring
+        tokens = i.rollout_rows * i.context
+        phases = {"score": {**held, "nograd_forward": tokens * dims.nograd_bytes_per_token(i.load_bytes),
+                            "hidden_states": tokens * dims.h * i.load_bytes,
+                            "logits_chunk": 3 * min(i.logprob_chunk, tokens) * dims.vocab * 4}}
+    plan = MemoryPlan(i, total, 0, phases)
+    plan.advice = _advice(plan)
+    return plan
+
+
+def _advice(plan: MemoryPlan) -> list[str]:
     i, b = plan.inputs, plan.bytes
     if plan.fits:
         return []
     tips = []
+    decode = b.get("kv_cache", 0) + b.get("prefill", 0)
+    if decode > 0.25 * plan.budget:
+        knob = ("CurationConfig.batch_size or n_rollouts" if i.stage == "curation"
+                else "RLConfig.rollout_batch_size, rows per decode call per process")
+        tips.append(f"decode fewer rows at once ({knob}), or fewer prompt / new tokens")
+    if i.stage == "curation":
+        return tips
     if not i.gradient_checkpointing:
         tips.append("turn on gradient checkpointing (SFTConfig/RLConfig gradient_checkpointing=True)")
     if not i.lora:
         tips.append("train LoRA adapters (--lora): the frozen base is 2 B/parameter, only adapters get fp32 states")
     if i.micro_batch > 1:
-        tips.append("lower the micro-batch to 1 and raise gradient accumulation")
-    if i.stage == "rl" and b.get("rollout_kv_cache", 0) > 0.25 * plan.budget:
-        tips.append("decode fewer rows at once (RLConfig.rollout_batch_size) or fewer max_new_tokens")
-    if not i.lora and i.stage == "sft":
-        # the unsharded total (SFT shards these over the GPUs)
-        states = (b["weights"] + b["gradients"] + b["optimizer"] + b.get("reference_model", 0)) * i.gpus
-        free = plan.budget - b["activations"] - b["logits_chunk"] - b.get("rollout_kv_cache", 0)
-        if free > 0:
-            tips.append(f"shard full fine-tuning over at least {max(2, math.ceil(states / free))} GPUs "
-                        "(FSDP / ZeRO-3, configs/accelerate/)")
+        tips.append("lower the micro-batch and raise gradient accumulation (or mini-batches)")
     return tips
 
 
-__all__ = ["GIB", "MemoryPlan", "NAMED_MODELS", "PlanInputs", "QWEN3_VL_8B", "meta_model", "plan_memory",
-           "trainable_count"]
+__all__ = ["GIB", "MemoryPlan", "PlanInputs", "STAGES", "plan_memory"]

@@ -1,15 +1,22 @@
-"""``fl1 plan``: the per-GPU memory plan, checked against the real tiny model's parameters, gradients and AdamW
-states, and for Qwen3-VL-8B against its published size."""
+"""``fl1 plan``: the per-GPU memory plan, checked against the real tiny model (parameters, gradients, AdamW states,
+and the KV cache the library's decoder allocates for a config's rollout batch), and for Qwen3-VL-8B against numbers
+derived by hand."""
 
 from __future__ import annotations
+
+import dataclasses
+import math
 
 import pytest
 import torch
 
 from fl1_core.adapters import apply_lora
-from fl1_core.memory_plan import PlanInputs, plan_memory
+from fl1_core.memory_plan import GIB, PlanInputs, plan_memory
+from fl1_core.memory_shapes import latent_head_params, meta_model
 from fl1_core.model import load_future_l1
 from fl1_core.placement import autocast, upcast_trainable
+from fl1_core.rl import RLConfig
+from fl1_core.run_plan import curation_plan_inputs, rl_plan_inputs, sft_plan_inputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -32,40 +39,194 @@ def _real_bytes(model) -> dict[str, int]:
             "optimizer": moments}
 
 
+@pytest.fixture(scope="module")
+def tiny_with_head(tmp_path_factory):
+    """The tiny model with the latent projection head, saved (its config says so)."""
+    from fl1_core.model import save_future_l1
+    from fl1_core.tiny import build_tiny_future_l1
+
+    model, processor = build_tiny_future_l1(seed=0)
+    model, processor = build_tiny_future_l1(seed=0, latent_config=model.latent_config.replace(projection_head=True,
+                                                                                              head_dim=48))
+    path = tmp_path_factory.mktemp("tiny_head") / "ckpt"
+    save_future_l1(model, processor, path)
+    return path
+
+
 @pytest.mark.parametrize("lora", [False, True])
-def test_plan_bytes_equal_the_real_tiny_model(saved_tiny, lora):
-    model, _ = load_future_l1(saved_tiny, dtype=torch.bfloat16, device=None)
+@pytest.mark.parametrize("head", [False, True])
+def test_plan_bytes_equal_the_real_tiny_model(saved_tiny, tiny_with_head, lora, head):
+    path = tiny_with_head if head else saved_tiny
+    model, _ = load_future_l1(path, dtype=torch.bfloat16, device=None)
+    assert (model.latent_head is not None) == head
     model.freeze_vision(True)
     if lora:
         apply_lora(model)
     upcast_trainable(model)
     real = _real_bytes(model)
-    plan = plan_memory(saved_tiny, PlanInputs(stage="sft", gpus=1, lora=lora, lora_rank=16))
+    plan = plan_memory(path, PlanInputs(stage="sft", gpus=1, lora=lora, lora_rank=16))
     assert plan.trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
-    assert {k: plan.bytes[k] for k in real} == real
+    if not lora:  # (peft's adapters are parameters of the model, not of the base the plan counts)
+        assert plan.parameters == sum(p.numel() for p in model.parameters())
+    assert {k: plan.phases["step"][k] for k in real} == real
 
 
-def test_qwen3_vl_8b_shapes_and_what_fits():
+def _capture_caches(model) -> tuple[list, object]:
+    caches: list = []
+
+    def hook(_mod, _args, kwargs):
+        c = kwargs.get("past_key_values")
+        if c is not None and all(c is not seen for seen in caches):
+            caches.append(c)
+
+    return caches, model.base.model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def _cache_tensors(cache) -> tuple[int, int, int]:
+    """(bytes of every key and value tensor, rows, allocated context) of a decoder's KV cache."""
+    layers = [(layer.keys, layer.values) for layer in cache.layers]
+    nbytes = sum(t.numel() * t.element_size() for kv in layers for t in kv)
+    return nbytes, layers[0][0].shape[0], layers[0][0].shape[-2]
+
+
+def _text_prompts(processor, n):
+    from fl1_core.data.collator import PromptExample, build_prompt_inputs
+    from fl1_core.rl.rollout import PromptTensors
+
+    out = []
+    for i in range(n):
+        inputs = build_prompt_inputs(processor, [PromptExample(str(i), "what happens next ?" + " next" * i)])
+        out.append(PromptTensors(None, inputs["input_ids"][0], inputs["mm_token_type_ids"][0], None, None))
+    return out
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_plan_kv_cache_equals_the_cache_the_decoder_allocates(saved_tiny, lora):
+    """A config's rollout batch per process, decoded by the library on the tiny model placed as the RL trainer
+    places it: the first call's cache is the plan's ``rollout_rows`` rows, and its bytes are the plan's KV bytes."""
+    from fl1_core.rl.rollout import generate_group_round
+
+    cfg = RLConfig(group_size=2, prompts_per_step=2, rollout_batch_size=3, max_new_tokens=5, max_prompt_tokens=256,
+                   lora={} if lora else None, loose_cap=2, force_initial_latent=True)
+    inputs = rl_plan_inputs(cfg, gpus=1)
+    assert inputs.rollout_rows == 3 and inputs.context == 256 + 5
+    model, processor = load_future_l1(saved_tiny, dtype=torch.bfloat16, device=None)
+    model.freeze_vision(cfg.freeze_vision)
+    if lora:
+        apply_lora(model)
+    upcast_trainable(model)
+    caches, handle = _capture_caches(model)
+    try:
+        with autocast(model):
+            generate_group_round(model, _text_prompts(processor, 2), group_size=cfg.group_size, first_group_id=0,
+                                 latent_config=model.latent_config.replace(loose_cap=2), max_new_tokens=5,
+                                 temperature=0.9, top_p=0.99, seed=0, pad_id=0, batch_rows=cfg.rollout_batch_size)
+    finally:
+        handle.remove()
+    measured = [_cache_tensors(c) for c in caches]
+    assert max(len(p.input_ids) for p in _text_prompts(processor, 2)) <= cfg.max_prompt_tokens  # as filtered
+    assert [rows for _, rows, _ in measured] == [3, 1]  # 4 rows per round in calls of rollout_batch_size
+    nbytes, rows, context = measured[0]
+    at = dataclasses.replace(inputs, prompt_tokens=context - inputs.max_new_tokens)  # the prompt this call had
+    plan = plan_memory(saved_tiny, at)
+    assert plan.phases["rollout"]["kv_cache"] == nbytes
+    assert plan_memory(saved_tiny, inputs).phases["rollout"]["kv_cache"] >= nbytes  # the config's bound holds
+
+
+def test_curation_rows_per_decode_call_and_kv_bytes_match_the_rollout_pass(saved_tiny):
+    from fl1_core.curation import CurationConfig
+    from fl1_core.curation.probes import _rollout_pass
+    from fl1_core.data.collator import PromptExample
+
+    cfg = CurationConfig(mode="rollouts", batch_size=2, n_rollouts=3, max_new_tokens=4)
+    inputs = curation_plan_inputs(cfg, prompt_tokens=64)
+    assert inputs.rollout_rows == 2 * 2 * 3
+    model, processor = load_future_l1(saved_tiny, dtype=torch.bfloat16, device=None)
+    prompts = [PromptExample(str(i), "what happens next ?") for i in range(2 * cfg.batch_size)]
+    caches, handle = _capture_caches(model)
+    try:
+        _rollout_pass(model, processor, prompts, ["A"] * len(prompts), [True] * len(prompts), cfg, seed=0)
+    finally:
+        handle.remove()
+    (nbytes, rows, context), = [_cache_tensors(c) for c in caches]
+    assert rows == inputs.rollout_rows
+    at = dataclasses.replace(inputs, prompt_tokens=context - cfg.max_new_tokens)
+    assert plan_memory(saved_tiny, at).phases["decode"]["kv_cache"] == nbytes
+
+
+def test_full_parameter_rl_on_8x80_fits_with_numbers_derived_by_hand():
+    cfg = RLConfig.corrected_gpu()
+    inputs = rl_plan_inputs(cfg, gpus=8, gpu_mem_gb=80)
+    assert inputs.rollout_rows == 64 and inputs.micro_batch == 8 and inputs.context == 1024 + 2048
+    plan = plan_memory("qwen3-vl-8b", inputs)
+    n = plan.parameters
+    assert plan.trainable == n  # RL trains everything, the vision tower included (the release's choice)
+    base = meta_model("qwen3-vl-8b")
+    unit = base.lm_head.weight.numel()  # 151936 x 4096: the largest FSDP unit
+    roll, upd = plan.phases["rollout"], plan.phases["update"]
+    assert roll["weights"] == math.ceil(4 * n / 8) and roll["optimizer"] == math.ceil(8 * n / 8)
+    assert roll["reference_model"] == math.ceil(2 * n / 8)
+    assert roll["rollout_weights"] == 2 * n  # one gathered bf16 copy per GPU, not in the update phase
+    assert "rollout_weights" not in upd
+    assert roll["kv_cache"] == 64 * 3072 * 2 * 36 * 8 * 128 * 2 == 27 * GIB
+    assert roll["prefill"] == 64 * 1024 * 2 * (3 * 4096 + 3 * 12288)
+    assert upd["gradients"] == math.ceil(4 * n / 8) and upd["fsdp_gradient_reduce"] == 6 * unit
+    assert upd["activations"] == 8 * 3072 * (36 * 2 * 4096 + 2 * (10 * 4096 + 4 * 8 * 128 + 5 * 12288))
+    assert plan.fits and plan.peak_phase == "rollout" and plan.total == sum(roll.values())
+    # the issue's figure: 64 rows of 3584 tokens per process need 31.5 GiB of KV cache
+    wide = plan_memory("qwen3-vl-8b", dataclasses.replace(inputs, prompt_tokens=1536))
+    assert wide.phases["rollout"]["kv_cache"] / GIB == pytest.approx(31.5)
+    nosync = plan_memory("qwen3-vl-8b", dataclasses.replace(inputs, fsdp_sync_every_micro_batch=False))
+    assert nosync.phases["update"]["fsdp_gradient_reduce"] == 2 * n  # every unsharded bf16 gradient kept
+    replicated = plan_memory("qwen3-vl-8b", dataclasses.replace(inputs, gpus=1))
+    assert not replicated.fits and replicated.phases["rollout"]["kv_cache"] == 2 * roll["kv_cache"]  # fp32 masters
+
+
+def test_scheduled_sampling_and_projection_head_are_counted():
+    from fl1_core.sft import SFTConfig
+
+    cfg = SFTConfig.gpu_release()
+    plain = plan_memory("qwen3-vl-8b", sft_plan_inputs(cfg, gpus=8))
+    assert list(plain.phases) == ["step"]
+    cfg.scheduled_sampling_p = 0.25  # the SFT field; read with getattr where the tree lacks it
+    ss = plan_memory("qwen3-vl-8b", sft_plan_inputs(cfg, gpus=8))
+    tokens = 4096
+    assert ss.phases["sampling pass"]["nograd_forward"] == tokens * 2 * (3 * 4096 + 3 * 12288)
+    assert ss.phases["step"]["scheduled_sampling_inputs"] == tokens * 4096 * 2
+    head = plan_memory("qwen3-vl-8b", sft_plan_inputs(SFTConfig.gpu_release(), gpus=8, projection_head=True))
+    extra = latent_head_params(4096, 2048)
+    assert head.trainable - plain.trainable == extra and head.parameters - plain.parameters == extra
+    assert head.phases["step"]["optimizer"] - plain.phases["step"]["optimizer"] == pytest.approx(extra, abs=8)
+
+
+def test_qwen3_vl_8b_what_fits():
     sft_lora = plan_memory("qwen3-vl-8b", PlanInputs(stage="sft", gpus=1, gpu_mem_gb=80, lora=True))
     assert 8.7e9 < sft_lora.parameters < 8.8e9  # Qwen3-VL-8B-Instruct: 8.77 B parameters
     assert sft_lora.fits
     full_one = plan_memory("qwen3-vl-8b", PlanInputs(stage="sft", gpus=1, gpu_mem_gb=80))
     assert not full_one.fits and any("LoRA" in a for a in full_one.advice)
+    assert "shard full fine-tuning over 4 GPUs" in full_one.advice[-1]  # the fewest GPUs whose plan fits
+    assert not plan_memory("qwen3-vl-8b", PlanInputs(stage="sft", gpus=2)).fits
     full_eight = plan_memory("qwen3-vl-8b", PlanInputs(stage="sft", gpus=8, gpu_mem_gb=80))
     assert full_eight.fits and full_eight.bytes["optimizer"] * 8 == pytest.approx(full_one.bytes["optimizer"], rel=1e-6)
     no_ckpt = plan_memory("qwen3-vl-8b", PlanInputs(stage="sft", gpus=8, gradient_checkpointing=False))
     assert no_ckpt.bytes["activations"] > 10 * full_eight.bytes["activations"]
-    rl = plan_memory("qwen3-vl-8b", PlanInputs(stage="rl", gpus=1, lora=True, tokens_per_row=3584, rollout_rows=16))
-    assert rl.fits and rl.bytes["reference_model"] == 0 and rl.bytes["rollout_kv_cache"] > 0
 
 
-def test_cli_plan_exit_code_says_whether_it_fits(capsys):
+def test_cli_plan_derives_from_the_run_configs_and_exit_code_says_whether_it_fits(capsys):
     from fl1_core.cli import main
 
-    assert main(["plan", "--model", "qwen3-vl-8b", "--stage", "sft", "--lora"]) == 0
-    assert "FITS" in capsys.readouterr().out
+    assert main(["plan", "--model", "qwen3-vl-8b", "--gpus", "8", "--gpu-mem", "80", "--stage", "rl"]) == 0
+    out = capsys.readouterr().out
+    assert "FITS" in out and "rollout_weights" in out and "decode 64 rows x 3072 tokens" in out
+    assert main(["plan", "--model", "qwen3-vl-8b", "--stage", "rl", "--gpus", "8", "--set",
+                 "rollout_batch_size=32"]) == 0
+    assert "decode 32 rows" in capsys.readouterr().out
     assert main(["plan", "--model", "qwen3-vl-8b", "--stage", "sft"]) == 3
     assert "DOES NOT FIT" in capsys.readouterr().out
+    assert main(["plan", "--model", "qwen3-vl-8b", "--stage", "curation", "--set", "mode=rollouts",
+                 "batch_size=32"]) == 3
+    assert "CurationConfig.batch_size" in capsys.readouterr().out
 
 
 def test_unknown_model_is_refused(tmp_path):

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from .. import tokens as T
 from ..config import ConfigBase
+from ..data.prompt_caps import QUESTION_MAX_PIXELS
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,8 @@ class CurationConfig(ConfigBase):
     Scoring (part of the scores fingerprint): ``mode`` (``likelihood`` | ``rollouts``), ``n_rollouts`` per probe,
     ``temperature``, ``top_p``, ``max_new_tokens``, ``batch_size`` (records per batch; a batch holds 2·B prompts,
     × n rollouts in rollouts mode), ``seed``, ``system_prompt`` (variant of :mod:`fl1_core.tokens`; the one the base was trained with —
-    stage 0's default is ``interleaved``), ``likelihood_scope`` (``answer`` | ``tagged``).
+    stage 0's default is ``interleaved``), ``likelihood_scope`` (``answer`` | ``tagged``), ``question_max_pixels``
+    (pixel cap of every probe image, question and hint frames; :mod:`fl1_core.data.prompt_caps`).
     Selection (free to change on cached scores): ``easy_threshold``, ``drop_zero_gain``, ``min_gain``, ``top_k`` or
     ``keep_fraction`` (at most one), ``stratify_letters`` (each answer letter, and free-form, keeps its share of the
     input: a small model learns a letter prior from a letter-skewed kept set), ``baseline_seed`` (random-selection
@@ -45,6 +47,7 @@ class CurationConfig(ConfigBase):
     seed: int = 0
     system_prompt: str = "interleaved"
     likelihood_scope: Literal["answer", "tagged"] = "answer"
+    question_max_pixels: int | None = QUESTION_MAX_PIXELS
     # rollouts mode, free-form references: "env" asks the yes/no judge ($FL1_JUDGE_*) about rule failures (docs/PAPER.md#curation:
     # real TwiFF answers are sentences no rule matches); "none" uses the containment rule only, with a warning
     judge: Literal["none", "env"] = "none"
@@ -80,7 +83,7 @@ class CurationConfig(ConfigBase):
 
     def scoring_settings(self) -> dict[str, Any]:
         """The settings that change scores (rollout settings are irrelevant in likelihood mode and vice versa)."""
-        keys = ["mode", "batch_size", "system_prompt"]
+        keys = ["mode", "batch_size", "system_prompt", "question_max_pixels"]
         keys += ["n_rollouts", "temperature", "top_p", "max_new_tokens", "seed"] if self.mode == "rollouts" else ["likelihood_scope"]
         return {k: getattr(self, k) for k in keys}
 

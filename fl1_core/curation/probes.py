@@ -49,9 +49,10 @@ def _device(model: Any) -> torch.device:
     return params[0].device if params else torch.device("cpu")
 
 
-def _processor_inputs(processor: Any, texts: list[str], examples: Sequence[PromptExample]) -> dict:
+def _processor_inputs(processor: Any, texts: list[str], examples: Sequence[PromptExample],
+                      question_max_pixels: int | None) -> dict:
     """Processor batch for full chat texts (:func:`fl1_core.data.collator.encode_texts`)."""
-    return encode_texts(processor, texts, list(examples))
+    return encode_texts(processor, texts, list(examples), question_max_pixels)
 
 
 def _target_length(tokenizer: Any, text: str, target_start: int) -> tuple[int, list[int]]:
@@ -81,7 +82,7 @@ def _likelihood_pass(
         texts.append(head + target)
         n_target.append(n)
         tails.append(ids[-n:])
-    inputs = _processor_inputs(processor, texts, prompts)
+    inputs = _processor_inputs(processor, texts, prompts, config.question_max_pixels)
     device = _device(model)
     inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
     input_ids, mask = inputs["input_ids"], inputs["attention_mask"]
@@ -142,7 +143,8 @@ def _rollout_pass(
 ) -> list[tuple[int, list[str]]]:
     """n sampled rollouts per prompt in ONE ``generate_with_latents`` call; per prompt (#correct, texts)."""
     n = config.n_rollouts
-    inputs = repeat_prompt_rows(build_prompt_inputs(processor, list(prompts), config.system_prompt), prompts, n)
+    inputs = repeat_prompt_rows(build_prompt_inputs(processor, list(prompts), config.system_prompt,
+                                                    config.question_max_pixels), prompts, n)
     out = generate_with_latents(
         model, inputs, max_new_tokens=config.max_new_tokens, do_sample=True, temperature=config.temperature,
         top_p=config.top_p, seed=seed, tokenizer=processor.tokenizer,

@@ -25,6 +25,7 @@ from transformers.video_utils import VideoMetadata
 
 from .. import tokens as T
 from ..config import LatentConfig
+from .prompt_caps import question_images_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,8 @@ class SFTCollator:
     option look-up). ``on_error="skip"`` drops bad examples (kept in ``self.rejects``) and
     raises :class:`CollateError` only when the whole batch is bad; ``"raise"`` raises on the first bad example.
     ``letter_weight`` ≠ 1 adds ``label_weights``: that weight on the option letters A–D of each response (the
-    "…which is option B" binding and ``<answer>B</answer>``), 1 elsewhere.
+    "…which is option B" binding and ``<answer>B</answer>``), 1 elsewhere. ``question_max_pixels`` caps each
+    question image (None: the processor's own cap, the release's near-native SFT setting).
     """
 
     def __init__(
@@ -127,6 +129,7 @@ class SFTCollator:
         on_error: Literal["raise", "skip"] = "skip",
         allow_text_only: bool = False,
         letter_weight: float = 1.0,
+        question_max_pixels: int | None = None,
     ):
         if mode not in ("latent", "text"):
             raise ValueError(f"mode must be 'latent' or 'text', got {mode!r}")
@@ -146,6 +149,7 @@ class SFTCollator:
             raise ValueError(f"letter_weight must be > 0, got {letter_weight}")
         self.letter_weight = letter_weight
         self.letter_pairs = _letter_pairs(tok)
+        self.question_max_pixels = question_max_pixels
 
     # -------------------------------------------------------------- per example
     def check(self, ex: SFTExample) -> None:
@@ -195,7 +199,7 @@ class SFTCollator:
             offset += n_future
             prompt = render_prompt(self.processor, self.system, len(ex.question_images), ex.question_video is not None, ex.question)
             texts.append(prompt + assistant_text(ex.thoughts, spans, ex.answer))
-        batch = encode_texts(self.processor, texts, examples)
+        batch = encode_texts(self.processor, texts, examples, self.question_max_pixels)
         if self.max_length is not None and batch["input_ids"].shape[1] > self.max_length:
             lengths = batch["attention_mask"].sum(1).tolist()
             too_long = [(ex.id, n) for ex, n in zip(examples, lengths) if n > self.max_length]
@@ -254,25 +258,33 @@ def latent_pixel_inputs(processor: Qwen3VLProcessor, latent_config: LatentConfig
 
 
 def build_prompt_inputs(
-    processor: Qwen3VLProcessor, examples: list[PromptExample], system_prompt: str = "interleaved"
+    processor: Qwen3VLProcessor, examples: list[PromptExample], system_prompt: str = "interleaved",
+    question_max_pixels: int | None = None,
 ) -> dict:
-    """Left-padded generation inputs (``input_ids``, ``attention_mask``, ``mm_token_type_ids``, pixels) for prompts."""
+    """Left-padded generation inputs (``input_ids``, ``attention_mask``, ``mm_token_type_ids``, pixels) for prompts;
+    question images capped at ``question_max_pixels`` (None: the processor's own cap)."""
     system = T.system_prompt(system_prompt)
     texts = [
         render_prompt(processor, system, len(ex.question_images), ex.question_video is not None, ex.question)
         for ex in examples
     ]
-    return encode_texts(processor, texts, examples)
+    return encode_texts(processor, texts, examples, question_max_pixels)
 
 
-def encode_texts(processor: Qwen3VLProcessor, texts: list[str], examples: list[SFTExample] | list[PromptExample]) -> dict:
+def encode_texts(processor: Qwen3VLProcessor, texts: list[str], examples: list[SFTExample] | list[PromptExample],
+                 question_max_pixels: int | None = None) -> dict:
     """The one prompt-to-tensor step: one processor call over chat texts + every example's question images / video
-    (with its real fps), padded. Generation prompts, SFT batches and curation's scoring passes all go through it."""
+    (with its real fps), padded. Generation prompts, SFT batches and curation's scoring passes all go through it.
+    Question images are resized to at most ``question_max_pixels`` pixels
+    (:func:`fl1_core.data.prompt_caps.question_images_kwargs`; None: the processor's own cap)."""
     images = [im for ex in examples for im in ex.question_images]
     videos = [ex.question_video for ex in examples if ex.question_video is not None]
     kwargs: dict = {}
     if images:
         kwargs["images"] = images
+        capped = question_images_kwargs(processor, question_max_pixels)
+        if capped:
+            kwargs["images_kwargs"] = capped
     if videos:
         kwargs.update(
             videos=[v.frames for v in videos], video_metadata=[v.metadata() for v in videos], do_sample_frames=False

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from fl1_core.config import ConfigBase
+from fl1_core.data.prompt_caps import MAX_PROMPT_TOKENS, QUESTION_MAX_PIXELS
 
 __all__ = ["RLConfig", "PRESETS", "MODES", "NON_RESULT_KEYS"]
 
@@ -36,7 +37,7 @@ MODES = ("grpo", "dapo", "la-dapo")
 # Settings that do not change what a run computes (a resume may change them freely).
 NON_RESULT_KEYS = frozenset(
     {"total_steps", "save_every", "keep_checkpoints", "progress_bar", "rollout_batch_size", "replay_batch_size",
-     "gradient_checkpointing", "logprob_chunk", "report_to"}
+     "gradient_checkpointing", "logprob_chunk", "report_to", "prompt_cache_bytes"}
 )
 
 
@@ -68,6 +69,10 @@ class RLConfig(ConfigBase):
     system_prompt: str = "interleaved"
     rollout_batch_size: int | None = None  # rows per generate call (None → a whole round at once)
     replay_batch_size: int | None = None  # rows per no-grad replay (old / ref); None → micro_batch_size
+    # --- host-RAM caps (fl1_core.data.prompt_caps: why these defaults); None = no cap
+    question_max_pixels: int | None = QUESTION_MAX_PIXELS  # pixels per question frame (release: near-native)
+    max_prompt_tokens: int | None = MAX_PROMPT_TOKENS  # longer prompts are rejected by id (prompt_rejects.jsonl)
+    prompt_cache_bytes: int = 2 * 1024**3  # processed prompts kept per process (LRU, bytes of their tensors)
 
     # --- dynamic sampling (DAPO)
     dynamic_sampling: bool | None = None  # None → off for grpo, on for dapo / la-dapo
@@ -254,11 +259,12 @@ class RLConfig(ConfigBase):
     @classmethod
     def release_gpu(cls, **overrides: Any) -> "RLConfig":
         """The release run on GPUs (docs/PAPER.md#hyperparameters): n = 8, 64 prompts, ≤ 2048 tokens, cap 64, lr 1e-6 constant, 1 epoch,
-        ``release`` preset, ``la-dapo`` mode ("dapo_ctr")."""
+        ``release`` preset, ``la-dapo`` mode ("dapo_ctr"); 64 rows per decode call per process and activation
+        checkpointing (what ``fl1 plan --stage rl`` sizes)."""
         base: dict[str, Any] = dict(
             preset="release", mode="la-dapo", group_size=8, prompts_per_step=64, max_new_tokens=2048, loose_cap=64,
             temperature=0.9, top_p=0.99, learning_rate=1e-6, weight_decay=0.01, max_grad_norm=1.0, kl_beta=0.01,
-            num_epochs=1.0, micro_batch_size=8, rollout_batch_size=64, save_every=20,
+            num_epochs=1.0, micro_batch_size=8, rollout_batch_size=64, save_every=20, gradient_checkpointing=True,
         )
         base.update(cls._current_names(overrides))
         return cls(**base)

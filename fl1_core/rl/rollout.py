@@ -120,9 +120,10 @@ class RoundStats:
 
 
 # ------------------------------------------------------------------------------------------------------ tensors
-def prepare_prompt(processor: Any, record: RLRecord, system_prompt: str = "interleaved") -> PromptTensors:
-    """Process one RL record's prompt (frames + question) into unpadded tensors."""
-    inputs = build_prompt_inputs(processor, [rl_prompt(record)], system_prompt)
+def prepare_prompt(processor: Any, record: RLRecord, system_prompt: str = "interleaved",
+                   question_max_pixels: int | None = None) -> PromptTensors:
+    """Process one RL record's prompt (frames, each capped at ``question_max_pixels``, + question) into tensors."""
+    inputs = build_prompt_inputs(processor, [rl_prompt(record)], system_prompt, question_max_pixels)
     mm = inputs.get("mm_token_type_ids")
     return PromptTensors(
         record=record,

@@ -25,6 +25,11 @@ groups (its own dynamic sampling, rounds kept in lock-step), token counts and gr
 accelerate. Under an FSDP launch the actor and the reference are sharded, rollouts decode a gathered copy made once
 per step, and every process makes the same number of forward passes (:mod:`fl1_core.rl.sharded`).
 
+Prompts: question frames are capped at ``question_max_pixels``; records whose prompt is longer than
+``max_prompt_tokens`` are left out before the stream is drawn and named in ``out_dir/prompt_rejects.jsonl``
+(:func:`fl1_core.data.prompt_caps.filter_rl_prompts`); processed prompts are cached per process in at most
+``prompt_cache_bytes`` (:class:`fl1_core.rl.prompt_cache.PromptCache`).
+
 Checkpoints (``out_dir/checkpoints/step-XXXXXXXX``, written atomically every ``save_every`` steps and at the end)
 hold the model and optimiser state, RNG states, the data cursor and the resolved config. A resume loads the newest
 one, refuses a changed result-affecting config, truncates ``metrics.jsonl`` to the checkpoint step and continues;
@@ -46,11 +51,14 @@ import torch
 
 from fl1_core.adapters import has_lora, merge_lora, save_trained
 from fl1_core.data.formats import RLRecord
+from fl1_core.data.prompt_caps import filter_rl_prompts
+from fl1_core.data.records import write_rejects
 from fl1_core.distributed import ProcessGroup
 from fl1_core.judge.client import JudgeConfig
 from fl1_core.placement import autocast, enable_activation_checkpointing, upcast_trainable
 from fl1_core.rl.config import RLConfig
 from fl1_core.rl.reference import LoraReference
+from fl1_core.rl.prompt_cache import PromptCache
 from fl1_core.rl.rollout import (
     PromptTensors,
     Response,
@@ -87,6 +95,7 @@ _SUM_KEYS = ("judge_calls", "judge_requests", "judge_failures", "judge_unresolve
 TIMING_KEYS = ("time/step_s", "rollout/tokens_per_s", "time/rollout_s", "time/update_s")
 
 _Dist = ProcessGroup  # the earlier private name
+PROMPT_REJECTS_FILE = "prompt_rejects.jsonl"  # prompts longer than RLConfig.max_prompt_tokens, by id
 
 
 # ------------------------------------------------------------------------------------------------------ trainer
@@ -114,7 +123,12 @@ class RLTrainer(PolicyUpdate, Checkpointing):
         self.cfg = config.resolved()
         self.model = model
         self.processor = processor
-        self.records = list(records)
+        self.records, self.prompt_rejects = filter_rl_prompts(
+            records, processor, system_prompt=self.cfg.system_prompt, max_pixels=self.cfg.question_max_pixels,
+            max_tokens=self.cfg.max_prompt_tokens)
+        if not self.records:
+            raise ValueError(f"every one of the {len(records)} RL prompts is longer than max_prompt_tokens="
+                             f"{self.cfg.max_prompt_tokens} (e.g. {self.prompt_rejects[0]})")
         self.out_dir = Path(out_dir)
         self.judge_config = judge_config
         self.callbacks = list(callbacks)
@@ -190,7 +204,7 @@ class RLTrainer(PolicyUpdate, Checkpointing):
         self.skipped_steps = 0
         self.resumed_from: int | None = None
         self._perm_cache: dict[int, list[int]] = {}
-        self._prompt_cache: dict[str, PromptTensors] = {}
+        self._prompt_cache = PromptCache(self.cfg.prompt_cache_bytes)
 
     # --------------------------------------------------------------------------------------------- data stream
     def _record_at(self, pos: int) -> RLRecord:
@@ -205,13 +219,8 @@ class RLTrainer(PolicyUpdate, Checkpointing):
         return self.records[perm[pos % n]]
 
     def _prompt(self, record: RLRecord) -> PromptTensors:
-        cached = self._prompt_cache.get(record.id)
-        if cached is None:
-            cached = prepare_prompt(self.processor, record, self.cfg.system_prompt)
-            if len(self._prompt_cache) > 4096:
-                self._prompt_cache.clear()
-            self._prompt_cache[record.id] = cached
-        return cached
+        return self._prompt_cache.get(record.id, lambda: prepare_prompt(
+            self.processor, record, self.cfg.system_prompt, self.cfg.question_max_pixels))
 
     # ------------------------------------------------------------------------------------------------ rollouts
     def collect(self, step: int) -> tuple[SamplingResult, RoundStats, int]:
@@ -338,6 +347,8 @@ class RLTrainer(PolicyUpdate, Checkpointing):
                 flags=self.cfg.flags(),
                 extra={"stage": "rl"},
             )
+        if self.dist.main and self.prompt_rejects:
+            write_rejects(self.prompt_rejects, self.out_dir / PROMPT_REJECTS_FILE)
         if self.step == 0 and not (self.out_dir / METRICS_FILE).exists():
             write_jsonl(self.out_dir / METRICS_FILE, [])
         trackers = Trackers(self.cfg.report_to, "rl", self.out_dir / "trackers", self.cfg.to_dict(), self.dist.main)
