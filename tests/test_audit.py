@@ -228,3 +228,23 @@ def test_grouped_derangement_lends_within_kind_and_slot_count():
         else:
             assert j != i and keys[j] == keys[i]
     assert perm[4] == -1 and sorted(perm[:3]) == [0, 1, 2]
+
+
+def test_fed_back_fidelity_compares_slot_by_slot_with_the_gold_frames():
+    from fl1_core.audit.feedback import fed_back_fidelity
+
+    g = torch.Generator().manual_seed(0)
+    gold = [[torch.randn(3, 4, generator=g) + 5.0] for _ in range(6)]
+    exact = fed_back_fidelity([t[0] for t in gold], [[3]] * 6, gold)
+    assert exact["mse"] == 0.0 and exact["norm_ratio"] == pytest.approx(1.0) and exact["responses"] == 6
+    assert exact["slot_mean_mse"] > 0
+    half = fed_back_fidelity([0.5 * t[0] for t in gold], [[3]] * 6, gold)
+    assert half["norm_ratio"] == pytest.approx(0.5, rel=1e-5)
+    # a response whose spans do not line up with the reference frames is left out
+    mixed = fed_back_fidelity([t[0] for t in gold] + [torch.zeros(2, 4)], [[3]] * 6 + [[2]], gold + [gold[0]])
+    assert mixed["responses"] == 6 and mixed["mse"] == 0.0
+    # the slot means themselves score the baseline exactly
+    stacked = torch.stack([t[0] for t in gold])
+    means = stacked.mean(dim=0)
+    base = fed_back_fidelity([means.clone() for _ in gold], [[3]] * 6, gold)
+    assert base["mse"] == pytest.approx(base["slot_mean_mse"], rel=1e-5)

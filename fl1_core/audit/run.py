@@ -18,6 +18,7 @@ import torch
 from ..config import CONFIG_KEY
 from ..rl.heldout import HELDOUT_MAX_NEW_TOKENS
 from ..runs import atomic_write_json
+from .feedback import fed_back_fidelity
 from .ablations import CONDITIONS, accuracy, paired_difference, reasoning_frame_targets, run_ablations
 from .decode import decode_items, load_audit_items, span_flats, span_means
 from .probes import probe_table, span_features
@@ -91,6 +92,8 @@ def run_audit(
     targets = reasoning_frame_targets(model, processor, items, clips) if states else None
     result: dict[str, Any] = {"items": len(items), "checkpoint": str(latent_checkpoint), "data": str(data_dir),
                               "ablations": {}, "skipped": {}}
+    if targets is not None:
+        result["fed_back"] = fed_back_fidelity([d.latents for d in clean], [d.span_counts for d in clean], targets)
     if any(d.latents.shape[0] for d in clean):
         ablations = run_ablations(model, processor, items, clips=clips, conditions=conditions, seed=seed,
                                   clean=clean, frame_targets=targets, **kw)
