@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from fl1_core.data.formats import load_futurebench, load_twiffbench
+from fl1_core.data.formats import spread_limit
 from fl1_core.evaluation import FaultConfig, JudgeConfig, extract_answer_letter, start_judge_server
 from fl1_core.evaluation import runner as runner_mod
 from fl1_core.evaluation.compare import PAPER_FUTUREBENCH_SETTING, WORKBOOK_SETTING, comparison_table
@@ -29,7 +30,6 @@ from fl1_core.evaluation.runner import (
     load_benchmark,
     merge_predictions,
     shard_path,
-    spread_limit,
     summarize_predictions,
 )
 from fl1_core.runs import read_jsonl

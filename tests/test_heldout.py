@@ -60,7 +60,11 @@ def test_accuracy_counts_rule_correct_letters(small_world, tiny, monkeypatch):
     monkeypatch.setattr(heldout_mod, "generate_with_latents", fake_generate)
     res = evaluate_heldout_mcq(model, processor, records, kinds=kinds, batch_size=4, progress=False)
     n = len(records)
-    assert calls == [4, 4, 2] and res["n"] == n
+    assert calls == [4] * (n // 4) + ([n % 4] if n % 4 else []) and res["n"] == n
+    groups = res["by_group"]  # event kinds by group, then the frame-needing items and their changed subsets
+    assert groups["frame"]["n"] == sum(bool((r.meta or {}).get("needs_frame")) for r in records) > 0
+    assert groups["frame changed"]["n"] + groups["frame unchanged"]["n"] == groups["frame"]["n"]
+    assert sum(groups[g]["n"] for g in ("text", "vision", "frame") if g in groups) == n
     assert res["accuracy"] == pytest.approx(sum(i % 3 == 0 for i in range(n)) / n)
     assert res["format_valid"] == pytest.approx(sum(i % 3 != 2 for i in range(n)) / n)
     assert sum(v["n"] for v in res["by_kind"].values()) == n
@@ -99,14 +103,16 @@ def test_run_heldout_writes_results(small_world, tiny, tmp_path):
     res = run_heldout_mcq({"sft": tmp_path / "ckpt", "SFT (init)/x": tmp_path / "ckpt"},
                           small_world / "heldout_mcq.jsonl", out, max_new_tokens=8, progress=False)
     saved = json.loads(out.read_text())
-    assert saved["sft"]["accuracy"] == res["sft"]["accuracy"] and saved["sft"]["n"] == 10
+    n = len(_records(small_world))
+    assert saved["sft"]["accuracy"] == res["sft"]["accuracy"] and saved["sft"]["n"] == n
     rows = (tmp_path / "heldout.sft.jsonl").read_text().splitlines()
-    assert len(rows) == 10 and json.loads(rows[0])["id"] == res["sft"]["rows"][0]["id"]
+    assert len(rows) == n and json.loads(rows[0])["id"] == res["sft"]["rows"][0]["id"]
     assert (tmp_path / "heldout.SFT_init_x.jsonl").exists()  # names are made file-safe
     assert saved["SFT (init)/x"]["accuracy"] == saved["sft"]["accuracy"]
     first = run_heldout_mcq({"sft": tmp_path / "ckpt"}, small_world / "heldout_mcq.jsonl", limit=3,
                             max_new_tokens=8, progress=False)["sft"]
-    assert first["n"] == 3 and [r["id"] for r in first["rows"]] == [r["id"] for r in res["sft"]["rows"][:3]]
+    spread = [res["sft"]["rows"][i * n // 3]["id"] for i in range(3)]  # the limit spreads over the file
+    assert first["n"] == 3 and [r["id"] for r in first["rows"]] == spread
     with pytest.raises(ValueError, match="limit"):
         run_heldout_mcq({"sft": tmp_path / "ckpt"}, small_world / "heldout_mcq.jsonl", limit=0)
 
@@ -152,3 +158,22 @@ def test_concluded_option_prefers_the_longest_match_and_refuses_ambiguity():
     assert concluded_option("<reason>So, the box stops and the light turns on.</reason>", options) == ""  # two
     assert concluded_option("<reason>So, the red ball falls</reason>", {}) == ""
     assert concluded_option(None, options) == ""
+
+
+def test_the_chain_route_writes_the_prefix_for_the_model(small_world, tiny, monkeypatch):
+    from fl1_core.rl.heldout import CHAIN_PREFIX
+
+    model, processor = tiny
+    records = _records(small_world)[:2]
+    seen = []
+
+    def fake_generate(model_, inputs, **kw):
+        seen.append(inputs["input_ids"])
+        return type("Gen", (), {"texts": ["x"] * int(inputs["input_ids"].shape[0])})()
+
+    monkeypatch.setattr(heldout_mod, "generate_with_latents", fake_generate)
+    evaluate_heldout_mcq(model, processor, records, batch_size=2, progress=False)
+    res = evaluate_heldout_mcq(model, processor, records, batch_size=2, progress=False, assistant_prefix=CHAIN_PREFIX)
+    prefix = processor.tokenizer(CHAIN_PREFIX, add_special_tokens=False)["input_ids"]
+    assert seen[1].shape[1] == seen[0].shape[1] + len(prefix)
+    assert seen[1][0, -len(prefix):].tolist() == prefix and res["assistant_prefix"] == CHAIN_PREFIX

@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fl1_core.data.records import (  # noqa: F401  (re-exported: the public names of this module)
     OPTION_LETTERS,
@@ -338,3 +338,16 @@ __all__ = [
     "twiffbench_shards",
     "write_rejects",
 ]
+
+
+T = TypeVar("T")
+
+
+def spread_limit(items: Sequence[T], limit: int | None) -> list[T]:
+    """``limit`` items spread evenly over ``items`` in doc order (indices ⌊i·n / limit⌋, i = 0 … limit−1), so a file
+    grouped by split (the world's FutureBench-style file lists 1-hop, 2-hop, 3-hop, then interpolation) keeps every
+    split in its share; ``None`` or ``limit ≥ n`` keeps all."""
+    n = len(items)
+    if limit is None or limit >= n:
+        return list(items)
+    return [items[i * n // limit] for i in range(limit)]

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 
-from fl1_core.data.formats import FutureBenchItem, Reject, TwiffBenchItem, load_futurebench, load_twiffbench
+from fl1_core.data.formats import (
+    FutureBenchItem,
+    Reject,
+    TwiffBenchItem,
+    load_futurebench,
+    load_twiffbench,
+    spread_limit,
+)
 from fl1_core.runs import read_jsonl
 
 
@@ -47,16 +54,6 @@ def _load_all(benchmark: str, data_path: str | os.PathLike, config: EvalConfig) 
             raise ValueError(f"{data_path}: duplicate doc id {did!r} (field 'id'); doc ids must be unique")
         seen.add(did)
     return items, list(result.rejects)
-
-
-def spread_limit(items: Sequence[Item], limit: int | None) -> list[Item]:
-    """``limit`` items spread evenly over ``items`` in doc order (indices ⌊i·n / limit⌋, i = 0 … limit−1), so a file
-    grouped by split (the world's FutureBench-style file lists 1-hop, 2-hop, 3-hop, then interpolation) keeps every
-    split in its share; ``None`` or ``limit ≥ n`` keeps all."""
-    n = len(items)
-    if limit is None or limit >= n:
-        return list(items)
-    return [items[i * n // limit] for i in range(limit)]
 
 
 def load_benchmark(benchmark: str, data_path: str | os.PathLike, config: EvalConfig) -> tuple[list[Item], list[Reject]]:

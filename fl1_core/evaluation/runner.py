@@ -9,7 +9,7 @@ What happens:
 
 1. The benchmark is loaded (real format or the world's; bad records are skipped into ``rejects.jsonl``), optionally
    cut to ``limit`` items spread evenly over the doc order (FutureBench file order / TwiFF-Bench ``doc_id``), so
-   every split keeps its share (:func:`fl1_core.evaluation.loading.spread_limit`).
+   every split keeps its share (:func:`fl1_core.data.formats.spread_limit`).
 2. Prompts follow docs/PAPER.md#evaluation: system prompt, the observed video (FutureBench, ``num_frames`` frames at the real fps) or
    the question frames (TwiFF-Bench), the question; FutureBench adds the ``A. …`` option lines and the single-letter
    instruction.
@@ -101,8 +101,8 @@ from fl1_core.evaluation.loading import (  # noqa: F401  (re-exported)
     load_benchmark,
     shard_items,
     shard_path,
-    spread_limit,
 )
+from fl1_core.data.formats import spread_limit
 from fl1_core.evaluation.summary import _log_summary, judge_predictions, rejects_as_wrong, summarize_predictions  # noqa: F401,E501
 
 

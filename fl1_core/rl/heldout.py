@@ -34,13 +34,40 @@ from fl1_core.data.formats import RLRecord
 from fl1_core.decoding import generate_with_latents, greedy_decode
 from fl1_core.answers import extract_answer_letter
 from fl1_core.rl.accuracy import concluded_answer, rule_correct
-from fl1_core.rl.rollout import collate_prompts, prepare_prompt
+from fl1_core.rl.rollout import PromptTensors, collate_prompts, prepare_prompt
 
-__all__ = ["HELDOUT_MAX_NEW_TOKENS", "evaluate_heldout_mcq", "question_kinds", "run_heldout_mcq"]
+__all__ = ["CHAIN_PREFIX", "HELDOUT_MAX_NEW_TOKENS", "evaluate_heldout_mcq", "item_group", "question_kinds",
+           "run_heldout_mcq", "with_prefix"]
 
 log = logging.getLogger(__name__)
 
 HELDOUT_MAX_NEW_TOKENS = 192
+#: the chain route: the response is made to start the way the world's chains start, so a model that also knows a
+#: one-line answer ("So, X, which is option B.") is scored on the route SFT trains
+CHAIN_PREFIX = "<reason>At the end of the video,"
+
+
+def item_group(record: RLRecord) -> str:
+    """``frame`` (frame-needing kinds), ``text`` (text-solvable) or ``vision`` (the other event kinds), from the
+    record's ``meta``; ``all`` without one."""
+    from fl1_core.data.world.questions import TEXT_KINDS
+
+    meta = record.meta or {}
+    if meta.get("needs_frame"):
+        return "frame"
+    if "question_kind" not in meta:
+        return "all"
+    return "text" if meta["question_kind"] in TEXT_KINDS else "vision"
+
+
+def with_prefix(prompt: PromptTensors, prefix_ids: torch.Tensor) -> PromptTensors:
+    """The prompt with ``prefix_ids`` appended as the start of the assistant's response (text tokens)."""
+    if not prefix_ids.numel():
+        return prompt
+    mm = None if prompt.mm_token_type_ids is None else torch.cat(
+        [prompt.mm_token_type_ids, torch.zeros_like(prefix_ids)])
+    return PromptTensors(prompt.record, torch.cat([prompt.input_ids, prefix_ids]), mm, prompt.pixel_values,
+                         prompt.image_grid_thw)
 
 
 def question_kinds(path: str | os.PathLike) -> dict[str, str]:
@@ -64,6 +91,7 @@ def evaluate_heldout_mcq(
     system_prompt: str = "interleaved",
     kinds: Mapping[str, str] | None = None,
     progress: bool = True,
+    assistant_prefix: str = "",
 ) -> dict[str, Any]:
     """Greedy accuracy of ``model`` on multiple-choice RL records.
 
@@ -72,7 +100,10 @@ def evaluate_heldout_mcq(
     "concluded", "text"}]}``; ``kind`` is ``kinds[record.id]`` (see :func:`question_kinds`), else ``"all"``.
     ``concluded`` is the option the final thought states (:func:`fl1_core.answers.concluded_option`);
     ``event_accuracy`` = share of rows whose concluded option is the answer, ``binding`` = accuracy among those
-    (None when there are none): the letter step on its own.
+    (None when there are none): the letter step on its own. ``by_group`` holds the same per group of kinds
+    (:func:`item_group`) and, for frame-needing items, ``frame changed`` / ``frame unchanged`` (the answer differs
+    from the last observed frame's, or not). ``assistant_prefix`` (e.g. :data:`CHAIN_PREFIX`) is written for the
+    model as the start of every response.
     """
     mcq = [r for r in records if r.is_multiple_choice]
     if not mcq:
@@ -82,8 +113,11 @@ def evaluate_heldout_mcq(
     tok = processor.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
+    prefix_ids = torch.tensor(tok(assistant_prefix, add_special_tokens=False)["input_ids"], dtype=torch.long)
+
     def encode(part: list[RLRecord]) -> dict:  # the RL rollout prompt format
-        return collate_prompts([prepare_prompt(processor, r, system_prompt) for r in part], pad_id)
+        return collate_prompts([with_prefix(prepare_prompt(processor, r, system_prompt), prefix_ids) for r in part],
+                               pad_id)
 
     outs = greedy_decode(model, processor, mcq, max_new_tokens=max_new_tokens, batch_size=batch_size,
                          latent_config=latent_config, encode=encode, progress=progress, desc="held-out MCQ",
@@ -91,12 +125,17 @@ def evaluate_heldout_mcq(
     rows: list[dict[str, Any]] = [
         {"id": rec.id, "kind": str((kinds or {}).get(rec.id, "all")), "answer": rec.answer,
          "pred": extract_answer_letter(out.text, mode="strict"), "correct": bool(rule_correct(out.text, rec)),
-         "concluded": concluded_answer(out.text, rec), "text": out.text}
+         "concluded": concluded_answer(out.text, rec), "text": out.text, "group": item_group(rec),
+         "changed": (rec.meta or {}).get("changed")}
         for rec, out in zip(mcq, outs)
     ]
     by_kind: dict[str, list[dict]] = defaultdict(list)
+    by_group: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_kind[r["kind"]].append(r)
+        by_group[r["group"]].append(r)
+        if r["group"] == "frame" and r["changed"] is not None:
+            by_group["frame changed" if r["changed"] else "frame unchanged"].append(r)
     n = len(rows)
     right_event = [r for r in rows if r["concluded"] == r["answer"]]
     return {
@@ -109,6 +148,10 @@ def evaluate_heldout_mcq(
         "by_kind": {k: {"n": len(v), "accuracy": sum(r["correct"] for r in v) / len(v),
                         "event_accuracy": sum(r["concluded"] == r["answer"] for r in v) / len(v)}
                     for k, v in sorted(by_kind.items())},
+        "by_group": {k: {"n": len(v), "accuracy": sum(r["correct"] for r in v) / len(v),
+                         "event_accuracy": sum(r["concluded"] == r["answer"] for r in v) / len(v)}
+                     for k, v in sorted(by_group.items())},
+        "assistant_prefix": assistant_prefix,
         "rows": rows,
     }
 
@@ -121,14 +164,14 @@ def run_heldout_mcq(
     limit: int | None = None,
     **kwargs: Any,
 ) -> dict[str, dict[str, Any]]:
-    """Load each named checkpoint and :func:`evaluate_heldout_mcq` it on the MCQ records of ``data_path`` (the first
-    ``limit`` of them when given).
+    """Load each named checkpoint and :func:`evaluate_heldout_mcq` it on the MCQ records of ``data_path`` (``limit``
+    of them spread over the file when given, so the frame-needing items after the event kinds keep their share).
 
     Returns ``{name: result}``; with ``out_path`` also writes it (atomically) as JSON, and each model's responses
     to ``<out_path stem>.<name>.jsonl`` beside it (characters other than letters, digits, ``_.-`` in the name
     become ``_``). ``kwargs`` go to :func:`evaluate_heldout_mcq`.
     """
-    from fl1_core.data.formats import load_rl_records
+    from fl1_core.data.formats import load_rl_records, spread_limit
     from fl1_core.model import load_future_l1
     from fl1_core.runs import atomic_write_json, write_jsonl
 
@@ -137,7 +180,7 @@ def run_heldout_mcq(
         log.warning("%d held-out record(s) rejected (first: %s)", len(loaded.rejects), loaded.rejects[0].reason)
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1 or None, got {limit}")
-    records = [r for r in loaded.records if r.is_multiple_choice][:limit]
+    records = spread_limit([r for r in loaded.records if r.is_multiple_choice], limit)  # every kind keeps its share
     kinds = question_kinds(data_path)
     results: dict[str, dict[str, Any]] = {}
     for name, ckpt in checkpoints.items():
