@@ -24,6 +24,7 @@ import numpy as np
 
 from ..answers import answer_span
 from ..data.collator import PromptExample
+from ..data.formats import spread_limit
 from ..data.world.questions import LETTERS, TEXT_KINDS, options_block
 from ..decoding import greedy_decode
 from .tasks import LOOKUP_QUESTION, SCENE_QUESTION, ClipStream, scene_text
@@ -116,17 +117,19 @@ def concluded_answer(text: str) -> str | None:
 
 
 def read_heldout(world_dir: str | Path, limit: int | None = None) -> list[dict]:
-    """The rows of ``<world>/heldout_mcq.jsonl`` (first ``limit``)."""
+    """The rows of ``<world>/heldout_mcq.jsonl`` (``limit`` of them spread over the file)."""
     path = Path(world_dir) / "heldout_mcq.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no held-out MCQ set; generate the world with `fl1 world --out {world_dir}`")
     rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-    return rows[:limit] if limit else rows
+    return spread_limit(rows, limit)  # every group of kinds keeps its share
 
 
 def heldout_mcq_by_group(model, processor, world_dir: str | Path, limit: int | None = None,
-                         batch_size: int = 32) -> dict[str, Any]:
-    """Held-out MCQ accuracy (RL prompt format, greedy, strict letter): all, text-solvable, vision-dependent."""
+                         batch_size: int = 32, assistant_prefix: str = "") -> dict[str, Any]:
+    """Held-out MCQ accuracy (RL prompt format, greedy, strict letter): ``all`` (the event kinds), text-solvable,
+    vision-dependent and ``frame`` (the frame-needing kinds); ``assistant_prefix`` as in
+    :func:`fl1_core.rl.heldout.evaluate_heldout_mcq` (the chain route)."""
     from ..data.formats import load_rl_records
     from ..rl.heldout import evaluate_heldout_mcq
 
@@ -135,14 +138,16 @@ def heldout_mcq_by_group(model, processor, world_dir: str | Path, limit: int | N
     keep = {r["id"] for r in rows}
     records = [r for r in load_rl_records(path, on_error="skip").records if r.id in keep]
     kinds = {r["id"]: r["meta"]["question_kind"] for r in rows}
-    res = evaluate_heldout_mcq(model, processor, records, kinds=kinds, batch_size=batch_size, progress=False)
+    res = evaluate_heldout_mcq(model, processor, records, kinds=kinds, batch_size=batch_size, progress=False,
+                               assistant_prefix=assistant_prefix)
     gold_text = {r["id"]: r["meta"]["options"][r["answer"]] for r in rows}
-    groups: dict[str, list[bool]] = {"all": [], "text": [], "vision": []}
-    concluded: dict[str, list[bool]] = {"all": [], "text": [], "vision": []}
+    frame = {r["id"] for r in rows if r["meta"].get("needs_frame")}
+    groups: dict[str, list[bool]] = {"all": [], "text": [], "vision": [], "frame": []}
+    concluded: dict[str, list[bool]] = {"all": [], "text": [], "vision": [], "frame": []}
     for row in res["rows"]:
-        group = "text" if row["kind"] in TEXT_KINDS else "vision"
+        group = "frame" if row["id"] in frame else "text" if row["kind"] in TEXT_KINDS else "vision"
         said = concluded_answer(row["text"]) == gold_text[row["id"]]
-        for g in ("all", group):
+        for g in (("all", group) if group != "frame" else (group,)):
             groups[g].append(row["correct"])
             concluded[g].append(said)
     out = {g: _summary(v) for g, v in groups.items()}

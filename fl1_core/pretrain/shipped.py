@@ -194,11 +194,24 @@ def _phase_summary(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def final_metrics(model, processor, world_dir: str | Path, eval_mcq: int | None = None) -> dict[str, Any]:
     """Held-out measures of a finished base (full held-out MCQ set unless ``eval_mcq``)."""
+    from ..rl.heldout import CHAIN_PREFIX
     from .evaluate import heldout_mcq_by_group, lookup_accuracy, read_heldout, scene_accuracy
+    from .reading import latent_reading_accuracy
 
     scene = scene_accuracy(model, processor, n=200)
     mcq = heldout_mcq_by_group(model, processor, world_dir, limit=eval_mcq)
+    chain = heldout_mcq_by_group(model, processor, world_dir, limit=eval_mcq, assistant_prefix=CHAIN_PREFIX)
+    reading = latent_reading_accuracy(model, processor, n=200)
     return {
+        "layout_reading_image": reading["image"]["exact"],
+        "layout_reading_latent_slots": reading["latent"]["exact"],
+        "layout_reading_shuffled_slots": reading["shuffled"]["exact"],
+        "heldout_mcq_frame_needing": mcq["frame"],
+        "concluded_answer_frame_needing": mcq["concluded_text"]["frame"],
+        "chain_route_heldout_mcq_all": chain["all"],
+        "chain_route_concluded_answer_all": chain["concluded_text"]["all"],
+        "chain_route_concluded_answer_vision_dependent": chain["concluded_text"]["vision"],
+        "chain_route_concluded_answer_frame_needing": chain["concluded_text"]["frame"],
         "scene_exact": scene["exact"],
         "scene_colour_slots": scene["colour_slots"],
         "option_lookup": lookup_accuracy(model, processor, read_heldout(world_dir)),
