@@ -1,0 +1,52 @@
+"""The reviewer's one-seed imagination check: usage errors, OUT_DIR ownership and a small end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fl1_core.imagination_check import UsageError, main, parse_args, run_check
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("argv", [[], ["1", "2"], ["x", "2", "out"], ["1", "-3", "out"], ["1", "2.5", "out"]])
+def test_bad_seeds_or_missing_arguments_stop_with_the_usage_line(argv, capsys):
+    assert main(argv) == 2
+    assert "usage: imagination_check.sh WORLD_SEED TRAIN_SEED OUT_DIR" in capsys.readouterr().err
+    script = subprocess.run(["bash", str(ROOT / "scripts" / "imagination_check.sh"), *argv], capture_output=True,
+                            text=True)
+    assert script.returncode == 2 and "usage:" in script.stderr
+
+
+def test_seeds_parse_as_integers():
+    args = parse_args(["7", "0", "out"])
+    assert (args.world_seed, args.train_seed, args.out_dir) == (7, 0, "out")
+
+
+def test_a_small_check_runs_end_to_end_and_refuses_an_out_dir_of_other_seeds(tmp_path, one_thread):
+    from fl1_core.data.world import WorldConfig
+
+    small = dict(sft_steps=1, items=4, world_config=WorldConfig.small(), max_new_tokens=24,
+                 overrides={"per_device_batch_size": 2})
+    out = tmp_path / "check"
+    summary = run_check(3, 0, out, **small)
+    line = summary["line"]
+    assert line["n"] == 4 and set(line) == {"n", "oracle_minus_shuffled", "latent_minus_pause", "latent_minus_text"}
+    for key in ("oracle_minus_shuffled", "latent_minus_pause", "latent_minus_text"):
+        assert line[key]["lo"] <= line[key]["mean"] <= line[key]["hi"]
+    for name in ("latent.none", "latent.oracle", "latent.oracle_shuffled", "pause", "text"):
+        rows = (out / "predictions" / f"{name}.jsonl").read_text().splitlines()
+        assert len(rows) == 4 and "concluded_correct" in json.loads(rows[0])
+    assert len(summary["base_sha256"]) == 64
+    again = run_check(3, 0, out, **small)  # the same seeds: resumes and gives the same JSON
+    assert again == summary
+    with pytest.raises(UsageError, match="another imagination check"):
+        run_check(4, 0, out, **small)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x.txt").write_text("mine")
+    with pytest.raises(UsageError, match="not empty"):
+        run_check(3, 0, tmp_path / "busy", **small)
