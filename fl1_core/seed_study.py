@@ -33,13 +33,15 @@ import numpy as np
 from .data.world.questions import TEXT_KINDS
 from .runs import read_jsonl
 
-HELDOUT_MODELS = ("base", "text_sft", "pause_sft", "sft_init", "grpo", "dapo", "la-dapo")
-MODEL_LABELS = {"base": "base", "text_sft": "text-only SFT", "pause_sft": "pause SFT", "sft_init": "latent SFT",
-                "grpo": "GRPO", "dapo": "DAPO", "la-dapo": "LA-DAPO"}
-GROUPS = ("all", "text", "vision")
+HELDOUT_MODELS = ("base", "base_chain", "text_sft", "pause_sft", "sft_init", "grpo", "dapo", "la-dapo")
+MODEL_LABELS = {"base": "base", "base_chain": "base (chain route)", "text_sft": "text-only SFT",
+                "pause_sft": "pause SFT", "sft_init": "latent SFT", "grpo": "GRPO", "dapo": "DAPO", "la-dapo": "LA-DAPO"}
+#: ``all`` = every event kind (text-solvable and vision-dependent); ``frame`` = the frame-needing kinds, and
+#: ``frame_changed`` those whose answer differs from the last observed frame's
+GROUPS = ("all", "text", "vision", "frame", "frame_changed")
 #: the paired comparisons (a − b) of the study; the pause-token control (issue 14) when its SFT ran
 COMPARISONS = (("sft_init", "text_sft"), ("sft_init", "pause_sft"), ("pause_sft", "text_sft"), ("dapo", "sft_init"),
-               ("la-dapo", "sft_init"), ("grpo", "sft_init"), ("sft_init", "base"))
+               ("la-dapo", "sft_init"), ("grpo", "sft_init"), ("sft_init", "base"), ("sft_init", "base_chain"))
 
 
 def t_interval(values: Sequence[float]) -> dict[str, Any]:
@@ -66,13 +68,15 @@ def seed_runs(runs_root: str | Path, name: str = "seed-study") -> dict[int, Path
 
 
 def heldout_rows(run_dir: str | Path) -> dict[str, list[dict]]:
-    """Per checkpoint name, the held-out MCQ rows (``id``, ``kind``, ``correct``) that notebook 04 wrote."""
+    """Per checkpoint name, the held-out MCQ rows (``id``, ``kind``, ``group``, ``correct``) that notebook 04 wrote
+    (the base's chain route in ``rl_heldout_chain.base_chain.jsonl``)."""
     metrics = Path(run_dir) / "metrics"
     out = {}
     for name in HELDOUT_MODELS:
-        path = metrics / f"rl_heldout.{name}.jsonl"
-        if path.exists():
-            out[name] = read_jsonl(path)
+        for stem in ("rl_heldout", "rl_heldout_chain"):
+            path = metrics / f"{stem}.{name}.jsonl"
+            if path.exists():
+                out[name] = read_jsonl(path)
     return out
 
 
@@ -93,9 +97,16 @@ def hit(row: Mapping, metric: str = "letter") -> bool:
 
 
 def _group(rows: Sequence[Mapping], group: str) -> list[Mapping]:
+    """The rows of a group (:data:`GROUPS`); rows written before the frame-needing kinds have no ``group``."""
+    frame = [r.get("group") == "frame" for r in rows]
+    if group == "frame":
+        return [r for r, f in zip(rows, frame) if f]
+    if group == "frame_changed":
+        return [r for r, f in zip(rows, frame) if f and r.get("changed")]
+    events = [r for r, f in zip(rows, frame) if not f]
     if group == "all":
-        return list(rows)
-    return [r for r in rows if (r["kind"] in TEXT_KINDS) == (group == "text")]
+        return events
+    return [r for r in events if (r["kind"] in TEXT_KINDS) == (group == "text")]
 
 
 def stage_table(runs: Mapping[int, Path], metric: str = "letter") -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ..answers import extract_answer_letter
-from ..data.formats import RLRecord, load_rl_records
+from ..data.formats import RLRecord, load_rl_records, spread_limit
 from ..data.world.questions import TEXT_KINDS
 from ..decoding import generate_with_latents, replay
 from ..placement import to_device
@@ -75,7 +75,7 @@ class DecodedItem:
 
 
 def load_audit_items(data_path: str | Path, limit: int | None = None) -> list[AuditItem]:
-    """The multiple-choice records of an RL-format file with their ``meta`` (first ``limit`` of them)."""
+    """The multiple-choice records of an RL-format file with their ``meta`` (``limit`` of them spread over the file)."""
     path = Path(data_path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no held-out MCQ file (generate a world with `fl1 world`)")
@@ -88,7 +88,7 @@ def load_audit_items(data_path: str | Path, limit: int | None = None) -> list[Au
     if not records:
         raise ValueError(f"{path}: no multiple-choice records to audit")
     items = [AuditItem(r, metas.get(r.id, {})) for r in records]
-    return items[:limit] if limit else items
+    return spread_limit(items, limit)  # every group of kinds (the frame-needing items come last) keeps its share
 
 
 def _reason_end_states(tokenizer, ids: list[int], hidden: torch.Tensor) -> torch.Tensor:

@@ -73,8 +73,10 @@ def run_audit(
     batch_size: int = 16,
     max_new_tokens: int = HELDOUT_MAX_NEW_TOKENS,
     progress: bool = False,
+    frame_only: bool = False,
 ) -> dict[str, Any]:
-    """Probes (when ``data_dir`` has world states), ablations and the pause comparison; see the module docstring."""
+    """Probes (when ``data_dir`` has world states), ablations and the pause comparison; see the module docstring.
+    ``frame_only`` audits only the frame-needing items (``limit`` of them)."""
     from ..model import load_future_l1
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -82,7 +84,13 @@ def run_audit(
     if model.pauses:
         raise ValueError(f"{latent_checkpoint} is a pause-token checkpoint; audit the latent SFT or RL checkpoint and "
                          "pass this one as pause_checkpoint")
-    items = load_audit_items(data_dir / heldout_file, limit)
+    items = load_audit_items(data_dir / heldout_file, None if frame_only else limit)
+    if frame_only:
+        items = [it for it in items if it.group == "frame"][:limit] if limit else [it for it in items
+                                                                                  if it.group == "frame"]
+        if not items:
+            raise ValueError(f"{data_dir / heldout_file} has no frame-needing items (meta.needs_frame); "
+                             "regenerate the world with `fl1 world`")
     states = has_world_states(data_dir)
     clips = read_clips(data_dir) if states else None
     kw = dict(batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress)
