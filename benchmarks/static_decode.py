@@ -3,8 +3,11 @@
 On the shipped world base (CPU, fixed threads, one fixed prompt of two frames and a question):
 
 1. per decode step: (t(T2 steps) − t(T1 steps)) / (T2 − T1) with a fixed budget (no EOS), so prefill is excluded;
-2. per rollout: a group of n sampled responses to one prompt, as RL draws them (temperature 0.9, top-p 0.99, loose
-   latent cap, real EOS): the reference decodes n copies of the prompt, the static loop prefills it once.
+2. per rollout: a group of n sampled responses to one prompt, as RL draws them (temperature 0.9, top-p 0.99, real
+   EOS, up to 128 tokens): the reference decodes n copies of the prompt, the static loop prefills it once.
+
+Both open with a latent span (forced ``<|latent_start|>``, loose cap 16: the world base is not latent-trained, so
+without the force it would never enter one), so the latent feed is part of what is timed.
 
 Both loops draw the same tokens (``tests/test_static_decode.py``), so they do the same work per row. Timings are
 medians over interleaved repeats. Usage: ``python benchmarks/static_decode.py [--threads 2] [--repeats 5]``;
@@ -56,9 +59,14 @@ def line(label: str, ref: float, new: float, unit: str = "ms") -> None:
           f"ratio {ref / new:.2f}x")
 
 
+def latent_config(model):
+    return model.latent_config.replace(budget_mode="loose", loose_cap=16, force_initial_latent=True)
+
+
 def per_step(model, processor, rows: int, t1: int, t2: int, repeats: int) -> None:
     one, many = prompt_inputs(processor, 1), prompt_inputs(processor, rows)
-    kw = dict(do_sample=True, temperature=0.9, top_p=0.99, seed=0, eos_token_id=[])
+    kw = dict(latent_config=latent_config(model), do_sample=True, temperature=0.9, top_p=0.99, seed=0,
+              eos_token_id=[])
     fns = {(name, t): fn for t in (t1, t2) for name, fn in (
         ("ref", lambda t=t: reference_generate_with_latents(model, many, max_new_tokens=t, **kw)),
         ("new", lambda t=t: generate_with_latents(model, one, num_samples=rows, max_new_tokens=t, check_every=0,
@@ -70,8 +78,8 @@ def per_step(model, processor, rows: int, t1: int, t2: int, repeats: int) -> Non
 
 def per_rollout(model, processor, rows: int, max_new_tokens: int, repeats: int) -> None:
     one, many = prompt_inputs(processor, 1), prompt_inputs(processor, rows)
-    cfg = model.latent_config.replace(budget_mode="loose")
-    kw = dict(max_new_tokens=max_new_tokens, latent_config=cfg, do_sample=True, temperature=0.9, top_p=0.99, seed=1)
+    kw = dict(max_new_tokens=max_new_tokens, latent_config=latent_config(model), do_sample=True, temperature=0.9,
+              top_p=0.99, seed=1)
     ref_gen = reference_generate_with_latents(model, many, **kw)
     new_gen = generate_with_latents(model, one, num_samples=rows, **kw)
     same = torch.equal(ref_gen.sequences, new_gen.sequences)

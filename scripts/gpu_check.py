@@ -9,6 +9,8 @@ Measured, each against its bound:
 - latent SFT steps (LoRA: the 1-GPU path; bf16 autocast over fp32 adapters): tokens/s, and MFU = tokens/s × FLOPs
   per token / the GPU's dense bf16 peak, FLOPs per token = 2 N (forward) + 2 N (input gradients) + 2 N_trainable;
 - latent decoding (batch 1, spans of K latents, KV cache): ms per step against weight bytes / HBM bandwidth;
+- the static-cache decode loop against the frozen reference loop at 16 and 64 rows: ratios per step and per rollout
+  (n samples of one prompt), eager and with the step compiled (CUDA graphs);
 - one RL update on a small group (sample, replay with gradient checkpointing and chunked log-probs, DAPO loss,
   AdamW): peak memory.
 """
@@ -141,6 +143,53 @@ def time_decode(model, device, prompt_len, new_tokens, bandwidth) -> dict:
             "bound_ms_per_step": bound, "bound_ratio": (bound / ms_step) if bound else None}
 
 
+def static_decode_ratios(model, device, prompt_len, rows_list, new_tokens) -> dict:
+    """The static-cache decode loop against the frozen reference loop (``benchmarks/reference_decode.py``): ms per
+    step, (t(T) - t(T/4)) / (3T/4) with no EOS, and seconds per rollout (n samples of one prompt: the reference
+    decodes n copies, the static loop prefills once), eager and, on CUDA, with the step compiled (CUDA graphs)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from reference_decode import reference_generate_with_latents
+
+    from fl1_core.decoding import generate_with_latents
+    from fl1_core.placement import autocast
+
+    vocab = model.config.text_config.vocab_size
+    ids = torch.randint(0, vocab - 300, (1, prompt_len), generator=torch.Generator().manual_seed(3)).to(device)
+    one = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    loops = {"reference": lambda n, k: reference_generate_with_latents(
+                 model, {k_: v.expand(n, -1) for k_, v in one.items()}, max_new_tokens=k, eos_token_id=-1),
+             "static": lambda n, k: generate_with_latents(model, one, num_samples=n, max_new_tokens=k,
+                                                          eos_token_id=-1, check_every=0)}
+    if device.type == "cuda":
+        loops["static_compiled"] = lambda n, k: generate_with_latents(
+            model, one, num_samples=n, max_new_tokens=k, eos_token_id=-1, check_every=0, compile_step=True)
+
+    def run(fn, n: int, k: int) -> float:
+        sync(device)
+        t0 = time.perf_counter()
+        with torch.no_grad(), autocast(model, device):
+            fn(n, k)
+        sync(device)
+        return time.perf_counter() - t0
+
+    out = {"prompt_tokens": prompt_len, "new_tokens": new_tokens}
+    short = max(1, new_tokens // 4)
+    for n in rows_list:
+        row = {}
+        for name, fn in loops.items():
+            run(fn, n, new_tokens)  # warm-up (and compilation)
+            t_short, t_full = run(fn, n, short), run(fn, n, new_tokens)
+            row[name] = {"ms_per_step": 1000 * (t_full - t_short) / (new_tokens - short), "rollout_s": t_full}
+        for name in loops:
+            if name != "reference":
+                row[f"{name}_step_ratio"] = row["reference"]["ms_per_step"] / row[name]["ms_per_step"]
+                row[f"{name}_rollout_ratio"] = row["reference"]["rollout_s"] / row[name]["rollout_s"]
+        out[f"rows_{n}"] = row
+    return out
+
+
 def rl_update_memory(model, device, group, new_tokens) -> dict:
     from fl1_core.decoding import generate_with_latents, replay
     from fl1_core.losses import dapo_policy_loss
@@ -196,14 +245,15 @@ def main() -> None:
     apply_lora(model)
     upcast_trainable(model)
     built = time.perf_counter() - t0
-    sizes = dict(sft=(1, 256, 2), decode=(64, 16), rl=(2, 16)) if args.tiny else \
-        dict(sft=(1, 4096, 5), decode=(1024, 128), rl=(4, 512))
+    sizes = dict(sft=(1, 256, 2), decode=(64, 16), static=(32, (2, 4), 8), rl=(2, 16)) if args.tiny else \
+        dict(sft=(1, 4096, 5), decode=(1024, 128), static=(1024, (16, 64), 128), rl=(4, 512))
     result = {
         "device": name, "tiny": args.tiny, "torch": torch.__version__, "build_s": built,
         "parameters": sum(p.numel() for p in model.base.parameters()), "text_parameters": text_params(model),
         "peak_bf16_flops": peak, "hbm_bytes_per_s": bandwidth,
         "sft": time_sft(model, device, *sizes["sft"], peak),
         "decode": time_decode(model, device, *sizes["decode"], bandwidth),
+        "static_decode": static_decode_ratios(model, device, *sizes["static"]),
         "rl_update": rl_update_memory(model, device, *sizes["rl"]),
     }
     result["total_s"] = time.perf_counter() - t0

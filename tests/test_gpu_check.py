@@ -27,4 +27,8 @@ def test_gpu_check_tiny_runs_every_part_and_writes_its_json(tmp_path):
     assert sft["loss_last"] < sft["loss_first"]  # the LoRA steps train
     assert decode["ms_per_step"] > 0 and decode["new_tokens"] > 1
     assert math.isfinite(rl["loss"]) and rl["seconds"] > 0
+    static = result["static_decode"]
+    for rows in ("rows_2", "rows_4"):
+        assert set(static[rows]) == {"reference", "static", "static_step_ratio", "static_rollout_ratio"}  # eager
+        assert static[rows]["static_rollout_ratio"] > 0 and static[rows]["reference"]["rollout_s"] > 0
     assert sft["mfu"] is None and decode["bound_ratio"] is None  # no GPU peak on a CPU: not invented
