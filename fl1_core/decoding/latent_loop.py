@@ -167,7 +167,7 @@ def generate_with_latents(
     with decoding_embeddings(model) as embed:
         state = prefill_shared(model, inputs, counts, max_new_tokens,
                                bucket=1 if step_fn is decode_step else COMPILE_BUCKET)
-        hidden, cache, attention_mask = state.hidden, state.cache, state.attention_mask
+        hidden, cache = state.hidden, state.cache
         rows = hidden.shape[0]
         language_model = model.base.model.language_model
 
@@ -231,7 +231,9 @@ def generate_with_latents(
             if check_every and (step + 1) % check_every == 0 and bool(finished.all()):  # one sync per check_every
                 break
             next_embeds = torch.where(emit_latent.unsqueeze(-1), fed_latent.to(hidden.dtype), embed(emitted))
-            hidden = step_fn(language_model, next_embeds, state.last_position + (step + 1), attention_mask, cache)
+            window = cache.set_window(state.prompt_width + step + 1)  # the slots written after this step
+            hidden = step_fn(language_model, next_embeds, state.last_position + (step + 1), state.step_mask(window),
+                             cache)
 
     width = int(lengths.max())
     sequences, latent_mask = sequences[:, :width], latent_mask[:, :width]
