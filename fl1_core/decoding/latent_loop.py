@@ -11,12 +11,12 @@ Per row, a vectorised state machine (no per-row Python work per step):
 * finished rows (after an EOS) emit padding and are ignored.
 
 What a step costs is only the model: the prompt is prefilled once and shared by its samples
-(:func:`fl1_core.decoding.prefill.prefill_shared`), keys and values go into a static cache written in place, records
-go into preallocated buffers, the step has fixed shapes (CUDA-graph ready, :func:`~fl1_core.decoding.prefill.step_function`)
+(:func:`~fl1_core.decoding.prefill.prefill_shared`), keys and values go into a preallocated cache written in place,
+records go into preallocated buffers, the step is CUDA-graph ready (:func:`~fl1_core.decoding.prefill.step_function`)
 and the host is asked whether every row has finished only every ``check_every`` steps. Only public ``transformers``
-APIs are used (the language model's forward with ``inputs_embeds``, ``past_key_values``, ``attention_mask`` and
-4-row ``position_ids`` built as ``generate`` builds them), so greedy decoding without latents reproduces
-``model.generate`` token for token.
+APIs are used (its cache classes, and the language model's forward with ``inputs_embeds``, ``past_key_values``,
+``attention_mask`` and 4-row ``position_ids`` built as ``generate`` builds them), so greedy decoding without latents
+reproduces ``model.generate`` token for token.
 """
 
 from __future__ import annotations
@@ -103,7 +103,6 @@ def _eos_ids(model: FutureL1Model, eos_token_id) -> torch.Tensor:
     eos = eos_token_id if eos_token_id is not None else model.base.generation_config.eos_token_id
     eos = [eos] if isinstance(eos, int) else list(eos or [])
     return torch.tensor(eos, dtype=torch.long, device=model.device)
-
 
 
 @torch.no_grad()

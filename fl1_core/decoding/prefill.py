@@ -18,8 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache
-from transformers.cache_utils import Cache, StaticLayer
+from transformers import Cache, DynamicCache, StaticLayer
 
 from ..model import FutureL1Model
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from ..model import FutureL1Model
-from .prefill import vision_kwargs
 from .latent_loop import LatentGeneration
+from .prefill import vision_kwargs
 
 
 @dataclass
