@@ -17,6 +17,8 @@ Measured, each against its bound or its plan:
   ``fl1 plan``'s phase totals for the same config (ratio measured / plan);
 - attention kernels: SDPA against flash-attention 2 (when flash_attn is installed and the model is on CUDA), the same
   decode and SFT step timed with each; the ratio is SDPA time / FA2 time.
+- the static-cache decode loop against the frozen reference loop at 16 and 64 rows: ratios per step and per rollout
+  (n samples of one prompt), eager and with the step compiled (CUDA graphs);
 """
 
 from __future__ import annotations
@@ -215,6 +217,53 @@ def time_decode(model, device, rows: int, prompt_len: int, steps: int, bandwidth
             "bound_ratio": ratio(bound, ms_step)}
 
 
+def static_decode_ratios(model, device, prompt_len, rows_list, new_tokens) -> dict:
+    """The static-cache decode loop against the frozen reference loop (``benchmarks/reference_decode.py``): ms per
+    step, (t(T) - t(T/4)) / (3T/4) with no EOS, and seconds per rollout (n samples of one prompt: the reference
+    decodes n copies, the static loop prefills once), eager and, on CUDA, with the step compiled (CUDA graphs)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from reference_decode import reference_generate_with_latents
+
+    from fl1_core.decoding import generate_with_latents
+    from fl1_core.placement import autocast
+
+    vocab = model.config.text_config.vocab_size
+    ids = torch.randint(0, vocab - 300, (1, prompt_len), generator=torch.Generator().manual_seed(3)).to(device)
+    one = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    loops = {"reference": lambda n, k: reference_generate_with_latents(
+                 model, {k_: v.expand(n, -1) for k_, v in one.items()}, max_new_tokens=k, eos_token_id=-1),
+             "static": lambda n, k: generate_with_latents(model, one, num_samples=n, max_new_tokens=k,
+                                                          eos_token_id=-1, check_every=0)}
+    if device.type == "cuda":
+        loops["static_compiled"] = lambda n, k: generate_with_latents(
+            model, one, num_samples=n, max_new_tokens=k, eos_token_id=-1, check_every=0, compile_step=True)
+
+    def run(fn, n: int, k: int) -> float:
+        sync(device)
+        t0 = time.perf_counter()
+        with torch.no_grad(), autocast(model, device):
+            fn(n, k)
+        sync(device)
+        return time.perf_counter() - t0
+
+    out = {"prompt_tokens": prompt_len, "new_tokens": new_tokens}
+    short = max(1, new_tokens // 4)
+    for n in rows_list:
+        row = {}
+        for name, fn in loops.items():
+            run(fn, n, new_tokens)  # warm-up (and compilation)
+            t_short, t_full = run(fn, n, short), run(fn, n, new_tokens)
+            row[name] = {"ms_per_step": 1000 * (t_full - t_short) / (new_tokens - short), "rollout_s": t_full}
+        for name in loops:
+            if name != "reference":
+                row[f"{name}_step_ratio"] = row["reference"]["ms_per_step"] / row[name]["ms_per_step"]
+                row[f"{name}_rollout_ratio"] = row["reference"]["rollout_s"] / row[name]["rollout_s"]
+        out[f"rows_{n}"] = row
+    return out
+
+
 def rl_round(model, device, sizes: CheckSizes, plan_model, gpu_mem_gb: float) -> dict:
     """One rollout call and one micro-batch update of :func:`rl_check_config`; peak memory per phase vs the plan."""
     from fl1_core.decoding import generate_with_latents, replay
@@ -327,6 +376,7 @@ def main() -> None:
         "decode_rollout": time_decode(model, device, sizes.decode_rows, sizes.decode_prompt, sizes.decode_steps,
                                       bandwidth),
         "rl_round": rl_round(model, device, sizes, plan_model, gpu_mem_gb),
+        "static_decode": static_decode_ratios(model, device, *((32, (2, 4), 8) if args.tiny else (1024, (16, 64), 128))),
         "attention": attention_kernels(model, device, sizes, bandwidth),
     }
     result["total_s"] = time.perf_counter() - t0

@@ -279,7 +279,7 @@ def test_rollouts_resume_with_the_real_decoder_is_identical(tiny, records, tmp_p
     calls = []
 
     def crash_second(model_, inputs, **kw):
-        calls.append(inputs["input_ids"].shape[0])
+        calls.append((inputs["input_ids"].shape[0], kw["num_samples"]))
         if len(calls) == 2:
             raise RuntimeError("simulated crash")
         return real(model_, inputs, **kw)
@@ -289,7 +289,7 @@ def test_rollouts_resume_with_the_real_decoder_is_identical(tiny, records, tmp_p
         score_visual_gain(model, processor, recs, cfg, tmp_path / "run.jsonl", progress=False)
     monkeypatch.setattr(C.probes, "generate_with_latents", real)
     assert score_visual_gain(model, processor, recs, cfg, tmp_path / "run.jsonl", progress=False) == ref
-    assert calls[0] == 2 * 2 * 2  # records × probes × rollouts
+    assert calls[0] == (2 * 2, 2)  # records × probes prompts, each prefilled once for its 2 rollouts
 
 
 # ---------------------------------------------------------------------------------------------------------- rollouts
@@ -302,7 +302,7 @@ def make_fake_generate(processor, plan: dict[str, tuple[int, int]], recs, n: int
     def fake(model, inputs, **kw):
         seen.append(kw)
         texts, counters = [], {}
-        for ids in inputs["input_ids"].tolist():
+        for ids in inputs["input_ids"].repeat_interleave(kw["num_samples"], dim=0).tolist():
             prompt = tok.decode(ids)
             rec = next(r for q, r in by_question.items() if q in prompt)
             hinted = HINT in prompt

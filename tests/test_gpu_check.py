@@ -76,3 +76,7 @@ def test_gpu_check_tiny_runs_every_part_and_writes_its_json(tmp_path):
     assert sft["mfu"] is None and one["bound_ratio"] is None  # no GPU peak on a CPU: not invented
     assert rl["measured_over_plan"] == {"rollout": None, "update": None}
     assert result["attention"]["sdpa"]["decode"] > 0 and "skipped" in result["attention"]["flash_attention_2"]
+    static = result["static_decode"]
+    for rows in ("rows_2", "rows_4"):
+        assert set(static[rows]) == {"reference", "static", "static_step_ratio", "static_rollout_ratio"}  # eager
+        assert static[rows]["static_rollout_ratio"] > 0 and static[rows]["reference"]["rollout_s"] > 0

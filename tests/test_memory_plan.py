@@ -72,14 +72,17 @@ def test_plan_bytes_equal_the_real_tiny_model(saved_tiny, tiny_with_head, lora, 
 
 
 def _capture_caches(model) -> tuple[list, object]:
+    """The decode caches (the preallocated ones the steps write into; the prefill's own cache is copied into them)."""
+    from fl1_core.decoding.prefill import WindowedStaticCache
+
     caches: list = []
 
     def hook(_mod, _args, kwargs):
         c = kwargs.get("past_key_values")
-        if c is not None and all(c is not seen for seen in caches):
+        if isinstance(c, WindowedStaticCache) and all(c is not seen for seen in caches):
             caches.append(c)
 
-    return caches, model.base.model.register_forward_pre_hook(hook, with_kwargs=True)
+    return caches, model.base.model.language_model.register_forward_pre_hook(hook, with_kwargs=True)
 
 
 def _cache_tensors(cache) -> tuple[int, int, int]:

@@ -41,7 +41,7 @@ from ..answers import answer_span  # noqa: F401
 from ..answers import normalize as normalize_answer  # noqa: F401  (the earlier public name)
 from .config import REASONS, CurationConfig, CurationResult, Decision, GainScore  # noqa: F401
 from .pipeline import curate  # noqa: F401
-from .probes import _judge_free_form, is_correct, is_mcq, repeat_prompt_rows  # noqa: F401
+from .probes import _judge_free_form, is_correct, is_mcq  # noqa: F401
 from .scoring import record_digest, score_visual_gain, scoring_fingerprint  # noqa: F401
 from .selection import answer_stratum, select_by_gain, summarize  # noqa: F401
 
@@ -62,7 +62,6 @@ __all__ = [
     "is_mcq",
     "scoring_fingerprint",
     "record_digest",
-    "repeat_prompt_rows",
     "REASONS",
 ]
 

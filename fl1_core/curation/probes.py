@@ -107,47 +107,17 @@ def _likelihood_pass(
     return [(float(v), int(k)) for v, k in zip(mean.tolist(), n_target)]
 
 
-def _repeat_media(values: torch.Tensor, grid: torch.Tensor, per_row: list[int], n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Repeat each row's block of media (patch rows of ``values``, entries of ``grid``) ``n`` times, in row order."""
-    patches = grid.prod(-1).tolist()
-    v_parts, g_parts, img, patch = [], [], 0, 0
-    for k in per_row:
-        n_patch = int(sum(patches[img : img + k]))
-        v_parts += [values[patch : patch + n_patch]] * n
-        g_parts += [grid[img : img + k]] * n
-        img, patch = img + k, patch + n_patch
-    return torch.cat(v_parts, 0), torch.cat(g_parts, 0)
-
-
-def repeat_prompt_rows(inputs: dict, prompts: Sequence[PromptExample], n: int) -> dict:
-    """Processor inputs of B prompts → inputs of B·n rows (each prompt n times in a row), without re-running the
-    processor: token tensors are ``repeat_interleave``d, pixel blocks of each row are repeated in order."""
-    if n == 1:
-        return inputs
-    out = {k: v.repeat_interleave(n, dim=0) if torch.is_tensor(v) and v.dim() >= 1 and v.shape[0] == len(prompts)
-           and k in ("input_ids", "attention_mask", "mm_token_type_ids") else v for k, v in inputs.items()}
-    if inputs.get("pixel_values") is not None:
-        per_row = [len(ex.question_images) for ex in prompts]
-        out["pixel_values"], out["image_grid_thw"] = _repeat_media(inputs["pixel_values"], inputs["image_grid_thw"], per_row, n)
-    if inputs.get("pixel_values_videos") is not None:
-        per_row = [int(ex.question_video is not None) for ex in prompts]
-        out["pixel_values_videos"], out["video_grid_thw"] = _repeat_media(
-            inputs["pixel_values_videos"], inputs["video_grid_thw"], per_row, n
-        )
-    return out
-
-
 def _rollout_pass(
     model: Any, processor: Any, prompts: Sequence[PromptExample], answers: Sequence[str], mcq: Sequence[bool],
     config: CurationConfig, seed: int,
 ) -> list[tuple[int, list[str]]]:
-    """n sampled rollouts per prompt in ONE ``generate_with_latents`` call; per prompt (#correct, texts)."""
+    """n sampled rollouts per prompt in ONE ``generate_with_latents`` call (each prompt prefilled once, shared by its
+    n samples); per prompt (#correct, texts)."""
     n = config.n_rollouts
-    inputs = repeat_prompt_rows(build_prompt_inputs(processor, list(prompts), config.system_prompt,
-                                                    config.question_max_pixels), prompts, n)
+    inputs = build_prompt_inputs(processor, list(prompts), config.system_prompt, config.question_max_pixels)
     out = generate_with_latents(
-        model, inputs, max_new_tokens=config.max_new_tokens, do_sample=True, temperature=config.temperature,
-        top_p=config.top_p, seed=seed, tokenizer=processor.tokenizer,
+        model, inputs, max_new_tokens=config.max_new_tokens, num_samples=n, do_sample=True,
+        temperature=config.temperature, top_p=config.top_p, seed=seed, tokenizer=processor.tokenizer,
     )
     result = []
     for i, (answer, is_mc) in enumerate(zip(answers, mcq)):

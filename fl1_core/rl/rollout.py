@@ -215,12 +215,16 @@ def generate_group_round(
     for start in range(0, len(rows), chunk):
         k = (first_group_id * group_size + start) // chunk
         part = rows[start : start + chunk]
-        inputs = collate_prompts(part, pad_id)
+        # one prefill per distinct prompt of the chunk (rows of a prompt are consecutive), shared by its samples
+        firsts = [i for i in range(len(part)) if (start + i) % group_size == 0 or i == 0]
+        counts = [b - a for a, b in zip(firsts, firsts[1:] + [len(part)])]
+        inputs = collate_prompts([part[i] for i in firsts], pad_id)
         gen = generate_with_latents(
             model,
             inputs,
             max_new_tokens=max_new_tokens,
             latent_config=latent_config,
+            num_samples=counts,
             do_sample=True,
             temperature=temperature,
             top_p=top_p,
