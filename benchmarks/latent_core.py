@@ -1,4 +1,4 @@
-"""Side-by-side performance ratios of the latent core (issue: latent core), measured in one process.
+"""Side-by-side performance ratios of the latent core, measured in one process.
 
 1. decoding throughput of ``generate_with_latents`` vs HF ``model.generate`` (same model, same 8 prompts, same
    number of steps): without latent spans, and with ~30 % of the steps inside latent spans;

@@ -1,6 +1,6 @@
 """Where a model runs and in what precision: one home for device choice, attention kernel and fp32 master weights.
 
-Rules (issue 12):
+Rules:
 
 - **Device.** ``resolve_device("auto")`` is ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU; the
   environment variable ``FL1_DEVICE`` overrides "auto" (``FL1_DEVICE=cpu`` forces the CPU on a GPU machine). Every CLI

@@ -39,7 +39,7 @@ MODEL_LABELS = {"base": "base", "base_chain": "base (chain route)", "text_sft": 
 #: ``all`` = every event kind (text-solvable and vision-dependent); ``frame`` = the frame-needing kinds, and
 #: ``frame_changed`` those whose answer differs from the last observed frame's
 GROUPS = ("all", "text", "vision", "frame", "frame_changed")
-#: the paired comparisons (a − b) of the study; the pause-token control (issue 14) when its SFT ran
+#: the paired comparisons (a − b) of the study; the pause-token control when its SFT ran
 COMPARISONS = (("sft_init", "text_sft"), ("sft_init", "pause_sft"), ("pause_sft", "text_sft"), ("dapo", "sft_init"),
                ("la-dapo", "sft_init"), ("grpo", "sft_init"), ("sft_init", "base"), ("sft_init", "base_chain"))
 

@@ -1,4 +1,4 @@
-"""The audit (issue 14): world-state targets, latent interventions, ablations, probes and the refusals."""
+"""The audit: world-state targets, latent interventions, ablations, probes and the refusals."""
 
 from __future__ import annotations
 

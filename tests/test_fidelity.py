@@ -1,4 +1,4 @@
-"""Fidelity to docs/PAPER.md on the real-data path (issue 13, point 8), one test each (the dynamic-sampling fallback is in
+"""Fidelity to docs/PAPER.md on the real-data path one test each (the dynamic-sampling fallback is in
 test_rl_trainer)."""
 
 from __future__ import annotations

@@ -286,7 +286,7 @@ def test_file_level_errors(media: Path, tmp_path: Path) -> None:
 
 def test_each_video_is_opened_once(media: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    import fl1_core.data.validation as validation  # the media checks live there (issue 13: formats.py split)
+    import fl1_core.data.validation as validation  # the media checks live there
 
     real = validation.read_video_info
 

@@ -1,4 +1,4 @@
-"""The smaller GPU-path defects of issue 12, each shown on a CPU: fps 0, readers before fork, sharded validation,
+"""The smaller GPU-path defects, each shown on a CPU: fps 0, readers before fork, sharded validation,
 chunked curation scoring, device moves in the t-SNE states."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The pause-token control (issue 14): SFT with the latent structure and slot count, every slot fed the learned
+"""The pause-token control: SFT with the latent structure and slot count, every slot fed the learned
 ``<|latent|>`` embedding, no alignment loss; decoding feeds the same constant vector."""
 
 from __future__ import annotations

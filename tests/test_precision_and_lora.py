@@ -1,4 +1,4 @@
-"""Issue 12 on a CPU: device choice, fp32 master weights over a bf16 load, NaN check before backward, LoRA."""
+"""The GPU path on a CPU: device choice, fp32 master weights over a bf16 load, NaN check before backward, LoRA."""
 
 from __future__ import annotations
 

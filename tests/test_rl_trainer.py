@@ -139,7 +139,7 @@ def test_dynamic_sampling_falls_back_to_the_last_round_unfiltered():
 
 def test_dynamic_sampling_fills_up_from_a_last_round_that_keeps_none():
     """docs/PAPER.md#dynamic-sampling: "if the last round keeps none, fall back to it unfiltered; truncate to exactly 64×8" — also when
-    earlier rounds kept some groups (before issue 13 such a step trained short on the kept ones)."""
+    earlier rounds kept some groups (it must not train short on the kept ones)."""
     rounds = {0: _groups([[1, 0], [1, 1]]), 1: _groups([[1, 1], [0, 0], [1, 1]])}  # round 0 keeps 1, round 1 none
     res = dynamic_sampling_rounds(lambda r: rounds[r], target=3, max_rounds=2)
     assert res.fallback and not res.short and res.kept_groups == 1

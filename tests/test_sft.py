@@ -161,7 +161,7 @@ def test_nan_loss_stops_with_last_checkpoint_intact(records, tmp_path):
 
 
 def test_interrupted_checkpoint_write_is_never_loaded(records, reference_run, tmp_path, monkeypatch):
-    import fl1_core.sft.checkpoints as sft  # where checkpoints are written (issue 13 split fl1_core/sft.py)
+    import fl1_core.sft.checkpoints as sft  # where checkpoints are written
 
     ref_out, _ = reference_run
     real = sft.atomic_write_json

@@ -1,4 +1,4 @@
-"""The audit (issue 14): is the imagination real?
+"""The audit: is the imagination real?
 
 * :mod:`.world_states` — the world's true state at the frame a span stands for (probe targets);
 * :mod:`.decode` — greedy decoding of the test items, keeping latents, replayed states and reasoning states;

@@ -70,7 +70,7 @@ __all__ = [
     "start_judge_server",
 ]
 
-# Evaluation runner, latent statistics / inference cost and the comparison table (issue 6, parts 1, 4, 5).
+# Evaluation runner, latent statistics / inference cost and the comparison table.
 # Imported lazily: they pull in torch / transformers / pandas, which scoring and the judge server do not need.
 _LAZY = {
     "EvalConfig": "fl1_core.evaluation.runner",

@@ -1,4 +1,4 @@
-"""Every figure of the workbook (docs/PAPER.md#paper-numbers, issue 7) as pure functions from plain data to plotly figures.
+"""Every figure of the workbook (docs/PAPER.md#paper-numbers) as pure functions from plain data to plotly figures.
 
 Each ``*`` function below takes plain Python / pandas / numpy data and returns a ``plotly.graph_objects.Figure``;
 nothing here reads or writes files except :func:`save_figure`, which writes ``<name>.html`` (interactive,
@@ -14,7 +14,7 @@ Figures:
 - :func:`visual_gain_distribution` — visual gain ``P_v − P_t`` of kept vs dropped curation samples;
 - :func:`results_table` — a results table with the paper's rows greyed out;
 - :func:`accuracy_by_hop` — FutureBench MCQ accuracy per hop split for each model stage;
-- :func:`probe_quality`, :func:`ablation_bars`, :func:`control_bars` — the audit's figures (issue 14).
+- :func:`probe_quality`, :func:`ablation_bars`, :func:`control_bars` — the audit's figures.
 
 The figures live in one module per family (style, saving, paper_figures, curves, distributions, tables); every
 name stays importable from ``fl1_core.plots``.

@@ -1,4 +1,4 @@
-"""Figures of the audit (issue 14): probe quality per span index, the ablation table as bars, and latent vs pause vs
+"""Figures of the audit: probe quality per span index, the ablation table as bars, and latent vs pause vs
 text-only SFT per group of question kinds. Inputs are the plain dicts of :func:`fl1_core.audit.run_audit`."""
 
 from __future__ import annotations

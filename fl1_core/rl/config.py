@@ -124,7 +124,7 @@ class RLConfig(ConfigBase):
     token_budget: Literal["fixed", "data"] = "fixed"
     token_budget_quantile: float = 0.99
 
-    # --- memory (issue 12: fitting the 8B actor)
+    # --- memory (fitting the 8B actor)
     gradient_checkpointing: bool = False  # recompute activations in the policy replay's backward
     logprob_chunk: int = 1024  # positions per chunk of the LM head in replay (never a full fp32 [B, T, V])
     ref_dtype: Literal["auto", "model", "bf16"] = "auto"  # reference copy: bf16 on a bf16 GPU ("auto"), else as loaded
