@@ -138,14 +138,21 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     """The human-readable model card."""
     recipe = card.get("recipe", {})
     phases = recipe.get("phases", [recipe])
+    start = phases[0].get("init_from")
+    origin = (f"continued from `{start}` (phases 1–2, whose own card is there: trained from random init to see and to "
+              "read) on" if start else "trained from random init on")
+    imagination = any(p.get("tasks", {}).get(t, 0) > 0 for p in phases for t in ("latent_layout", "chain"))
     lines = [
         "# World base: the tiny Qwen3-VL pretrained on the synthetic future world",
         "",
         "The stand-in for Qwen3-VL-8B-Instruct in the workbook's embedded default: a `Qwen3VLForConditionalGeneration`"
-        " with the sizes below, trained from random init on a procedural stream of world clips (seeds disjoint from "
+        f" with the sizes below, {origin} a procedural stream of world clips (seeds disjoint from "
         "every generated world's train and test clips) to see (scene, motion and change descriptions, helped by an "
         "auxiliary cell head on the merged vision tokens) and to read (option look-up, world questions in MCQ and "
-        "free-form, with and without reasoning, with future frames as hints, over images and videos).",
+        "free-form, with and without reasoning, with future frames as hints, over images and videos)"
+        + ("; then to imagine: read a frame given as its embeddings at latent slots, answer world questions in the "
+           "full interleaved chain format (half of them frame-needing), and feed back latents through a projection "
+           "head, trained with scheduled sampling on its own predictions." if imagination else "."),
         "",
         f"- **Reproduce:** `{card.get('command', '')}`",
         f"- **Seed:** {phases[0].get('seed')} · **steps:** {sum(p.get('steps', 0) for p in phases)} · **batch:** "
