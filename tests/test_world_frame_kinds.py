@@ -53,6 +53,9 @@ def test_the_answer_appears_only_after_the_last_span(frame_records):
         assert answer in after
         assert r["meta"]["needs_frame"] and r["meta"]["frame_index"] == r["reasoning_image"][-1]
         assert r["answer"] in "ABCD" and r["meta"]["options"][r["answer"]] == answer
+        # one thought per gap between frames: the reading and the conclusion share the last one
+        assert gpt.count("THOUGHT") == gpt.count(IMAGE_PLACEHOLDER) + 1
+        assert after.split(": ", 1)[1].startswith("From left to right:")
 
 
 def test_most_answers_differ_from_the_present(frame_records):

@@ -128,14 +128,14 @@ def frame_trajectory(clip: Clip, q: Question, final: str) -> tuple[list[str], li
 
     ``where_at_event``: the events up to the named one grouped by the pool frame that first shows them, as in the
     event chains ("Next, …" / "Then, …"), one span per group; ``where_at_time``: "Imagine the scene t seconds after
-    the video ends." and
-    one span. After the last span: the layout reading (:func:`layout_text`), then ``final``."""
+    the video ends." and one span. The thought after the last span is the layout reading (:func:`layout_text`)
+    followed by ``final``: one thought, as a TwiFF trajectory has one text segment per gap between frames."""
     p = int(q.extra["pool_index"])
     lead = observation(clip)
+    reading = f"{layout_text(clip, clip.pool[p])} {final}"
     if q.kind == "where_at_time":
         moment = f"Imagine the scene {q.extra['seconds']} seconds after the video ends."
-        thoughts = [f"{lead} {moment}", layout_text(clip, clip.pool[p]), final]
-        return thoughts, [p + 1]
+        return [f"{lead} {moment}", reading], [p + 1]
     groups: dict[int, list[Event]] = {}
     for e in clip.future[: q.chain_end + 1]:
         groups.setdefault(pool_bin(e.frame, clip.pool), []).append(e)
@@ -146,8 +146,7 @@ def frame_trajectory(clip: Clip, q: Question, final: str) -> tuple[list[str], li
     for n, b in enumerate(bins):
         said = " and ".join(e.text for e in groups[b])
         thoughts.append(f"{lead} Next, {said}." if n == 0 else f"Then, {said}.")
-    thoughts.append(layout_text(clip, clip.pool[p]))
-    thoughts.append(final)
+    thoughts.append(reading)
     return thoughts, [b + 1 for b in bins]
 
 
