@@ -12,7 +12,7 @@ from fl1_core.data.world import WorldConfig
 from fl1_core.data.world.physics import Body, Scene, simulate
 from fl1_core.pretrain import PretrainRecipe, TaskSampler, cell_targets, pretrain_world_base, wilson_interval
 from fl1_core.pretrain.perception import CellHead, VisionTap, cell_channels
-from fl1_core.pretrain.tasks import TASKS, ClipStream, change_text, scene_text
+from fl1_core.pretrain.tasks import LATENT_TASKS, TASKS, ClipStream, change_text, scene_text
 from fl1_core.runs import read_jsonl
 
 COLORS = list(WorldConfig().colors)
@@ -76,7 +76,13 @@ def test_tasks_are_deterministic_and_fresh():
                                                                               y.example.answer)
         if x.example.question_images:
             assert np.array_equal(np.asarray(x.example.question_images[0]), np.asarray(y.example.question_images[0]))
+        if x.cells is not None:  # the latent tasks' frames are targets: no cell targets
             assert x.cells.shape[0] == 9 * len(x.example.question_images)
+        else:  # no question images (look-up, video) or frames that are latent targets
+            assert task in LATENT_TASKS or not x.example.question_images
+        if task in LATENT_TASKS:  # frames at latent slots, one span each, one more thought than spans (or the reading)
+            assert x.example.future_frames and len(x.example.thoughts) in (len(x.example.future_frames),
+                                                                           len(x.example.future_frames) + 1)
     texts = {TaskSampler(5).item("scene", i).example.answer for i in range(12)}
     assert len(texts) > 6  # fresh clips every index
 

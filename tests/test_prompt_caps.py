@@ -157,4 +157,4 @@ def test_curation_probes_feed_capped_question_frames(tiny):
     pixels = seen[0]
     merge = processor.image_processor.merge_size ** 2
     per_image = merge * image_tokens(processor, 720, 1280, cfg.question_max_pixels)
-    assert per_image <= merge * 4 and pixels.shape[0] == 2 * cfg.n_rollouts * per_image  # 4 rows, one image each
+    assert per_image <= merge * 4 and pixels.shape[0] == 2 * per_image  # one prefill per prompt, shared by its samples

@@ -142,7 +142,10 @@ def test_pipeline_notebooks_execute_end_to_end_with_tiny_parameters(tmp_path, mo
     assert {"base", "latent SFT", "la-dapo"} <= set(summary)
     assert json.loads((res.run_dir / "metrics" / "data.json").read_text())["counts"]["sft"]["rejects"] == 0
     heldout = json.loads((res.run_dir / "metrics" / "rl.json").read_text())["heldout_mcq"]
-    assert set(heldout) == {"base", "text_sft", "sft_init", "grpo", "dapo", "la-dapo"}
-    assert all(r["n"] == WorldConfig.small().heldout_mcq_size and 0 <= r["accuracy"] <= 1 for r in heldout.values())
+    assert set(heldout) == {"base", "base_chain", "text_sft", "sft_init", "grpo", "dapo", "la-dapo"}
+    assert heldout["base_chain"]["assistant_prefix"].startswith("<reason>")  # the base on the chain route too
+    small = WorldConfig.small()
+    assert all(r["n"] == small.heldout_mcq_size + small.heldout_frame_size and 0 <= r["accuracy"] <= 1
+               for r in heldout.values())
     leaks = [p for p in res.run_dir.rglob("*") if p.is_file() and sentinel.encode() in p.read_bytes()]
     assert not leaks, f"the judge key leaked into {leaks}"

@@ -73,8 +73,14 @@ def fit_probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, target: str, *, 
             pred = np.full_like(y, y[0])
             return pred, {"metric": "accuracy", "score": 1.0, "reference": 1.0, "n": len(y), "folds": 0}
         model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
-        pred = cross_val_predict(model, x, y, groups=groups, cv=GroupKFold(n_splits=k))
         values, counts = np.unique(y, return_counts=True)
+        try:
+            pred = cross_val_predict(model, x, y, groups=groups, cv=GroupKFold(n_splits=k))
+        except ValueError:  # a training fold holds one class only (few spans): the majority class, said so
+            pred = np.full_like(y, values[counts.argmax()])
+            return pred, {"metric": "accuracy", "score": float(accuracy_score(y, pred)),
+                          "reference": float(counts.max() / counts.sum()), "n": len(y), "folds": 0,
+                          "note": "a fold had one class: majority-class predictions"}
         return pred, {"metric": "accuracy", "score": float(accuracy_score(y, pred)),
                       "reference": float(counts.max() / counts.sum()), "n": len(y), "folds": k}
     model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
