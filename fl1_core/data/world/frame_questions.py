@@ -151,18 +151,21 @@ def frame_trajectory(clip: Clip, q: Question, final: str) -> tuple[list[str], li
 
 
 def place_distractors(clip: Clip, q: Question, rng: np.random.Generator | None = None, n: int = 3) -> list[str]:
-    """``n`` wrong places for the asked object, most confusable first, so that neither the support words nor the
-    present state give the answer away: the object's present place (when it changed), the other columns of the
-    asked support, the asked column on the scene's other supports, then the rest (``rng`` is not drawn from: the
-    order is fixed)."""
+    """Three wrong places whose pattern does not point at the answer: the other two columns of the asked support
+    (so the answer is one of the three columns of its support, and the support words give nothing away), and one
+    place on another support that is never the answer: the object's present place when it changed there, else a
+    random column (drawn from ``rng``) of another support the scene has (the ledge, else the air)."""
+    if n != 3:
+        raise ValueError(f"frame-needing questions have 4 options (3 distractors), got n={n}")
     b = int(q.extra["body"])
     name = clip.names[b]
     frame = clip.pool[int(q.extra["pool_index"])]
     support = clip.sim.supports[frame][b]
-    column = column_of(float(clip.sim.states[frame, b, 0]), clip.sim.scene.width)
-    supports = ["floor"] + (["ledge"] if clip.sim.scene.ledge is not None else []) + ["air"]
-    order = [q.extra["present"]] if q.extra["changed"] else []
-    order += [f"the {name} is {place_phrase(support, c)}" for c in COLUMNS]
-    order += [f"the {name} is {place_phrase(s, column)}" for s in supports]
-    order += [f"the {name} is {place_phrase(s, c)}" for s in supports for c in COLUMNS]
-    return [o for o in dict.fromkeys(order) if o != q.extra["answer"]][:n]
+    same = [f"the {name} is {place_phrase(support, c)}" for c in COLUMNS]
+    out = [o for o in same if o != q.extra["answer"]]
+    if q.extra["changed"] and q.extra["present"] not in same:
+        return out + [q.extra["present"]]
+    others = [s for s in ("floor", "ledge", "air") if s != support and (s != "ledge" or clip.sim.scene.ledge)]
+    rng = rng if rng is not None else np.random.default_rng(0)
+    other = others[int(rng.integers(0, len(others)))] if len(others) > 1 else others[0]
+    return out + [f"the {name} is {place_phrase(other, COLUMNS[int(rng.integers(0, 3))])}"]
