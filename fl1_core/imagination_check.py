@@ -190,3 +190,30 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def pool_checks(out_dirs: list[str | Path]) -> dict[str, Any]:
+    """Several checks (e.g. training seeds 0, 1, 2 on one world) pooled: for each difference of the JSON line, the
+    mean over checks with its t-interval over checks, and the item-level paired interval pooled over all their items
+    (``d̄ ± 1.96 · sd(d) / √n``). Reads each ``OUT_DIR/predictions``."""
+    from .audit.ablations import paired_difference
+    from .runs import read_jsonl
+    from .seed_study import t_interval
+
+    pairs = {"oracle_minus_shuffled": ("latent.oracle", "latent.oracle_shuffled"),
+             "latent_minus_pause": ("latent.none", "pause"), "latent_minus_text": ("latent.none", "text")}
+    out: dict[str, Any] = {"checks": [str(d) for d in out_dirs]}
+    for name, (a, b) in pairs.items():
+        per_check, pooled_a, pooled_b = [], [], []
+        for d in out_dirs:
+            ra = {r["id"]: r["concluded_correct"] for r in read_jsonl(Path(d) / "predictions" / f"{a}.jsonl")}
+            rb = {r["id"]: r["concluded_correct"] for r in read_jsonl(Path(d) / "predictions" / f"{b}.jsonl")}
+            ids = [i for i in ra if i in rb]
+            per_check.append(100 * paired_difference([ra[i] for i in ids], [rb[i] for i in ids])["delta"])
+            pooled_a += [ra[i] for i in ids]
+            pooled_b += [rb[i] for i in ids]
+        pooled = paired_difference(pooled_a, pooled_b)
+        out[name] = {"over_checks": t_interval(per_check),
+                     "pooled": {"mean": 100 * pooled["delta"], "lo": 100 * pooled["ci95"][0],
+                                "hi": 100 * pooled["ci95"][1], "n": pooled["n"]}}
+    return out

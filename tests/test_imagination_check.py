@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fl1_core.imagination_check import UsageError, main, parse_args, run_check
+from fl1_core.imagination_check import UsageError, main, parse_args, pool_checks, run_check
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,6 +44,11 @@ def test_a_small_check_runs_end_to_end_and_refuses_an_out_dir_of_other_seeds(tmp
     assert len(summary["base_sha256"]) == 64
     again = run_check(3, 0, out, **small)  # the same seeds: resumes and gives the same JSON
     assert again == summary
+    pooled = pool_checks([out, out])  # pooling two copies: twice the items, the same mean
+    for key in ("oracle_minus_shuffled", "latent_minus_pause", "latent_minus_text"):
+        assert pooled[key]["pooled"]["n"] == 8
+        assert pooled[key]["pooled"]["mean"] == pytest.approx(line[key]["mean"], abs=0.01)
+        assert pooled[key]["over_checks"]["k"] == 2
     with pytest.raises(UsageError, match="another imagination check"):
         run_check(4, 0, out, **small)
     (tmp_path / "busy").mkdir()
