@@ -55,17 +55,24 @@ def paired_difference(a: Sequence[bool], b: Sequence[bool]) -> dict[str, Any]:
     return {"n": len(d), "delta": float(d.mean()), "ci95": [float(d.mean() - half), float(d.mean() + half)]}
 
 
-def breakdown(items: Sequence[AuditItem], decoded: Sequence[DecodedItem], clean: Sequence[DecodedItem]
-              ) -> dict[str, Any]:
-    """Accuracy and Δ vs ``clean`` overall, per group (text / vision) and per hop."""
+def subsets(items: Sequence[AuditItem], hops: bool = False) -> dict[str, list[int]]:
+    """Item indices per subset: ``all``, ``group=…`` (text / vision / frame), ``kind=…``, ``changed=…`` (frame-needing
+    items) and, with ``hops``, ``hops=…``."""
     keys: dict[str, list[int]] = {"all": list(range(len(items)))}
     for i, it in enumerate(items):
         keys.setdefault(f"group={it.group}", []).append(i)
         keys.setdefault(f"kind={it.kind}", []).append(i)
         if it.changed is not None:
             keys.setdefault(f"changed={it.changed}", []).append(i)
-        if it.hops is not None:
+        if hops and it.hops is not None:
             keys.setdefault(f"hops={it.hops}", []).append(i)
+    return keys
+
+
+def breakdown(items: Sequence[AuditItem], decoded: Sequence[DecodedItem], clean: Sequence[DecodedItem]
+              ) -> dict[str, Any]:
+    """Accuracy and Δ vs ``clean`` overall and per subset (:func:`subsets`, hops included)."""
+    keys = subsets(items, hops=True)
     out = {}
     for key, idx in sorted(keys.items(), key=lambda kv: (kv[0] != "all", kv[0])):
         mine, base = [decoded[i].correct for i in idx], [clean[i].correct for i in idx]
@@ -180,12 +187,7 @@ def paired_contrast(items: Sequence[AuditItem], a: Sequence[DecodedItem], b: Seq
                     ) -> dict[str, Any]:
     """``a − b`` on the same items, per subset (all, group, kind, changed): the concluded event (``event``, the
     primary score) and the letter (``letter``), each a :func:`paired_difference`."""
-    keys: dict[str, list[int]] = {"all": list(range(len(items)))}
-    for i, it in enumerate(items):
-        keys.setdefault(f"group={it.group}", []).append(i)
-        keys.setdefault(f"kind={it.kind}", []).append(i)
-        if it.changed is not None:
-            keys.setdefault(f"changed={it.changed}", []).append(i)
+    keys = subsets(items)
     return {key: {"event": paired_difference([a[i].event_correct for i in idx], [b[i].event_correct for i in idx]),
                   "letter": paired_difference([a[i].correct for i in idx], [b[i].correct for i in idx])}
             for key, idx in sorted(keys.items())}
