@@ -87,9 +87,10 @@ def _same_run(p1: Path, p2: Path) -> None:
     assert moved > 1e-4  # the updates did something
     # Adam divides by sqrt(v): a weight whose gradient is near zero moves by an amount that float rounding (the
     # gradient summed in another order by 2 processes, on another CPU's SIMD kernels) can change by ~1e-5. So: nearly
-    # every weight agrees tightly, and every weight agrees to a tenth of one step's learning rate (1e-3).
+    # every weight agrees tightly, and every weight agrees to within two steps' learning rate (a gradient at rounding
+    # level can take the opposite sign in the other run, and Adam's first steps move it by ±lr whatever its size).
     for k in w1:
-        torch.testing.assert_close(w2[k], w1[k], atol=1e-4, rtol=0, msg=lambda m, k=k: f"{k}: {m}")
+        torch.testing.assert_close(w2[k], w1[k], atol=2e-3, rtol=0, msg=lambda m, k=k: f"{k}: {m}")
         loose = ~torch.isclose(w2[k].float(), w1[k].float(), atol=2e-5, rtol=1e-4)
         assert int(loose.sum()) <= max(1, w1[k].numel() // 1000), (k, int(loose.sum()), w1[k].numel())
 
