@@ -176,7 +176,7 @@ def test_full_parameter_rl_on_8x80_fits_with_numbers_derived_by_hand():
     assert upd["gradients"] == math.ceil(4 * n / 8) and upd["fsdp_gradient_reduce"] == 6 * unit
     assert upd["activations"] == 8 * 3072 * (36 * 2 * 4096 + 2 * (10 * 4096 + 4 * 8 * 128 + 5 * 12288))
     assert plan.fits and plan.peak_phase == "rollout" and plan.total == sum(roll.values())
-    # the figure: 64 rows of 3584 tokens per process need 31.5 GiB of KV cache
+    # the review's figure: 64 rows of 3584 tokens per process need 31.5 GiB of KV cache
     wide = plan_memory("qwen3-vl-8b", dataclasses.replace(inputs, prompt_tokens=1536))
     assert wide.phases["rollout"]["kv_cache"] / GIB == pytest.approx(31.5)
     nosync = plan_memory("qwen3-vl-8b", dataclasses.replace(inputs, fsdp_sync_every_micro_batch=False))
