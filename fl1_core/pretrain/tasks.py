@@ -40,7 +40,7 @@ from ..data.collator import QuestionVideo, SFTExample
 from ..data.frames import frame_pool_indices
 from ..data.world.config import WorldConfig
 from ..data.world.physics import sample_clip
-from ..data.world.frame_questions import layout_text
+from ..data.world.frame_questions import SUPPORT_WORDS, layout_text, left_to_right
 from ..data.world.questions import (
     LETTERS,
     Clip,
@@ -124,14 +124,7 @@ class ClipStream:
 def scene_text(clip: Clip, frame: int) -> str:
     """'From left to right: the red ball on the floor, the blue box on the ledge. The light is off.'"""
     sim = clip.sim
-    order = np.argsort(sim.states[frame, :, 0], kind="stable")
-    where = {"floor": "on the floor", "ledge": "on the ledge", "air": "in the air"}
-    parts = [f"the {sim.scene.bodies[i].name} {where[sim.supports[frame][i]]}" for i in order]
-    text = "From left to right: " + ", ".join(parts) + "."
-    if sim.scene.switch_side is not None:
-        on = sim.light_on_frame is not None and frame >= sim.light_on_frame
-        text += " The light is on." if on else " The light is off."
-    return text
+    return left_to_right(clip, frame, lambda i: SUPPORT_WORDS[sim.supports[frame][i]])
 
 
 def motion_text(clip: Clip, frame: int) -> str:

@@ -24,6 +24,7 @@ unchanged ones, so that most items are not readable from the present.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 
@@ -58,17 +59,23 @@ def place_answer(clip: Clip, body: int, frame: int) -> str:
     return f"the {clip.names[body]} is {body_place(clip, body, frame)}"
 
 
-def layout_text(clip: Clip, frame: int) -> str:
-    """The reading of a frame: 'From left to right: the red ball on the floor at the left, the blue box on the ledge
-    in the middle. The light is off.' (the scene task's order and support, with each object's column)."""
+def left_to_right(clip: Clip, frame: int, where: Callable[[int], str]) -> str:
+    """'From left to right: the <object> <where(i)>, …. The light is on/off.' (the light only when the scene has
+    one): the wording of the scene task and of the layout reading."""
     sim = clip.sim
     order = np.argsort(sim.states[frame, :, 0], kind="stable")
-    parts = [f"the {clip.names[int(i)]} {body_place(clip, int(i), frame)}" for i in order]
+    parts = [f"the {clip.names[int(i)]} {where(int(i))}" for i in order]
     text = "From left to right: " + ", ".join(parts) + "."
     if sim.scene.switch_side is not None:
         on = sim.light_on_frame is not None and frame >= sim.light_on_frame
         text += " The light is on." if on else " The light is off."
     return text
+
+
+def layout_text(clip: Clip, frame: int) -> str:
+    """The reading of a frame: 'From left to right: the red ball on the floor at the left, the blue box on the ledge
+    in the middle. The light is off.' (the scene task's order and support, with each object's column)."""
+    return left_to_right(clip, frame, lambda i: body_place(clip, i, frame))
 
 
 def _seconds(frames: int, fps: int) -> str:
