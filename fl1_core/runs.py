@@ -5,7 +5,9 @@ directories, :func:`atomic_directory` (write into a temp sibling, then rename), 
 half-written file or checkpoint that a resume would load.
 
 A manifest (``manifest.json``) records the git commit, parameters, package versions, data hashes and the
-release-faithful / corrected flags of a run. Secrets never go in: only the *names* of environment variables.
+release-faithful / corrected flags of a run. Secrets never go in: only the *names* of environment variables. Data
+paths are recorded relative to the run (``run:…``) or the checkout (:func:`portable_path`), so a run folder copied to
+another machine still names its data.
 """
 
 from __future__ import annotations
@@ -157,6 +159,28 @@ def redact(obj: Any) -> Any:
     return obj
 
 
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def portable_path(path: str | Path, run_dir: str | Path) -> str:
+    """``path`` as a manifest records it: relative to the run folder when inside it, else relative to the checkout
+    (``data/world/sft.json``), else as given (a dataset elsewhere on the machine stays absolute)."""
+    resolved = Path(path).resolve()
+    for root, prefix in ((Path(run_dir).resolve(), "run:"), (CHECKOUT, "")):
+        if resolved.is_relative_to(root):
+            return prefix + resolved.relative_to(root).as_posix()
+    return str(path)
+
+
+def resolve_data_path(recorded: str | Path, run_dir: str | Path) -> Path:
+    """Inverse of :func:`portable_path`: ``run:x`` → ``run_dir/x``; a relative path → the checkout's."""
+    text = str(recorded)
+    if text.startswith("run:"):
+        return Path(run_dir) / text[4:]
+    path = Path(text)
+    return path if path.is_absolute() else CHECKOUT / path
+
+
 def run_directory(root: str | Path = "runs", run_id: str | None = None) -> Path:
     """``root/<run_id>`` (created); the default id is a UTC timestamp."""
     run_id = run_id or _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -186,10 +210,12 @@ def write_manifest(
         }
     )
     if parameters is not None:
-        manifest["parameters"] = {**manifest.get("parameters", {}), **redact(parameters)}
+        portable = {k: portable_path(v, run_dir) if isinstance(v, str) and os.path.isabs(v) else v
+                    for k, v in redact(parameters).items()}
+        manifest["parameters"] = {**manifest.get("parameters", {}), **portable}
     if data_files:
         hashes = manifest.get("data_hashes", {})
-        hashes.update({str(p): sha256_file(p) for p in data_files if Path(p).is_file()})
+        hashes.update({portable_path(p, run_dir): sha256_file(p) for p in data_files if Path(p).is_file()})
         manifest["data_hashes"] = hashes
     if flags is not None:
         manifest["flags"] = {**manifest.get("flags", {}), **flags}

@@ -1,6 +1,7 @@
 """``fl1 report RUN_DIR``: one offline HTML page per run, ``RUN_DIR/report/index.html``.
 
-It holds, with a table of contents linking them: a failed run's failing cell (first), the manifest (commit,
+It holds, with a table of contents linking them: a failed run's failing cell (first), the headline
+(:mod:`fl1_core.report.headline`: held-out accuracy per checkpoint, the audit's differences), the manifest (commit,
 parameters, package versions, data hashes, release/corrected flags), a table of every metric file, every figure
 (drawn by the run's one plotly.js), a few of the world's clips playing beside their event timelines, and every
 executed notebook. Math is typeset by a local MathJax. Nothing is fetched from the network.
@@ -13,8 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..runs import atomic_write_text
+from ..runs import atomic_write_text, resolve_data_path
 from .assets import MATHJAX_CONFIG, install_assets
+from .headline import headline_section
 from .notebook_html import NotebookHTML, notebook_fragment
 
 REPORT_DIR = "report"
@@ -139,7 +141,7 @@ def clips_section(run_dir: Path) -> str:
     from ..data.formats import load_sft_records
 
     hashes = (_read_json(run_dir / "manifest.json") or {}).get("data_hashes") or {}
-    sft = next((Path(p) for p in hashes if Path(p).name == "sft.json"), None)
+    sft = next((resolve_data_path(p, run_dir) for p in hashes if Path(p).name == "sft.json"), None)
     if sft is None or not sft.exists() or not (sft.parent / "events.jsonl").exists():
         return ('<section id="clips"><h2>Clips</h2><p class="fl1-note">No world clips: the run\'s data has no '
                 "events.jsonl (real data), so there is no event timeline to show.</p></section>")
@@ -166,7 +168,7 @@ def build_report(run_dir: str | Path) -> Path:
     assets = install_assets(run_dir)
     rendered: list[NotebookHTML] = [notebook_fragment(p) for p in books]
     failed = [r for r in rendered if r.error_cell]
-    toc = [("manifest", "Manifest"), ("metrics", "Metric files"), ("figures", "Figures"), ("clips", "Clips")]
+    toc = [("headline", "Headline"), ("manifest", "Manifest"), ("metrics", "Metric files"), ("figures", "Figures"), ("clips", "Clips")]
     toc += [(r.anchor, r.name) for r in rendered]
     body = []
     if failed:
@@ -175,7 +177,7 @@ def build_report(run_dir: str | Path) -> Path:
         body.append(f'<section id="failure" class="fl1-fail"><h2>Failed: {html.escape(f.name)}</h2>'
                     f"<p>{html.escape(f.error_summary or '')} — <a href=\"#{f.anchor}\">the whole notebook</a></p>"
                     f"{f.error_cell}</section>")
-    body += [manifest_section(run_dir), metrics_section(run_dir), figures_section(run_dir), clips_section(run_dir)]
+    body += [headline_section(run_dir), manifest_section(run_dir), metrics_section(run_dir), figures_section(run_dir), clips_section(run_dir)]
     for r in rendered:
         body.append(f'<section id="{r.anchor}" class="fl1-notebook"><h2>{html.escape(r.name)}</h2>{r.body}</section>')
     nav = "".join(f'<a href="#{a}">{html.escape(t)}</a>' for a, t in toc)
