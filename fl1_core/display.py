@@ -1,4 +1,4 @@
-"""Small display helpers for the notebooks: frame strips, decoded text with latent spans highlighted, and an
+"""Small display helpers for the notebooks: confidence-interval text, frame strips, decoded text with latent spans highlighted, and an
 ipywidgets browser over SFT records (logic lives here so notebook cells stay short)."""
 
 from __future__ import annotations
@@ -12,6 +12,12 @@ from PIL import Image, ImageDraw
 from . import tokens as T
 
 _SPAN = re.compile(re.escape(T.LATENT_START) + r"((?:" + re.escape(T.LATENT_TOKEN) + r")*)" + re.escape(T.LATENT_END))
+
+
+def interval_text(ci: Sequence[float], scale: float = 100.0, digits: int = 1, signed: bool = False) -> str:
+    """``[lo, hi]`` scaled (points or % by default) with ``digits`` decimals, signs shown for differences."""
+    fmt = f"{{:{'+' if signed else ''}.{digits}f}}"
+    return "[" + ", ".join(fmt.format(scale * float(v)) for v in ci) + "]"
 
 
 def image_strip(images: Sequence[Image.Image], labels: Sequence[str] | None = None, height: int = 96, gap: int = 4) -> Image.Image:

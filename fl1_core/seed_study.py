@@ -39,6 +39,8 @@ MODEL_LABELS = {"base": "base", "base_chain": "base (chain route)", "text_sft": 
 #: ``all`` = every event kind (text-solvable and vision-dependent); ``frame`` = the frame-needing kinds, and
 #: ``frame_changed`` those whose answer differs from the last observed frame's
 GROUPS = ("all", "text", "vision", "frame", "frame_changed")
+GROUP_LABELS = {"all": "all event kinds", "text": "text-solvable", "vision": "vision-dependent",
+                "frame": "frame-needing", "frame_changed": "frame-needing, changed"}
 #: the paired comparisons (a − b) of the study; the pause-token control when its SFT ran
 COMPARISONS = (("sft_init", "text_sft"), ("sft_init", "pause_sft"), ("pause_sft", "text_sft"), ("dapo", "sft_init"),
                ("la-dapo", "sft_init"), ("grpo", "sft_init"), ("sft_init", "base"), ("sft_init", "base_chain"))
@@ -203,6 +205,51 @@ def scaling_means(runs: Mapping[int, Path]) -> dict[str, Any]:
     return {str(size): t_interval(v) for size, v in sorted(per_size.items())}
 
 
+def pool_paired(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Pool per-seed paired differences ``{"n", "delta", "ci95"}`` (each ``d̄ ± 1.96·sd/√n``) into the item-level
+    interval over every item, exactly: each seed's ``Σd = n·d̄`` and ``Σd² = (n−1)·sd² + n·d̄²`` are recovered."""
+    parts = [p for p in parts if p.get("n")]
+    if not parts:
+        return {"n_items": 0}
+    n = sum(p["n"] for p in parts)
+    total = sum(p["n"] * p["delta"] for p in parts)
+    squares = 0.0
+    for p in parts:
+        sd = (p["ci95"][1] - p["delta"]) * math.sqrt(p["n"]) / 1.96
+        squares += (p["n"] - 1) * sd ** 2 + p["n"] * p["delta"] ** 2
+    mean = total / n
+    sd = math.sqrt(max(0.0, (squares - n * mean ** 2) / (n - 1))) if n > 1 else 0.0
+    half = 1.96 * sd / math.sqrt(n)
+    return {"mean": mean, "ci95": [mean - half, mean + half], "n_items": n}
+
+
+def audit_summary(runs: Mapping[int, Path]) -> dict[str, Any]:
+    """Notebook 07's results over seeds (``<run>/audit/audit.json``): the oracle − shuffled contrast per subset and
+    score (t-interval over seeds, and pooled over items by :func:`pool_paired`), and every flat probe's R² per
+    source and target with the own-latent − untrained gap (t-interval over seeds)."""
+    results = {seed: json.loads(f.read_text()) for seed, path in runs.items()
+               if (f := path / "audit" / "audit.json").exists()}
+    contrasts: dict[str, dict[str, Any]] = {}
+    subsets = sorted({k for r in results.values() for k in (r.get("contrasts") or {}).get("oracle - oracle_shuffled",
+                                                                                              {})})
+    for key in subsets:
+        for score in ("event", "letter"):
+            parts = [r["contrasts"]["oracle - oracle_shuffled"][key][score] for r in results.values()
+                     if key in (r.get("contrasts") or {}).get("oracle - oracle_shuffled", {})]
+            contrasts[f"{key} ({score})"] = {"over_seeds": t_interval([p["delta"] for p in parts]),
+                                             "pooled": pool_paired(parts)}
+    probes: dict[str, Any] = {}
+    for r in results.values():
+        for row in r.get("probes_flat", []):
+            if row["metric"] == "r2":
+                probes.setdefault(row["target"], {}).setdefault(row["source"], []).append(row["score"])
+    for target, by_source in probes.items():
+        own, floor = by_source.get("latent SFT · flat"), by_source.get("untrained · flat")
+        gap = [a - b for a, b in zip(own, floor)] if own and floor and len(own) == len(floor) else []
+        probes[target] = {**{src: t_interval(v) for src, v in by_source.items()}, "own − untrained": t_interval(gap)}
+    return {"seeds": sorted(results), "oracle_minus_shuffled": contrasts, "probes_flat_r2": probes}
+
+
 def summarize(runs_root: str | Path, name: str = "seed-study") -> dict[str, Any]:
     """Everything the seed-study notebook shows, as one JSON-friendly dict."""
     runs = seed_runs(runs_root, name)
@@ -227,6 +274,7 @@ def summarize(runs_root: str | Path, name: str = "seed-study") -> dict[str, Any]
         "event_deltas": deltas("event"),
         "curation": curation_delta(runs),
         "spans_by_hop": spans_by_hop(runs),
+        "audit": audit_summary(runs),
         "scaling": scaling_means(runs),
     }
 
@@ -241,7 +289,7 @@ def stage_bars(stages: Sequence[Mapping[str, Any]], title: str = "Held-out MCQ a
     fig = go.Figure()
     for i, group in enumerate(GROUPS):
         rows = [r for r in stages if r["group"] == group]
-        fig.add_bar(name={"all": "all kinds", "text": "text-solvable", "vision": "vision-dependent"}[group],
+        fig.add_bar(name=GROUP_LABELS[group],
                     x=[r["model"] for r in rows], y=[r["mean"] for r in rows], marker_color=_color(i),
                     error_y={"type": "data", "symmetric": False,
                              "array": [r["ci95"][1] - r["mean"] for r in rows],
@@ -251,8 +299,45 @@ def stage_bars(stages: Sequence[Mapping[str, Any]], title: str = "Held-out MCQ a
     return _style(fig, title)
 
 
+def imagination_targets(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The frame-needing targets in one table (points of the concluded event unless said): oracle − shuffled
+    latents (the audit), latent − pause and latent − text-only SFT, latent SFT − the base on its chain route (all
+    event kinds), and the flat layout probe's R² from the model's own latents against the untrained floor and the
+    true frame. Pooled item-level 95 % intervals where items exist; the t-interval over seeds beside them."""
+    from .display import interval_text
+
+    rows = []
+
+    def add(what, over_seeds, pooled=None, scale=100.0):
+        rows.append({"target": what, "mean of seeds": round(scale * over_seeds["mean"], 2 if scale == 1 else 1),
+                     "95 % CI over seeds": interval_text(over_seeds["ci95"], scale, 2 if scale == 1 else 1, True),
+                     "pooled": None if pooled is None else round(scale * pooled["mean"], 1),
+                     "95 % CI pooled items": "" if pooled is None else interval_text(pooled["ci95"], signed=True),
+                     "items": None if pooled is None else pooled["n_items"], "seeds": over_seeds["k"]})
+
+    oracle = (summary.get("audit") or {}).get("oracle_minus_shuffled", {}).get("all (event)")
+    if oracle and oracle["pooled"].get("n_items"):
+        add("oracle − shuffled latents (audit, frame-needing)", oracle["over_seeds"], oracle["pooled"])
+    wanted = {("sft_init", "pause_sft", "frame"): "latent − pause-token SFT (frame-needing)",
+              ("sft_init", "text_sft", "frame"): "latent − text-only SFT (frame-needing)",
+              ("sft_init", "text_sft", "frame_changed"): "latent − text-only SFT (frame-needing, changed)",
+              ("sft_init", "base_chain", "all"): "latent SFT − base on the chain route (event kinds)"}
+    for d in summary.get("event_deltas", []):
+        what = wanted.get((d["a"], d["b"], d["group"]))
+        if what:
+            add(what, d["over_seeds"], d["pooled"])
+    probe = (summary.get("audit") or {}).get("probes_flat_r2", {}).get("layout", {})
+    for source, label in (("latent SFT · flat", "own latents"), ("untrained · flat", "untrained floor"),
+                          ("frame embedding · flat", "true frame"), ("own − untrained", "own − untrained")):
+        if source in probe and probe[source]["k"]:
+            add(f"layout probe R², flat: {label}", probe[source], scale=1.0)
+    return rows
+
+
 def delta_table(deltas: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Rows for display: comparison, group, Δ over seeds [t-interval], pooled Δ [interval], items."""
+    from .display import interval_text
+
     out = []
     for d in deltas:
         if not d.get("k", 1):
@@ -260,8 +345,8 @@ def delta_table(deltas: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         s, p = d["over_seeds"], d["pooled"]
         out.append({"comparison": f"{MODEL_LABELS[d['a']]} − {MODEL_LABELS[d['b']]}", "group": d["group"],
                     "Δ (mean of seeds)": round(100 * s["mean"], 1),
-                    "95 % CI over seeds": f"[{100 * s['ci95'][0]:.1f}, {100 * s['ci95'][1]:.1f}]",
+                    "95 % CI over seeds": interval_text(s["ci95"], signed=True),
                     "seeds": s["k"], "Δ pooled": round(100 * p["mean"], 1),
-                    "95 % CI pooled items": f"[{100 * p['ci95'][0]:.1f}, {100 * p['ci95'][1]:.1f}]",
+                    "95 % CI pooled items": interval_text(p["ci95"], signed=True),
                     "items": p["n_items"]})
     return out

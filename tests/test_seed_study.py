@@ -94,3 +94,59 @@ def test_event_metric_scores_the_concluded_option_and_joins_the_summary(tmp_path
         seed_study.hit({"correct": True}, "judge")
     with pytest.raises(KeyError, match="re-run `fl1 heldout`"):
         seed_study.hit({"correct": True, "answer": "A"}, "event")
+
+
+def test_pool_paired_recovers_the_item_level_interval():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    seeds = [rng.choice([-1.0, 0.0, 1.0], size=n, p=[0.2, 0.5, 0.3]) for n in (40, 55, 61)]
+
+    def part(d):
+        half = 1.96 * d.std(ddof=1) / math.sqrt(len(d))
+        return {"n": len(d), "delta": float(d.mean()), "ci95": [d.mean() - half, d.mean() + half]}
+
+    pooled = seed_study.pool_paired([part(d) for d in seeds])
+    every = np.concatenate(seeds)
+    half = 1.96 * every.std(ddof=1) / math.sqrt(len(every))
+    assert pooled["n_items"] == 156
+    assert pooled["mean"] == pytest.approx(every.mean())
+    assert pooled["ci95"] == pytest.approx([every.mean() - half, every.mean() + half])
+
+
+def test_audit_summary_pools_the_contrast_and_the_flat_probes(tmp_path):
+    runs = {}
+    for seed, (delta, own) in enumerate([(0.10, 0.30), (0.05, 0.35), (0.00, 0.25)]):
+        run = tmp_path / f"seed-study-seed={seed}"
+        atomic_write_json(run / "audit" / "audit.json", {
+            "contrasts": {"oracle - oracle_shuffled": {"all": {
+                "event": {"n": 100, "delta": delta, "ci95": [delta - 0.1, delta + 0.1]},
+                "letter": {"n": 100, "delta": 0.0, "ci95": [-0.1, 0.1]}}}},
+            "probes_flat": [{"source": "latent SFT · flat", "target": "layout", "metric": "r2", "score": own},
+                            {"source": "untrained · flat", "target": "layout", "metric": "r2", "score": 0.1},
+                            {"source": "latent SFT · flat", "target": "last_event", "metric": "accuracy",
+                             "score": 0.5}]})
+        runs[seed] = run
+    out = seed_study.audit_summary(runs)
+    event = out["oracle_minus_shuffled"]["all (event)"]
+    assert event["pooled"]["n_items"] == 300 and event["pooled"]["mean"] == pytest.approx(0.05)
+    assert event["over_seeds"]["k"] == 3
+    layout = out["probes_flat_r2"]["layout"]
+    assert layout["own − untrained"]["mean"] == pytest.approx(0.2)
+    assert "last_event" not in out["probes_flat_r2"]  # accuracy probes are not R²
+
+
+def test_imagination_targets_lists_the_frame_rows():
+    over = {"mean": 0.04, "ci95": [0.01, 0.07], "k": 3}
+    pooled = {"mean": 0.041, "ci95": [0.009, 0.073], "n_items": 960}
+    summary = {"audit": {"oracle_minus_shuffled": {"all (event)": {"over_seeds": over, "pooled": pooled}},
+                         "probes_flat_r2": {"layout": {"latent SFT · flat": {"mean": 0.3, "ci95": [0.2, 0.4], "k": 3},
+                                                       "own − untrained": {"mean": 0.1, "ci95": [0.0, 0.2], "k": 3}}}},
+               "event_deltas": [{"a": "sft_init", "b": "pause_sft", "group": "frame", "over_seeds": over,
+                                 "pooled": pooled},
+                                {"a": "dapo", "b": "sft_init", "group": "all", "over_seeds": over, "pooled": pooled}]}
+    rows = {r["target"]: r for r in seed_study.imagination_targets(summary)}
+    assert set(rows) == {"oracle − shuffled latents (audit, frame-needing)", "latent − pause-token SFT (frame-needing)",
+                         "layout probe R², flat: own latents", "layout probe R², flat: own − untrained"}
+    assert rows["latent − pause-token SFT (frame-needing)"]["95 % CI pooled items"] == "[+0.9, +7.3]"
+    assert rows["layout probe R², flat: own latents"]["95 % CI over seeds"] == "[+0.20, +0.40]"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..audit.ablations import accuracy
+from ..display import interval_text
 from ..seed_study import MODEL_LABELS, hit
 
 _HELDOUT = re.compile(r"^rl_heldout(?:_chain)?\.(.+)\.jsonl$")
@@ -72,13 +73,11 @@ def audit_headline(run_dir: str | Path) -> list[dict[str, Any]]:
 def _pct(acc: dict[str, Any] | None) -> str:
     if not acc:
         return "—"
-    lo, hi = acc["ci95"]
-    return f"{100 * acc['accuracy']:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}]"
+    return f"{100 * acc['accuracy']:.1f} % {interval_text(acc['ci95'])}"
 
 
 def _points(diff: dict[str, Any]) -> str:
-    lo, hi = diff["ci95"]
-    return f"{100 * diff['delta']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    return f"{100 * diff['delta']:+.1f} {interval_text(diff['ci95'], signed=True)}"
 
 
 def headline_section(run_dir: str | Path) -> str:
