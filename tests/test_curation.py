@@ -15,17 +15,14 @@ import torch
 import fl1_core.curation as C
 from fl1_core.curation import CurationConfig, GainScore, curate, score_visual_gain, select_by_gain
 from fl1_core.data.formats import load_sft_records, read_rejects
-from fl1_core.data.world import WorldConfig, generate_world
 
 HINT = "The following images show how the scene continues."
 
 
 # ---------------------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("curation_world")
-    generate_world(root, seed=0, config=WorldConfig.small())
-    return root
+def world(small_world) -> Path:
+    return small_world
 
 
 @pytest.fixture(scope="module")

@@ -56,12 +56,8 @@ def stable(rows: list[dict]) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    from fl1_core.data.world import WorldConfig, generate_world
-
-    out = tmp_path_factory.mktemp("world")
-    generate_world(out, seed=0, config=WorldConfig.small())
-    return out
+def world(small_world) -> Path:
+    return small_world
 
 
 @pytest.fixture(scope="module")

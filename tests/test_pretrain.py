@@ -201,7 +201,7 @@ def test_a_corrupted_shipped_base_says_how_to_recreate_it(shipped_card, tmp_path
         world_base_path(copy)
 
 
-def test_a_base_of_another_tokenizer_or_world_version_is_refused(shipped_card, tmp_path):
+def test_a_base_of_another_tokenizer_or_world_version_is_refused(shipped_card, tmp_path, small_world):
     import shutil
 
     from fl1_core.model import load_future_l1
@@ -222,12 +222,10 @@ def test_a_base_of_another_tokenizer_or_world_version_is_refused(shipped_card, t
     config = json.loads((other / "config.json").read_text())
     config["world_base"]["world_generator"] = "fl1-world-0.9"
     (other / "config.json").write_text(json.dumps(config))
-    from fl1_core.data.world import generate_world
     from fl1_core.sft import SFTConfig, run_sft
 
-    generate_world(tmp_path / "w", seed=0, config=WorldConfig.small())
     with pytest.raises(IncompatibleBaseError, match="world version"):
-        run_sft(other, tmp_path / "w" / "sft.json", tmp_path / "sft", SFTConfig.cpu_world(max_steps=1), mode="text")
+        run_sft(other, small_world / "sft.json", tmp_path / "sft", SFTConfig.cpu_world(max_steps=1), mode="text")
 
 
 def test_a_second_phase_starts_from_the_given_checkpoint(shipped_card):

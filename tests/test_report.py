@@ -37,13 +37,11 @@ def _notebook(path: Path, *, fail: bool = False) -> None:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    from fl1_core.data.world import WorldConfig, generate_world
+def run_dir(tmp_path_factory, small_world):
     from fl1_core.plots import save_figure
 
     root = tmp_path_factory.mktemp("report")
-    world = root / "world"
-    generate_world(world, seed=0, config=WorldConfig.small())
+    world = small_world
     run = root / "runs" / "demo"
     run.mkdir(parents=True)
     for name in ("00_quickstart", "03_sft"):

@@ -102,48 +102,8 @@ def test_forced_positions_in_the_loss_mask_only_for_release(tiny, world, tmp_pat
         assert not mask[forced].any() and mask[~forced].all()
 
 
-# ------------------------------------------------------------------------------------------- dynamic sampling
 def _groups(accs: list[list[float]]):
     return [[SimpleNamespace(acc=a, tag=(gi, j)) for j, a in enumerate(g)] for gi, g in enumerate(accs)]
-
-
-def test_dynamic_sampling_refills_until_enough_groups_then_truncates():
-    rounds = {
-        0: _groups([[1, 1, 1, 1], [0, 0, 0, 0], [-1, -1, -1, -1], [1, 1, 1, 1]]),  # all-same: nothing kept
-        1: _groups([[1, 0, 0, 0], [1, 1, 1, 0], [0, 1, 0, 1], [1, 1, 1, 1]]),  # 3 mixed groups
-    }
-    calls = []
-
-    def draw(rnd):
-        calls.append(rnd)
-        return rounds[rnd]
-
-    res = dynamic_sampling_rounds(draw, target=2, max_rounds=20)
-    assert calls == [0, 1] and res.rounds == 2
-    assert len(res.groups) == 2 and [g[0].tag[0] for g in res.groups] == [0, 1]  # exact truncation, draw order
-    assert res.groups[0] is rounds[1][0] and res.groups[1] is rounds[1][1]
-    assert res.kept_groups == 3 and not res.fallback and not res.short
-
-
-def test_dynamic_sampling_falls_back_to_the_last_round_unfiltered():
-    calls = []
-
-    def draw(rnd):
-        calls.append(rnd)
-        return _groups([[1, 1], [0, 0], [-1, 1]])  # means 1, 0, 0: all outside (0.1, 0.9)
-
-    res = dynamic_sampling_rounds(draw, target=2, max_rounds=3)
-    assert calls == [0, 1, 2] and res.fallback and res.kept_groups == 0
-    assert len(res.groups) == 2 and [[r.acc for r in g] for g in res.groups] == [[1, 1], [0, 0]]
-
-
-def test_dynamic_sampling_fills_up_from_a_last_round_that_keeps_none():
-    """docs/PAPER.md#dynamic-sampling: "if the last round keeps none, fall back to it unfiltered; truncate to exactly 64×8" — also when
-    earlier rounds kept some groups (it must not train short on the kept ones)."""
-    rounds = {0: _groups([[1, 0], [1, 1]]), 1: _groups([[1, 1], [0, 0], [1, 1]])}  # round 0 keeps 1, round 1 none
-    res = dynamic_sampling_rounds(lambda r: rounds[r], target=3, max_rounds=2)
-    assert res.fallback and not res.short and res.kept_groups == 1
-    assert res.groups == [rounds[0][0], rounds[1][0], rounds[1][1]]  # kept first, then the last round in order
 
 
 def test_grpo_mode_draws_one_round_without_filtering():

@@ -43,12 +43,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from fl1_core.data.world import WorldConfig, generate_world
-
-    out = tmp_path_factory.mktemp("world")
-    generate_world(out, seed=0, config=WorldConfig.small())
-    return out
+def world(small_world):
+    return small_world
 
 
 @pytest.fixture(scope="module")
@@ -142,17 +138,30 @@ def test_changed_config_is_refused_harmless_allowed(records, reference_run, tmp_
     _assert_same_run(ref_out, out)
 
 
-def test_nan_loss_stops_with_last_checkpoint_intact(records, tmp_path):
+def test_nan_loss_stops_before_backward_with_last_checkpoint_intact(records, tmp_path):
+    """The check comes before ``accelerator.backward`` (under DeepSpeed that call also steps the engine), and the
+    last checkpoint stays the newest intact one."""
+    from accelerate import Accelerator
+
+    class Recording(Accelerator):
+        backward_calls = 0
+
+        def backward(self, loss, **kw):
+            Recording.backward_calls += 1
+            return super().backward(loss, **kw)
+
     model, proc = build_tiny_future_l1(seed=0)
     calls = {"n": 0}
 
-    def poison(module, args, output):  # the 5th forward (step 3) produces NaN logits
+    def poison(module, args, output):  # the 5th forward (step 3's first micro-batch) produces NaN logits
         calls["n"] += 1
         return output * float("nan") if calls["n"] == 5 else output
 
     model.base.lm_head.register_forward_hook(poison)
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss.*step 3.*step-00000002"):
-        train_sft(model, proc, records, CFG, tmp_path, mode="latent")
+        train_sft(model, proc, records, CFG, tmp_path, mode="latent",
+                  accelerator=Recording(gradient_accumulation_steps=CFG.gradient_accumulation_steps, cpu=True))
+    assert Recording.backward_calls == 4  # the four finite micro-batches of steps 1-2, never the NaN one
     assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step-00000002"]
     ckpt = latest_checkpoint(tmp_path)
     weights = load_file(ckpt / "model.safetensors")
