@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fl1_core.data.formats import load_sft_records
+from fl1_core.data.formats import load_rl_records, load_sft_records
 from fl1_core.model import load_future_l1, save_future_l1
 from fl1_core.sft import (
     STATE_FILE,
@@ -230,7 +230,7 @@ def test_text_mode_has_no_latents(records, tmp_path):
     assert result.metrics[-1]["loss/total"] == result.metrics[-1]["loss/ce"]
 
 
-def test_vision_frozen_and_final_decodes(records, reference_run):
+def test_vision_frozen_and_final_decodes(records, reference_run, world):
     from fl1_core.decoding import generate_with_latents
     from fl1_core.data.collator import build_prompt_inputs
     from fl1_core.data.examples import text_only_prompt
@@ -249,6 +249,9 @@ def test_vision_frozen_and_final_decodes(records, reference_run):
     assert len(gen.texts) == 2
     report = format_report(model, proc, records, n=2, max_new_tokens=6)
     assert report.n == 2 and 0.0 <= report.format_valid_rate <= 1.0
+    heldout = load_rl_records(world / "heldout_mcq.jsonl").records  # notebook 03 reports on held-out items
+    report = format_report(model, proc, heldout, n=3, max_new_tokens=6)
+    assert report.n == 3 and len(report.samples) == 3
 
 
 def test_stage0_base_model(world, tmp_path):

@@ -10,8 +10,8 @@ import numpy as np
 
 from ..config import LatentConfig
 from ..data.collator import PromptExample
-from ..data.examples import text_only_prompt
-from ..data.formats import SFTRecord
+from ..data.examples import rl_prompt, text_only_prompt
+from ..data.records import RLRecord, SFTRecord
 from ..model import FutureL1Model
 from ..answers import is_correct, reference_letter
 
@@ -36,7 +36,7 @@ class FormatReport:
 def format_report(
     model: FutureL1Model,
     processor,
-    records: Sequence[SFTRecord],
+    records: Sequence[SFTRecord | RLRecord],
     n: int = 32,
     max_new_tokens: int = 256,
     *,
@@ -44,7 +44,8 @@ def format_report(
     system_prompt: str = "interleaved",
     latent_config: LatentConfig | None = None,
 ) -> FormatReport:
-    """Greedy-decode the first ``n`` records' prompts (question frames + question) and score the outputs.
+    """Greedy-decode the first ``n`` records' prompts (question frames + question) and score the outputs. Records
+    are SFT records (their question without the future hints) or RL-format records (held-out MCQ items).
 
     format_valid_rate = mean ``format_reward(text)``; mean_spans = mean number of closed latent spans per response.
     ``latent_config`` overrides the model's decoding budget (e.g. ``budget_mode="fixed"``).
@@ -53,7 +54,7 @@ def format_report(
     from ..rewards import format_reward
 
     records = list(records)[:n]
-    prompts: list[PromptExample] = [text_only_prompt(r) for r in records]
+    prompts: list[PromptExample] = [text_only_prompt(r) if isinstance(r, SFTRecord) else rl_prompt(r) for r in records]
     outs = greedy_decode(model, processor, prompts, system_prompt=system_prompt, max_new_tokens=max_new_tokens,
                          batch_size=batch_size, latent_config=latent_config)
     valid, spans, latents, correct, samples = [], [], [], [], []
