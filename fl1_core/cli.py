@@ -62,11 +62,11 @@ def cmd_world(args: argparse.Namespace) -> int:
 
 
 def cmd_tiny(args: argparse.Namespace) -> int:
-    from .model import save_future_l1
+    from .checkpoints import save_model
     from .tiny import build_tiny_future_l1
 
     model, processor = build_tiny_future_l1(seed=args.seed)
-    save_future_l1(model, processor, args.out)
+    save_model(model, processor, args.out)
     n = sum(p.numel() for p in model.parameters())
     print(f"saved a tiny Future-L1 Qwen3-VL ({n / 1e6:.2f} M parameters) to {args.out}")
     return 0

@@ -23,12 +23,12 @@ from torch import nn
 from transformers import AutoProcessor, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
 
 from . import tokens as T
+from .checkpoints.adapter_folder import adapter_base_path, is_adapter_dir, load_adapter
+from .checkpoints.model_folder import HEAD_FILE
 from .config import CONFIG_KEY, LatentConfig
 from .losses import causal_ce_loss, latent_alignment_loss, latent_sft_loss, token_logprobs
 
 logger = logging.getLogger(__name__)
-
-HEAD_FILE = "latent_head.pt"
 
 
 class LatentProjectionHead(nn.Module):
@@ -318,15 +318,6 @@ class FutureL1Model(nn.Module):
         target = embeds[:, 1:][pred_mask].detach()
         return latent_alignment_loss(pred, target, self.latent_config.latent_loss), int(pred_mask.sum())
 
-    # --------------------------------------------------------------- save/load
-    def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
-        """Save base weights + config (with the latent config under ``future_l1``) + the head."""
-        self._sync_config()
-        save_directory = Path(save_directory)
-        self.base.save_pretrained(save_directory, **kwargs)
-        if self.latent_head is not None:
-            torch.save(self.latent_head.state_dict(), save_directory / HEAD_FILE)
-
 
 def add_latent_tokens(processor: Qwen3VLProcessor, base: Qwen3VLForConditionalGeneration) -> dict[str, int]:
     """Add the three latent tokens (ordinary added tokens) if missing; grow the embeddings, new rows = mean row."""
@@ -368,14 +359,13 @@ def load_future_l1(
     (:func:`fl1_core.placement.resolve_device`); the attention kernel follows the device (FA2 only on CUDA).
     ``dtype``: ``"auto"`` (default) keeps the checkpoint's dtype; a bf16 load should be followed by
     :func:`fl1_core.placement.upcast_trainable` before training. A directory with ``adapter_config.json`` is a LoRA
-    adapter (:mod:`fl1_core.adapters`): its base is loaded and the adapter applied.
+    adapter folder (:mod:`fl1_core.checkpoints.adapter_folder`): its base is loaded and the adapter applied.
+    Folders are written by :func:`fl1_core.checkpoints.save_model`.
     """
     from .placement import attn_implementation_for, resolve_device
 
     target = resolve_device(device)
     path = Path(path)
-    from .adapters import adapter_base_path, is_adapter_dir, load_adapter
-
     if is_adapter_dir(path) and not (path / "config.json").exists():
         model, processor = load_future_l1(adapter_base_path(path), latent_config=latent_config, dtype=dtype,
                                           device=device, attn_implementation=attn_implementation)
@@ -412,11 +402,3 @@ def load_future_l1(
     model.processor = processor
     model.source_path = path.resolve()  # the base of LoRA adapters trained on this model
     return model, processor
-
-
-def save_future_l1(model: FutureL1Model, processor: Qwen3VLProcessor, path: str | Path) -> None:
-    """Save model and processor side by side (``load_future_l1(path)`` reads both back)."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    processor.save_pretrained(path)

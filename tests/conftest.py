@@ -40,12 +40,12 @@ def random_image(rng: np.random.Generator, height: int = 96, width: int = 96) ->
 @pytest.fixture(scope="session")
 def saved_tiny(tmp_path_factory):
     """The tiny model saved as a checkpoint folder (for loading with ``load_future_l1`` in another dtype/device)."""
-    from fl1_core.model import save_future_l1
+    from fl1_core.checkpoints import save_model
     from fl1_core.tiny import build_tiny_future_l1
 
     model, processor = build_tiny_future_l1(seed=0)
     path = tmp_path_factory.mktemp("tiny") / "ckpt"
-    save_future_l1(model, processor, path)
+    save_model(model, processor, path)
     return path
 
 

@@ -19,14 +19,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def forced_checkpoint(tmp_path_factory):
     """A tiny Future-L1 checkpoint that always opens one fixed-size span first (so it writes latents untrained)."""
-    from fl1_core.model import save_future_l1
+    from fl1_core.checkpoints import save_model
     from fl1_core.tiny import build_tiny_future_l1
 
     model, processor = build_tiny_future_l1(seed=0)
     model.latent_config = model.latent_config.replace(force_initial_latent=True, budget_mode="fixed",
                                                       max_latent_token=4)
     path = tmp_path_factory.mktemp("forced") / "ckpt"
-    save_future_l1(model, processor, path)
+    save_model(model, processor, path)
     return path
 
 

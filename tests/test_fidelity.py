@@ -17,12 +17,13 @@ def test_fixed_decoding_budget_follows_the_pooled_training_budget():
 
 
 def test_a_missing_trained_projection_head_is_refused(tmp_path):
-    from fl1_core.model import FutureL1Model, load_future_l1, save_future_l1
+    from fl1_core.checkpoints import save_model
+    from fl1_core.model import FutureL1Model, load_future_l1
     from fl1_core.tiny import build_tiny_future_l1
 
     model, processor = build_tiny_future_l1(seed=0)
     with_head = FutureL1Model(model.base, model.latent_config.replace(projection_head=True, head_dim=32))
-    save_future_l1(with_head, processor, tmp_path / "ckpt")
+    save_model(with_head, processor, tmp_path / "ckpt")
     assert load_future_l1(tmp_path / "ckpt", device=None)[0].latent_head is not None
     (tmp_path / "ckpt" / "latent_head.pt").unlink()
     with pytest.raises(FileNotFoundError, match="latent_head.pt.*projection_head"):

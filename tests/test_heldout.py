@@ -95,10 +95,10 @@ def test_rejects_bad_input(small_world, tiny):
 
 
 def test_run_heldout_writes_results(small_world, tiny, tmp_path):
-    from fl1_core.model import save_future_l1
+    from fl1_core.checkpoints import save_model
 
     model, processor = tiny
-    save_future_l1(model, processor, tmp_path / "ckpt")
+    save_model(model, processor, tmp_path / "ckpt")
     out = tmp_path / "heldout.json"
     res = run_heldout_mcq({"sft": tmp_path / "ckpt", "SFT (init)/x": tmp_path / "ckpt"},
                           small_world / "heldout_mcq.jsonl", out, max_new_tokens=8, progress=False)

@@ -42,14 +42,14 @@ def _real_bytes(model) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def tiny_with_head(tmp_path_factory):
     """The tiny model with the latent projection head, saved (its config says so)."""
-    from fl1_core.model import save_future_l1
+    from fl1_core.checkpoints import save_model
     from fl1_core.tiny import build_tiny_future_l1
 
     model, processor = build_tiny_future_l1(seed=0)
     model, processor = build_tiny_future_l1(seed=0, latent_config=model.latent_config.replace(projection_head=True,
                                                                                               head_dim=48))
     path = tmp_path_factory.mktemp("tiny_head") / "ckpt"
-    save_future_l1(model, processor, path)
+    save_model(model, processor, path)
     return path
 
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from fl1_core.adapters import adapter_base_path, apply_lora, save_trained
-from fl1_core.model import load_future_l1, save_future_l1
-from fl1_core.model_files import folder_fingerprint, stated_dtype
+from fl1_core.adapters import apply_lora
+from fl1_core.checkpoints import adapter_base_path, folder_fingerprint, save_model, stated_dtype
+from fl1_core.model import load_future_l1
 from fl1_core.runs import atomic_directory
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -38,7 +38,7 @@ def _train_a_little(model, seed: int):
 
 def _save(model, processor, path):
     with atomic_directory(path) as tmp:  # as the trainers write final/
-        save_trained(model, processor, tmp)
+        save_model(model, processor, tmp)
 
 
 def _safetensors_dtypes(folder) -> set[str]:
@@ -90,7 +90,7 @@ def test_a_base_kept_elsewhere_is_found_by_name_and_fingerprint(saved_tiny, tmp_
 
     other, other_proc = build_tiny_future_l1(seed=1)
     shutil.rmtree(tmp_path / "models" / "qwen")
-    save_future_l1(other, other_proc, tmp_path / "models" / "qwen")
+    save_model(other, other_proc, tmp_path / "models" / "qwen")
     assert folder_fingerprint(tmp_path / "models" / "qwen") != folder_fingerprint(saved_tiny)
     with pytest.raises(FileNotFoundError, match="fingerprint differs"):
         adapter_base_path(adapter)
@@ -119,13 +119,13 @@ def test_fsdp_final_writes_the_gathered_fp32_state_in_the_configs_dtype(saved_ti
     """The FSDP branch of SFT's final save gets the gathered state (fp32 master weights) from the accelerator."""
     from accelerate.utils import DistributedType
 
-    from fl1_core.sft.checkpoints import _save_final
+    from fl1_core.sft import save_final_model
 
     model, processor = load_future_l1(saved_tiny, dtype=torch.bfloat16, device=None)
     gathered = {k: v.float() + 1e-3 for k, v in model.state_dict().items()}  # fp32, moved off the bf16 grid
     fsdp = SimpleNamespace(distributed_type=DistributedType.FSDP, is_main_process=True, unwrap_model=lambda m: m,
                            get_state_dict=lambda m: gathered, wait_for_everyone=lambda: None)
-    _save_final(fsdp, model, processor, tmp_path / "final", DistributedType)
+    save_final_model(fsdp, model, processor, tmp_path / "final")
     assert _safetensors_dtypes(tmp_path / "final") == {"BF16"}
     assert json.loads((tmp_path / "final" / "config.json").read_text())["dtype"] == "bfloat16"
     reloaded, _ = load_future_l1(tmp_path / "final", device=None)

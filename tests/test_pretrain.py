@@ -1,13 +1,17 @@
-"""World pretraining: perception targets, curricula, recipe, the resumable loop and the base's held-out measures."""
+"""World pretraining: perception targets, curricula, recipe, the resumable loop (past a damaged checkpoint or a full
+disk) and the base's held-out measures."""
 
 from __future__ import annotations
 
+import errno
 import json
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
+from fl1_core.checkpoints import DamagedCheckpointWarning, DiskFullError, ResumeMismatchError, checkpoint_dirs
 from fl1_core.data.world import WorldConfig
 from fl1_core.data.world.physics import Body, Scene, simulate
 from fl1_core.pretrain import PretrainRecipe, TaskSampler, cell_targets, pretrain_world_base, wilson_interval
@@ -118,21 +122,56 @@ def test_wilson_interval():
     assert wilson_interval(0, 10)[0] == 0.0
 
 
-def test_pretraining_resumes_bit_identically(tmp_path):
-    recipe = PretrainRecipe(steps=4, **TINY)
-    straight = pretrain_world_base(recipe, tmp_path / "a", progress=False)
-    pretrain_world_base(recipe, tmp_path / "b", max_steps=2, progress=False)
-    resumed = pretrain_world_base(recipe, tmp_path / "b", progress=False)
-    la, lb = read_jsonl(tmp_path / "a" / "log.jsonl"), read_jsonl(tmp_path / "b" / "log.jsonl")
-    assert [r["loss"] for r in la] == [r["loss"] for r in lb] and len(la) == 4
-    from safetensors.torch import load_file
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """An uninterrupted 4-step pretraining run with a checkpoint after every step (the newest two kept)."""
+    recipe = PretrainRecipe(steps=4, **{**TINY, "save_every": 1})
+    out = tmp_path_factory.mktemp("straight")
+    return recipe, pretrain_world_base(recipe, out, progress=False)
 
+
+def _assert_same_as(straight, resumed):
+    la, lb = read_jsonl(straight.parent / "log.jsonl"), read_jsonl(resumed.parent / "log.jsonl")
+    assert [r["loss"] for r in la] == [r["loss"] for r in lb] and len(la) == 4
     wa, wb = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_damaged_newest_checkpoint_is_set_aside_and_pretraining_resumes_from_the_older_one(straight_run, tmp_path):
+    recipe, straight = straight_run
+    assert [p.name for p in checkpoint_dirs(straight.parent)] == ["step-00000003", "step-00000004"]
+    pretrain_world_base(recipe, tmp_path, max_steps=2, progress=False)  # stopped after two checkpoints
+    weights = tmp_path / "checkpoints" / "step-00000002" / "model.pt"
+    weights.write_bytes(weights.read_bytes()[:-1000])
+    with pytest.warns(DamagedCheckpointWarning, match=r"step-00000002/model\.pt: \d+ bytes"):
+        resumed = pretrain_world_base(recipe, tmp_path, progress=False)
+    assert (tmp_path / "checkpoints" / "step-00000002.damaged").is_dir()
+    _assert_same_as(straight, resumed)
     config = json.loads((straight / "config.json").read_text())
     assert set(config["world_base"]) == {"world_generator", "tokenizer_sha256"}
-    with pytest.raises(ValueError, match="another recipe"):
-        pretrain_world_base(recipe.replace(learning_rate=0.5), tmp_path / "b", progress=False)
+    with pytest.raises(ResumeMismatchError, match="config.learning_rate"):
+        pretrain_world_base(recipe.replace(learning_rate=0.5), tmp_path, progress=False)
+
+
+def test_a_full_disk_while_pretraining_says_so_and_leaves_no_half_checkpoint(straight_run, tmp_path, monkeypatch):
+    recipe, straight = straight_run
+    real = torch.save
+
+    def no_space(obj, f, *args, **kwargs):
+        if ".step-00000002.tmp-" in str(f):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", no_space)
+    with pytest.raises(DiskFullError) as info:
+        pretrain_world_base(recipe, tmp_path, progress=False)
+    msg = str(info.value)
+    root = tmp_path / "checkpoints"
+    assert "the disk is full" in msg and str(root) in msg and f"{root / 'step-00000001'} (step 1)" in msg
+    assert "re-run the same command" in msg and " bytes)" in msg
+    assert sorted(p.name for p in root.iterdir()) == ["step-00000001"]
+    monkeypatch.setattr(torch, "save", real)
+    _assert_same_as(straight, pretrain_world_base(recipe, tmp_path, progress=False))
 
 
 # ---------------------------------------------------------------------------------------------- the shipped base
@@ -229,8 +268,6 @@ def test_a_base_of_another_tokenizer_or_world_version_is_refused(shipped_card, t
 
 
 def test_a_second_phase_starts_from_the_given_checkpoint(shipped_card):
-    from safetensors.torch import load_file
-
     from fl1_core.pretrain.shipped import WORLD_BASE_DIR
     from fl1_core.pretrain.train import build_base
 

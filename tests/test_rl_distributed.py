@@ -28,13 +28,13 @@ COMPARED = ("reward/acc_all", "reward/overall", "loss/total", "loss/policy", "po
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     from fl1_core.data.world import WorldConfig, generate_world
-    from fl1_core.model import save_future_l1
+    from fl1_core.checkpoints import save_model
     from fl1_core.tiny import build_tiny_future_l1
 
     root = tmp_path_factory.mktemp("dist")
     generate_world(root / "world", seed=0, config=WorldConfig.small(rl_size=8))
     model, processor = build_tiny_future_l1(seed=0)
-    save_future_l1(model, processor, root / "model")
+    save_model(model, processor, root / "model")
     return root
 
 

@@ -1,17 +1,22 @@
-"""The LA-DAPO trainer (docs/PAPER.md#la-dapo): replay, loss masks, dynamic sampling with refill, judge faults, resume, updates."""
+"""The LA-DAPO trainer (docs/PAPER.md#la-dapo): replay, loss masks, dynamic sampling with refill, judge faults,
+resume past a damaged checkpoint, a full disk while saving, updates."""
 
 from __future__ import annotations
 
 import copy
-import math
 import dataclasses
+import errno
+import math
+import shutil
 from types import SimpleNamespace
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
+from fl1_core.checkpoints import DamagedCheckpointWarning, DiskFullError, ResumeMismatchError
 from fl1_core.evaluation import FaultConfig, JudgeConfig, start_judge_server
-from fl1_core.rl import RLConfig, RLTrainer, StopTraining, dynamic_sampling_rounds, rule_correct, score_accuracy
+from fl1_core.rl import RLConfig, RLTrainer, dynamic_sampling_rounds, rule_correct, score_accuracy
 from fl1_core.rl.rollout import Response, score_groups
 
 from fl1_core.rl.trainer import TIMING_KEYS as TIME_KEYS
@@ -235,39 +240,66 @@ def test_micro_batches_add_up_to_the_full_batch(tiny, world, tmp_path, agg, grou
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
 
 
-# ---------------------------------------------------------------------------------------------- kill and resume
-def _run(tiny, world, out, cfg, callbacks=()):
-    return RLTrainer(fresh_model(tiny), tiny[1], world, cfg, out, callbacks=callbacks).train()
+# ---------------------------------------------------------------------------------------------- checkpoints
+def _run(tiny, world, out, cfg):
+    return RLTrainer(fresh_model(tiny), tiny[1], world, cfg, out).train()
 
 
 @pytest.mark.timeout(600)
-def test_kill_and_resume_gives_identical_metrics(tiny, world, tmp_path, token_reward):
-    cfg = small_config(total_steps=3, save_every=2, mini_batches=2, max_new_tokens=10, max_rounds=2,
-                       group_size=2, prompts_per_step=2)
+def test_a_damaged_newest_checkpoint_is_set_aside_and_rl_resumes_from_the_older_one(tiny, world, tmp_path,
+                                                                                     token_reward):
+    """A copy of the uninterrupted run cut back to its checkpoints of steps 1 and 2 (as if stopped during step 3,
+    whose metrics row is written), with step 2's weights truncated: the re-run warns naming the file, resumes from
+    step 1 and ends with the uninterrupted run's metrics and weights (refill rounds and mini-batches included)."""
+    cfg = small_config(total_steps=3, save_every=1, keep_checkpoints=3, mini_batches=2, max_new_tokens=10,
+                       max_rounds=2, group_size=2, prompts_per_step=2)
     ref = _run(tiny, world, tmp_path / "ref", cfg)
-
-    def kill(trainer, step, row):
-        if step == 3:  # metrics of step 3 are written, its checkpoint is not
-            raise StopTraining
-
-    with pytest.raises(StopTraining):
-        _run(tiny, world, tmp_path / "run", cfg, callbacks=[kill])
-    from fl1_core.runs import read_jsonl
-
-    assert len(read_jsonl(tmp_path / "run" / "metrics.jsonl")) == 3
-    resumed = _run(tiny, world, tmp_path / "run", cfg)
-    assert resumed.resumed_from == 2 and len(resumed.metrics) == 3
+    run = tmp_path / "run"
+    shutil.copytree(ref.out_dir, run)
+    shutil.rmtree(run / "checkpoints" / "step-00000003")
+    shutil.rmtree(run / "final")
+    weights = run / "checkpoints" / "step-00000002" / "model.pt"
+    weights.write_bytes(weights.read_bytes()[:4096])
+    with pytest.warns(DamagedCheckpointWarning, match=r"step-00000002/model\.pt: 4096 bytes"):
+        resumed = _run(tiny, world, run, cfg)
+    assert resumed.resumed_from == 1 and len(resumed.metrics) == 3
     strip = lambda rows: [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in rows]  # noqa: E731
     assert strip(resumed.metrics) == strip(ref.metrics)
     assert ref.metrics[-1]["policy/kl"] > 0 and ref.metrics[-1]["optim/grad_norm"] > 0  # the run actually learns
-    sd_ref = torch.load(ref.out_dir / "checkpoints" / "step-00000003" / "model.pt", weights_only=True)
-    sd_res = torch.load(resumed.out_dir / "checkpoints" / "step-00000003" / "model.pt", weights_only=True)
-    assert all(torch.equal(sd_ref[k], sd_res[k]) for k in sd_ref)
-    manifest = (tmp_path / "run" / "manifest.json").read_text()
+    w_ref, w_res = load_file(ref.final_dir / "model.safetensors"), load_file(resumed.final_dir / "model.safetensors")
+    assert w_ref.keys() == w_res.keys() and all(torch.equal(w_ref[k], w_res[k]) for k in w_ref)
+    assert (run / "checkpoints" / "step-00000002.damaged" / "model.pt").exists()
+    manifest = (run / "manifest.json").read_text()
     assert '"rl_preset": "corrected"' in manifest and '"rl_replay_latents": true' in manifest
     # a changed result-affecting setting is refused
-    with pytest.raises(ValueError, match="learning_rate"):
-        _run(tiny, world, tmp_path / "run", dataclasses.replace(cfg, learning_rate=5e-4, total_steps=4))
+    with pytest.raises(ResumeMismatchError, match="config.learning_rate"):
+        _run(tiny, world, run, dataclasses.replace(cfg, learning_rate=5e-4, total_steps=4))
+
+
+def test_a_full_disk_while_saving_an_rl_checkpoint_says_so_and_leaves_no_half_checkpoint(tiny, world, tmp_path,
+                                                                                          monkeypatch):
+    trainer = make_trainer(tiny, world, tmp_path, keep_checkpoints=1)
+    trainer.step, trainer.cursor = 1, 2
+    trainer.save_checkpoint()
+    real = torch.save
+
+    def no_space(obj, f, *args, **kwargs):
+        if ".step-00000002.tmp-" in str(f):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", no_space)
+    trainer.step = 2
+    with pytest.raises(DiskFullError) as info:
+        trainer.save_checkpoint()
+    msg = str(info.value)
+    root = tmp_path / "checkpoints"
+    assert "the disk is full" in msg and str(root) in msg and f"{root / 'step-00000001'} (step 1)" in msg
+    assert "re-run the same command" in msg and " bytes)" in msg
+    assert sorted(p.name for p in root.iterdir()) == ["step-00000001"]  # kept although keep_checkpoints=1
+    monkeypatch.setattr(torch, "save", real)
+    again = make_trainer(tiny, world, tmp_path, keep_checkpoints=1)
+    assert again.maybe_resume() == 1 and again.cursor == 2
 
 
 def test_gradient_checkpointing_in_replay_gives_the_same_update(tiny, world, tmp_path, token_reward):

@@ -1,9 +1,11 @@
-"""The SFT loop: learning, kill-and-resume equality, refused resumes, NaN stop, atomic checkpoints, rejects, text mode,
-frozen vision, stage 0 and the final checkpoint's decoding. Tiny model + ``WorldConfig.small()`` (24 SFT records)."""
+"""The SFT loop: learning, resume past a damaged checkpoint with equal weights, refused resumes, NaN stop, a full disk
+while saving, rejects, text mode, frozen vision, stage 0 and the final checkpoint's decoding. Tiny model + ``WorldConfig.small()`` (24 SFT records)."""
 
 from __future__ import annotations
 
+import errno
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -11,20 +13,18 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fl1_core.data.formats import load_rl_records, load_sft_records
-from fl1_core.model import load_future_l1, save_future_l1
-from fl1_core.sft import (
+from fl1_core.checkpoints import (
     STATE_FILE,
-    TIMING_KEYS,
-    NonFiniteLossError,
+    DamagedCheckpointWarning,
+    DiskFullError,
     ResumeMismatchError,
-    SFTConfig,
     checkpoint_dirs,
-    format_report,
     latest_checkpoint,
-    run_sft,
-    train_sft,
 )
+from fl1_core.checkpoints import save_model
+from fl1_core.data.formats import load_rl_records, load_sft_records
+from fl1_core.model import load_future_l1
+from fl1_core.sft import TIMING_KEYS, NonFiniteLossError, SFTConfig, format_report, run_sft, train_sft
 from fl1_core.tiny import build_tiny_future_l1
 
 # 6 optimizer steps of 2 micro-batches × 2 examples; checkpoints at steps 2, 4, 6
@@ -104,21 +104,28 @@ def test_loss_decreases_and_metrics(reference_run):
     assert {"model.safetensors", "optimizer.bin", "custom_checkpoint_0.pkl", "random_states_0.pkl", STATE_FILE,
             "sft_config.json"} <= names
     state = json.loads((ckpt / STATE_FILE).read_text())
-    assert state["step"] == 6 and state["run"]["config"]["learning_rate"] == CFG.learning_rate
+    assert state["step"] == 6 and state["identity"]["config"]["learning_rate"] == CFG.learning_rate
+    assert state["files"]["model.safetensors"]["size"] == (ckpt / "model.safetensors").stat().st_size
 
 
-def test_kill_and_resume_is_bit_identical(records, reference_run, tmp_path):
+def test_a_damaged_newest_checkpoint_is_set_aside_and_the_run_resumes_from_the_older_one(records, reference_run,
+                                                                                           tmp_path):
+    """Stopped after two checkpoints, the newest one's weights truncated (a bad copy): the re-run warns naming the
+    file, sets the checkpoint aside, resumes from the older one and ends with the uninterrupted run's weights."""
     ref_out, _ = reference_run
     model, proc = build_tiny_future_l1(seed=0)
-    hook = _forward_counter(model, 7, lambda: (_ for _ in ()).throw(Killed()))  # step 4, first micro-batch
+    hook = _forward_counter(model, 9, lambda: (_ for _ in ()).throw(Killed()))  # step 5, first micro-batch
     with pytest.raises(Killed):
         train_sft(model, proc, records, CFG, tmp_path, mode="latent")
     hook.remove()
-    assert latest_checkpoint(tmp_path).name == "step-00000002"
-    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3  # step 3 logged, not checkpointed
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step-00000002", "step-00000004"]
+    weights = tmp_path / "checkpoints" / "step-00000004" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     model2, proc2 = build_tiny_future_l1(seed=0)  # a fresh process would rebuild the initial model
-    result = train_sft(model2, proc2, records, CFG, tmp_path, mode="latent")
+    with pytest.warns(DamagedCheckpointWarning, match=r"step-00000004/model\.safetensors: \d+ bytes"):
+        result = train_sft(model2, proc2, records, CFG, tmp_path, mode="latent")
     assert result.resumed_from_step == 2
+    assert (tmp_path / "checkpoints" / "step-00000004.damaged" / "model.safetensors").exists()
     _assert_same_run(ref_out, tmp_path)
 
 
@@ -131,7 +138,7 @@ def test_changed_config_is_refused_harmless_allowed(records, reference_run, tmp_
         train_sft(model, proc, records, CFG.replace(learning_rate=1e-3), out, mode="latent")
     with pytest.raises(ResumeMismatchError, match="mode"):
         train_sft(model, proc, records, CFG, out, mode="text")
-    with pytest.raises(ResumeMismatchError, match="data_hash"):
+    with pytest.raises(ResumeMismatchError, match="data_fingerprint"):
         train_sft(model, proc, records[:-1] + records[:1], CFG, out, mode="latent")
     result = train_sft(model, proc, records, CFG.replace(log_every=3, save_every=3), out, mode="latent")
     assert result.resumed_from_step == 6
@@ -169,24 +176,28 @@ def test_nan_loss_stops_before_backward_with_last_checkpoint_intact(records, tmp
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
 
 
-def test_interrupted_checkpoint_write_is_never_loaded(records, reference_run, tmp_path, monkeypatch):
-    import fl1_core.sft.checkpoints as sft  # where checkpoints are written
-
+def test_a_full_disk_while_saving_says_so_and_leaves_no_half_checkpoint(records, reference_run, tmp_path,
+                                                                         monkeypatch):
     ref_out, _ = reference_run
-    real = sft.atomic_write_json
+    real = torch.save
 
-    def failing(path, obj, *a, **k):  # "disk full" while writing the step-4 checkpoint
-        if Path(path).name == STATE_FILE and obj["step"] == 4:
-            raise OSError(28, "No space left on device")
-        return real(path, obj, *a, **k)
+    def no_space(obj, f, *args, **kwargs):  # the step-4 checkpoint hits a full disk
+        if ".step-00000004.tmp-" in str(f):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, f, *args, **kwargs)
 
-    monkeypatch.setattr(sft, "atomic_write_json", failing)
+    monkeypatch.setattr(torch, "save", no_space)
     model, proc = build_tiny_future_l1(seed=0)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(DiskFullError) as info:
         train_sft(model, proc, records, CFG, tmp_path, mode="latent")
+    msg = str(info.value)
     ckpt_root = tmp_path / "checkpoints"
+    assert "the disk is full" in msg and str(ckpt_root) in msg and "re-run the same command" in msg
+    assert f"last intact checkpoint is {ckpt_root / 'step-00000002'}" in msg
+    needed = int(re.search(r"\(([\d,]+) bytes\)", msg).group(1).replace(",", ""))
+    assert needed > (ckpt_root / "step-00000002" / "model.safetensors").stat().st_size  # weights + optimizer state
     assert sorted(p.name for p in ckpt_root.iterdir()) == ["step-00000002"]  # no half-written step-4, no temp dir
-    monkeypatch.setattr(sft, "atomic_write_json", real)
+    monkeypatch.setattr(torch, "save", real)
     model2, proc2 = build_tiny_future_l1(seed=0)
     assert train_sft(model2, proc2, records, CFG, tmp_path, mode="latent").resumed_from_step == 2
     _assert_same_run(ref_out, tmp_path)
@@ -202,7 +213,7 @@ def test_corrupt_records_go_to_rejects(world, tmp_path):
     data.write_text(json.dumps(rows))
     base = tmp_path / "base"
     model, proc = build_tiny_future_l1(seed=0)
-    save_future_l1(model, proc, base)
+    save_model(model, proc, base)
     cfg = CFG.replace(max_steps=1, gradient_accumulation_steps=1)
     result = run_sft(base, data, tmp_path / "out", cfg, mode="latent")
     rejects = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]

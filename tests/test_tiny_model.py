@@ -9,7 +9,8 @@ from transformers import Qwen3VLForConditionalGeneration, Qwen3VLProcessor
 
 from fl1_core import tokens as T
 from fl1_core.data.collator import PromptExample, QuestionVideo, build_prompt_inputs
-from fl1_core.model import FutureL1Model, load_future_l1, save_future_l1
+from fl1_core.checkpoints import save_model
+from fl1_core.model import FutureL1Model, load_future_l1
 from fl1_core.tiny import build_tokenizer, default_corpus
 
 from conftest import random_image
@@ -84,7 +85,7 @@ def test_forward_and_generate_with_images(tiny, rng):
 
 def test_save_load_round_trip_gives_identical_logits(tiny, rng, tmp_path):
     model, processor = tiny
-    save_future_l1(model, processor, tmp_path / "ckpt")
+    save_model(model, processor, tmp_path / "ckpt")
     loaded, loaded_proc = load_future_l1(tmp_path / "ckpt")
     assert isinstance(loaded, FutureL1Model)
     assert loaded.latent_config == model.latent_config
@@ -114,7 +115,7 @@ def test_latent_config_travels_under_one_key_and_decoding_reads_it(tiny, tmp_pat
     model, processor = tiny
     trained = FutureL1Model(model.base, model.latent_config.replace(budget_mode="fixed", max_latent_token=3,
                                                                     force_initial_latent=True))
-    save_future_l1(trained, processor, tmp_path / "ck")
+    save_model(trained, processor, tmp_path / "ck")
     config = json.loads((tmp_path / "ck" / "config.json").read_text())
     assert config[CONFIG_KEY]["max_latent_token"] == 3
     assert not [k for k in config if "latent" in k.lower() and k != CONFIG_KEY], "latent settings outside the key"

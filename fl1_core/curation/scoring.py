@@ -12,6 +12,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ..checkpoints import model_fingerprint
 from ..data.collator import PromptExample
 from ..data.examples import hinted_prompt, text_only_prompt
 from ..data.formats import SFTRecord, write_rejects
@@ -19,23 +20,15 @@ from ..runs import append_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)
 
-from ..checkpointing import model_fingerprint
 from .config import CurationConfig, GainScore
 from .probes import _likelihood_pass, _rollout_pass, is_mcq
 
 
 # ------------------------------------------------------------------------------------------------------ fingerprints
-def _model_fingerprint(model: Any) -> str:
-    """The weights' identity (:func:`fl1_core.checkpointing.model_fingerprint`); "unknown" for an object without
-    parameters (a stand-in model in tests)."""
-    if not hasattr(model, "named_parameters"):
-        return "unknown"
-    return model_fingerprint(model)
-
-
 def scoring_fingerprint(config: CurationConfig, model: Any) -> str:
-    """sha256[:16] of the scoring settings and the model fingerprint; stored in every score row."""
-    blob = json.dumps({"settings": config.scoring_settings(), "model": _model_fingerprint(model)}, sort_keys=True)
+    """sha256[:16] of the scoring settings and the model's weights (:func:`fl1_core.checkpoints.model_fingerprint`);
+    stored in every score row."""
+    blob = json.dumps({"settings": config.scoring_settings(), "model": model_fingerprint(model)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

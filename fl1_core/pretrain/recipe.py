@@ -70,6 +70,7 @@ class PretrainRecipe(ConfigBase):
     vision_heads: int = 4
     # bookkeeping
     save_every: int = 250
+    keep_checkpoints: int = 2  # newest checkpoints kept (>= 1); older ones go only once a newer one is complete
     eval_every: int = 500
     log_every: int = 10
 
@@ -85,8 +86,9 @@ class PretrainRecipe(ConfigBase):
             raise ValueError(f"PretrainRecipe.lookup_ways: unknown way(s) {odd}; known: {list(WAYS)}")
         if any(v < 0 for v in self.tasks.values()) or sum(self.tasks.values()) <= 0:
             raise ValueError(f"PretrainRecipe.tasks: shares must be >= 0 with a positive sum, got {self.tasks}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"PretrainRecipe: steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        if self.steps < 1 or self.batch_size < 1 or self.keep_checkpoints < 1:
+            raise ValueError("PretrainRecipe: steps, batch_size and keep_checkpoints must be >= 1, got "
+                             f"{self.steps}, {self.batch_size}, {self.keep_checkpoints}")
         for name in ("frame_share", "scheduled_sampling_p", "scheduled_sampling_ramp"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"PretrainRecipe.{name} must be in [0, 1], got {getattr(self, name)}")
@@ -132,6 +134,6 @@ class PretrainRecipe(ConfigBase):
     def result_affecting(self) -> dict[str, Any]:
         """The settings that change the weights (bookkeeping intervals left out): compared on resume."""
         d = self.to_dict()
-        for k in ("save_every", "eval_every", "log_every"):
+        for k in ("save_every", "keep_checkpoints", "eval_every", "log_every"):
             d.pop(k)
         return d

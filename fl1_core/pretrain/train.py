@@ -8,7 +8,8 @@ procedural stream of :mod:`fl1_core.pretrain.tasks`, with the auxiliary cell hea
 
 One step = one task drawn by the recipe's shares, ``batch_size`` examples of it. Data is a pure function of
 (seed, step), the model is built from the seed, and there is no dropout, so a CPU run is deterministic and a resumed
-run continues bit-identically from its last checkpoint (``<out>/checkpoint``: weights, cell head, optimizer, step).
+run continues bit-identically from its last intact checkpoint (``<out>/checkpoints/step-XXXXXXXX``: weights, cell head,
+optimizer; the newest ``keep_checkpoints`` are kept, :mod:`fl1_core.checkpoints`).
 
 Writes ``<out>/log.jsonl`` (one row per step: task, loss, ce, cell, lr, seconds), ``<out>/eval.jsonl`` (held-out
 measures every ``eval_every`` steps, with the CPU minutes spent training so far) and ``<out>/final`` (a Future-L1
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..checkpoints import model_fingerprint, resume_from, run_identity, save_checkpoint, save_model
 from ..data.collator import SFTCollator
 from ..runs import append_jsonl, atomic_directory, atomic_write_json, read_jsonl, write_jsonl
 from .perception import CellHead, VisionTap, cell_channels, cell_loss
@@ -36,14 +38,9 @@ from .tasks import LATENT_TASKS, TASKS, TaskSampler
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "state.pt"
 SYSTEM_OF_TASK = {"scene": "none", "motion": "none", "change": "none", "lookup": "none",
                   "qa": "interleaved", "video": "interleaved", "layout": "none", "latent_layout": "none",
                   "chain": "interleaved"}
-
-
-class RecipeMismatchError(ValueError):
-    """A run folder holds a checkpoint of another recipe."""
 
 
 def build_base(recipe: PretrainRecipe):
@@ -77,27 +74,23 @@ def _optimizer(params: list[torch.nn.Parameter], recipe: PretrainRecipe) -> torc
     return torch.optim.AdamW(groups, lr=recipe.learning_rate, betas=(0.9, 0.95), eps=1e-8)
 
 
-def _save_state(out: Path, step: int, model, head, opt, recipe: PretrainRecipe, cpu_s: float) -> None:
-    with atomic_directory(out / "checkpoint") as tmp:
-        torch.save({"step": step, "model": model.state_dict(), "head": head.state_dict(),
-                    "optimizer": opt.state_dict(), "recipe": recipe.result_affecting(), "cpu_s": cpu_s},
-                   tmp / STATE_FILE)
+def _save_state(out: Path, step: int, model, head, opt, recipe: PretrainRecipe, identity: dict,
+                cpu_s: float) -> None:
+    save_checkpoint(out, step, identity=identity, progress={"cpu_s": cpu_s}, keep=recipe.keep_checkpoints,
+                    tensors={"model.pt": model.state_dict(), "head.pt": head.state_dict(),
+                             "optimizer.pt": opt.state_dict()})
 
 
-def _load_state(out: Path, model, head, opt, recipe: PretrainRecipe) -> tuple[int, float]:
-    path = out / "checkpoint" / STATE_FILE
-    if not path.exists():
+def _load_state(out: Path, model, head, opt, identity: dict) -> tuple[int, float]:
+    """(step, CPU seconds) of the newest intact checkpoint, loaded into model, head and optimizer; (0, 0) if none."""
+    ckpt = resume_from(out, identity)
+    if ckpt is None:
         return 0, 0.0
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state["recipe"] != recipe.result_affecting():
-        diff = {k: (state["recipe"].get(k), v) for k, v in recipe.result_affecting().items() if state["recipe"].get(k) != v}
-        raise RecipeMismatchError(f"{out} holds a checkpoint of another recipe (saved vs now: {diff}); "
-                                  "use a new output folder or the same recipe")
-    model.load_state_dict(state["model"])
-    head.load_state_dict(state["head"])
-    opt.load_state_dict(state["optimizer"])
-    logger.info("resuming %s at step %d", out, state["step"])
-    return int(state["step"]), float(state["cpu_s"])
+    model.load_state_dict(ckpt.load("model.pt"))
+    head.load_state_dict(ckpt.load("head.pt"))
+    opt.load_state_dict(ckpt.load("optimizer.pt", weights_only=False))  # its lr may be a numpy float
+    logger.info("resuming %s at step %d", out, ckpt.step)
+    return ckpt.step, float(ckpt.progress["cpu_s"])
 
 
 def _truncate_logs(out: Path, step: int) -> None:
@@ -163,7 +156,6 @@ def train_phase(
     rows; None skips the MCQ measure). ``max_steps`` stops early (for tests and the reproducibility check) without
     writing ``final``.
     """
-    from ..model import save_future_l1
     from .evaluate import heldout_mcq_by_group, lookup_accuracy, read_heldout, scene_accuracy
 
     out = Path(out_dir)
@@ -172,7 +164,8 @@ def train_phase(
     model, processor, head = build_base(recipe)
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
     opt = _optimizer(params, recipe)
-    start, cpu_s = _load_state(out, model, head, opt, recipe)
+    identity = run_identity("pretrain", recipe.result_affecting(), model_fingerprint=model_fingerprint(model))
+    start, cpu_s = _load_state(out, model, head, opt, identity)
     _truncate_logs(out, start)
     sampler = TaskSampler(recipe.seed, qa_variants=recipe.qa_variants, mcq_fraction=recipe.mcq_fraction,
                           lookup_ways=recipe.lookup_ways, frame_questions=recipe.frame_questions,
@@ -221,7 +214,7 @@ def train_phase(
             bar.update(1)
             done = step + 1
             if done % recipe.save_every == 0 or done == end:
-                _save_state(out, done, model, head, opt, recipe, cpu_s)
+                _save_state(out, done, model, head, opt, recipe, identity, cpu_s)
             if recipe.eval_every and (done % recipe.eval_every == 0 or done == recipe.steps):
                 evaluate(done)
     finally:
@@ -234,5 +227,5 @@ def train_phase(
     setattr(model.base.config, META_KEY, base_metadata(processor.tokenizer))
     final = out / "final"
     with atomic_directory(final) as tmp:
-        save_future_l1(model.eval(), processor, tmp)
+        save_model(model.eval(), processor, tmp)
     return final

@@ -30,9 +30,10 @@ Prompts: question frames are capped at ``question_max_pixels``; records whose pr
 (:func:`fl1_core.data.prompt_caps.filter_rl_prompts`); processed prompts are cached per process in at most
 ``prompt_cache_bytes`` (:class:`fl1_core.rl.prompt_cache.PromptCache`).
 
-Checkpoints (``out_dir/checkpoints/step-XXXXXXXX``, written atomically every ``save_every`` steps and at the end)
-hold the model and optimiser state, RNG states, the data cursor and the resolved config. A resume loads the newest
-one, refuses a changed result-affecting config, truncates ``metrics.jsonl`` to the checkpoint step and continues;
+Checkpoints (``out_dir/checkpoints/step-XXXXXXXX``, written every ``save_every`` steps and at the end:
+:mod:`fl1_core.rl.trainer_state`) hold the model and optimiser state, RNG states, the data cursor and the run's
+identity. A resume loads the newest intact one, refuses a changed result-affecting config, truncates
+``metrics.jsonl`` to the checkpoint step and continues;
 every random draw is a function of (seed, step, round, rank), so a killed and resumed CPU run logs the same metrics
 as an uninterrupted one.
 """
@@ -49,7 +50,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from fl1_core.adapters import has_lora, merge_lora, save_trained
+from fl1_core.adapters import has_lora, merge_lora
+from fl1_core.checkpoints import model_fingerprint, save_model
 from fl1_core.data.formats import RLRecord
 from fl1_core.data.prompt_caps import filter_rl_prompts
 from fl1_core.data.records import write_rejects
@@ -71,13 +73,12 @@ from fl1_core.rl.rollout import (
 )
 from fl1_core.rl.sharded import RolloutWeights, gathered_copy, sharded_reference
 from fl1_core.sharding import skeleton
-from fl1_core.rl.checkpoints import CKPT_DIR, METRICS_FILE, STATE_FILE, Checkpointing  # noqa: F401 (re-exported)
+from fl1_core.rl.trainer_state import METRICS_FILE, TrainerState
 from fl1_core.rl.update import (  # noqa: F401  (re-exported: the names this module had)
     PolicyUpdate,
     RLResult,
     StopTraining,
     TrainBatch,
-    _fingerprint,
     _mix_seed,
     _reference_copy,
 )
@@ -99,7 +100,7 @@ PROMPT_REJECTS_FILE = "prompt_rejects.jsonl"  # prompts longer than RLConfig.max
 
 
 # ------------------------------------------------------------------------------------------------------ trainer
-class RLTrainer(PolicyUpdate, Checkpointing):
+class RLTrainer(PolicyUpdate, TrainerState):
     """LA-DAPO / DAPO / GRPO trainer for a :class:`~fl1_core.model.FutureL1Model` (see the module docstring).
 
     ``model`` must be the *initial* model (the SFT checkpoint) also when resuming: the frozen reference is copied
@@ -170,7 +171,7 @@ class RLTrainer(PolicyUpdate, Checkpointing):
         self.eos_id = int(tok.convert_tokens_to_ids("<|im_end|>"))
         if has_lora(model) and not self.cfg.lora:
             merge_lora(model)  # full fine-tuning of an adapter checkpoint: fold its adapters in first
-        self.init_fingerprint = _fingerprint(model)
+        self.init_fingerprint = model_fingerprint(model)
         model.freeze_vision(self.cfg.freeze_vision)
         if self.cfg.lora and self.dist.sharded:
             raise ValueError("RL under FSDP trains the full model; train LoRA adapters under DDP "
@@ -376,7 +377,7 @@ class RLTrainer(PolicyUpdate, Checkpointing):
                    else self.model)
         if self.dist.main:
             with atomic_directory(final) as tmp:
-                save_trained(trained, self.processor, tmp, merge=self.cfg.lora_merge)
+                save_model(trained, self.processor, tmp, merge=self.cfg.lora_merge)
         self.dist.barrier()
         metrics = read_jsonl(self.out_dir / METRICS_FILE)
         return RLResult(out_dir=self.out_dir, steps=self.step, metrics=metrics, final_dir=final,

@@ -59,13 +59,6 @@ def _mix_seed(*parts: int) -> int:
     return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
 
 
-def _fingerprint(model: torch.nn.Module) -> str:
-    """The initial model's identity on resume (:func:`fl1_core.checkpointing.model_fingerprint`)."""
-    from fl1_core.checkpointing import model_fingerprint
-
-    return model_fingerprint(model)
-
-
 def _reference_copy(model: torch.nn.Module, ref_dtype: str) -> torch.nn.Module:
     """The frozen reference π_ref: one copy per process, in bf16 on a bf16 GPU (``"auto"``) or when asked."""
     ref = copy.deepcopy(model).eval()

@@ -172,10 +172,6 @@ class NonFiniteLossError(FloatingPointError):
     """The loss (or gradient norm) became NaN/inf; the run stopped before the optimizer step."""
 
 
-class ResumeMismatchError(ValueError):
-    """A resume was asked with settings that differ from the checkpoint's in a way that would change the result."""
-
-
 @dataclass
 class StepInfo:
     """What a callback sees after every optimizer step (metrics row already written, checkpoint saved if any)."""

@@ -13,19 +13,20 @@ One loop for one CPU process, ``accelerate launch`` (DDP / FSDP / DeepSpeed ZeRO
   linear warmup over ``⌈warmup_ratio · total_steps⌉`` steps (``get_cosine_schedule_with_warmup``), stepped once per
   optimizer step; vision tower + merger frozen by default;
 * metrics every optimizer step to ``<out>/metrics.jsonl``; checkpoints every ``save_every`` steps and at the end in
-  ``<out>/checkpoints/step-XXXXXXXX`` written atomically (:func:`fl1_core.runs.atomic_directory`) with model,
-  optimizer, scheduler, RNG states and the data-order state; the final model in ``<out>/final``
-  (:func:`fl1_core.model.save_future_l1`).
+  ``<out>/checkpoints/step-XXXXXXXX`` (:func:`fl1_core.checkpoints.save_checkpoint`: atomic, file hashes recorded)
+  with model, optimizer, scheduler, RNG states and the data-order state; the final model in ``<out>/final``
+  (:func:`fl1_core.checkpoints.save_model`).
 
-Resume: running the same call again continues from the newest complete checkpoint; ``metrics.jsonl`` is cut back to
+Resume: running the same call again continues from the newest intact checkpoint
+(:func:`fl1_core.checkpoints.resume_from`; a damaged one is set aside with a warning); ``metrics.jsonl`` is cut back to
 that step, so on CPU a killed-and-resumed run ends with bit-identical weights and the same metrics rows as an
-uninterrupted one (apart from the wall-clock fields in :data:`TIMING_KEYS`). A resume whose settings would change
-the result (:func:`result_affecting`) is refused with :class:`ResumeMismatchError`.
+uninterrupted one (apart from the wall-clock fields in :data:`TIMING_KEYS`). A resume whose settings would change the
+result (:func:`result_affecting`, the mode, the data or the initial model) is refused with
+:class:`fl1_core.checkpoints.ResumeMismatchError`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -35,18 +36,21 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoints import (
+    OneProcess, latest_checkpoint, model_fingerprint, resume_from, run_identity, save_checkpoint, save_model,
+    training_state_bytes,
+)
 from ..config import LatentConfig
 from ..data.collator import SFTCollator, SFTExample
-from ..distributed import accelerator_settings
+from ..distributed import ProcessGroup, accelerator_settings
 from ..data.formats import Reject, SFTRecord, load_sft_records, write_rejects
 from ..model import FutureL1Model, load_future_l1
 from ..adapters import LoraSettings, apply_lora, has_lora, merge_lora
 from ..metrics import SFT_METRIC_NAMES, Trackers, grouped
 from ..placement import autocast, enable_activation_checkpointing, scalar, to_device, upcast_trainable
-from ..runs import atomic_write_json, append_jsonl, read_jsonl, write_jsonl
+from ..runs import atomic_directory, atomic_write_json, append_jsonl, read_jsonl, write_jsonl
 
-from .checkpoints import STATE_FILE, _check_resume, _save_checkpoint, _save_final, latest_checkpoint, model_fingerprint
-from .config import Mode, NonFiniteLossError, SFTConfig, SFTResult, StepInfo, data_structure
+from .config import Mode, NonFiniteLossError, SFTConfig, SFTResult, StepInfo, data_structure, result_affecting
 from .data import ExampleSource, _batch_stream, validate_examples
 
 logger = logging.getLogger(__name__)
@@ -73,7 +77,18 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-_to_device = to_device  # the earlier private name
+def save_final_model(accelerator, wrapped, processor, final_dir: Path, merge: bool = False) -> None:
+    """The trained model into ``final_dir`` (:func:`fl1_core.checkpoints.save_model`): under FSDP / ZeRO from the
+    gathered fp32 state, in the dtype the config states; with LoRA an adapter folder, or merged on request."""
+    from accelerate.utils import DistributedType
+
+    unwrapped = accelerator.unwrap_model(wrapped)
+    sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    full = accelerator.get_state_dict(wrapped) if sharded and not has_lora(unwrapped) else None
+    if accelerator.is_main_process:
+        with atomic_directory(final_dir) as tmp:
+            save_model(unwrapped, processor, tmp, state_dict=full, merge=merge)
+    accelerator.wait_for_everyone()
 
 
 def train_sft(
@@ -98,7 +113,7 @@ def train_sft(
     model is also saved to ``<out>/final`` (``load_future_l1`` + ``generate_with_latents`` ready).
     """
     from accelerate import Accelerator
-    from accelerate.utils import DistributedType, broadcast_object_list, set_seed
+    from accelerate.utils import DistributedType, set_seed
     from tqdm.auto import tqdm
     from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
@@ -166,18 +181,11 @@ def train_sft(
             f" × {n_proc} processes = {global_batch}); lower the batch size or add data"
         )
     total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.num_epochs * steps_per_epoch
-    run_info = {
-        "config": cfg.to_dict(),
-        "mode": mode,
-        "num_processes": n_proc,
-        "num_examples": n,
-        "data_hash": source.fingerprint(),
-        "model_fingerprint": fingerprint,
-        "latent_config": model.latent_config.to_dict(),
-        "total_steps": total_steps,
-        "steps_per_epoch": steps_per_epoch,
-        "global_batch": global_batch,
-    }
+    identity = run_identity(
+        "sft", {**result_affecting(cfg), "mode": mode, "latent_config": model.latent_config.to_dict(),
+                "total_steps": total_steps},
+        model_fingerprint=fingerprint, data_fingerprint=source.fingerprint(), world_size=n_proc)
+    processes = ProcessGroup(accelerator) if n_proc > 1 else OneProcess()
 
     # ---- optimizer, schedule, accelerate
     set_seed(cfg.seed)
@@ -194,6 +202,7 @@ def train_sft(
         ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
         if ds_config.get("train_micro_batch_size_per_gpu") in (None, "auto"):
             ds_config["train_micro_batch_size_per_gpu"] = b
+    state_bytes = training_state_bytes(model)  # quoted if the disk fills up while saving
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     # frozen bf16 weights beside fp32 trainable ones need autocast when accelerate adds none (CPU, "no")
@@ -202,20 +211,32 @@ def train_sft(
 
     # ---- resume
     start_step, resumed_from = 0, None
-    ckpt = latest_checkpoint(out_dir)
+    ckpt = resume_from(out_dir, identity, processes)
     metrics_path = out_dir / "metrics.jsonl"
     if ckpt is not None:
-        saved = json.loads((ckpt / STATE_FILE).read_text())
-        _check_resume(saved["run"], run_info, ckpt)
-        accelerator.load_state(str(ckpt))
-        start_step = resumed_from = int(saved["step"])
-        logger.info("resuming from %s (step %d of %d)", ckpt, start_step, total_steps)
+        accelerator.load_state(str(ckpt.path))
+        start_step = resumed_from = ckpt.step
+        logger.info("resuming from %s (step %d of %d)", ckpt.path, start_step, total_steps)
     if main:
         rows = [r for r in read_jsonl(metrics_path) if int(r.get("step", 0)) <= start_step]
         if metrics_path.exists():
             write_jsonl(metrics_path, rows)
-        atomic_write_json(out_dir / "run.json", run_info)
+        atomic_write_json(out_dir / "run.json", {**identity, "num_examples": n, "steps_per_epoch": steps_per_epoch,
+                                                 "global_batch": global_batch})
     accelerator.wait_for_everyone()
+
+    def save(step: int, epoch: int) -> Path:
+        """``accelerator.save_state`` (model, optimizer, scheduler, RNG of every process) + the config."""
+        def write(folder: Path) -> None:
+            accelerator.save_state(str(folder))
+            accelerator.wait_for_everyone()
+            if main:
+                cfg.save(folder / "sft_config.json")
+
+        progress = {"epoch": epoch, "position_in_epoch": (step % steps_per_epoch) * global_batch,
+                    "data_order": "numpy default_rng([seed, epoch]).permutation(num_examples)"}
+        return save_checkpoint(out_dir, step, identity=identity, progress=progress, write=write,
+                               keep=cfg.keep_checkpoints, processes=processes, size_estimate=state_bytes)
 
     # ---- train
     wrapped.train()
@@ -236,7 +257,7 @@ def train_sft(
             for m in range(cfg.gradient_accumulation_steps):
                 batch = next(stream)
                 batch.pop("ids", None)
-                batch = _to_device(batch, accelerator.device)
+                batch = to_device(batch, accelerator.device)
                 if mode == "latent" and cfg.scheduled_sampling_p > 0:
                     seed = ((cfg.seed * 1_000_003 + step) * 64 + m) * 4096 + rank
                     batch.update(own_latent_p=cfg.own_latent_p_at(step, total_steps),
@@ -304,7 +325,7 @@ def train_sft(
                             row["loss/total"], row["loss/ce"], row["loss/latent"], lr, grad_norm)
             saved_ckpt = None
             if (cfg.save_every and (step + 1) % cfg.save_every == 0) or step + 1 == total_steps:
-                saved_ckpt = _save_checkpoint(accelerator, out_dir, step + 1, epoch, run_info, cfg, broadcast_object_list)
+                saved_ckpt = save(step + 1, epoch)
             for cb in callbacks:
                 cb(StepInfo(step + 1, total_steps, row, saved_ckpt))
     finally:
@@ -315,7 +336,7 @@ def train_sft(
     final_dir = out_dir / "final"
     unwrapped = accelerator.unwrap_model(wrapped)
     unwrapped.eval()
-    _save_final(accelerator, wrapped, processor, final_dir, DistributedType, merge=cfg.lora_merge)
+    save_final_model(accelerator, wrapped, processor, final_dir, merge=cfg.lora_merge)
     metrics = read_jsonl(metrics_path) if main else []
     wall = time.perf_counter() - t_start
     if main:

@@ -8,7 +8,7 @@ Modules: ``config`` (WorldConfig), ``physics`` (scene sampling, simulation, even
 
 from .config import GENERATOR_VERSION, WorldConfig
 from .corpus import vocabulary_corpus
-from .generate import generate_world, sha256_file
+from .generate import generate_world
 from .physics import event_text
 from .questions import TEXT_KINDS, VISION_KINDS
 
@@ -19,6 +19,5 @@ __all__ = [
     "WorldConfig",
     "event_text",
     "generate_world",
-    "sha256_file",
     "vocabulary_corpus",
 ]

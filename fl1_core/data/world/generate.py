@@ -19,7 +19,6 @@ the same seed gives byte-identical files.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -33,6 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fl1_core.data.frames import frame_pool_indices
+from fl1_core.runs import sha256_file
 
 from .config import GENERATOR_VERSION, WorldConfig
 from .physics import sample_clip
@@ -79,15 +79,6 @@ def _json_bytes(obj: Any, indent: int | None = None) -> bytes:
 
 def _jsonl_bytes(rows: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def split_counts(weights: tuple[float, ...], total: int) -> list[int]:
