@@ -2,10 +2,12 @@
 
 One task only, on world frames of fresh procedural clips: "List the objects from left to right." → "the red ball,
 the blue box". A fresh tiny model (vision tower, merger and LM all trained) learns it with and without the cell head
-(:mod:`fl1_core.pretrain.perception`); every ``--eval-every`` steps both are scored greedily on 64 frames of unseen
-clips (exact list and colour in the right slot), side by side:
+(:mod:`fl1_core.pretrain.perception`); every ``--eval-every`` steps both are scored greedily on ``--eval-items`` (64)
+frames of unseen clips (exact list and colour in the right slot), side by side:
 
     python benchmarks/cell_head_probe.py [--steps 600] [--lr 2e-3] [--batch 16] [--cell-weight 1.0]
+
+``--smoke`` runs the smallest sizes (CI): 2 steps of 2 frames, one evaluation on 2 frames.
 
 Prints one line per evaluation and model: step, training CE, cell loss, exact share, colour-slot share.
 """
@@ -32,7 +34,7 @@ def example(stream, index: int):
     return ex, cell_targets(clip.sim, frame, stream.colors)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     from fl1_core.data.collator import PromptExample, SFTCollator
     from fl1_core.pretrain.evaluate import _answer_span, _greedy
     from fl1_core.pretrain.perception import CellHead, VisionTap, cell_channels, cell_loss
@@ -45,11 +47,15 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--cell-weight", type=float, default=1.0)
     ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--eval-items", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="smallest sizes (CI): 2 steps, batch 2, 2 eval frames")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.steps, args.batch, args.eval_every, args.eval_items = 2, 2, 2, 2
     torch.set_num_threads(args.threads)
     train, held = ClipStream(1), ClipStream(999)
-    test = [example(held, i) for i in range(64)]
+    test = [example(held, i) for i in range(args.eval_items)]
     runs = {}
     for name, weight in (("without cell head", 0.0), ("with cell head", args.cell_weight)):
         model, processor = build_tiny_future_l1(seed=0)

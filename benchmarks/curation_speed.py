@@ -5,7 +5,9 @@
 
 A mode is ``likelihood`` or ``rollouts:N:MAX_NEW_TOKENS``. Without ``--model`` the tiny random-init model is used
 (its scores are noise: see the printed kept-vs-all comparison). The world is generated when missing. Prints one line
-per mode: wall and process-CPU seconds (CPU time is the steadier number on a shared machine), records/s, kept count, mean gain kept vs dropped, needs_vision share kept vs all.
+per mode: wall and process-CPU seconds (CPU time is the steadier number on a shared machine), records/s, kept count,
+mean gain kept vs dropped, needs_vision share kept vs all. ``--smoke`` runs the smallest sizes (CI): the first 4
+records, batches of 2, the modes ``likelihood`` and ``rollouts:2:4``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from fl1_core.curation import CurationConfig, curate
 logger = logging.getLogger("curation_speed")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--world", default="runs/world")
     ap.add_argument("--model", default=None, help="a Future-L1 checkpoint (default: tiny random model)")
@@ -33,7 +35,10 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="score only the first N records")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="smallest sizes (CI): 4 records, batch 2, 2 short rollouts")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.limit, args.batch_size, args.modes = 4, 2, ["likelihood", "rollouts:2:4"]
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     torch.set_num_threads(args.threads)
 
@@ -47,9 +52,10 @@ def main() -> None:
     if args.limit:
         import json
 
-        out.mkdir(parents=True, exist_ok=True)
-        sft = world / f"sft_first{args.limit}.json"
+        out.mkdir(parents=True, exist_ok=True)  # the subset lives in --out: the world stays as generated
+        sft = out / f"sft_first{args.limit}.json"
         sft.write_text(json.dumps(json.loads((world / "sft.json").read_text())[: args.limit]))
+        shutil.copy(world / "world.json", out / "world.json")  # the base's world-version check reads it next to sft
 
     if args.model:
         from fl1_core.model import load_future_l1
@@ -70,7 +76,7 @@ def main() -> None:
         run_dir = out / spec.replace(":", "_")
         shutil.rmtree(run_dir, ignore_errors=True)
         t0, c0 = time.perf_counter(), time.process_time()
-        res = curate(model, processor, sft, run_dir, cfg)
+        res = curate(model, processor, sft, run_dir, cfg, video_root=world, progress=False)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         s = res.summary
         print(

@@ -1,10 +1,10 @@
 """Load test of the judge client against the local judge server (no faults): prints judged samples per second.
 
-    python benchmarks/judge_load.py [--n 2000] [--concurrency 16] [--server thread|process|both]
+    python benchmarks/judge_load.py [--n 2000] [--concurrency 16] [--server thread|process|both] [--smoke]
 
 ``thread`` runs the server in a background thread of this process (client and server share one GIL, the way tests
 and notebooks use it); ``process`` runs it in a separate process (the way ``fl1 judge-serve`` is used). Both are
-measured side by side in one run with ``both`` (the default).
+measured side by side in one run with ``both`` (the default). ``--smoke`` judges 8 items at concurrency 2 (CI).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import argparse
 import multiprocessing as mp
 import time
 
-from fl1_core.evaluation import JudgeConfig, TwiffJudgeItem, judge_many, start_judge_server
+from fl1_core.judge.client import judge_many
+from fl1_core.judge.config import JudgeConfig, TwiffJudgeItem
+from fl1_core.judge.server import start_judge_server
 
 EVENTS = [
     "the red ball hits the blue box.",
@@ -61,13 +63,16 @@ def run_load(base_url: str, n: int, concurrency: int) -> float:
     return judged / dt
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Parse arguments, run the load test(s), print the throughput."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--server", choices=("thread", "process", "both"), default="both")
-    args = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="smallest sizes (CI): 8 items, concurrency 2")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.n, args.concurrency = 8, 2
     if args.server in ("thread", "both"):
         with start_judge_server() as handle:
             rate = run_load(handle.base_url, args.n, args.concurrency)

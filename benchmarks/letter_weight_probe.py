@@ -5,10 +5,11 @@ example with reasoning, the letter is ~2 of ~100 supervised tokens. This probe c
 world questions (reasoning or direct) plus option look-up, with the cross-entropy of letter tokens (A–D, with or
 without a leading space) multiplied by ``--letter-weight``, and scores held-out MCQ accuracy greedily:
 
-    python benchmarks/letter_weight_probe.py --letter-weight 10 [--steps 600] [--threads 1]
+    python benchmarks/letter_weight_probe.py --letter-weight 10 [--steps 600] [--threads 1] [--world data/world]
 
-Prints the held-out MCQ accuracy (all / text-solvable / vision-dependent, Wilson 95 % CIs), letters written, and
-option look-up, before and after.
+Prints one JSON line before and one after: the held-out MCQ accuracy (all / text-solvable / vision-dependent, Wilson
+95 % CIs), letters written, and option look-up. ``--smoke`` runs the smallest sizes (CI): 2 steps of 2 items, 4
+held-out MCQs and 4 look-ups.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     from fl1_core.data.collator import SFTCollator
     from fl1_core.model import load_future_l1
     from fl1_core.pretrain import TaskSampler
@@ -37,9 +38,13 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--lookup-share", type=float, default=0.3)
     ap.add_argument("--eval-mcq", type=int, default=200)
+    ap.add_argument("--eval-lookup", type=int, default=None, help="option sets scored for look-up (default: all)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=3)
-    args = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="smallest sizes (CI): 2 steps, batch 2, 4 MCQs, 4 look-ups")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.steps, args.batch, args.eval_mcq, args.eval_lookup = 2, 2, 4, 4
     torch.set_num_threads(args.threads)
     model, processor = load_future_l1(args.init)
     model.freeze_vision(True)
@@ -48,7 +53,7 @@ def main() -> None:
     sampler = TaskSampler(args.seed, qa_variants={"reason": 0.7, "direct": 0.3}, mcq_fraction=1.0)
     collators = {s: SFTCollator(processor, model.latent_config, system_prompt=s, mode="text", allow_text_only=True)
                  for s in ("none", "interleaved")}
-    held = read_heldout(args.world)
+    held = read_heldout(args.world, args.eval_lookup)
 
     def report(tag: str) -> None:
         mcq = heldout_mcq_by_group(model, processor, args.world, limit=args.eval_mcq)

@@ -17,6 +17,7 @@ model writes inside ``<answer>`` (:func:`fl1_core.pretrain.evaluate.lookup_accur
 With ``--steps > 0`` the model (``--init`` or a fresh tiny one) is trained on look-up prompts of the pretraining
 stream (:class:`fl1_core.pretrain.TaskSampler`, task ``lookup``) and scored every ``--eval-every`` steps. Prints one
 line per evaluation: step, training loss, held-out look-up accuracy with its Wilson 95 % interval, seconds.
+``--smoke`` runs the smallest sizes (CI): 2 steps of 2 prompts, scored on 2 option sets before and after.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     from fl1_core.data.collator import SFTCollator
     from fl1_core.pretrain import TaskSampler, lookup_accuracy
     from fl1_core.pretrain.evaluate import read_heldout
@@ -48,13 +49,17 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--eval-items", type=int, default=None, help="held-out option sets scored (default: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--random-words", type=float, default=0.0,
                     help="share of training prompts whose options are random word strings (a generic matching task)")
     ap.add_argument("--verify", action="store_true",
                     help="answer after checking every option in turn ('A. <text>: no. B. <text>: yes. ...')")
-    args = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="smallest sizes (CI): 2 steps, batch 2, 2 option sets")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.steps, args.batch, args.eval_every, args.eval_items = 2, 2, 2, 2
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     if args.init:
@@ -74,7 +79,7 @@ def main() -> None:
                 for name, p in model.named_parameters():
                     if "language_model" in name and (".q_norm." in name or ".k_norm." in name):
                         p.fill_(args.qk_scale)
-    held = read_heldout(Path(args.world))
+    held = read_heldout(Path(args.world), args.eval_items)
     print(f"parameters {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M; {len(held)} held-out option sets",
           flush=True)
     t0 = time.perf_counter()
@@ -92,7 +97,7 @@ def main() -> None:
     sampler = TaskSampler(args.seed)
     collator = SFTCollator(processor, model.latent_config, system_prompt="none", mode="text", allow_text_only=True)
     vocab = sorted({w for ex in (sampler.item("lookup", i).example for i in range(400)) for w in ex.question.split()
-                    if w.isalpha() and w.islower()})
+                    if w.isalpha() and w.islower()}) if args.random_words else []
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     model.train()

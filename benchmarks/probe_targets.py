@@ -8,7 +8,8 @@ regression target of :func:`fl1_core.audit.state_at`:
 
     python benchmarks/probe_targets.py [--ckpt fl1_core/assets/world_base] [--clips 100] [--world data/world]
 
-Prints one line per (target, pooling): R² out-of-fold, frames, clips.
+Prints one line per (target, pooling): R² out-of-fold, frames, clips. ``--smoke`` runs the smallest size (CI): 2 test
+clips, the fewest the clip-grouped folds accept.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     import decord
     from PIL import Image
 
@@ -34,7 +35,10 @@ def main() -> None:
     ap.add_argument("--world", default="data/world")
     ap.add_argument("--clips", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="smallest size (CI): 2 test clips")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.clips = 2
     torch.set_num_threads(args.threads)
     model, processor = load_future_l1(args.ckpt)
     model.eval()

@@ -8,10 +8,11 @@ enters a latent span). One step = generate n completions for each prompt → rew
 backward → AdamW step. Steps are timed after one warm-up step each (ours first, then TRL's ``train()`` loop timed
 per step by a callback); the median over repeats is reported.
 
-    python benchmarks/rl_vs_trl.py --prompts 4 --n 8 --max-new-tokens 32 --steps 3 --repeats 2
+    python benchmarks/rl_vs_trl.py --prompts 4 --n 8 --max-new-tokens 32 --steps 3 --repeats 2 [--world DIR]
 
 Prints steps/s and completion tokens/s of each and the ratio ours / TRL (target ≥ 1.0×). TRL is a benchmark-only
-extra (``pip install -e .[bench]``); it is not needed anywhere else.
+extra (``pip install -e .[bench]``); without it, TRL's side is skipped with a printed line and ours still runs.
+``--world`` reuses a generated world (default: a small one is generated); ``--smoke`` runs the smallest sizes (CI).
 """
 
 from __future__ import annotations
@@ -20,24 +21,29 @@ import argparse
 import copy
 import logging
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from fl1_core.metrics import RL_METRIC_NAMES
+
 log = logging.getLogger("rl_vs_trl")
 
 
-def world_questions(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
-    """(id, question, answer) of the first n RL questions of a small world."""
+def world_questions(n: int, world: Path | None, scratch: Path, seed: int = 0):
+    """(id, question, answer) and the records of the first n RL questions of ``world`` (default: a small world
+    generated under ``scratch``)."""
     from fl1_core.data.formats import load_rl_records
     from fl1_core.data.world import WorldConfig, generate_world
 
-    out = Path(tempfile.mkdtemp(prefix="rl_vs_trl_world_"))
-    generate_world(out, seed=seed, config=WorldConfig.small(rl_size=max(8, n)))
-    recs = load_rl_records(out / "rl.jsonl").records[:n]
+    if world is None:
+        world = scratch / "world"
+        generate_world(world, seed=seed, config=WorldConfig.small(rl_size=max(8, n)))
+    recs = load_rl_records(world / "rl.jsonl").records[:n]
+    if len(recs) < n:
+        raise ValueError(f"{world}/rl.jsonl has {len(recs)} questions; {n} prompts asked for")
     return [(r.id, r.prompt_text, r.answer) for r in recs], recs
 
 
@@ -54,6 +60,8 @@ def make_ours(model, processor, records, questions, args, out_dir):
         progress_bar=False, save_every=10**6,
     )
     tr = RLTrainer(model, processor, records, cfg, out_dir)
+    if not callable(getattr(tr, "_prompt", None)):  # the override below must replace the trainer's prompt path
+        raise AttributeError("RLTrainer has no _prompt method: update the text-prompt override of this benchmark")
     # latents off: a start id that can never be emitted, so decoding never enters a latent span
     tr.latent_config = tr.latent_config.replace(latent_start_id=-1)
     texts = {q[0]: q[1] for q in questions}
@@ -74,7 +82,7 @@ def time_ours(tr, steps: int, start_step: int) -> tuple[float, int]:
     t0 = time.perf_counter()
     for s in range(start_step, start_step + steps):
         row = tr.train_step(s)
-        tokens += int(row["gen_tokens"])
+        tokens += int(row[RL_METRIC_NAMES["gen_tokens"]])
     return time.perf_counter() - t0, tokens
 
 
@@ -83,8 +91,8 @@ def make_trl(model, processor, questions, args, out_dir):
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from fl1_core.rl.accuracy import answer_span
-    from fl1_core.evaluation.judge_rules import normalize_text
+    from fl1_core.answers import answer_span
+    from fl1_core.judge.rules import normalize_text
 
     answers = {q[1]: q[2] for q in questions}
     ds = Dataset.from_list([{"prompt": [{"role": "user", "content": q[1]}], "answer": q[2]} for q in questions])
@@ -118,7 +126,7 @@ def make_trl(model, processor, questions, args, out_dir):
     return trainer, clock
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--prompts", type=int, default=4)
     p.add_argument("--n", type=int, default=8)
@@ -126,57 +134,59 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--world", type=Path, default=None, help="a generated world (default: generate a small one)")
+    p.add_argument("--smoke", action="store_true", help="smallest sizes (CI): 2 prompts x n=2, 4 tokens, 1 x 1 step")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.prompts, args.n, args.max_new_tokens, args.steps, args.repeats = 2, 2, 4, 1, 1
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     torch.set_num_threads(args.threads)
+    try:
+        import trl
+    except ImportError:
+        trl = None
 
     from fl1_core.tiny import build_tiny_future_l1
 
-    questions, records = world_questions(args.prompts)
-    model, processor = build_tiny_future_l1(seed=0)
-    ours_model = copy.deepcopy(model)
-    tmp = Path(tempfile.mkdtemp(prefix="rl_vs_trl_"))
-    # TRL builds its reference model from the policy's checkpoint path: save the same weights and load from there
-    model.base.save_pretrained(tmp / "init")
-    processor.save_pretrained(tmp / "init")
-    from transformers import Qwen3VLForConditionalGeneration
+    with tempfile.TemporaryDirectory(prefix="rl_vs_trl_") as scratch:
+        tmp = Path(scratch)
+        questions, records = world_questions(args.prompts, args.world, tmp)
+        model, processor = build_tiny_future_l1(seed=0)
+        ours = make_ours(copy.deepcopy(model), processor, records, questions, args, tmp / "ours")
+        print(f"setting: {args.prompts} prompts x n={args.n}, <= {args.max_new_tokens} new tokens, 1 optimiser step "
+              f"per rollout, beta=0.01, dapo loss, latents off, {args.threads} threads")
+        ours_times, ours_tokens = [], 0
+        time_ours(ours, 1, 0)  # warm-up
+        step = 1
+        for _ in range(args.repeats):
+            dt, tok = time_ours(ours, args.steps, step)
+            step += args.steps
+            ours_times.append(dt / args.steps)
+            ours_tokens += tok
+        ours_sps = 1.0 / statistics.median(ours_times)
+        print(f"ours : {ours_sps:.3f} optimiser steps/s  (median of {args.repeats} x {args.steps} steps; "
+              f"{ours_tokens / sum(t * args.steps for t in ours_times):.1f} completion tokens/s)")
+        if trl is None:
+            print("TRL  : skipped, trl is not installed (pip install -e .[bench], a benchmark-only extra)")
+            return
+        # TRL builds its reference model from the policy's checkpoint path: save the same weights, load from there
+        model.base.save_pretrained(tmp / "init")
+        processor.save_pretrained(tmp / "init")
+        from transformers import Qwen3VLForConditionalGeneration
 
-    trl_base = Qwen3VLForConditionalGeneration.from_pretrained(tmp / "init", dtype=torch.float32)
-
-    try:
-        import trl  # noqa: F401
-    except ImportError:
-        print("TRL is not installed: pip install -e .[bench]  (benchmark-only extra)")
-        return 2
-
-    ours = make_ours(ours_model, processor, records, questions, args, tmp / "ours")
-    trl_trainer, clock = make_trl(trl_base, processor, questions, args, tmp / "trl")
-
-    # TRL runs its whole loop in train(); time its steps from the callback's stamps (first step = warm-up).
-    ours_times, ours_tokens = [], 0
-    time_ours(ours, 1, 0)  # warm-up
-    step = 1
-    for _ in range(args.repeats):
-        dt, tok = time_ours(ours, args.steps, step)
-        step += args.steps
-        ours_times.append(dt / args.steps)
-        ours_tokens += tok
-    t0 = time.perf_counter()
-    trl_trainer.train()
-    stamps = [t0] + clock.stamps
-    per_step = [b - a for a, b in zip(stamps[1:], stamps[2:])]  # skip the warm-up step
-    trl_times = [statistics.mean(per_step[i : i + args.steps]) for i in range(0, len(per_step), args.steps)]
-    ours_sps = 1.0 / statistics.median(ours_times)
-    trl_sps = 1.0 / statistics.median(trl_times)
-    print(f"setting: {args.prompts} prompts x n={args.n}, <= {args.max_new_tokens} new tokens, 1 optimiser step per "
-          f"rollout, beta=0.01, dapo loss, latents off, {args.threads} threads")
-    print(f"ours : {ours_sps:.3f} optimiser steps/s  (median of {args.repeats} x {args.steps} steps; "
-          f"{ours_tokens / sum(t * args.steps for t in ours_times):.1f} completion tokens/s)")
-    print(f"TRL  : {trl_sps:.3f} optimiser steps/s  (median of {len(trl_times)} x {args.steps} steps; "
-          f"trl {__import__('trl').__version__})")
-    print(f"ratio ours / TRL = {ours_sps / trl_sps:.2f}x")
-    return 0
+        trl_base = Qwen3VLForConditionalGeneration.from_pretrained(tmp / "init", dtype=torch.float32)
+        trl_trainer, clock = make_trl(trl_base, processor, questions, args, tmp / "trl")
+        # TRL runs its whole loop in train(); time its steps from the callback's stamps (first step = warm-up)
+        t0 = time.perf_counter()
+        trl_trainer.train()
+        stamps = [t0] + clock.stamps
+        per_step = [b - a for a, b in zip(stamps[1:], stamps[2:])]  # skip the warm-up step
+        trl_times = [statistics.mean(per_step[i : i + args.steps]) for i in range(0, len(per_step), args.steps)]
+        trl_sps = 1.0 / statistics.median(trl_times)
+        print(f"TRL  : {trl_sps:.3f} optimiser steps/s  (median of {len(trl_times)} x {args.steps} steps; "
+              f"trl {trl.__version__})")
+        print(f"ratio ours / TRL = {ours_sps / trl_sps:.2f}x")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

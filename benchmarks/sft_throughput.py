@@ -1,6 +1,7 @@
 """SFT tokens/s of ``fl1_core.sft.train_sft`` vs a plain ``transformers`` forward/backward loop, side by side.
 
-Same tiny Qwen3-VL (seed 0), same 8 world records as one batch of 8, fp32 on CPU, AdamW + grad clipping in both:
+Same tiny Qwen3-VL (seed 0), the same 8 world records as one batch (``--batch``), fp32 on CPU, AdamW + grad
+clipping in both:
 
 * ``plain``: ``Qwen3VLForConditionalGeneration(**batch, labels=…)`` → ``loss.backward()`` → clip → ``AdamW.step()``
   on a batch collated once (text mode: plain transformers has no latent slots) — the ideal upper bound;
@@ -11,7 +12,9 @@ Same tiny Qwen3-VL (seed 0), same 8 world records as one batch of 8, fp32 on CPU
 Runs alternate (plain, ours, plain, ours, …) and the median per step is reported, so load changes on a shared machine
 hit both sides. Prints the ratios ours / plain. Usage::
 
-    python benchmarks/sft_throughput.py [--steps 12] [--rounds 2] [--threads 2]
+    python benchmarks/sft_throughput.py [--steps 12] [--rounds 2] [--batch 8] [--threads 2] [--world DIR]
+
+``--smoke`` runs the smallest sizes (CI): 2 steps (one timed), 1 round, a batch of 2.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ def plain_loop(records, steps: int, collate_every_step: bool) -> list[float]:
 
 def our_loop(records, steps: int, mode: str) -> list[float]:
     """tokens/s per step of train_sft (from metrics.jsonl) on a fresh tiny model."""
+    from fl1_core.metrics import SFT_METRIC_NAMES
     from fl1_core.sft import SFTConfig, train_sft
     from fl1_core.tiny import build_tiny_future_l1
 
@@ -65,16 +69,20 @@ def our_loop(records, steps: int, mode: str) -> list[float]:
                               save_every=0, progress_bar=False, learning_rate=1e-3, warmup_ratio=0.0)
     with tempfile.TemporaryDirectory() as out:
         result = train_sft(model, proc, records, cfg, out, mode=mode)
-    return [r["tokens_per_s"] for r in result.metrics[1:]]
+    return [r[SFT_METRIC_NAMES["tokens_per_s"]] for r in result.metrics[1:]]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=8, help="records per step (the first N of the world's SFT set)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--world", type=Path, default=None, help="an existing world dir (default: generate a small one)")
-    args = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="smallest sizes (CI): 2 steps, 1 round, batch 2")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.steps, args.rounds, args.batch = 2, 1, 2
     torch.set_num_threads(args.threads)
 
     from fl1_core.data.formats import load_sft_records
@@ -84,7 +92,7 @@ def main() -> None:
     world = args.world or Path(tmp.name) / "world"
     if args.world is None:
         generate_world(world, seed=0, config=WorldConfig.small())
-    records = list(load_sft_records(world / "sft.json").records)[:8]
+    records = list(load_sft_records(world / "sft.json").records)[: args.batch]
 
     rates: dict[str, list[float]] = {"plain": [], "plain+collate": [], "ours-text": [], "ours-latent": []}
     for _ in range(args.rounds):
