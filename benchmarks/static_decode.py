@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fl1_core.data.collator import PromptExample, build_prompt_inputs
+from fl1_core.data.collator import PromptExample
+from fl1_core.data.prompt_inputs import build_prompt_inputs
 from fl1_core.decoding import generate_with_latents
 from fl1_core.model import load_future_l1
 from fl1_core.pretrain.shipped import world_base_path

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from fl1_core import tokens as T
-from fl1_core.data.collator import PromptExample, build_prompt_inputs
+from fl1_core.data.collator import PromptExample
+from fl1_core.data.prompt_inputs import build_prompt_inputs
 from fl1_core.decoding import generate_with_latents, replay
 from fl1_core.model import FutureL1Model
 

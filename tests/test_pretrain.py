@@ -47,7 +47,8 @@ def test_cell_targets_put_each_object_in_its_cell():
 
 def test_cell_head_trains_the_vision_tower_through_the_tap(tiny):
     model, processor = tiny
-    from fl1_core.data.collator import PromptExample, build_prompt_inputs
+    from fl1_core.data.collator import PromptExample
+    from fl1_core.data.prompt_inputs import build_prompt_inputs
 
     stream = ClipStream(3)
     clip = stream.clip(0)
@@ -144,7 +145,8 @@ def shipped_card():
 
 
 def test_shipped_base_matches_its_card_and_decodes(shipped_card):
-    from fl1_core.data.collator import PromptExample, build_prompt_inputs
+    from fl1_core.data.collator import PromptExample
+    from fl1_core.data.prompt_inputs import build_prompt_inputs
     from fl1_core.decoding import generate_with_latents
     from fl1_core.model import load_future_l1
     from fl1_core.pretrain.shipped import WORLD_BASE_DIR, current_tokenizer_fingerprint

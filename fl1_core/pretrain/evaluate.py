@@ -26,7 +26,7 @@ from ..answers import answer_span
 from ..data.collator import PromptExample
 from ..data.formats import spread_limit
 from ..data.world.questions import LETTERS, TEXT_KINDS, options_block
-from ..decoding import greedy_decode
+from ..decoding import decode_batches, decoded_texts
 from .tasks import LOOKUP_QUESTION, SCENE_QUESTION, ClipStream, scene_text
 
 EVAL_SEED = 987_654  # clips of the scene measure: a seed no training stream uses
@@ -56,9 +56,8 @@ def _answer_span(text: str) -> str:
 
 def _greedy(model, processor, prompts: list[PromptExample], system: str, max_new_tokens: int,
             batch_size: int = 32) -> list[str]:
-    outs = greedy_decode(model, processor, prompts, system_prompt=system, max_new_tokens=max_new_tokens,
-                         batch_size=batch_size)
-    return [o.text for o in outs]
+    return decoded_texts(decode_batches(model, processor, prompts, batch_size=batch_size, system_prompt=system,
+                                        max_new_tokens=max_new_tokens))
 
 
 def scene_accuracy(model, processor, n: int = 64, seed: int = EVAL_SEED) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import LatentConfig
-from ..data.collator import PromptExample
 from ..data.examples import text_only_prompt
 from ..data.formats import SFTRecord
 from ..model import FutureL1Model
@@ -49,21 +48,21 @@ def format_report(
     format_valid_rate = mean ``format_reward(text)``; mean_spans = mean number of closed latent spans per response.
     ``latent_config`` overrides the model's decoding budget (e.g. ``budget_mode="fixed"``).
     """
-    from ..decoding import greedy_decode
+    from ..decoding import decode_batches
     from ..rewards import format_reward
 
     records = list(records)[:n]
-    prompts: list[PromptExample] = [text_only_prompt(r) for r in records]
-    outs = greedy_decode(model, processor, prompts, system_prompt=system_prompt, max_new_tokens=max_new_tokens,
-                         batch_size=batch_size, latent_config=latent_config)
+    batches = decode_batches(model, processor, records, prompt_of=text_only_prompt, batch_size=batch_size,
+                             system_prompt=system_prompt, max_new_tokens=max_new_tokens, latent_config=latent_config)
+    outs = [(text, counts) for b in batches for text, counts in zip(b.generation.texts, b.generation.span_counts)]
     valid, spans, latents, correct, samples = [], [], [], [], []
-    for rec, out in zip(records, outs):
-        valid.append(format_reward(out.text))
-        spans.append(len(out.span_counts))
-        latents.extend(out.span_counts)
-        correct.append(float(is_correct(out.text, rec.answer, mcq=reference_letter(rec.answer) is not None)))
+    for rec, (text, span_counts) in zip(records, outs):
+        valid.append(format_reward(text))
+        spans.append(len(span_counts))
+        latents.extend(span_counts)
+        correct.append(float(is_correct(text, rec.answer, mcq=reference_letter(rec.answer) is not None)))
         if len(samples) < 4:
-            samples.append(out.text)
+            samples.append(text)
     k = max(len(valid), 1)
     return FormatReport(
         n=len(valid),
