@@ -25,10 +25,9 @@ from transformers import AutoProcessor, Qwen3VLForConditionalGeneration, Qwen3VL
 from . import tokens as T
 from .config import CONFIG_KEY, LatentConfig
 from .losses import causal_ce_loss, latent_alignment_loss, latent_sft_loss, token_logprobs
+from .model_files import HEAD_FILE
 
 logger = logging.getLogger(__name__)
-
-HEAD_FILE = "latent_head.pt"
 
 
 class LatentProjectionHead(nn.Module):

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+HEAD_FILE = "latent_head.pt"  # the latent projection head's weights, beside the base model's
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 CONFIG_FILES = ("config.json", "adapter_config.json")
 _SAMPLE = 1 << 16  # bytes read at each end of a weight file
@@ -45,8 +46,6 @@ def save_model_folder(model: Any, processor: Any, path: str | Path,
     """Save a :class:`~fl1_core.model.FutureL1Model` (``load_future_l1`` reads it back) with every floating tensor
     in :func:`stated_dtype`. ``state_dict``: the full state (``base.*``, ``latent_head.*``) when the live modules are
     sharded (FSDP / ZeRO gather it first); default the model's own."""
-    from .model import HEAD_FILE
-
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     dtype = stated_dtype(model)

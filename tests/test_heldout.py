@@ -1,4 +1,4 @@
-"""Held-out MCQ accuracy (fl1_core.rl.heldout): scoring, per-kind breakdown, determinism, the CLI."""
+"""Held-out MCQ accuracy (fl1_core.evaluation.heldout): scoring, per-kind breakdown, determinism, the CLI."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fl1_core.answers import concluded_option, option_lines
 from fl1_core.data.formats import load_rl_records
 from fl1_core.data.world import WorldConfig, generate_world
 from fl1_core.decoding import batches as batches_mod
-from fl1_core.rl.heldout import evaluate_heldout_mcq, question_kinds, run_heldout_mcq
+from fl1_core.evaluation.heldout import evaluate_heldout_mcq, question_kinds, run_heldout_mcq
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +161,7 @@ def test_concluded_option_prefers_the_longest_match_and_refuses_ambiguity():
 
 
 def test_the_chain_route_writes_the_prefix_for_the_model(small_world, tiny, monkeypatch):
-    from fl1_core.rl.heldout import CHAIN_PREFIX
+    from fl1_core.evaluation.heldout import CHAIN_PREFIX
 
     model, processor = tiny
     records = _records(small_world)[:2]

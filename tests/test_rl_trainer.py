@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from fl1_core.evaluation import FaultConfig, JudgeConfig, start_judge_server
-from fl1_core.rl import RLConfig, RLTrainer, StopTraining, dynamic_sampling_rounds, rule_correct, score_accuracy
+from fl1_core.answers import rule_correct
+from fl1_core.rl import RLConfig, RLTrainer, StopTraining, dynamic_sampling_rounds, score_accuracy
 from fl1_core.rl.rollout import Response, score_groups
 
 from fl1_core.rl.trainer import TIMING_KEYS as TIME_KEYS

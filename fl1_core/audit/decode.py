@@ -1,6 +1,6 @@
 """Greedy decoding of the audit's test items, keeping what the probes and ablations need.
 
-One pass over held-out MCQ records (RL prompt format, as :mod:`fl1_core.rl.heldout` scores them) records per item:
+One pass over held-out MCQ records (RL prompt format, as :mod:`fl1_core.evaluation.heldout` scores them) records per item:
 the response, its letter and correctness, the latents actually fed and their span counts; optionally
 
 * ``replay_models``: the hidden states other models (e.g. an untrained one) produce at the same latent slots when
@@ -19,12 +19,11 @@ from typing import Any
 
 import torch
 
-from ..answers import extract_answer_letter
+from ..answers import concluded_answer, extract_answer_letter, rule_correct
 from ..data.formats import RLRecord, load_rl_records, spread_limit
-from ..data.world.questions import TEXT_KINDS
+from ..data.world.world_types import TEXT_KINDS
 from ..data.examples import rl_prompt
 from ..decoding import decode_batches, replay
-from ..rl.accuracy import concluded_answer, rule_correct
 from ..tokens import REASON_CLOSE
 from .interventions import Factory
 

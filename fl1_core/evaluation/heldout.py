@@ -2,7 +2,7 @@
 
 Greedy interleaved decoding (:func:`fl1_core.decoding.decode_batches`) of every record's prompt, built exactly like an
 RL rollout prompt (:func:`fl1_core.data.examples.rl_prompt` through :mod:`fl1_core.data.prompt_inputs`), scored by the rule
-check (:func:`fl1_core.rl.accuracy.rule_correct`: the strict option letter of the last ``<answer>`` span):
+check (:func:`fl1_core.answers.rule_correct`: the strict option letter of the last ``<answer>`` span):
 
     accuracy = (1/N) · Σ_i 1[strict_letter(response_i) = answer_i]
     event_accuracy = (1/N) · Σ_i 1[concluded_option(response_i) = answer_i]      (the prediction, letter aside)
@@ -33,8 +33,7 @@ from fl1_core.config import LatentConfig
 from fl1_core.data.examples import rl_prompt
 from fl1_core.data.formats import RLRecord
 from fl1_core.decoding import decode_batches, decoded_texts
-from fl1_core.answers import extract_answer_letter
-from fl1_core.rl.accuracy import concluded_answer, rule_correct
+from fl1_core.answers import concluded_answer, extract_answer_letter, rule_correct
 
 __all__ = ["CHAIN_PREFIX", "HELDOUT_MAX_NEW_TOKENS", "evaluate_heldout_mcq", "item_group", "question_kinds",
            "run_heldout_mcq"]
@@ -50,7 +49,7 @@ CHAIN_PREFIX = "<reason>At the end of the video,"
 def item_group(record: RLRecord) -> str:
     """``frame`` (frame-needing kinds), ``text`` (text-solvable) or ``vision`` (the other event kinds), from the
     record's ``meta``; ``all`` without one."""
-    from fl1_core.data.world.questions import TEXT_KINDS
+    from fl1_core.data.world.world_types import TEXT_KINDS
 
     meta = record.meta or {}
     if meta.get("needs_frame"):
