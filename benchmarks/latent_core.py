@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fl1_core.data.collator import PromptExample, SFTCollator, SFTExample, build_prompt_inputs
+from fl1_core.data.collator import PromptExample, SFTCollator, SFTExample
+from fl1_core.data.prompt_inputs import build_prompt_inputs
 from fl1_core.decoding import generate_with_latents
 
 

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     from fl1_core.model import load_future_l1
     from fl1_core.pretrain import TaskSampler
     from fl1_core.pretrain.evaluate import heldout_mcq_by_group, lookup_accuracy, read_heldout
-    from fl1_core.pretrain.shipped import WORLD_BASE_DIR
+    from fl1_core.world_base import WORLD_BASE_DIR
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--init", default=str(WORLD_BASE_DIR))

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     from fl1_core.audit.world_states import REGRESSION_TARGETS, target_matrix
     from fl1_core.data.collator import latent_pixel_inputs
     from fl1_core.model import load_future_l1
-    from fl1_core.pretrain.shipped import WORLD_BASE_DIR
+    from fl1_core.world_base import WORLD_BASE_DIR
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", default=str(WORLD_BASE_DIR))

@@ -49,9 +49,9 @@ def world_questions(n: int, world: Path | None, scratch: Path, seed: int = 0):
 
 def make_ours(model, processor, records, questions, args, out_dir):
     """Our trainer on text-only prompts, latents off, one round, one optimiser step per rollout."""
-    from fl1_core.data.collator import PromptExample, build_prompt_inputs
+    from fl1_core.data.collator import PromptExample
+    from fl1_core.data.prompt_inputs import encode_prompt
     from fl1_core.rl import RLConfig, RLTrainer
-    from fl1_core.rl.rollout import PromptTensors
 
     cfg = RLConfig(
         preset="corrected", mode="dapo", dynamic_sampling=False, group_size=args.n, prompts_per_step=args.prompts,
@@ -67,11 +67,7 @@ def make_ours(model, processor, records, questions, args, out_dir):
     texts = {q[0]: q[1] for q in questions}
 
     def text_prompt(record):
-        inputs = build_prompt_inputs(processor, [PromptExample(record.id, texts[record.id])], "plain")
-        return PromptTensors(record=record, input_ids=inputs["input_ids"][0],
-                             mm_token_type_ids=inputs.get("mm_token_type_ids", [None])[0]
-                             if inputs.get("mm_token_type_ids") is not None else None,
-                             pixel_values=None, image_grid_thw=None)
+        return encode_prompt(processor, PromptExample(record.id, texts[record.id]), "plain", record=record)
 
     tr._prompt = text_prompt  # type: ignore[method-assign]
     return tr

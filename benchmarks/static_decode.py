@@ -25,10 +25,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fl1_core.data.collator import PromptExample, build_prompt_inputs
+from fl1_core.data.collator import PromptExample
+from fl1_core.data.prompt_inputs import build_prompt_inputs
 from fl1_core.decoding import generate_with_latents
 from fl1_core.model import load_future_l1
-from fl1_core.pretrain.shipped import world_base_path
+from fl1_core.world_base import world_base_path
 from reference_decode import reference_generate_with_latents
 
 QUESTION = "the red ball rolls toward the blue box. what happens next, and which light turns on?"

@@ -6,7 +6,7 @@ correctness rule used by RL rewards, curation, the SFT format report and evaluat
 - :func:`normalize`: lower-case, every run of non-alphanumerics → one space, trimmed.
 - :func:`is_correct`: MCQ → the strict option letter equals the reference letter; free-form → the normalised span
   equals the normalised reference (``rule="exact"``), or also contains it on word boundaries (``rule="contains"``,
-  an explicit option). No span → wrong.
+  an explicit option). No span → wrong. :func:`rule_correct` is the exact rule against a record.
 
 Option-letter extraction (FutureBench, docs/PAPER.md#evaluation) has two modes:
 
@@ -151,3 +151,15 @@ def concluded_option(text: str | None, options: dict[str, str]) -> str:
     found = {k: v for k, v in said.items() if v and f" {v} " in thought}
     kept = [k for k, v in found.items() if not any(v != w and v in w for w in found.values())]
     return kept[0] if len(kept) == 1 else ""
+
+
+def rule_correct(text: str | None, record) -> bool:
+    """The exact rule check of one response against its record (an RL record: ``answer``, ``is_multiple_choice``):
+    :func:`is_correct` with ``rule="exact"``."""
+    return is_correct(text, record.answer, mcq=record.is_multiple_choice, rule="exact")
+
+
+def concluded_answer(text: str | None, record) -> str:
+    """The option letter whose text the response's final thought states (:func:`concluded_option` over the option
+    lines of ``record.question_text``); "" when none or several do, and always for free-form records."""
+    return concluded_option(text, option_lines(record.question_text))

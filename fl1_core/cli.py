@@ -179,7 +179,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_ship_base(args: argparse.Namespace) -> int:
-    from .pretrain.shipped import WORLD_BASE_DIR, card_from_run, ship_world_base
+    from .pretrain.shipped import card_from_run, ship_world_base
+    from .world_base import WORLD_BASE_DIR
 
     command = f"fl1 pretrain --out {args.run} --threads {args.threads} && fl1 ship-base {args.run}"
     card = card_from_run(args.run, args.world, threads=args.threads, command=command)
@@ -242,7 +243,7 @@ def cmd_rl(args: argparse.Namespace) -> int:
 
 
 def cmd_heldout(args: argparse.Namespace) -> int:
-    from .rl.heldout import CHAIN_PREFIX, run_heldout_mcq
+    from .evaluation.heldout import CHAIN_PREFIX, run_heldout_mcq
 
     checkpoints = {}
     for item in args.model:
@@ -427,11 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="RL-format JSONL with multiple-choice records (heldout_mcq.jsonl)")
     p.add_argument("--out", default=None, help="JSON file for the results (responses go beside it)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="token budget per answer (default: "
-                   "fl1_core.rl.heldout.HELDOUT_MAX_NEW_TOKENS, room for three latent spans and their thoughts)")
+                   "fl1_core.evaluation.heldout.HELDOUT_MAX_NEW_TOKENS, room for three latent spans and their thoughts)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit", type=int, default=None, help="N multiple-choice records spread over the file")
     p.add_argument("--route", choices=("free", "chain"), default="free", help="free: the model answers as it likes; "
-                   "chain: every response starts as the world's chains do (fl1_core.rl.heldout.CHAIN_PREFIX)")
+                   "chain: every response starts as the world's chains do (fl1_core.evaluation.heldout.CHAIN_PREFIX)")
     p.set_defaults(func=cmd_heldout)
 
     p = sub.add_parser("baselines", help="held-out MCQ baselines that need no model: chance, the answer read off "

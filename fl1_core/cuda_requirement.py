@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+DEVICE_ENV = "FL1_DEVICE"  # forces the device that "auto" resolves to (fl1_core.placement.resolve_device)
+
 #: minimum NVIDIA Linux driver (major version) per CUDA major
 MIN_DRIVER = {13: 580, 12: 525, 11: 450}
 PROC_DRIVER_FILE = Path("/proc/driver/nvidia/version")
@@ -135,8 +137,6 @@ def cuda_report() -> CudaReport:
 def require_cuda(what: str) -> CudaReport:
     """Raise :class:`CudaUnavailableError` (``"<what> needs a CUDA device: <why>"``) unless a CUDA device is usable;
     returns the report. ``$FL1_DEVICE`` forcing another device is refused too."""
-    from .placement import DEVICE_ENV
-
     forced = os.environ.get(DEVICE_ENV, "").strip()
     if forced and not forced.startswith("cuda"):
         raise CudaUnavailableError(f"{what} needs a CUDA device, but {DEVICE_ENV}={forced} forces another device")
@@ -147,4 +147,4 @@ def require_cuda(what: str) -> CudaReport:
     return report
 
 
-__all__ = ["CudaReport", "CudaUnavailableError", "MIN_DRIVER", "cuda_report", "require_cuda"]
+__all__ = ["CudaReport", "CudaUnavailableError", "DEVICE_ENV", "MIN_DRIVER", "cuda_report", "require_cuda"]

@@ -97,8 +97,8 @@ def run_check(world_seed: int, train_seed: int, out_dir: str | Path, *, sft_step
     from .audit.world_states import read_clips
     from .data.world import generate_world
     from .model import load_future_l1
-    from .pretrain.shipped import world_base_path
-    from .rl.heldout import HELDOUT_MAX_NEW_TOKENS
+    from .world_base import world_base_path
+    from .evaluation.heldout import HELDOUT_MAX_NEW_TOKENS
     from .runs import atomic_write_json, git_commit, package_versions, write_jsonl
     from .sft import SFTConfig, run_sft
 

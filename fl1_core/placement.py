@@ -25,7 +25,8 @@ from typing import Any
 
 import torch
 
-DEVICE_ENV = "FL1_DEVICE"
+from .cuda_requirement import DEVICE_ENV, cuda_report
+
 ATTENTION_ENV = "FL1_ATTENTION"  # sdpa (default) | flash_attention_2 | eager
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,6 @@ def _say_why_not_cuda() -> None:
     """Once per process: a warning when "auto" falls back to the CPU on a machine with an NVIDIA driver (a driver
     older than the wheel's CUDA, hidden devices), so that fallback is never silent. GPU presets refuse instead
     (:func:`fl1_core.cuda_requirement.require_cuda`)."""
-    from .cuda_requirement import cuda_report
-
     report = cuda_report()
     if report.driver is not None or report.driver_cuda is not None:
         log.warning("device 'auto' runs on the CPU: %s", report.problem())
@@ -140,7 +139,6 @@ def scalar(value: Any) -> float:
 __all__ = [
     "to_device",
     "ATTENTION_ENV",
-    "DEVICE_ENV",
     "attn_implementation_for",
     "autocast",
     "bf16_supported",

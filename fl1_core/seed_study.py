@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .data.world.questions import TEXT_KINDS
+from .data.world.world_types import TEXT_KINDS
 from .runs import read_jsonl
 
 HELDOUT_MODELS = ("base", "base_chain", "text_sft", "pause_sft", "sft_init", "grpo", "dapo", "la-dapo")
@@ -87,7 +87,7 @@ METRICS = ("letter", "event")  # strict option letter (the paper's score) / conc
 
 def hit(row: Mapping, metric: str = "letter") -> bool:
     """One held-out row scored by ``metric``: ``letter`` → its strict letter is right; ``event`` → its final thought
-    states the right option (``concluded``, written by :func:`fl1_core.rl.heldout.evaluate_heldout_mcq`)."""
+    states the right option (``concluded``, written by :func:`fl1_core.evaluation.heldout.evaluate_heldout_mcq`)."""
     if metric == "letter":
         return bool(row["correct"])
     if metric == "event":

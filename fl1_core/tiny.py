@@ -85,7 +85,7 @@ class TinySizes:
 def default_corpus() -> list[str]:
     """Text the tiny tokenizer is trained on: the synthetic world's vocabulary plus prompts and tags."""
     from .data.world import vocabulary_corpus  # local import: the world is optional for real checkpoints
-    from .pretrain.tasks import curriculum_corpus
+    from .data.world.curriculum_text import curriculum_corpus
 
     extra = [p for p in T.SYSTEM_PROMPTS.values() if p] + curriculum_corpus()
     extra += [T.MCQ_INSTRUCTION, "<reason> </reason> <answer> </answer> THOUGHT 0: THOUGHT 1:"]

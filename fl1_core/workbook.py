@@ -387,13 +387,3 @@ def ensure_world(data_dir: str | Path, seed: int = 0, size: str = "default", reg
         generate_world(data_dir, seed=seed, config=config)
         current = json.loads(manifest_file.read_text())
     return current
-
-
-def __getattr__(name: str):
-    """``launch_cli`` lives in :mod:`fl1_core.launch` (it calls the CLI, which calls this module: no import cycle);
-    it stays importable from here."""
-    if name == "launch_cli":
-        from .launch import launch_cli
-
-        return launch_cli
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

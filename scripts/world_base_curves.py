@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from fl1_core.plots import save_figure
-from fl1_core.pretrain.curves import pretraining_curves
+from fl1_core.plots.pretraining import pretraining_curves
 from fl1_core.runs import read_jsonl
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "world_base"

@@ -52,7 +52,7 @@ def _pct(summary: dict | None) -> str:
 
 def report(args: argparse.Namespace) -> None:
     from fl1_core.plots import save_figure
-    from fl1_core.pretrain.curves import MEASURES, pretraining_curves
+    from fl1_core.plots.pretraining import MEASURES, pretraining_curves
 
     DOCS.mkdir(parents=True, exist_ok=True)
     rows_md, rows_csv, curves = [], [], {}

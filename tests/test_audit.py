@@ -66,7 +66,8 @@ def test_interventions_replace_what_is_fed():
 
 
 def test_decoding_feeds_the_intervention(tiny):
-    from fl1_core.data.collator import PromptExample, build_prompt_inputs
+    from fl1_core.data.collator import PromptExample
+    from fl1_core.data.prompt_inputs import build_prompt_inputs
     from fl1_core.decoding import generate_with_latents
 
     model, processor = tiny

@@ -18,7 +18,7 @@ from fl1_core.evaluation.baselines import (
     summarize_baselines,
     world_train_items,
 )
-from fl1_core.pretrain.evaluate import wilson_interval
+from fl1_core.intervals import wilson_interval
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -59,7 +59,7 @@ def test_heldout_names_checkpoints_and_writes_results(world, tmp_path, capsys):
 
 
 def test_pretrain_then_ship_a_base_with_its_card(world, tmp_path):
-    from fl1_core.pretrain.shipped import CARD_MD, verify_world_base
+    from fl1_core.world_base import CARD_MD, verify_world_base
 
     tiny = ["hidden_size=32", "intermediate_size=64", "num_attention_heads=4", "num_key_value_heads=2",
             "vision_hidden_size=32", "vision_depth=1", "batch_size=2", "steps=3", "eval_every=3", "save_every=3"]

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from fl1_core import tokens as T
-from fl1_core.data.collator import PromptExample, build_prompt_inputs
+from fl1_core.data.collator import PromptExample
+from fl1_core.data.prompt_inputs import build_prompt_inputs
 from fl1_core.decoding import generate_with_latents, replay
 from fl1_core.model import FutureL1Model
 
@@ -168,3 +169,46 @@ def test_bad_arguments_are_rejected(tiny, text_inputs):
         generate_with_latents(model, text_inputs, max_new_tokens=0)
     with pytest.raises(ValueError, match="temperature"):
         generate_with_latents(model, text_inputs, max_new_tokens=4, do_sample=True, temperature=0.0)
+
+
+def test_decode_batches_is_the_loop_on_the_prompt_paths_batches(tiny, rng):
+    """decode_batches = build_prompt_inputs per batch + generate_with_latents, in order, with per-batch seeds and
+    interventions, the model in eval mode while it decodes and restored afterwards."""
+    from fl1_core.decoding import decode_batches, decoded_texts
+
+    model, processor = tiny
+    prompts = [PromptExample(str(i), q, [random_image(rng)] * (i % 2)) for i, q in enumerate(QUESTIONS[:3])]
+    calls = []
+
+    def intervention_of(rows):
+        calls.append(("intervention", rows))
+        return None
+
+    def seed_of(rows):
+        calls.append(("seed", rows))
+        return 11 + rows[0]
+
+    was_training = model.training
+    model.train()
+    try:
+        kw = dict(max_new_tokens=12, do_sample=True, temperature=0.9, top_p=0.99)
+        batches = decode_batches(model, processor, prompts, batch_size=2, system_prompt="plain", seed_of=seed_of,
+                                 intervention_of=intervention_of, **kw)
+        got = []
+        for batch in batches:
+            assert not model.training
+            part = [prompts[r] for r in batch.rows]
+            want = generate_with_latents(model, build_prompt_inputs(processor, part, "plain"), seed=11 + batch.rows[0],
+                                         tokenizer=processor.tokenizer, **kw)
+            assert batch.generation.texts == want.texts and torch.equal(batch.generation.sequences, want.sequences)
+            assert torch.equal(batch.inputs["input_ids"], build_prompt_inputs(processor, part, "plain")["input_ids"])
+            got.append(batch.rows)
+        assert model.training and got == [[0, 1], [2]]
+        assert [c for c in calls if c[0] == "seed"] == [("seed", [0, 1]), ("seed", [2])]
+        assert [c for c in calls if c[0] == "intervention"] == [("intervention", [0, 1]), ("intervention", [2])]
+        greedy = decoded_texts(decode_batches(model, processor, prompts, prompt_of=None, batch_size=3,
+                                              system_prompt="plain", max_new_tokens=6))
+        assert greedy == generate_with_latents(model, build_prompt_inputs(processor, prompts, "plain"),
+                                               max_new_tokens=6, tokenizer=processor.tokenizer).texts
+    finally:
+        model.train(was_training)

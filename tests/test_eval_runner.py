@@ -12,7 +12,7 @@ import torch
 from fl1_core.data.formats import load_futurebench, load_twiffbench
 from fl1_core.data.formats import spread_limit
 from fl1_core.evaluation import FaultConfig, JudgeConfig, extract_answer_letter, start_judge_server
-from fl1_core.evaluation import runner as runner_mod
+from fl1_core.decoding import batches as batches_mod
 from fl1_core.evaluation.compare import PAPER_FUTUREBENCH_SETTING, WORKBOOK_SETTING, comparison_table
 from fl1_core.evaluation.latent_stats import (
     adjacent_span_cosines,
@@ -71,13 +71,13 @@ def fb_run(tiny, world, tmp_path_factory):
 
 
 class CountingGenerate:
-    """Wraps the runner's ``generate_with_latents``: counts calls/rows and can raise at call number ``fail_at``."""
+    """Wraps the decode loop the runner's batches call: counts calls/rows and can raise at call number ``fail_at``."""
 
     def __init__(self, fail_at: int | None = None):
         self.calls = 0
         self.rows = 0
         self.fail_at = fail_at
-        self.real = runner_mod.generate_with_latents
+        self.real = batches_mod.generate_with_latents
 
     def __call__(self, model, inputs, **kwargs):
         self.calls += 1
@@ -140,7 +140,7 @@ def test_resume_skips_finished_doc_ids(tiny, world, tmp_path, monkeypatch, fb_ru
     model, processor = tiny
     cfg = small_config(batch_size=2, limit=8)  # 4 batches
     killer = CountingGenerate(fail_at=3)  # two batches finish, the third is killed
-    monkeypatch.setattr(runner_mod, "generate_with_latents", killer)
+    monkeypatch.setattr(batches_mod, "generate_with_latents", killer)
     with pytest.raises(KeyboardInterrupt):
         evaluate_futurebench(model, processor, world / "futurebench.jsonl", tmp_path, cfg)
     shard = shard_path(tmp_path, 0, 1)
@@ -149,7 +149,7 @@ def test_resume_skips_finished_doc_ids(tiny, world, tmp_path, monkeypatch, fb_ru
         fh.write('{"doc_id": "world-fb-000')
 
     counter = CountingGenerate()
-    monkeypatch.setattr(runner_mod, "generate_with_latents", counter)
+    monkeypatch.setattr(batches_mod, "generate_with_latents", counter)
     summary = evaluate_futurebench(model, processor, world / "futurebench.jsonl", tmp_path, cfg)
     assert counter.calls == 2 and counter.rows == 4  # only the 4 unfinished samples were decoded
     rows = read_jsonl(tmp_path / "predictions.jsonl")
@@ -160,7 +160,7 @@ def test_resume_skips_finished_doc_ids(tiny, world, tmp_path, monkeypatch, fb_ru
     assert stable(rows) == [full[r["doc_id"]] for r in rows]  # "index" is the position in the whole file
 
     again = CountingGenerate()
-    monkeypatch.setattr(runner_mod, "generate_with_latents", again)
+    monkeypatch.setattr(batches_mod, "generate_with_latents", again)
     evaluate_futurebench(model, processor, world / "futurebench.jsonl", tmp_path, cfg)
     assert again.calls == 0
     with pytest.raises(ValueError, match="different"):  # other decoding settings never mix into one file
@@ -175,7 +175,7 @@ def test_resume_skips_finished_doc_ids(tiny, world, tmp_path, monkeypatch, fb_ru
         evaluate_futurebench(model, processor, changed, tmp_path, cfg)
 
     more = CountingGenerate()  # raising the limit decodes only the new doc ids
-    monkeypatch.setattr(runner_mod, "generate_with_latents", more)
+    monkeypatch.setattr(batches_mod, "generate_with_latents", more)
     summary = evaluate_futurebench(model, processor, world / "futurebench.jsonl", tmp_path, small_config(batch_size=4))
     assert more.rows == 4 and summary["n_predictions"] == 12
     assert stable(read_jsonl(tmp_path / "predictions.jsonl")) == stable(read_jsonl(fb_run[0] / "predictions.jsonl"))
@@ -214,7 +214,7 @@ def test_twiffbench_every_sample_judged_or_failed(tiny, world, tmp_path, monkeyp
     assert summary["scores"]["avg"] is None and summary["scores"]["failures_as_zero"]["avg"] == 0.0
 
     counter = CountingGenerate()
-    monkeypatch.setattr(runner_mod, "generate_with_latents", counter)
+    monkeypatch.setattr(batches_mod, "generate_with_latents", counter)
     with start_judge_server() as server:  # the judge is back: failures are re-judged, nothing is re-decoded
         jc = JudgeConfig(base_url=server.base_url, model=JUDGE_MODEL, concurrency=4)
         summary = evaluate_twiffbench(model, processor, data, tmp_path, cfg, jc)
@@ -233,7 +233,7 @@ def test_twiffbench_every_sample_judged_or_failed(tiny, world, tmp_path, monkeyp
 def test_twiffbench_needs_a_judge_before_decoding(tiny, world, tmp_path, monkeypatch):
     monkeypatch.delenv("FL1_JUDGE_BASE_URL", raising=False)
     counter = CountingGenerate()
-    monkeypatch.setattr(runner_mod, "generate_with_latents", counter)
+    monkeypatch.setattr(batches_mod, "generate_with_latents", counter)
     with pytest.raises(ValueError, match="base URL"):
         evaluate_twiffbench(*tiny, world / "twiffbench", tmp_path, small_config(), JudgeConfig(model=JUDGE_MODEL))
     assert counter.calls == 0

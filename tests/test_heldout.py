@@ -1,4 +1,4 @@
-"""Held-out MCQ accuracy (fl1_core.rl.heldout): scoring, per-kind breakdown, determinism, the CLI."""
+"""Held-out MCQ accuracy (fl1_core.evaluation.heldout): scoring, per-kind breakdown, determinism, the CLI."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from fl1_core.answers import concluded_option, option_lines
 from fl1_core.data.formats import load_rl_records
 from fl1_core.data.world import WorldConfig, generate_world
-from fl1_core.rl import heldout as heldout_mod
-from fl1_core.rl.heldout import evaluate_heldout_mcq, question_kinds, run_heldout_mcq
+from fl1_core.decoding import batches as batches_mod
+from fl1_core.evaluation.heldout import evaluate_heldout_mcq, question_kinds, run_heldout_mcq
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_accuracy_counts_rule_correct_letters(small_world, tiny, monkeypatch):
         assert kw["do_sample"] is False
         return type("Gen", (), {"texts": scripted[start : start + n]})()
 
-    monkeypatch.setattr(heldout_mod, "generate_with_latents", fake_generate)
+    monkeypatch.setattr(batches_mod, "generate_with_latents", fake_generate)
     res = evaluate_heldout_mcq(model, processor, records, kinds=kinds, batch_size=4, progress=False)
     n = len(records)
     assert calls == [4] * (n // 4) + ([n % 4] if n % 4 else []) and res["n"] == n
@@ -137,7 +137,7 @@ def test_event_accuracy_reads_the_concluded_option_apart_from_the_letter(small_w
         return type("Gen", (), {"texts": scripted[start : fake_generate.done]})()
 
     fake_generate.done = 0
-    monkeypatch.setattr(heldout_mod, "generate_with_latents", fake_generate)
+    monkeypatch.setattr(batches_mod, "generate_with_latents", fake_generate)
     res = evaluate_heldout_mcq(model, processor, records, batch_size=4, progress=False)
     n = len(records)
     right_event = [i for i in range(n) if i % 4 in (0, 1)]
@@ -161,7 +161,7 @@ def test_concluded_option_prefers_the_longest_match_and_refuses_ambiguity():
 
 
 def test_the_chain_route_writes_the_prefix_for_the_model(small_world, tiny, monkeypatch):
-    from fl1_core.rl.heldout import CHAIN_PREFIX
+    from fl1_core.evaluation.heldout import CHAIN_PREFIX
 
     model, processor = tiny
     records = _records(small_world)[:2]
@@ -171,7 +171,7 @@ def test_the_chain_route_writes_the_prefix_for_the_model(small_world, tiny, monk
         seen.append(inputs["input_ids"])
         return type("Gen", (), {"texts": ["x"] * int(inputs["input_ids"].shape[0])})()
 
-    monkeypatch.setattr(heldout_mod, "generate_with_latents", fake_generate)
+    monkeypatch.setattr(batches_mod, "generate_with_latents", fake_generate)
     evaluate_heldout_mcq(model, processor, records, batch_size=2, progress=False)
     res = evaluate_heldout_mcq(model, processor, records, batch_size=2, progress=False, assistant_prefix=CHAIN_PREFIX)
     prefix = processor.tokenizer(CHAIN_PREFIX, add_special_tokens=False)["input_ids"]

@@ -93,14 +93,10 @@ def _cache_tensors(cache) -> tuple[int, int, int]:
 
 
 def _text_prompts(processor, n):
-    from fl1_core.data.collator import PromptExample, build_prompt_inputs
-    from fl1_core.rl.rollout import PromptTensors
+    from fl1_core.data.collator import PromptExample
+    from fl1_core.data.prompt_inputs import encode_prompt
 
-    out = []
-    for i in range(n):
-        inputs = build_prompt_inputs(processor, [PromptExample(str(i), "what happens next ?" + " next" * i)])
-        out.append(PromptTensors(None, inputs["input_ids"][0], inputs["mm_token_type_ids"][0], None, None))
-    return out
+    return [encode_prompt(processor, PromptExample(str(i), "what happens next ?" + " next" * i)) for i in range(n)]
 
 
 @pytest.mark.parametrize("lora", [False, True])

@@ -29,7 +29,7 @@ def _batches(model):
 
 
 def test_pause_sft_keeps_the_slots_and_drops_the_alignment_loss(records, tmp_path):
-    from fl1_core.data.collator import build_prompt_inputs
+    from fl1_core.data.prompt_inputs import build_prompt_inputs
     from fl1_core.data.examples import text_only_prompt
     from fl1_core.decoding import generate_with_latents
 

@@ -184,7 +184,7 @@ def test_cli_models_go_where_the_device_policy_says(saved_tiny, monkeypatch):
     """``fl1 eval/curate/rl/heldout`` load through ``_load_model`` / ``load_future_l1(device="auto")``: with a device
     forced by FL1_DEVICE (here the meta device, standing in for a GPU) the model is moved there."""
     from fl1_core.cli import _load_model
-    from fl1_core.rl.heldout import run_heldout_mcq  # noqa: F401  (loads with the default device="auto")
+    from fl1_core.evaluation.heldout import run_heldout_mcq  # noqa: F401  (loads with the default device="auto")
 
     monkeypatch.setenv("FL1_DEVICE", "meta")
     model, _ = _load_model(str(saved_tiny))

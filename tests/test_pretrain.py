@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 from fl1_core.checkpoints import DamagedCheckpointWarning, DiskFullError, ResumeMismatchError, checkpoint_dirs
 from fl1_core.data.world import WorldConfig
 from fl1_core.data.world.physics import Body, Scene, simulate
-from fl1_core.pretrain import PretrainRecipe, TaskSampler, cell_targets, pretrain_world_base, wilson_interval
+from fl1_core.intervals import wilson_interval
+from fl1_core.pretrain import PretrainRecipe, TaskSampler, cell_targets, pretrain_world_base
 from fl1_core.pretrain.perception import CellHead, VisionTap, cell_channels
 from fl1_core.pretrain.tasks import LATENT_TASKS, TASKS, ClipStream, change_text, scene_text
 from fl1_core.runs import read_jsonl
@@ -51,7 +52,8 @@ def test_cell_targets_put_each_object_in_its_cell():
 
 def test_cell_head_trains_the_vision_tower_through_the_tap(tiny):
     model, processor = tiny
-    from fl1_core.data.collator import PromptExample, build_prompt_inputs
+    from fl1_core.data.collator import PromptExample
+    from fl1_core.data.prompt_inputs import build_prompt_inputs
 
     stream = ClipStream(3)
     clip = stream.clip(0)
@@ -177,16 +179,17 @@ def test_a_full_disk_while_pretraining_says_so_and_leaves_no_half_checkpoint(str
 # ---------------------------------------------------------------------------------------------- the shipped base
 @pytest.fixture(scope="module")
 def shipped_card():
-    from fl1_core.pretrain.shipped import verify_world_base
+    from fl1_core.world_base import verify_world_base
 
     return verify_world_base()
 
 
 def test_shipped_base_matches_its_card_and_decodes(shipped_card):
-    from fl1_core.data.collator import PromptExample, build_prompt_inputs
+    from fl1_core.data.collator import PromptExample
+    from fl1_core.data.prompt_inputs import build_prompt_inputs
     from fl1_core.decoding import generate_with_latents
     from fl1_core.model import load_future_l1
-    from fl1_core.pretrain.shipped import WORLD_BASE_DIR, current_tokenizer_fingerprint
+    from fl1_core.world_base import WORLD_BASE_DIR, current_tokenizer_fingerprint
 
     total = sum((WORLD_BASE_DIR / name).stat().st_size for name in shipped_card["sha256"])
     assert total <= 50 * 2**20
@@ -226,7 +229,7 @@ def test_first_steps_of_the_recipe_reproduce_the_card(shipped_card, tmp_path):
 def test_a_corrupted_shipped_base_says_how_to_recreate_it(shipped_card, tmp_path):
     import shutil
 
-    from fl1_core.pretrain.shipped import WORLD_BASE_DIR, WorldBaseError, world_base_path
+    from fl1_core.world_base import WORLD_BASE_DIR, WorldBaseError, world_base_path
 
     copy = tmp_path / "base"
     shutil.copytree(WORLD_BASE_DIR, copy)
@@ -244,7 +247,7 @@ def test_a_base_of_another_tokenizer_or_world_version_is_refused(shipped_card, t
     import shutil
 
     from fl1_core.model import load_future_l1
-    from fl1_core.pretrain.shipped import WORLD_BASE_DIR, IncompatibleBaseError, check_base_compatible
+    from fl1_core.world_base import WORLD_BASE_DIR, IncompatibleBaseError, check_base_compatible
 
     model, processor = load_future_l1(WORLD_BASE_DIR)
     world = tmp_path / "world"
@@ -268,7 +271,9 @@ def test_a_base_of_another_tokenizer_or_world_version_is_refused(shipped_card, t
 
 
 def test_a_second_phase_starts_from_the_given_checkpoint(shipped_card):
-    from fl1_core.pretrain.shipped import WORLD_BASE_DIR
+    from safetensors.torch import load_file
+
+    from fl1_core.world_base import WORLD_BASE_DIR
     from fl1_core.pretrain.train import build_base
 
     last_phase = shipped_card["recipe"].get("phases", [shipped_card["recipe"]])[-1]

@@ -84,7 +84,8 @@ def test_a_chain_stopped_inside_a_phase_resumes_to_the_same_losses(tmp_path):
 
 
 def test_a_chain_run_ships_with_a_card_of_its_phases(small_world, tmp_path):
-    from fl1_core.pretrain.shipped import CARD_MD, card_from_run, ship_world_base, verify_world_base
+    from fl1_core.pretrain.shipped import card_from_run, ship_world_base
+    from fl1_core.world_base import CARD_MD, verify_world_base
 
     chain = _chain()
     pretrain_world_base(chain, tmp_path / "run", progress=False)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fl1_core.data.collator import PromptExample, build_prompt_inputs, render_prompt
+from fl1_core.data.collator import PromptExample, render_prompt
+from fl1_core.data.prompt_inputs import build_prompt_inputs
 from fl1_core.data.prompt_caps import (
     QUESTION_MAX_PIXELS,
     filter_rl_prompts,
@@ -18,8 +19,9 @@ from fl1_core.data.prompt_caps import (
     rl_prompt_length,
 )
 from fl1_core.rl import RLConfig, RLTrainer
-from fl1_core.rl.prompt_cache import PromptCache, tensor_bytes
-from fl1_core.rl.rollout import prepare_prompt
+from fl1_core.data.examples import rl_prompt
+from fl1_core.data.prompt_inputs import encode_prompt
+from fl1_core.rl.prompt_cache import PromptCache
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -70,7 +72,7 @@ def test_rl_prompt_length_from_the_video_header_equals_the_processed_prompt(tiny
     _, processor = tiny
     for rec in world[:6]:
         for cap in (None, 4 * 32 * 32):
-            real = prepare_prompt(processor, rec, "interleaved", cap).input_ids.shape[0]
+            real = encode_prompt(processor, rl_prompt(rec), "interleaved", cap).input_ids.shape[0]
             assert rl_prompt_length(processor, rec, "interleaved", cap) == real
 
 
@@ -110,9 +112,9 @@ def test_trainer_leaves_out_long_prompts_and_writes_their_ids(tiny, world, tmp_p
 
 def test_prompt_cache_is_bounded_in_bytes_and_evicts_the_least_recently_used(tiny, world):
     _, processor = tiny
-    prompts = {r.id: prepare_prompt(processor, r) for r in world[:4]}
-    sizes = {k: tensor_bytes(p) for k, p in prompts.items()}
-    assert all(s > prompts[k].pixel_values.numel() * 4 for k, s in sizes.items())  # pixels + ids counted
+    prompts = {r.id: encode_prompt(processor, rl_prompt(r), record=r) for r in world[:4]}
+    sizes = {k: p.nbytes for k, p in prompts.items()}
+    assert all(s > prompts[k].vision["pixel_values"].numel() * 4 for k, s in sizes.items())  # pixels + ids counted
     ids = list(prompts)
     budget = sizes[ids[0]] + sizes[ids[1]] + min(sizes.values()) // 2  # room for two prompts, not three
     cache = PromptCache(budget)

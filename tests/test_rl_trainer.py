@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 
 from fl1_core.checkpoints import DamagedCheckpointWarning, DiskFullError, ResumeMismatchError
 from fl1_core.evaluation import FaultConfig, JudgeConfig, start_judge_server
-from fl1_core.rl import RLConfig, RLTrainer, dynamic_sampling_rounds, rule_correct, score_accuracy
+from fl1_core.answers import rule_correct
+from fl1_core.rl import RLConfig, RLTrainer, dynamic_sampling_rounds, score_accuracy
 from fl1_core.rl.rollout import Response, score_groups
 
 from fl1_core.rl.trainer import TIMING_KEYS as TIME_KEYS

@@ -243,7 +243,7 @@ def test_text_mode_has_no_latents(records, tmp_path):
 
 def test_vision_frozen_and_final_decodes(records, reference_run, world):
     from fl1_core.decoding import generate_with_latents
-    from fl1_core.data.collator import build_prompt_inputs
+    from fl1_core.data.prompt_inputs import build_prompt_inputs
     from fl1_core.data.examples import text_only_prompt
 
     out, result = reference_run

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fl1_core.data.collator import PromptExample, build_prompt_inputs
+from fl1_core.data.collator import PromptExample
+from fl1_core.data.prompt_inputs import build_prompt_inputs
 from fl1_core.decoding import generate_with_latents
 from fl1_core.model import FutureL1Model
 

@@ -8,8 +8,9 @@ import torch
 from transformers import Qwen3VLForConditionalGeneration, Qwen3VLProcessor
 
 from fl1_core import tokens as T
-from fl1_core.data.collator import PromptExample, QuestionVideo, build_prompt_inputs
 from fl1_core.checkpoints import save_model
+from fl1_core.data.collator import PromptExample, QuestionVideo
+from fl1_core.data.prompt_inputs import build_prompt_inputs
 from fl1_core.model import FutureL1Model, load_future_l1
 from fl1_core.tiny import build_tokenizer, default_corpus
 
@@ -109,7 +110,8 @@ def test_latent_config_travels_under_one_key_and_decoding_reads_it(tiny, tmp_pat
     import json
 
     from fl1_core.config import CONFIG_KEY, LatentConfig
-    from fl1_core.data.collator import PromptExample, build_prompt_inputs
+    from fl1_core.data.collator import PromptExample
+    from fl1_core.data.prompt_inputs import build_prompt_inputs
     from fl1_core.decoding import generate_with_latents
 
     model, processor = tiny

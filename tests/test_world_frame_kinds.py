@@ -14,8 +14,9 @@ from fl1_core.data.frames import frame_pool_indices
 from fl1_core.data.world.config import WorldConfig
 from fl1_core.data.world.frame_questions import body_place, column_of, layout_text
 from fl1_core.data.world.physics import sample_clip
-from fl1_core.data.world.questions import FRAME_KINDS, Clip, candidates
+from fl1_core.data.world.questions import candidates
 from fl1_core.data.world.records import rl_record, sft_record
+from fl1_core.data.world.world_types import FRAME_KINDS, Clip
 from fl1_core.tokens import IMAGE_PLACEHOLDER
 
 

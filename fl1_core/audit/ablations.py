@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..pretrain.evaluate import wilson_interval
+from ..intervals import wilson_interval
 from .decode import AuditItem, DecodedItem, decode_items
 from .interventions import (
     ABLATIONS,

@@ -1,6 +1,6 @@
 """Greedy decoding of the audit's test items, keeping what the probes and ablations need.
 
-One pass over held-out MCQ records (RL prompt format, as :mod:`fl1_core.rl.heldout` scores them) records per item:
+One pass over held-out MCQ records (RL prompt format, as :mod:`fl1_core.evaluation.heldout` scores them) records per item:
 the response, its letter and correctness, the latents actually fed and their span counts; optionally
 
 * ``replay_models``: the hidden states other models (e.g. an untrained one) produce at the same latent slots when
@@ -19,13 +19,11 @@ from typing import Any
 
 import torch
 
-from ..answers import extract_answer_letter
+from ..answers import concluded_answer, extract_answer_letter, rule_correct
 from ..data.formats import RLRecord, load_rl_records, spread_limit
-from ..data.world.questions import TEXT_KINDS
-from ..decoding import generate_with_latents, replay
-from ..placement import to_device
-from ..rl.accuracy import concluded_answer, rule_correct
-from ..rl.rollout import collate_prompts, prepare_prompt
+from ..data.world.world_types import TEXT_KINDS
+from ..data.examples import rl_prompt
+from ..decoding import decode_batches, replay
 from ..tokens import REASON_CLOSE
 from .interventions import Factory
 
@@ -122,40 +120,29 @@ def decode_items(
     desc: str = "audit decode",
 ) -> list[DecodedItem]:
     """Greedy interleaved decoding of every item (see the module docstring); one :class:`DecodedItem` per item."""
-    from tqdm.auto import tqdm
-
     tok = processor.tokenizer
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    was_training = model.training
-    model.eval()
     out: list[DecodedItem] = []
-    bar = tqdm(total=len(items), desc=desc, disable=not progress, leave=False)
-    try:
-        for start in range(0, len(items), batch_size):
-            rows = list(range(start, min(start + batch_size, len(items))))
-            inputs = collate_prompts([prepare_prompt(processor, items[r].record, system_prompt) for r in rows], pad_id)
-            inputs = to_device(inputs, model.device)
-            gen = generate_with_latents(model, inputs, max_new_tokens=max_new_tokens, do_sample=False, tokenizer=tok,
-                                        latent_intervention=intervention(rows) if intervention else None)
-            replays = {name: replay(other, inputs, gen).hidden_states.float().cpu()
-                       for name, other in (replay_models or {}).items()}
-            own = replay(model, inputs, gen).hidden_states.float().cpu() if reason_states else None
-            for b, r in enumerate(rows):
-                text = gen.texts[b]
-                n = int(gen.lengths[b])
-                slots = gen.latent_mask[b, :n].cpu()
-                out.append(DecodedItem(
-                    index=r, text=text, pred=extract_answer_letter(text, mode="strict"),
-                    correct=bool(rule_correct(text, items[r].record)), latents=gen.latents[b].float().cpu(),
-                    span_counts=list(gen.span_counts[b]),
-                    replayed={name: h[b, :n][slots] for name, h in replays.items()},
-                    reason_states=(_reason_end_states(tok, gen.sequences[b, :n].tolist(), own[b, :n])
-                                   if own is not None else None),
-                    event_correct=concluded_answer(text, items[r].record) == items[r].record.answer))
-            bar.update(len(rows))
-    finally:
-        bar.close()
-        model.train(was_training)
+    batches = decode_batches(model, processor, items, prompt_of=lambda item: rl_prompt(item.record),
+                             batch_size=batch_size, system_prompt=system_prompt, max_new_tokens=max_new_tokens,
+                             intervention_of=intervention, progress=progress, desc=desc)
+    for batch in batches:
+        gen, inputs = batch.generation, batch.inputs
+        replays = {name: replay(other, inputs, gen).hidden_states.float().cpu()
+                   for name, other in (replay_models or {}).items()}
+        own = replay(model, inputs, gen).hidden_states.float().cpu() if reason_states else None
+        for b, r in enumerate(batch.rows):
+            text = gen.texts[b]
+            n = int(gen.lengths[b])
+            slots = gen.latent_mask[b, :n].cpu()
+            record = items[r].record
+            out.append(DecodedItem(
+                index=r, text=text, pred=extract_answer_letter(text, mode="strict"),
+                correct=bool(rule_correct(text, record)), latents=gen.latents[b].float().cpu(),
+                span_counts=list(gen.span_counts[b]),
+                replayed={name: h[b, :n][slots] for name, h in replays.items()},
+                reason_states=(_reason_end_states(tok, gen.sequences[b, :n].tolist(), own[b, :n])
+                               if own is not None else None),
+                event_correct=concluded_answer(text, record) == record.answer))
     return out
 
 

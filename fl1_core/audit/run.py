@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..config import CONFIG_KEY
-from ..rl.heldout import HELDOUT_MAX_NEW_TOKENS
+from ..evaluation.heldout import HELDOUT_MAX_NEW_TOKENS
 from ..runs import atomic_write_json
 from .feedback import fed_back_fidelity
 from .ablations import CONDITIONS, accuracy, paired_difference, reasoning_frame_targets, run_ablations

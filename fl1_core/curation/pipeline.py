@@ -36,8 +36,8 @@ def curate(
     ``curation.jsonl`` / ``curation.csv`` (one :class:`Decision` per scored record), ``curation_summary.json``,
     ``scores.jsonl`` (resumable scores, unless ``scores_path``) and ``rejects.jsonl`` (records that failed to load
     or score). Relative media paths become absolute unless ``out_dir`` is the source file's folder. A world base
-    built for another tokenizer or world version is refused (:func:`fl1_core.pretrain.shipped.check_base_compatible`)."""
-    from ..pretrain.shipped import check_base_compatible
+    built for another tokenizer or world version is refused (:func:`fl1_core.world_base.check_base_compatible`)."""
+    from ..world_base import check_base_compatible
 
     sft_path, out_dir = Path(sft_path), Path(out_dir)
     check_base_compatible(model, processor, sft_path.parent)

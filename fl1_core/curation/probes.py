@@ -11,7 +11,8 @@ import torch
 
 from .. import tokens as T
 from ..answers import answer_span
-from ..data.collator import PromptExample, build_prompt_inputs, encode_texts, render_prompt
+from ..data.collator import PromptExample, encode_texts, render_prompt
+from ..data.prompt_inputs import build_prompt_inputs
 from ..decoding import generate_with_latents
 from ..losses import token_logprobs
 

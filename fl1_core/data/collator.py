@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -25,7 +25,6 @@ from transformers.video_utils import VideoMetadata
 
 from .. import tokens as T
 from ..config import LatentConfig
-from .prompt_caps import question_images_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -257,26 +256,24 @@ def latent_pixel_inputs(processor: Qwen3VLProcessor, latent_config: LatentConfig
     return out, counts
 
 
-def build_prompt_inputs(
-    processor: Qwen3VLProcessor, examples: list[PromptExample], system_prompt: str = "interleaved",
-    question_max_pixels: int | None = None,
-) -> dict:
-    """Left-padded generation inputs (``input_ids``, ``attention_mask``, ``mm_token_type_ids``, pixels) for prompts;
-    question images capped at ``question_max_pixels`` (None: the processor's own cap)."""
-    system = T.system_prompt(system_prompt)
-    texts = [
-        render_prompt(processor, system, len(ex.question_images), ex.question_video is not None, ex.question)
-        for ex in examples
-    ]
-    return encode_texts(processor, texts, examples, question_max_pixels)
+def question_images_kwargs(processor: Any, max_pixels: int | None) -> dict:
+    """``images_kwargs`` for a processor call that caps every question image at ``max_pixels`` (never above the
+    processor's own cap; ``{}`` when ``max_pixels`` is None)."""
+    if max_pixels is None:
+        return {}
+    if max_pixels < 1:
+        raise ValueError(f"question max_pixels must be >= 1 or None, got {max_pixels}")
+    ip = processor.image_processor
+    longest = min(int(ip.size["longest_edge"]), int(max_pixels))
+    return {"size": {"shortest_edge": min(int(ip.size["shortest_edge"]), longest), "longest_edge": longest}}
 
 
 def encode_texts(processor: Qwen3VLProcessor, texts: list[str], examples: list[SFTExample] | list[PromptExample],
                  question_max_pixels: int | None = None) -> dict:
-    """The one prompt-to-tensor step: one processor call over chat texts + every example's question images / video
-    (with its real fps), padded. Generation prompts, SFT batches and curation's scoring passes all go through it.
-    Question images are resized to at most ``question_max_pixels`` pixels
-    (:func:`fl1_core.data.prompt_caps.question_images_kwargs`; None: the processor's own cap)."""
+    """One processor call over chat texts + every example's question images / video (with its real fps), padded on
+    the processor's side. SFT batches, curation's likelihood pass and each generation prompt
+    (:func:`fl1_core.data.prompt_inputs.encode_prompt`) go through it. Question images are resized to at most
+    ``question_max_pixels`` pixels (:func:`question_images_kwargs`; None: the processor's own cap)."""
     images = [im for ex in examples for im in ex.question_images]
     videos = [ex.question_video for ex in examples if ex.question_video is not None]
     kwargs: dict = {}
@@ -291,5 +288,3 @@ def encode_texts(processor: Qwen3VLProcessor, texts: list[str], examples: list[S
         )
     return dict(processor(text=texts, padding=True, return_tensors="pt", **kwargs))
 
-
-_encode = encode_texts  # the earlier private name

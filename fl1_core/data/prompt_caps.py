@@ -27,20 +27,10 @@ QUESTION_MAX_PIXELS = 128 * 32 * 32
 MAX_PROMPT_TOKENS = 1024
 
 
-def question_images_kwargs(processor: Any, max_pixels: int | None) -> dict:
-    """``images_kwargs`` for a processor call that caps every question image at ``max_pixels`` (never above the
-    processor's own cap; ``{}`` when ``max_pixels`` is None)."""
-    if max_pixels is None:
-        return {}
-    if max_pixels < 1:
-        raise ValueError(f"question max_pixels must be >= 1 or None, got {max_pixels}")
-    ip = processor.image_processor
-    longest = min(int(ip.size["longest_edge"]), int(max_pixels))
-    return {"size": {"shortest_edge": min(int(ip.size["shortest_edge"]), longest), "longest_edge": longest}}
-
-
 def image_tokens(processor: Any, height: int, width: int, max_pixels: int | None) -> int:
     """Merged visual tokens of one ``height × width`` question image under the cap (the processor's resize rule)."""
+    from .collator import question_images_kwargs
+
     ip = processor.image_processor
     size = question_images_kwargs(processor, max_pixels).get("size", ip.size)
     patches = ip.get_number_of_image_patches(height, width, {"min_pixels": size["shortest_edge"],
@@ -103,4 +93,4 @@ def filter_rl_prompts(records: Sequence[Any], processor: Any, *, system_prompt: 
 
 
 __all__ = ["MAX_PROMPT_TOKENS", "QUESTION_MAX_PIXELS", "filter_rl_prompts", "image_tokens", "prompt_length",
-           "question_images_kwargs", "rl_prompt_length"]
+           "rl_prompt_length"]

@@ -24,7 +24,7 @@ For each multiple-choice item (``heldout_mcq.jsonl``: ``meta.question_kind``, ``
   It says how much of each kind a model could answer from text priors alone. No option letter is a feature.
 
 :func:`baseline_predictions` gives every item's predictions, :func:`summarize_baselines` the per-kind table with
-Wilson 95 % intervals (:func:`fl1_core.pretrain.evaluate.wilson_interval`), :func:`format_baselines_table` its
+Wilson 95 % intervals (:func:`fl1_core.intervals.wilson_interval`), :func:`format_baselines_table` its
 Markdown, :func:`run_baselines` all of it for a world folder (``fl1 baselines``).
 """
 
@@ -46,7 +46,7 @@ from sklearn.preprocessing import normalize as l2_rows
 
 from ..answers import normalize, option_lines, reference_letter
 from ..data.formats import read_json_rows
-from ..pretrain.evaluate import wilson_interval
+from ..intervals import wilson_interval
 from ..runs import atomic_write_json
 from ..tokens import IMAGE_PLACEHOLDER, MCQ_INSTRUCTION
 

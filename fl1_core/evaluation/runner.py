@@ -13,7 +13,7 @@ What happens:
 2. Prompts follow docs/PAPER.md#evaluation: system prompt, the observed video (FutureBench, ``num_frames`` frames at the real fps) or
    the question frames (TwiFF-Bench), the question; FutureBench adds the ``A. …`` option lines and the single-letter
    instruction.
-3. Items are decoded in batches with :func:`fl1_core.decoding.generate_with_latents` (greedy by default). After
+3. Items are decoded in batches with :func:`fl1_core.decoding.decode_batches` (greedy by default). After
    every batch its rows are appended to this process's shard file ``shards/predictions.rank{r}-of-{w}.jsonl``, so a
    killed evaluation restarts where it stopped: doc ids found in any shard file (or in ``predictions.jsonl``) are not
    decoded again.
@@ -40,13 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from fl1_core.config import LatentConfig
-from fl1_core.data.collator import PromptExample, build_prompt_inputs
+from fl1_core.data.collator import PromptExample
 from fl1_core.data.examples import futurebench_prompt, twiffbench_prompt
 from fl1_core.data.formats import FutureBenchItem, write_rejects
-from fl1_core.decoding import generate_with_latents
+from fl1_core.decoding import DecodedBatch, decode_batches
 from fl1_core.evaluation.extraction import EXTRACTION_MODES, extract_answer_letter
 from fl1_core.distributed import ProcessGroup
 from fl1_core.judge.client import JudgeConfig
@@ -143,50 +142,29 @@ def _answer_fields(item: Item, text: str) -> dict[str, Any]:
     return {"model_reasoning": reasoning, "model_answer": answer}
 
 
-def _decode_batch(
-    model: torch.nn.Module,
-    processor: Any,
-    batch: Sequence[tuple[int, Item]],
-    config: EvalConfig,
-    latent_config: LatentConfig,
-    max_new_tokens: int,
-    rank: int,
-) -> list[dict[str, Any]]:
-    start = time.perf_counter()
-    examples = [_prompt(item, config) for _, item in batch]
-    inputs = build_prompt_inputs(processor, examples, system_prompt=config.system_prompt)
-    t_decode = time.perf_counter()
-    gen = generate_with_latents(
-        model,
-        inputs,
-        max_new_tokens=max_new_tokens,
-        latent_config=latent_config,
-        do_sample=config.do_sample,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        seed=config.seed + batch[0][0] if config.do_sample else None,
-        tokenizer=getattr(processor, "tokenizer", processor),
-    )
-    end = time.perf_counter()
-    n = len(batch)
+def _rows_of(model: torch.nn.Module, batch: DecodedBatch, items: Sequence[tuple[int, Item]], rank: int
+             ) -> list[dict[str, Any]]:
+    """One prediction row per decoded item of ``batch`` (``items``: (position in the file, item) of every row)."""
+    gen, n = batch.generation, len(batch.rows)
     eos = set(_as_list(model.base.generation_config.eos_token_id))
     rows = []
-    for i, (index, item) in enumerate(batch):
-        length = int(gen.lengths[i])
-        last = int(gen.sequences[i, length - 1]) if length else None
-        spans = [int(c) for c in gen.span_counts[i]]
+    for b, r in enumerate(batch.rows):
+        index, item = items[r]
+        length = int(gen.lengths[b])
+        last = int(gen.sequences[b, length - 1]) if length else None
+        spans = [int(c) for c in gen.span_counts[b]]
         row = _item_fields(item, index)
         row.update(
-            response=gen.texts[i],
-            **_answer_fields(item, gen.texts[i]),
+            response=gen.texts[b],
+            **_answer_fields(item, gen.texts[b]),
             new_tokens=length,
             stopped=last in eos,
             span_counts=spans,
             n_spans=len(spans),
-            latent_tokens=int(gen.latents[i].shape[0]),
-            adjacent_span_cosines=adjacent_span_cosines(gen.latents[i], spans),
-            latency_s=(end - start) / n,
-            decode_s=(end - t_decode) / n,
+            latent_tokens=int(gen.latents[b].shape[0]),
+            adjacent_span_cosines=adjacent_span_cosines(gen.latents[b], spans),
+            latency_s=(batch.encode_s + batch.decode_s) / n,
+            decode_s=batch.decode_s / n,
             batch_size=n,
             rank=rank,
         )
@@ -240,17 +218,17 @@ def decode_shard(
     log.info("rank %d/%d: decoding %d of %d items (%d already done), max_new_tokens=%d",
              rank, world_size, len(todo), len(items), len(finished), max_new)
     path.parent.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=len(todo), desc=f"eval {benchmark} [rank {rank}]", disable=not config.progress, leave=False)
+    batches = decode_batches(
+        model, processor, todo, prompt_of=lambda pair: _prompt(pair[1], config), batch_size=config.batch_size,
+        system_prompt=config.system_prompt, max_new_tokens=max_new, latent_config=latent_config,
+        do_sample=config.do_sample, temperature=config.temperature, top_p=config.top_p,
+        seed_of=(lambda rows: config.seed + todo[rows[0]][0]) if config.do_sample else None,
+        progress=config.progress, desc=f"eval {benchmark} [rank {rank}]")
     decoded = 0
-    try:
-        for b in range(0, len(todo), config.batch_size):
-            batch = todo[b : b + config.batch_size]
-            rows = _decode_batch(model, processor, batch, config, latent_config, max_new, rank)
-            _append_rows(path, rows)
-            decoded += len(rows)
-            bar.update(len(rows))
-    finally:
-        bar.close()
+    for batch in batches:
+        rows = _rows_of(model, batch, todo, rank)
+        _append_rows(path, rows)
+        decoded += len(rows)
     return decoded
 
 

@@ -10,14 +10,15 @@ Figures:
 - :func:`rl_data_scaling` — Fig. 5, CoT / Ans / Avg judge scores per RL data size (bars + a line over Avg);
 - :func:`reward_curves` — RL rewards per step, raw + EMA-smoothed, one colour per run;
 - :func:`training_curves` — SFT losses per step;
+- :func:`pretraining_curves` — world pretraining's held-out measures against CPU minutes;
 - :func:`latent_tsne` — t-SNE of prompt text / prompt vision hidden states and latent spans;
 - :func:`visual_gain_distribution` — visual gain ``P_v − P_t`` of kept vs dropped curation samples;
 - :func:`results_table` — a results table with the paper's rows greyed out;
 - :func:`accuracy_by_hop` — FutureBench MCQ accuracy per hop split for each model stage;
 - :func:`probe_quality`, :func:`ablation_bars`, :func:`control_bars` — the audit's figures.
 
-The figures live in one module per family (style, saving, paper_figures, curves, distributions, tables); every
-name stays importable from ``fl1_core.plots``.
+The figures live in one module per family (style, saving, paper_figures, curves, pretraining, distributions,
+tables); every name stays importable from ``fl1_core.plots``.
 """
 
 import logging
@@ -26,6 +27,7 @@ from .audit import ablation_bars, control_bars, probe_quality  # noqa: F401
 from .curves import _METRIC_TITLES, ema, reward_curves, training_curves  # noqa: F401
 from .distributions import latent_tsne, visual_gain_distribution  # noqa: F401
 from .paper_figures import latent_span_donuts, rl_data_scaling  # noqa: F401
+from .pretraining import pretraining_curves  # noqa: F401
 from .saving import PLOTLY_JS, PNG_HELP, STATIC_DIR, save_figure, shared_plotlyjs  # noqa: F401
 from .style import (  # noqa: F401
     BIN_COLORS, BIN_LABELS, COLORWAY, DROPPED_COLOR, EMPTY_COLOR, FIG_HEIGHT, FIG_WIDTH, HEADER_COLOR, HOP_COLUMNS,
@@ -54,6 +56,7 @@ __all__ = [
     "ema",
     "latent_span_donuts",
     "latent_tsne",
+    "pretraining_curves",
     "probe_quality",
     "results_table",
     "reward_curves",

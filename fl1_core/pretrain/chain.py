@@ -1,4 +1,5 @@
-"""World pretraining in phases: phase k+1 continues from phase k's final weights.
+"""World pretraining in phases: phase k+1 continues from phase k's final weights; :func:`pretrain_world_base` runs a
+recipe (one phase) or a chain.
 
 A chain is a list of named :class:`PretrainRecipe` phases. The first phase starts from random init (or its own
 ``init_from``); the chain sets every later phase's ``init_from`` to the previous phase's ``final``. A chain file
@@ -26,6 +27,7 @@ import yaml
 
 from ..runs import atomic_directory, atomic_write_json, read_jsonl, write_jsonl
 from .recipe import PretrainRecipe
+from .train import train_phase
 
 
 @dataclass
@@ -147,8 +149,6 @@ def run_chain(chain: RecipeChain, out_dir: str | Path, *, max_steps: int | None 
     Finished phases are skipped (their folders resume at their last step). ``max_steps`` counts over the whole
     chain and stops early without writing ``final``.
     """
-    from .train import train_phase
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "recipe.json", chain.to_dict())
@@ -166,6 +166,15 @@ def run_chain(chain: RecipeChain, out_dir: str | Path, *, max_steps: int | None 
     with atomic_directory(out / "final") as tmp:
         shutil.copytree(last, tmp, dirs_exist_ok=True)
     return out / "final"
+
+
+def pretrain_world_base(recipe: PretrainRecipe | RecipeChain, out_dir: str | Path, **kwargs) -> Path:
+    """Train (or resume) the world base of a recipe or a chain of phases into ``out_dir``; returns ``<out>/final``.
+
+    Keywords as :func:`~fl1_core.pretrain.train.train_phase` (``max_steps`` counts over a whole chain)."""
+    if isinstance(recipe, RecipeChain):
+        return run_chain(recipe, out_dir, **kwargs)
+    return train_phase(recipe, out_dir, **kwargs)
 
 
 def read_training_log(out_dir: str | Path) -> list[dict[str, Any]]:

@@ -4,17 +4,16 @@
   exact match of the whole description, and the share of object colours named in the right left-to-right slot;
 * ``lookup_accuracy`` — option look-up ("Which option says: …?") over option sets of held-out MCQ records: the
   letter the model writes first inside ``<answer>``;
-* ``heldout_mcq_by_group`` — :func:`fl1_core.rl.heldout.evaluate_heldout_mcq` on the world's ``heldout_mcq.jsonl``
+* ``heldout_mcq_by_group`` — :func:`fl1_core.evaluation.heldout.evaluate_heldout_mcq` on the world's ``heldout_mcq.jsonl``
   (test clips), split into text-solvable and vision-dependent kinds; also the share of responses whose reasoning
   *concludes* the gold option's text (:func:`concluded_answer`), whatever letter follows.
 
-Every accuracy comes with its Wilson 95 % interval (``n`` items).
+Every accuracy comes with its Wilson 95 % interval (``n`` items, :func:`fl1_core.intervals.wilson_interval`).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,24 +22,16 @@ from typing import Any
 import numpy as np
 
 from ..answers import answer_span
+from ..intervals import wilson_interval
 from ..data.collator import PromptExample
 from ..data.formats import spread_limit
-from ..data.world.questions import LETTERS, TEXT_KINDS, options_block
-from ..decoding import greedy_decode
-from .tasks import LOOKUP_QUESTION, SCENE_QUESTION, ClipStream, scene_text
+from ..data.world.options import options_block
+from ..data.world.world_types import LETTERS, TEXT_KINDS
+from ..decoding import decode_batches, decoded_texts
+from ..data.world.curriculum_text import LOOKUP_QUESTION, SCENE_QUESTION
+from .tasks import ClipStream, scene_text
 
 EVAL_SEED = 987_654  # clips of the scene measure: a seed no training stream uses
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion: ``(p̂ + z²/2n ± z·sqrt(p̂(1−p̂)/n + z²/4n²)) / (1 + z²/n)``."""
-    if n <= 0:
-        return (0.0, 1.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def _summary(correct: Sequence[bool]) -> dict[str, Any]:
@@ -56,9 +47,8 @@ def _answer_span(text: str) -> str:
 
 def _greedy(model, processor, prompts: list[PromptExample], system: str, max_new_tokens: int,
             batch_size: int = 32) -> list[str]:
-    outs = greedy_decode(model, processor, prompts, system_prompt=system, max_new_tokens=max_new_tokens,
-                         batch_size=batch_size)
-    return [o.text for o in outs]
+    return decoded_texts(decode_batches(model, processor, prompts, batch_size=batch_size, system_prompt=system,
+                                        max_new_tokens=max_new_tokens))
 
 
 def scene_accuracy(model, processor, n: int = 64, seed: int = EVAL_SEED) -> dict[str, Any]:
@@ -129,9 +119,9 @@ def heldout_mcq_by_group(model, processor, world_dir: str | Path, limit: int | N
                          batch_size: int = 32, assistant_prefix: str = "") -> dict[str, Any]:
     """Held-out MCQ accuracy (RL prompt format, greedy, strict letter): ``all`` (the event kinds), text-solvable,
     vision-dependent and ``frame`` (the frame-needing kinds); ``assistant_prefix`` as in
-    :func:`fl1_core.rl.heldout.evaluate_heldout_mcq` (the chain route)."""
+    :func:`fl1_core.evaluation.heldout.evaluate_heldout_mcq` (the chain route)."""
     from ..data.formats import load_rl_records
-    from ..rl.heldout import evaluate_heldout_mcq
+    from ..evaluation.heldout import evaluate_heldout_mcq
 
     path = Path(world_dir) / "heldout_mcq.jsonl"
     rows = read_heldout(world_dir, limit)

@@ -22,7 +22,8 @@ import torch
 from ..data.collator import IGNORE_INDEX, SFTCollator, SFTExample
 from ..data.world.frame_questions import layout_text
 from .evaluate import EVAL_SEED, _summary
-from .tasks import LAYOUT_QUESTION, ClipStream
+from ..data.world.curriculum_text import LAYOUT_QUESTION
+from .tasks import ClipStream
 
 
 @torch.no_grad()

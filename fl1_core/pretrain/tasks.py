@@ -39,19 +39,24 @@ from PIL import Image
 from ..data.collator import QuestionVideo, SFTExample
 from ..data.frames import frame_pool_indices
 from ..data.world.config import WorldConfig
+from ..data.world.curriculum_text import (
+    CHANGE_QUESTION,
+    DRILL_QUESTION,
+    HINT,
+    LAYOUT_QUESTION,
+    LOOKUP_QUESTION,
+    MOTION_QUESTION,
+    NOTHING,
+    RECALL_QUESTION,
+    SCENE_QUESTION,
+)
 from ..data.world.physics import sample_clip
 from ..data.world.frame_questions import SUPPORT_WORDS, layout_text, left_to_right
-from ..data.world.questions import (
-    LETTERS,
-    Clip,
-    Question,
-    build_options,
-    candidates,
-    conclusion,
-    describe_body,
-    options_block,
-    sft_record,
-)
+from ..data.world.description import describe_body
+from ..data.world.options import build_options, options_block
+from ..data.world.questions import candidates
+from ..data.world.records import conclusion, sft_record
+from ..data.world.world_types import LETTERS, Clip, Question
 from ..data.world.render import render_frame, rgb_to_yuv420p
 from ..tokens import MCQ_INSTRUCTION
 from .perception import cell_targets
@@ -62,17 +67,8 @@ QA_VARIANTS = ("reason", "direct", "hinted", "conclude", "conclude_text")
 STREAM_CLIPS = 1000  # seed streams of the pretraining world; the world generator uses streams 0-5
 STREAM_TASK = 1001
 
-SCENE_QUESTION = "Describe the picture: the objects from left to right and where they are."
-LAYOUT_QUESTION = "Describe the picture: the objects from left to right, where they are and in which part."
-MOTION_QUESTION = "How is each object moving in the second picture?"
-CHANGE_QUESTION = "What happened between the two pictures?"
-LOOKUP_QUESTION = "Which option says: {}?"
-RECALL_QUESTION = "What does option {} say?"
 LOOKUP_WAYS = (0.5, 0.25, 0.25)  # hard, easy, recall (the default shares)
 WAYS = ("hard", "easy", "recall", "drill")
-DRILL_QUESTION = "Go through the options. Which one says: {}?"
-NOTHING = "nothing happened"
-HINT = "\nThe following images show how the scene continues."
 
 
 @dataclass
@@ -309,16 +305,3 @@ def _record_text(rec: dict) -> tuple[str, list[str]]:
 
     human = rec["conversations"][0]["value"].replace("<image>", "").strip()
     return human, split_trajectory(rec["conversations"][1]["value"])
-
-
-def curriculum_corpus() -> list[str]:
-    """Tokenizer training text for the curricula's own wording (added to the world's vocabulary corpus)."""
-    lines = [SCENE_QUESTION, MOTION_QUESTION, CHANGE_QUESTION, LOOKUP_QUESTION.format("the red ball"), HINT.strip(),
-             *(RECALL_QUESTION.format(x) for x in LETTERS),
-             NOTHING.capitalize() + ".", "The light is on.", "The light is off."]
-    where = ("on the floor", "on the ledge", "in the air")
-    colours = list(WorldConfig().colors)
-    for c in colours:
-        for s in ("ball", "box"):
-            lines += [f"From left to right: the {c} {s} {w}." for w in where]
-    return lines

@@ -31,8 +31,8 @@ from tqdm.auto import tqdm
 from ..checkpoints import model_fingerprint, resume_from, run_identity, save_checkpoint, save_model
 from ..data.collator import SFTCollator
 from ..runs import append_jsonl, atomic_directory, atomic_write_json, read_jsonl, write_jsonl
+from ..world_base import META_KEY, base_metadata
 from .perception import CellHead, VisionTap, cell_channels, cell_loss
-from .chain import RecipeChain, run_chain
 from .recipe import PretrainRecipe
 from .tasks import LATENT_TASKS, TASKS, TaskSampler
 
@@ -132,15 +132,6 @@ def training_step(model, head, tap: VisionTap, collators: dict[tuple[str, str], 
     return {"loss": out.loss + recipe.cell_weight * lc, "ce": out.ce_loss, "cell": lc, "latent": out.latent_loss}
 
 
-def pretrain_world_base(recipe: PretrainRecipe | RecipeChain, out_dir: str | Path, **kwargs) -> Path:
-    """Train (or resume) the world base of a recipe or a chain of phases into ``out_dir``; returns ``<out>/final``.
-
-    Keywords as :func:`train_phase` (``max_steps`` counts over a whole chain)."""
-    if isinstance(recipe, RecipeChain):
-        return run_chain(recipe, out_dir, **kwargs)
-    return train_phase(recipe, out_dir, **kwargs)
-
-
 def train_phase(
     recipe: PretrainRecipe,
     out_dir: str | Path,
@@ -222,8 +213,6 @@ def train_phase(
         tap.remove()
     if end < recipe.steps:
         return out / "final"
-    from .shipped import META_KEY, base_metadata
-
     setattr(model.base.config, META_KEY, base_metadata(processor.tokenizer))
     final = out / "final"
     with atomic_directory(final) as tmp:

@@ -1,16 +1,17 @@
 """LA-DAPO (docs/PAPER.md#la-dapo): group advantages and dynamic sampling (pure functions), the trainer, presets and RL data
-scaling.
+scaling (held-out MCQ accuracy, the yardstick of RL, is :mod:`fl1_core.evaluation.heldout`).
 
-- :mod:`~fl1_core.rl.advantages` — ``group_advantages``, ``dynamic_sampling_keep``;
+- :mod:`~fl1_core.rl.advantages` — ``group_advantages``;
+- :mod:`~fl1_core.rl.dynamic_sampling` — ``dynamic_sampling_keep``, the refill rounds;
 - :mod:`~fl1_core.rl.config` — ``RLConfig`` (``release`` / ``corrected`` presets, ``grpo`` / ``dapo`` / ``la-dapo``);
 - :mod:`~fl1_core.rl.accuracy` — rule check + LLM-judge fallback;
 - :mod:`~fl1_core.rl.rollout` — rollouts with latent recording, rewards, dynamic sampling with refill rounds;
 - :mod:`~fl1_core.rl.trainer` — the update step and the loop with checkpoint/resume (``train_rl``, ``run_rl``);
-- :mod:`~fl1_core.rl.scaling` — ``rl_data_scaling``;
-- :mod:`~fl1_core.rl.heldout` — held-out MCQ accuracy in the RL prompt format (``evaluate_heldout_mcq``).
+- :mod:`~fl1_core.rl.scaling` — ``rl_data_scaling``.
 """
 
-from fl1_core.rl.advantages import dynamic_sampling_keep, group_advantages
+from fl1_core.rl.advantages import group_advantages
+from fl1_core.rl.dynamic_sampling import dynamic_sampling_keep
 
 __all__ = [
     "group_advantages",
@@ -24,12 +25,8 @@ __all__ = [
     "run_rl",
     "rl_data_scaling",
     "score_accuracy",
-    "rule_correct",
-    "concluded_answer",
     "dynamic_sampling_rounds",
     "SamplingResult",
-    "evaluate_heldout_mcq",
-    "run_heldout_mcq",
 ]
 
 _LAZY = {
@@ -42,12 +39,8 @@ _LAZY = {
     "run_rl": "fl1_core.rl.trainer",
     "rl_data_scaling": "fl1_core.rl.scaling",
     "score_accuracy": "fl1_core.rl.accuracy",
-    "rule_correct": "fl1_core.rl.accuracy",
-    "concluded_answer": "fl1_core.rl.accuracy",
     "dynamic_sampling_rounds": "fl1_core.rl.rollout",
     "SamplingResult": "fl1_core.rl.rollout",
-    "evaluate_heldout_mcq": "fl1_core.rl.heldout",
-    "run_heldout_mcq": "fl1_core.rl.heldout",
 }
 
 

@@ -6,7 +6,8 @@ Rule check (exact, model-free):
   equals the reference letter;
 - free-form: the normalised last answer span equals the normalised reference, e.g. a world event sentence.
 
-Both are :func:`fl1_core.answers.is_correct` with ``rule="exact"`` (the one correctness rule of the repository).
+Both are :func:`fl1_core.answers.rule_correct`: :func:`~fl1_core.answers.is_correct` with ``rule="exact"`` (the one
+correctness rule of the repository).
 
 A response without an answer span is wrong (0) without asking anybody. Rule failures with an answer go to the yes/no
 judge (``judge_on="free-form"``: only free-form rows; ``"all"``: MCQ rows too) through
@@ -22,11 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fl1_core.answers import answer_span, concluded_option, is_correct, option_lines
+from fl1_core.answers import answer_span, rule_correct
 from fl1_core.data.formats import RLRecord
 from fl1_core.judge.client import JudgeConfig, YesNoJudgeItem, judge_many
 
-__all__ = ["AccuracyResult", "concluded_answer", "rule_correct", "answer_span", "score_accuracy"]
+__all__ = ["AccuracyResult", "score_accuracy"]
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +43,6 @@ class AccuracyResult:
     judge_failures: int = 0  # items whose judging failed in some round
     judge_unresolved: int = 0  # items still failed after all rounds
     judge_errors: dict[str, int] = field(default_factory=dict)
-
-
-def rule_correct(text: str, record: RLRecord) -> bool:
-    """Exact rule check of one response against its record (see the module docstring)."""
-    return is_correct(text, record.answer, mcq=record.is_multiple_choice, rule="exact")
-
-
-def concluded_answer(text: str, record: RLRecord) -> str:
-    """The option letter whose text the response's final thought states (:func:`fl1_core.answers.concluded_option`
-    over the record's option lines); "" when none or several do, and always for free-form records."""
-    return concluded_option(text, option_lines(record.question_text))
 
 
 def score_accuracy(

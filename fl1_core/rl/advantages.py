@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["group_advantages", "dynamic_sampling_keep", "group_index"]
+__all__ = ["group_advantages", "group_index"]
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
 
@@ -69,11 +69,3 @@ def group_advantages(rewards: ArrayLike, group_ids: ArrayLike, eps: float = 1e-6
     std = torch.sqrt(sq / (n - 1.0))
     return (centred / (std[inverse] + eps)).to(out_dtype)
 
-
-
-def __getattr__(name: str):  # dynamic_sampling_keep lives in fl1_core.rl.dynamic_sampling; this name stays
-    if name == "dynamic_sampling_keep":
-        from fl1_core.rl.dynamic_sampling import dynamic_sampling_keep
-
-        return dynamic_sampling_keep
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,7 @@
 """Processed RL prompts kept in host RAM, bounded in bytes: least-recently-used entries are evicted until the
-cache holds at most ``max_bytes``, where an entry's size is the sum of its tensors' ``numel · element_size``
-(ids, multimodal types, fp32 pixel rows, grids). A prompt larger than the whole budget is returned, never kept."""
+cache holds at most ``max_bytes``, where an entry's size is its ``nbytes`` (for a
+:class:`~fl1_core.data.prompt_inputs.PromptTensors`: ids, multimodal types, fp32 pixel rows, grids). A prompt larger
+than the whole budget is returned, never kept."""
 
 from __future__ import annotations
 
@@ -9,14 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-import torch
-
 log = logging.getLogger(__name__)
-
-
-def tensor_bytes(obj: Any) -> int:
-    """Bytes of every tensor among ``obj``'s attributes (a :class:`~fl1_core.rl.rollout.PromptTensors`)."""
-    return sum(v.numel() * v.element_size() for v in vars(obj).values() if isinstance(v, torch.Tensor))
 
 
 class PromptCache:
@@ -46,7 +40,7 @@ class PromptCache:
             return hit[0]
         self.misses += 1
         value = build()
-        size = tensor_bytes(value)
+        size = value.nbytes
         if size > self.max_bytes:
             log.debug("prompt %s (%d bytes) exceeds the cache budget of %d bytes: not cached", key, size,
                       self.max_bytes)
@@ -60,4 +54,4 @@ class PromptCache:
         return value
 
 
-__all__ = ["PromptCache", "tensor_bytes"]
+__all__ = ["PromptCache"]

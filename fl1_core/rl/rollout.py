@@ -27,9 +27,8 @@ from typing import Any
 import torch
 
 from fl1_core.config import LatentConfig
-from fl1_core.data.collator import build_prompt_inputs
-from fl1_core.data.examples import rl_prompt
 from fl1_core.data.formats import RLRecord
+from fl1_core.data.prompt_inputs import PromptTensors, pad_prompts
 from fl1_core.decoding import LatentGeneration, generate_with_latents
 from fl1_core.judge.client import JudgeConfig
 from fl1_core.rewards import (
@@ -40,16 +39,14 @@ from fl1_core.rewards import (
     repetition_score,
     temporal_diversity_cos2,
 )
-from fl1_core.rl.accuracy import concluded_answer, score_accuracy
+from fl1_core.answers import concluded_answer
+from fl1_core.rl.accuracy import score_accuracy
 from fl1_core.rl.dynamic_sampling import SamplingResult, dynamic_sampling_rounds  # noqa: F401 (re-exported)
 
 __all__ = [
-    "PromptTensors",
     "Response",
     "RoundStats",
     "SamplingResult",
-    "prepare_prompt",
-    "collate_prompts",
     "collate_responses",
     "generate_group_round",
     "score_groups",
@@ -58,17 +55,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-
-
-@dataclass
-class PromptTensors:
-    """One processed prompt, unpadded: ids [L], mm types [L], its pixel rows and image grids."""
-
-    record: RLRecord
-    input_ids: torch.Tensor
-    mm_token_type_ids: torch.Tensor | None
-    pixel_values: torch.Tensor | None
-    image_grid_thw: torch.Tensor | None
 
 
 @dataclass
@@ -120,46 +106,9 @@ class RoundStats:
 
 
 # ------------------------------------------------------------------------------------------------------ tensors
-def prepare_prompt(processor: Any, record: RLRecord, system_prompt: str = "interleaved",
-                   question_max_pixels: int | None = None) -> PromptTensors:
-    """Process one RL record's prompt (frames, each capped at ``question_max_pixels``, + question) into tensors."""
-    inputs = build_prompt_inputs(processor, [rl_prompt(record)], system_prompt, question_max_pixels)
-    mm = inputs.get("mm_token_type_ids")
-    return PromptTensors(
-        record=record,
-        input_ids=inputs["input_ids"][0],
-        mm_token_type_ids=None if mm is None else mm[0],
-        pixel_values=inputs.get("pixel_values"),
-        image_grid_thw=inputs.get("image_grid_thw"),
-    )
-
-
-def collate_prompts(prompts: Sequence[PromptTensors], pad_id: int) -> dict[str, torch.Tensor]:
-    """Left-padded generation inputs for a list of prompts (a prompt may repeat; its pixels are repeated too)."""
-    width = max(int(p.input_ids.shape[0]) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    mm = torch.zeros((len(prompts), width), dtype=torch.long)
-    has_mm = any(p.mm_token_type_ids is not None for p in prompts)
-    for i, p in enumerate(prompts):
-        n = int(p.input_ids.shape[0])
-        ids[i, width - n :] = p.input_ids
-        mask[i, width - n :] = 1
-        if p.mm_token_type_ids is not None:
-            mm[i, width - n :] = p.mm_token_type_ids
-    out: dict[str, torch.Tensor] = {"input_ids": ids, "attention_mask": mask}
-    if has_mm:
-        out["mm_token_type_ids"] = mm
-    pix = [p.pixel_values for p in prompts if p.pixel_values is not None]
-    if pix:
-        out["pixel_values"] = torch.cat(pix, dim=0)
-        out["image_grid_thw"] = torch.cat([p.image_grid_thw for p in prompts if p.image_grid_thw is not None], dim=0)
-    return out
-
-
 def collate_responses(rows: Sequence[Response], pad_id: int) -> tuple[dict[str, torch.Tensor], LatentGeneration]:
     """Prompt inputs (left-padded) and a :class:`LatentGeneration` (right-padded) for :func:`replay`."""
-    inputs = collate_prompts([r.prompt for r in rows], pad_id)
+    inputs = pad_prompts([r.prompt for r in rows], pad_id)
     width = max(1, max(r.length for r in rows))
     b = len(rows)
     seq = torch.full((b, width), pad_id, dtype=torch.long)
@@ -218,7 +167,7 @@ def generate_group_round(
         # one prefill per distinct prompt of the chunk (rows of a prompt are consecutive), shared by its samples
         firsts = [i for i in range(len(part)) if (start + i) % group_size == 0 or i == 0]
         counts = [b - a for a, b in zip(firsts, firsts[1:] + [len(part)])]
-        inputs = collate_prompts([part[i] for i in firsts], pad_id)
+        inputs = pad_prompts([part[i] for i in firsts], pad_id)
         gen = generate_with_latents(
             model,
             inputs,
@@ -254,7 +203,7 @@ def generate_group_round(
 
 def event_correct(text: str, record: RLRecord) -> float:
     """1.0 when ``record`` is an MCQ and the response's final thought names its answer option
-    (:func:`fl1_core.rl.accuracy.concluded_answer`), else 0.0."""
+    (:func:`fl1_core.answers.concluded_answer`), else 0.0."""
     return float(record.is_multiple_choice and concluded_answer(text, record) == record.answer)
 
 

@@ -4,6 +4,8 @@ nested subsets and collect per-size results.
 Subsets are *prefixes* of ``records`` (so they are nested: the first 5 ⊂ the first 10 ⊂ …); order the records by
 visual gain (or any priority) before calling. Each size trains in ``out_root/size_{n}`` from a fresh load of
 ``init_checkpoint_dir``, with the same config and seed, and resumes there if interrupted.
+
+:func:`world_data_scaling` is the world's Fig. 5: each size's model scored on TwiFF-Bench-style data by the judge.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from fl1_core.data.formats import RLRecord
+from fl1_core.evaluation.runner import EvalConfig, evaluate_twiffbench
 from fl1_core.judge.client import JudgeConfig
 from fl1_core.rl.config import RLConfig
 from fl1_core.rl.trainer import train_rl
 from fl1_core.runs import atomic_write_json
 
-__all__ = ["rl_data_scaling"]
+__all__ = ["rl_data_scaling", "world_data_scaling"]
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +75,32 @@ def rl_data_scaling(
         atomic_write_json(out_root / "scaling.json", results)
     return results
 
+
+def world_data_scaling(
+    init_checkpoint_dir: str | Path,
+    records: Sequence[RLRecord],
+    sizes: Sequence[int],
+    config: RLConfig,
+    out_root: str | Path,
+    twiffbench_dir: str | Path,
+    *,
+    judge_config: JudgeConfig | None,
+    eval_limit: int | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """:func:`rl_data_scaling` on the sizes that fit, each trained model scored on TwiFF-Bench-style data with the
+    judge (``out_root/eval_size_{n}``). Returns (the per-size results, the figure rows ``size, cot, answer, avg,
+    steps``)."""
+    sizes = [s for s in sizes if s <= len(records)]
+    trained: list[int] = []
+
+    def score(model: Any, processor: Any) -> dict[str, Any]:
+        trained.append(sizes[len(trained)])
+        out = Path(out_root) / f"eval_size_{trained[-1]}"
+        cfg = EvalConfig.world(limit=eval_limit, progress=False)
+        return evaluate_twiffbench(model, processor, twiffbench_dir, out, cfg, judge_config)["scores"]
+
+    results = rl_data_scaling(init_checkpoint_dir, records, sizes, config, out_root,
+                              eval_fn=score if judge_config is not None else None, judge_config=judge_config)
+    rows = [{"size": r["size"], "cot": r["eval"]["cot"], "answer": r["eval"]["answer"], "avg": r["eval"]["avg"],
+             "steps": r["steps"]} for r in results if r.get("eval")]
+    return results, rows

@@ -52,8 +52,10 @@ import torch
 
 from fl1_core.adapters import has_lora, merge_lora
 from fl1_core.checkpoints import model_fingerprint, save_model
+from fl1_core.data.examples import rl_prompt
 from fl1_core.data.formats import RLRecord
 from fl1_core.data.prompt_caps import filter_rl_prompts
+from fl1_core.data.prompt_inputs import PromptTensors, encode_prompt
 from fl1_core.data.records import write_rejects
 from fl1_core.distributed import ProcessGroup
 from fl1_core.judge.client import JudgeConfig
@@ -62,13 +64,11 @@ from fl1_core.rl.config import RLConfig
 from fl1_core.rl.reference import LoraReference
 from fl1_core.rl.prompt_cache import PromptCache
 from fl1_core.rl.rollout import (
-    PromptTensors,
     Response,
     RoundStats,
     SamplingResult,
     dynamic_sampling_rounds,
     generate_group_round,
-    prepare_prompt,
     score_groups,
 )
 from fl1_core.rl.sharded import RolloutWeights, gathered_copy, sharded_reference
@@ -220,8 +220,8 @@ class RLTrainer(PolicyUpdate, TrainerState):
         return self.records[perm[pos % n]]
 
     def _prompt(self, record: RLRecord) -> PromptTensors:
-        return self._prompt_cache.get(record.id, lambda: prepare_prompt(
-            self.processor, record, self.cfg.system_prompt, self.cfg.question_max_pixels))
+        return self._prompt_cache.get(record.id, lambda: encode_prompt(
+            self.processor, rl_prompt(record), self.cfg.system_prompt, self.cfg.question_max_pixels, record=record))
 
     # ------------------------------------------------------------------------------------------------ rollouts
     def collect(self, step: int) -> tuple[SamplingResult, RoundStats, int]:

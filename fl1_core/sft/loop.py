@@ -369,7 +369,7 @@ def run_sft(
     """Load the base checkpoint and the SFT records (bad records → ``<out>/rejects.jsonl`` with ``on_error="skip"``),
     drop ``exclude_ids`` (e.g. held-out prompts) and run :func:`train_sft`. Re-running the same call resumes.
     A world base built for another tokenizer or world version is refused (:func:`check_base_compatible`)."""
-    from ..pretrain.shipped import check_base_compatible
+    from ..world_base import check_base_compatible
 
     model, processor = load_future_l1(init_checkpoint_dir, latent_config=latent_config)
     check_base_compatible(model, processor, Path(data_path).parent)

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import LatentConfig
-from ..data.collator import PromptExample
 from ..data.examples import rl_prompt, text_only_prompt
 from ..data.records import RLRecord, SFTRecord
 from ..model import FutureL1Model
@@ -33,6 +32,11 @@ class FormatReport:
     samples: list[str] = field(default_factory=list, repr=False)
 
 
+def _held_out_prompt(record: SFTRecord | RLRecord):
+    """An SFT record's question without its future hints, or an RL-format record's prompt."""
+    return text_only_prompt(record) if isinstance(record, SFTRecord) else rl_prompt(record)
+
+
 def format_report(
     model: FutureL1Model,
     processor,
@@ -50,21 +54,21 @@ def format_report(
     format_valid_rate = mean ``format_reward(text)``; mean_spans = mean number of closed latent spans per response.
     ``latent_config`` overrides the model's decoding budget (e.g. ``budget_mode="fixed"``).
     """
-    from ..decoding import greedy_decode
+    from ..decoding import decode_batches
     from ..rewards import format_reward
 
     records = list(records)[:n]
-    prompts: list[PromptExample] = [text_only_prompt(r) if isinstance(r, SFTRecord) else rl_prompt(r) for r in records]
-    outs = greedy_decode(model, processor, prompts, system_prompt=system_prompt, max_new_tokens=max_new_tokens,
-                         batch_size=batch_size, latent_config=latent_config)
+    batches = decode_batches(model, processor, records, prompt_of=_held_out_prompt, batch_size=batch_size,
+                             system_prompt=system_prompt, max_new_tokens=max_new_tokens, latent_config=latent_config)
+    outs = [(text, counts) for b in batches for text, counts in zip(b.generation.texts, b.generation.span_counts)]
     valid, spans, latents, correct, samples = [], [], [], [], []
-    for rec, out in zip(records, outs):
-        valid.append(format_reward(out.text))
-        spans.append(len(out.span_counts))
-        latents.extend(out.span_counts)
-        correct.append(float(is_correct(out.text, rec.answer, mcq=reference_letter(rec.answer) is not None)))
+    for rec, (text, span_counts) in zip(records, outs):
+        valid.append(format_reward(text))
+        spans.append(len(span_counts))
+        latents.extend(span_counts)
+        correct.append(float(is_correct(text, rec.answer, mcq=reference_letter(rec.answer) is not None)))
         if len(samples) < 4:
-            samples.append(out.text)
+            samples.append(text)
     k = max(len(valid), 1)
     return FormatReport(
         n=len(valid),

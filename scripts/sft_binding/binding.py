@@ -17,7 +17,7 @@ import torch
 
 from fl1_core.data.collator import SFTCollator
 from fl1_core.model import load_future_l1
-from fl1_core.pretrain.shipped import WORLD_BASE_DIR
+from fl1_core.world_base import WORLD_BASE_DIR
 
 from questions import stream_questions
 

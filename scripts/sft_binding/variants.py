@@ -16,8 +16,8 @@ import torch
 from fl1_core.cli import _parse_params
 from fl1_core.data.formats import load_sft_records
 from fl1_core.model import load_future_l1
-from fl1_core.pretrain.shipped import WORLD_BASE_DIR
-from fl1_core.rl.heldout import run_heldout_mcq
+from fl1_core.world_base import WORLD_BASE_DIR
+from fl1_core.evaluation.heldout import run_heldout_mcq
 from fl1_core.sft import SFTConfig, train_sft
 
 from questions import stream_questions

@@ -16,7 +16,10 @@ from fl1_core.tokens import (
 
 from .config import WorldConfig
 from .physics import SHAPES, event_text
-from .questions import CHAIN_JOIN, LETTERS, ORDINALS, RIMAGE, conclusion, describe_body, uniform_motion_text
+from .description import describe_body
+from .questions import uniform_motion_text
+from .records import conclusion
+from .world_types import CHAIN_JOIN, LETTERS, ORDINALS, RIMAGE
 
 
 def vocabulary_corpus(config: WorldConfig | None = None) -> list[str]:

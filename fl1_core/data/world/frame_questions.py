@@ -29,7 +29,8 @@ from collections.abc import Callable
 import numpy as np
 
 from .physics import Event, pool_bin
-from .questions import FRAME_KINDS, Clip, Question, observation
+from .description import observation
+from .world_types import Clip, Question
 
 COLUMNS = ("left", "middle", "right")
 SUPPORT_WORDS = {"floor": "on the floor", "ledge": "on the ledge", "air": "in the air"}

@@ -36,19 +36,10 @@ from fl1_core.runs import sha256_file
 
 from .config import GENERATOR_VERSION, WorldConfig
 from .physics import sample_clip
-from .questions import (
-    FRAME_KINDS,
-    TEXT_KINDS,
-    Clip,
-    LetterBalancer,
-    Question,
-    candidates,
-    fb_candidates,
-    futurebench_item,
-    rl_record,
-    sft_record,
-    twiffbench_row,
-)
+from .options import LetterBalancer
+from .questions import candidates, fb_candidates
+from .records import futurebench_item, rl_record, sft_record, twiffbench_row
+from .world_types import FRAME_KINDS, TEXT_KINDS, Clip, Question
 from .render import png_bytes, render_clip, write_mp4
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,8 @@ import numpy as np
 
 from .physics import Event, event_text
 
-from .questions import CHAIN_JOIN, LETTERS, Clip, Question, answer_text
+from .frame_questions import place_distractors
+from .world_types import CHAIN_JOIN, LETTERS, Clip, Question, answer_text
 
 
 # ------------------------------------------------------------------------------------------------------- distractors
@@ -65,8 +66,6 @@ def distractors(clip: Clip, q: Question, rng: np.random.Generator, n: int = 3) -
     """``n`` plausible wrong answers (wrong object, wrong direction, wrong order, wrong outcome; wrong places for the
     frame-needing kinds)."""
     if q.needs_frame:
-        from .frame_questions import place_distractors
-
         return place_distractors(clip, q, rng, n)
     fut = clip.future
     correct = answer_text(clip, q)

@@ -1,5 +1,6 @@
-"""Questions and answers of the synthetic future world: clips, question kinds, scene descriptions, candidates.
-MCQ options live in :mod:`.options`, trajectories and record builders in :mod:`.records` (re-exported here).
+"""The questions a clip of the synthetic future world supports (the candidates of every kind). The shared types live
+in :mod:`.world_types`, scene descriptions in :mod:`.description`, MCQ options in :mod:`.options`, trajectories and
+record builders in :mod:`.records`.
 
 Question kinds (``meta.question_kind``) and whether the future visual state is needed (``meta.needs_vision``):
 
@@ -15,119 +16,12 @@ Question kinds (``meta.question_kind``) and whether the future visual state is n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import numpy as np
 
-
-from .physics import Event, Simulation
-
-
-LETTERS = ("A", "B", "C", "D")
-ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth")
-TEXT_KINDS = ("uniform_motion", "fall_land", "switch_light")
-VISION_KINDS = ("next_event", "kth_event", "object_next", "push_outcome", "which_first", "interpolation")
-FRAME_KINDS = ("where_at_event", "where_at_time")
-RIMAGE = "<rimage>"
-CHAIN_JOIN = ", then "
-
-
-@dataclass
-class Clip:
-    """A generated clip: simulation, split, observed prefix and paths (relative to the world directory)."""
-
-    clip_id: str
-    split: str
-    sim: Simulation
-    num_observed: int  # observed pool frames (1-based pool indices 1..num_observed)
-    pool: list[int]
-    video: str
-    prefix_video: str | None
-    fps: int
-    frames: np.ndarray | None = None  # rendered frames (kept for test clips: PNGs of the TwiFF-Bench set)
-
-    @property
-    def cutoff(self) -> int:
-        return self.sim.observed_until
-
-    @property
-    def future(self) -> list[Event]:
-        return self.sim.future_events()
-
-    @property
-    def names(self) -> list[str]:
-        return [b.name for b in self.sim.scene.bodies]
-
-    def event_index(self, e: Event) -> int:
-        return self.sim.events.index(e)
-
-
-@dataclass
-class Question:
-    """One question about a clip; indices refer to the clip's future events (0-based)."""
-
-    kind: str
-    text: str
-    answer_events: list[int]
-    chain_end: int  # the reasoning trajectory imagines future[0..chain_end]
-    hint: str = ""  # kind-specific first reasoning step (text-solvable kinds)
-    given: int | None = None  # interpolation: index of the stated later event
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def needs_vision(self) -> bool:
-        return self.kind not in TEXT_KINDS
-
-    @property
-    def needs_frame(self) -> bool:
-        """True for the frame-needing kinds: the answer is read off the imagined frame, never stated before it."""
-        return self.kind in FRAME_KINDS
-
-    @property
-    def hops(self) -> int:
-        """Imagined steps: events up to ``chain_end``; one imagined moment for ``where_at_time``."""
-        return 1 if self.kind == "where_at_time" else self.chain_end + 1
-
-
-def _cap(s: str) -> str:
-    return s[:1].upper() + s[1:]
-
-
-def answer_text(clip: Clip, q: Question) -> str:
-    """Canonical answer: one event sentence, events joined by ', then ' (interpolation chains), or the asked
-    object's place for the frame-needing kinds ('the red ball is on the floor at the left')."""
-    if q.needs_frame:
-        return str(q.extra["answer"])
-    fut = clip.future
-    return CHAIN_JOIN.join(fut[i].text for i in q.answer_events)
-
-
-# ------------------------------------------------------------------------------------------------- scene description
-def body_state(clip: Clip, i: int, frame: int | None = None) -> tuple[str, str | None]:
-    """(support, direction) of body i at ``frame`` (default: the last observed frame); direction None if at rest."""
-    k = clip.cutoff if frame is None else frame
-    support = clip.sim.supports[k][i]
-    vx = float(clip.sim.states[k, i, 2])
-    direction = None if abs(vx) < 1e-9 else ("right" if vx > 0 else "left")
-    return support, direction
-
-
-def describe_body(name: str, shape: str, support: str, direction: str | None) -> str:
-    """'the red ball is rolling right along the floor' / 'the blue box is resting on the ledge' / '... is falling'."""
-    if support == "air":
-        return f"the {name} is falling"
-    if direction is None:
-        return f"the {name} is resting on the {support}"
-    verb = "rolling" if shape == "ball" else "sliding"
-    return f"the {name} is {verb} {direction} along the {support}"
-
-
-def observation(clip: Clip) -> str:
-    """One sentence describing every body at the end of the observed prefix."""
-    parts = [describe_body(b.name, b.shape, *body_state(clip, i)) for i, b in enumerate(clip.sim.scene.bodies)]
-    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return f"At the end of the video, {listed}."
+from .description import body_state
+from .frame_questions import frame_candidates
+from .physics import Event
+from .world_types import ORDINALS, Clip, Question
 
 
 # ------------------------------------------------------------------------------------------------------- candidates
@@ -252,8 +146,6 @@ def candidates(clip: Clip, rng: np.random.Generator) -> list[Question]:
     for j in range(1, len(fut)):
         text = f"Later, {fut[j].text}. What happens between the end of the video and that moment?"
         qs.append(Question("interpolation", text, list(range(j)), j, given=j))
-    from .frame_questions import frame_candidates  # frame_questions builds on the names above
-
     qs.extend(frame_candidates(clip))
     return qs
 
@@ -272,10 +164,3 @@ def fb_candidates(clip: Clip) -> dict[str, list[Question]]:
         text = f"Later, {fut[j].text}. What happens between the end of the video and that moment?"
         out["hop5"].append(Question("interpolation", text, list(range(j)), j, given=j))
     return out
-
-
-# re-exported: their earlier home (imported last; they build on the names above)
-from .options import LetterBalancer, alternatives, build_options, distractors, options_block  # noqa: E402,F401
-from .records import (  # noqa: E402,F401
-    conclusion, futurebench_item, rl_record, sft_record, trajectory, twiffbench_row,
-)

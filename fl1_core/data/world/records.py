@@ -12,8 +12,10 @@ from fl1_core.tokens import ANSWER_CLOSE, ANSWER_OPEN, IMAGE_PLACEHOLDER, MCQ_IN
 
 from .physics import Event, pool_bin
 
+from .description import observation
+from .frame_questions import frame_trajectory
 from .options import build_options, options_block
-from .questions import RIMAGE, Clip, Question, answer_text, observation
+from .world_types import RIMAGE, Clip, Question, answer_text
 
 
 # ------------------------------------------------------------------------------------------------------- trajectories
@@ -27,8 +29,6 @@ def trajectory(clip: Clip, q: Question, final: str) -> tuple[list[str], list[int
     Returns (thoughts, reasoning_image) with ``len(thoughts) == len(reasoning_image) + 1``.
     """
     if q.needs_frame:
-        from .frame_questions import frame_trajectory
-
         return frame_trajectory(clip, q, final)
     fut = clip.future[: q.chain_end + 1]
     groups: dict[int, list[Event]] = {}

@@ -1,8 +1,8 @@
 """Held-out MCQ accuracy in the RL prompt format: the yardstick of "did RL help over the SFT checkpoint".
 
-Greedy interleaved decoding (:func:`fl1_core.decoding.generate_with_latents`, ``do_sample=False``) of every record's
-prompt, built exactly like an RL rollout prompt (:func:`fl1_core.rl.rollout.prepare_prompt`), scored by the RL rule
-check (:func:`fl1_core.rl.accuracy.rule_correct`: the strict option letter of the last ``<answer>`` span):
+Greedy interleaved decoding (:func:`fl1_core.decoding.decode_batches`) of every record's prompt, built exactly like an
+RL rollout prompt (:func:`fl1_core.data.examples.rl_prompt` through :mod:`fl1_core.data.prompt_inputs`), scored by the rule
+check (:func:`fl1_core.answers.rule_correct`: the strict option letter of the last ``<answer>`` span):
 
     accuracy = (1/N) · Σ_i 1[strict_letter(response_i) = answer_i]
     event_accuracy = (1/N) · Σ_i 1[concluded_option(response_i) = answer_i]      (the prediction, letter aside)
@@ -30,14 +30,13 @@ from typing import Any
 import torch
 
 from fl1_core.config import LatentConfig
+from fl1_core.data.examples import rl_prompt
 from fl1_core.data.formats import RLRecord
-from fl1_core.decoding import generate_with_latents, greedy_decode
-from fl1_core.answers import extract_answer_letter
-from fl1_core.rl.accuracy import concluded_answer, rule_correct
-from fl1_core.rl.rollout import PromptTensors, collate_prompts, prepare_prompt
+from fl1_core.decoding import decode_batches, decoded_texts
+from fl1_core.answers import concluded_answer, extract_answer_letter, rule_correct
 
 __all__ = ["CHAIN_PREFIX", "HELDOUT_MAX_NEW_TOKENS", "evaluate_heldout_mcq", "item_group", "question_kinds",
-           "run_heldout_mcq", "with_prefix"]
+           "run_heldout_mcq"]
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ CHAIN_PREFIX = "<reason>At the end of the video,"
 def item_group(record: RLRecord) -> str:
     """``frame`` (frame-needing kinds), ``text`` (text-solvable) or ``vision`` (the other event kinds), from the
     record's ``meta``; ``all`` without one."""
-    from fl1_core.data.world.questions import TEXT_KINDS
+    from fl1_core.data.world.world_types import TEXT_KINDS
 
     meta = record.meta or {}
     if meta.get("needs_frame"):
@@ -58,16 +57,6 @@ def item_group(record: RLRecord) -> str:
     if "question_kind" not in meta:
         return "all"
     return "text" if meta["question_kind"] in TEXT_KINDS else "vision"
-
-
-def with_prefix(prompt: PromptTensors, prefix_ids: torch.Tensor) -> PromptTensors:
-    """The prompt with ``prefix_ids`` appended as the start of the assistant's response (text tokens)."""
-    if not prefix_ids.numel():
-        return prompt
-    mm = None if prompt.mm_token_type_ids is None else torch.cat(
-        [prompt.mm_token_type_ids, torch.zeros_like(prefix_ids)])
-    return PromptTensors(prompt.record, torch.cat([prompt.input_ids, prefix_ids]), mm, prompt.pixel_values,
-                         prompt.image_grid_thw)
 
 
 def question_kinds(path: str | os.PathLike) -> dict[str, str]:
@@ -110,24 +99,17 @@ def evaluate_heldout_mcq(
         raise ValueError("evaluate_heldout_mcq needs at least one multiple-choice record")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    tok = processor.tokenizer
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-
-    prefix_ids = torch.tensor(tok(assistant_prefix, add_special_tokens=False)["input_ids"], dtype=torch.long)
-
-    def encode(part: list[RLRecord]) -> dict:  # the RL rollout prompt format
-        return collate_prompts([with_prefix(prepare_prompt(processor, r, system_prompt), prefix_ids) for r in part],
-                               pad_id)
-
-    outs = greedy_decode(model, processor, mcq, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                         latent_config=latent_config, encode=encode, progress=progress, desc="held-out MCQ",
-                         generate=generate_with_latents)
+    batches = decode_batches(model, processor, mcq, prompt_of=rl_prompt, batch_size=batch_size,
+                             system_prompt=system_prompt, assistant_prefix=assistant_prefix,
+                             max_new_tokens=max_new_tokens, latent_config=latent_config, progress=progress,
+                             desc="held-out MCQ")
+    texts = decoded_texts(batches)
     rows: list[dict[str, Any]] = [
         {"id": rec.id, "kind": str((kinds or {}).get(rec.id, "all")), "answer": rec.answer,
-         "pred": extract_answer_letter(out.text, mode="strict"), "correct": bool(rule_correct(out.text, rec)),
-         "concluded": concluded_answer(out.text, rec), "text": out.text, "group": item_group(rec),
+         "pred": extract_answer_letter(text, mode="strict"), "correct": bool(rule_correct(text, rec)),
+         "concluded": concluded_answer(text, rec), "text": text, "group": item_group(rec),
          "changed": (rec.meta or {}).get("changed")}
-        for rec, out in zip(mcq, outs)
+        for rec, text in zip(mcq, texts)
     ]
     by_kind: dict[str, list[dict]] = defaultdict(list)
     by_group: dict[str, list[dict]] = defaultdict(list)
