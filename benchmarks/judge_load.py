@@ -13,7 +13,9 @@ import argparse
 import multiprocessing as mp
 import time
 
-from fl1_core.evaluation import JudgeConfig, TwiffJudgeItem, judge_many, start_judge_server
+from fl1_core.judge.client import judge_many
+from fl1_core.judge.config import JudgeConfig, TwiffJudgeItem
+from fl1_core.judge.server import start_judge_server
 
 EVENTS = [
     "the red ball hits the blue box.",

@@ -119,7 +119,8 @@ def random_word_lookup(rng: np.random.Generator, vocab: list[str], id_prefix: st
     """A look-up over four options that are random strings of 3–8 words from ``vocab``, each pair differing in one
     to three words: the matching skill without the world's phrase statistics."""
     from fl1_core.data.collator import SFTExample
-    from fl1_core.data.world.questions import LETTERS, options_block
+    from fl1_core.data.world.questions import LETTERS
+    from fl1_core.data.world.options import options_block
     from fl1_core.pretrain.tasks import LOOKUP_QUESTION
 
     base = [vocab[int(i)] for i in rng.integers(0, len(vocab), int(rng.integers(3, 9)))]

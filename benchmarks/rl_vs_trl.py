@@ -44,7 +44,8 @@ def world_questions(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
 def make_ours(model, processor, records, questions, args, out_dir):
     """Our trainer on text-only prompts, latents off, one round, one optimiser step per rollout."""
     from fl1_core.data.collator import PromptExample, build_prompt_inputs
-    from fl1_core.rl import RLConfig, RLTrainer
+    from fl1_core.rl.config import RLConfig
+    from fl1_core.rl.trainer import RLTrainer
     from fl1_core.rl.rollout import PromptTensors
 
     cfg = RLConfig(
@@ -74,7 +75,7 @@ def time_ours(tr, steps: int, start_step: int) -> tuple[float, int]:
     t0 = time.perf_counter()
     for s in range(start_step, start_step + steps):
         row = tr.train_step(s)
-        tokens += int(row["gen_tokens"])
+        tokens += int(row["rollout/gen_tokens"])
     return time.perf_counter() - t0, tokens
 
 
@@ -83,8 +84,8 @@ def make_trl(model, processor, questions, args, out_dir):
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from fl1_core.rl.accuracy import answer_span
-    from fl1_core.evaluation.judge_rules import normalize_text
+    from fl1_core.answers import answer_span
+    from fl1_core.judge.rules import normalize_text
 
     answers = {q[1]: q[2] for q in questions}
     ds = Dataset.from_list([{"prompt": [{"role": "user", "content": q[1]}], "answer": q[2]} for q in questions])

@@ -65,7 +65,7 @@ def our_loop(records, steps: int, mode: str) -> list[float]:
                               save_every=0, progress_bar=False, learning_rate=1e-3, warmup_ratio=0.0)
     with tempfile.TemporaryDirectory() as out:
         result = train_sft(model, proc, records, cfg, out, mode=mode)
-    return [r["tokens_per_s"] for r in result.metrics[1:]]
+    return [r["time/tokens_per_s"] for r in result.metrics[1:]]
 
 
 def main() -> None:

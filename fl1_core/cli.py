@@ -4,7 +4,6 @@
     fl1 tiny --out runs/tiny-init                save a randomly initialised tiny Qwen3-VL (Future-L1 ready)
     fl1 run [--run-id demo] [--param k=v …]      execute the notebooks in order into runs/<run-id>/ (resumable)
     fl1 batch sweep.yaml [--parallel N]          run a grid of parameter sets as separate runs, then a summary
-    fl1 stage0 --world data/world --out runs/x/stage0         train the world's base model (no latents)
     fl1 pretrain --out runs/world_base [--recipe FILE]        world pretraining (the shipped base's recipe)
     fl1 ship-base runs/world_base                             ship a finished base with its model card
     fl1 curate --model CKPT --data sft.json --out DIR         visual-gain curation
@@ -73,7 +72,7 @@ def cmd_tiny(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .workbook import NotebookFailed, run_workbook
+    from .notebook_runner import NotebookFailed, run_workbook
 
     try:
         result = run_workbook(
@@ -92,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from .workbook import run_sweep
+    from .notebook_runner import run_sweep
 
     results = run_sweep(args.sweep, runs_root=args.runs_root, parallel=args.parallel)
     for r in results:
@@ -118,9 +117,10 @@ def _load_model(spec: str, seed: int = 0, device: str = "auto"):
 def cmd_eval(args: argparse.Namespace) -> int:
     import contextlib
 
-    from .evaluation.judge_client import JudgeConfig
-    from .evaluation.judge_server import start_judge_server
-    from .evaluation.runner import EvalConfig, evaluate
+    from .judge.config import JudgeConfig
+    from .judge.server import start_judge_server
+    from .evaluation.runner import evaluate
+    from .evaluation.eval_config import EvalConfig
 
     model, processor = _load_model(args.model)
     overrides = {k: v for k, v in {"max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
@@ -145,15 +145,6 @@ def _sft_config(preset: str, overrides: list[str]):
 
     base = SFTConfig.gpu_release() if preset == "gpu" else SFTConfig.cpu_world()
     return base.replace(**_parse_params(overrides)) if overrides else base
-
-
-def cmd_stage0(args: argparse.Namespace) -> int:
-    from .stage0 import stage0_config, train_base_model
-
-    config = stage0_config(**_parse_params(args.set))
-    path = train_base_model(args.world, args.out, config=config, seed=args.seed)
-    print(f"base model: {path}")
-    return 0
 
 
 def _recipe(path: str | None, overrides: list[str]):
@@ -202,14 +193,9 @@ def _require_gpu(command: str) -> None:
 def cmd_sft(args: argparse.Namespace) -> int:
     from .sft import run_sft
 
-    hardware = args.hardware
-    if args.preset is not None:  # the earlier flag: it meant the hardware preset for SFT
-        logging.getLogger(__name__).warning("fl1 sft --preset %s is now --hardware %s (one vocabulary with fl1 rl)",
-                                            args.preset, args.preset)
-        hardware = args.preset
-    if hardware == "gpu":
+    if args.hardware == "gpu":
         _require_gpu("sft")
-    result = run_sft(args.init, args.data, args.out, _sft_config(hardware, args.set), mode=args.mode)
+    result = run_sft(args.init, args.data, args.out, _sft_config(args.hardware, args.set), mode=args.mode)
     print(f"final model: {result.final_dir}")
     return 0
 
@@ -228,7 +214,8 @@ def cmd_rl(args: argparse.Namespace) -> int:
     import contextlib
 
     from .judge.client import judge_from_choice
-    from .rl import RLConfig, run_rl
+    from .rl.config import RLConfig
+    from .rl.trainer import run_rl
 
     if args.hardware == "gpu":
         _require_gpu("rl")
@@ -288,7 +275,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         overrides.setdefault("lora", {"r": args.lora_rank})
     extra = {"projection_head": True} if args.projection_head else {}
     if args.stage == "rl":  # the config `fl1 rl --hardware gpu --preset P` runs with
-        from .rl import RLConfig
+        from .rl.config import RLConfig
 
         base = RLConfig.release_gpu if args.preset == "release" else RLConfig.corrected_gpu
         inputs = rl_plan_inputs(base(preset=args.preset, **overrides), gpus=args.gpus, gpu_mem_gb=args.gpu_mem,
@@ -310,7 +297,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_judge_serve(args: argparse.Namespace) -> int:
-    from .evaluation.judge_server import FaultConfig, serve
+    from .judge.server import FaultConfig, serve
 
     fault = FaultConfig(
         error_rate=args.error_rate, timeout_rate=args.timeout_rate, malformed_rate=args.malformed_rate,
@@ -353,13 +340,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", type=int, default=1)
     p.set_defaults(func=cmd_batch)
 
-    p = sub.add_parser("stage0", help="train the world's base model (stands in for Qwen3-VL-8B-Instruct)")
-    p.add_argument("--world", default="data/world")
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="SFTConfig overrides")
-    p.set_defaults(func=cmd_stage0)
-
     p = sub.add_parser("pretrain", help="world pretraining: the tiny Qwen3-VL learns to see and read (resumable)")
     p.add_argument("--out", required=True)
     p.add_argument("--recipe", default=None, help="a PretrainRecipe YAML/JSON (default: configs/world_base/recipe.yaml)")
@@ -391,7 +371,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["latent", "text", "pause"], default="latent",
                    help="latent = Future-L1, text = text-only baseline, pause = pause-token control")
     p.add_argument("--hardware", choices=["cpu", "gpu"], default="cpu", help="cpu = world sizes, gpu = the release's sizes (docs/PAPER.md#hyperparameters)")
-    p.add_argument("--preset", choices=["cpu", "gpu"], default=None, help="deprecated: the earlier name of --hardware")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="SFTConfig overrides")
     p.set_defaults(func=cmd_sft)
 

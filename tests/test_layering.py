@@ -1,4 +1,4 @@
-"""Import layers and the one home of the run summary: the workbook never imports the CLI, rl never imports
+"""Import layers and the one home of the run summary: the notebook runner never imports the CLI, rl never imports
 evaluation, and the headline metrics have one schema."""
 
 from __future__ import annotations
@@ -22,13 +22,9 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-def test_cli_and_workbook_do_not_import_each_other_in_both_directions():
-    workbook = _imports(PKG / "workbook.py")
-    assert not {".cli", "fl1_core.cli"} & workbook
-    from fl1_core.launch import launch_cli
-    from fl1_core.workbook import launch_cli as earlier_name
-
-    assert earlier_name is launch_cli
+def test_the_notebook_runner_never_imports_the_cli():
+    runner = _imports(PKG / "notebook_runner.py") | _imports(PKG / "notebook_setup.py")
+    assert not {".cli", "fl1_core.cli", ".launch", "fl1_core.launch"} & runner
 
 
 def test_rl_never_imports_evaluation():

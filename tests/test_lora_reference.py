@@ -8,7 +8,9 @@ import torch
 
 from fl1_core.adapters import adapters_disabled, apply_lora, fully_trained_parameters, has_lora
 from fl1_core.model import load_future_l1
-from fl1_core.rl import RLConfig, RLTrainer, StopTraining
+from fl1_core.rl.config import RLConfig
+from fl1_core.rl.trainer import RLTrainer
+from fl1_core.rl.update import StopTraining
 from fl1_core.rl.reference import LoraReference
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -15,7 +15,7 @@ from fl1_core.memory_plan import GIB, PlanInputs, plan_memory
 from fl1_core.memory_shapes import latent_head_params, meta_model
 from fl1_core.model import load_future_l1
 from fl1_core.placement import autocast, upcast_trainable
-from fl1_core.rl import RLConfig
+from fl1_core.rl.config import RLConfig
 from fl1_core.run_plan import curation_plan_inputs, rl_plan_inputs, sft_plan_inputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")

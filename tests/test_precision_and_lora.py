@@ -184,7 +184,8 @@ def test_rl_with_lora_on_an_sft_adapter_chains_and_reloads(saved_tiny, records, 
     the RL adapter folder reloads through the chain to the same logits."""
     from fl1_core.data.formats import load_rl_records
     from fl1_core.data.world import WorldConfig, generate_world
-    from fl1_core.rl import RLConfig, RLTrainer
+    from fl1_core.rl.config import RLConfig
+    from fl1_core.rl.trainer import RLTrainer
 
     model, processor = load_future_l1(saved_tiny, device=None)
     cfg = SFTConfig.cpu_world(per_device_batch_size=2, gradient_accumulation_steps=1, max_steps=2, save_every=0,

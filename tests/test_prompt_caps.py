@@ -17,7 +17,8 @@ from fl1_core.data.prompt_caps import (
     prompt_length,
     rl_prompt_length,
 )
-from fl1_core.rl import RLConfig, RLTrainer
+from fl1_core.rl.config import RLConfig
+from fl1_core.rl.trainer import RLTrainer
 from fl1_core.rl.prompt_cache import PromptCache, tensor_bytes
 from fl1_core.rl.rollout import prepare_prompt
 

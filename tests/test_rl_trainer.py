@@ -10,11 +10,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from fl1_core.evaluation import FaultConfig, JudgeConfig, start_judge_server
-from fl1_core.rl import RLConfig, RLTrainer, StopTraining, dynamic_sampling_rounds, rule_correct, score_accuracy
+from fl1_core.judge.config import JudgeConfig
+from fl1_core.judge.server import FaultConfig, start_judge_server
+from fl1_core.rl.accuracy import rule_correct, score_accuracy
+from fl1_core.rl.config import RLConfig
+from fl1_core.rl.dynamic_sampling import dynamic_sampling_rounds
 from fl1_core.rl.rollout import Response, score_groups
-
 from fl1_core.rl.trainer import TIMING_KEYS as TIME_KEYS
+from fl1_core.rl.trainer import RLTrainer
+from fl1_core.rl.update import StopTraining
 
 
 # ----------------------------------------------------------------------------------------------------- fixtures
@@ -245,8 +249,8 @@ def test_one_update_changes_weights_and_lowers_the_loss(tiny, world, tmp_path, g
     before = tr.loss_and_backward(batch, idx, num_tokens=n, num_seqs=len(idx), backward=False)["loss"]
     w0 = [p.detach().clone() for p in tr.params]
     metrics = tr.update(batch, step=0)
-    assert metrics["optimizer_steps"] == 1
-    assert 0.0 < metrics["entropy"] < math.log(tr.model.base.config.text_config.vocab_size)  # finite, not NaN
+    assert metrics["optim/steps"] == 1
+    assert 0.0 < metrics["policy/entropy"] < math.log(tr.model.base.config.text_config.vocab_size)  # finite, not NaN
     assert any(not torch.equal(a, p) for a, p in zip(w0, tr.params))
     after = tr.loss_and_backward(batch, idx, num_tokens=n, num_seqs=len(idx), backward=False)["loss"]
     assert after < before, (before, after)

@@ -1,5 +1,5 @@
 """The SFT loop: learning, kill-and-resume equality, refused resumes, NaN stop, atomic checkpoints, rejects, text mode,
-frozen vision, stage 0 and the final checkpoint's decoding. Tiny model + ``WorldConfig.small()`` (24 SFT records)."""
+frozen vision and the final checkpoint's decoding. Tiny model + ``WorldConfig.small()`` (24 SFT records)."""
 
 from __future__ import annotations
 
@@ -240,18 +240,3 @@ def test_vision_frozen_and_final_decodes(records, reference_run):
     assert len(gen.texts) == 2
     report = format_report(model, proc, records, n=2, max_new_tokens=6)
     assert report.n == 2 and 0.0 <= report.format_valid_rate <= 1.0
-
-
-def test_stage0_base_model(world, tmp_path):
-    from fl1_core.stage0 import BaseMix, base_examples, stage0_config, train_base_model
-
-    records = list(load_sft_records(world / "sft.json").records)
-    examples, counts, bad = base_examples(records, BaseMix(), seed=0)
-    assert len(examples) == len(records) and not bad and sum(counts.values()) == len(records)
-    assert any(not e.thoughts for e in examples)  # direct answers / captions exist
-    assert all(not e.future_frames for e in examples)  # no latents in stage 0
-    cfg = stage0_config(per_device_batch_size=4, max_steps=2, progress_bar=False)
-    final = train_base_model(world, tmp_path, cfg, seed=0)
-    model, _ = load_future_l1(final)
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 and all(r["data/latent_pairs"] == 0 for r in rows)

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 
 from ..answers import extract_answer_letter
-from ..data.formats import RLRecord, load_rl_records, spread_limit
+from ..data.formats import load_rl_records, spread_limit
+from ..data.records import RLRecord
 from ..data.world.questions import TEXT_KINDS
 from ..decoding import generate_with_latents, replay
 from ..placement import to_device

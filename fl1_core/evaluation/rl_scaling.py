@@ -1,4 +1,4 @@
-"""RL data scaling on the world (Fig. 5): :func:`fl1_core.rl.rl_data_scaling` with each size's model scored on
+"""RL data scaling on the world (Fig. 5): :func:`fl1_core.rl.scaling.rl_data_scaling` with each size's model scored on
 TwiFF-Bench-style data by the judge (lives above ``rl``: it evaluates)."""
 
 from __future__ import annotations
@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fl1_core.data.formats import RLRecord
-from fl1_core.evaluation.runner import EvalConfig, evaluate_twiffbench
-from fl1_core.judge.client import JudgeConfig
+from fl1_core.data.records import RLRecord
+from fl1_core.evaluation.runner import evaluate_twiffbench
+from fl1_core.evaluation.eval_config import EvalConfig
+from fl1_core.judge.config import JudgeConfig
 from fl1_core.rl.config import RLConfig
 from fl1_core.rl.scaling import rl_data_scaling
 

@@ -21,7 +21,7 @@ What happens:
    items ``r, r + w, r + 2w, …`` of the doc order; the main process merges all shard files BY DOC ID (never by
    completion order) into ``predictions.jsonl``, so one process without ``accelerate`` writes the same rows (except
    the timing fields :data:`TIMING_FIELDS`).
-5. TwiFF-Bench only: every prediction is judged with :func:`fl1_core.evaluation.judge_many` (disk cache in
+5. TwiFF-Bench only: every prediction is judged with :func:`fl1_core.judge.client.judge_many` (disk cache in
    ``judge_cache/``, so a rerun re-queries nothing it has); each row ends with scores or a ``judge_error``.
 6. ``summary.json`` = scores (:func:`score_futurebench` / :func:`score_twiffbench`), latent statistics and
    inference cost (:mod:`fl1_core.evaluation.latent_stats`), all recomputable from ``predictions.jsonl`` with
@@ -45,65 +45,40 @@ from tqdm.auto import tqdm
 from fl1_core.config import LatentConfig
 from fl1_core.data.collator import PromptExample, build_prompt_inputs
 from fl1_core.data.examples import futurebench_prompt, twiffbench_prompt
-from fl1_core.data.formats import FutureBenchItem, write_rejects
+from fl1_core.data.formats import spread_limit
+from fl1_core.data.records import FutureBenchItem, write_rejects
 from fl1_core.decoding import generate_with_latents
-from fl1_core.evaluation.extraction import EXTRACTION_MODES, extract_answer_letter
+from fl1_core.answers import EXTRACTION_MODES, extract_answer_letter
 from fl1_core.distributed import ProcessGroup
-from fl1_core.judge.client import JudgeConfig
-from fl1_core.evaluation.latent_stats import adjacent_span_cosines
-from fl1_core.judge.sanitize import split_reasoning_answer
-from fl1_core.runs import atomic_write_json, read_jsonl, write_jsonl
-
-__all__ = [
-    "BENCHMARKS",
-    "EvalConfig",
-    "RELEASE_MAX_NEW_TOKENS",
-    "TIMING_FIELDS",
-    "WORLD_MAX_NEW_TOKENS",
-    "decode_shard",
-    "doc_id_of",
-    "evaluate",
-    "evaluate_futurebench",
-    "evaluate_twiffbench",
-    "judge_predictions",
-    "load_benchmark",
-    "merge_predictions",
-    "data_fingerprint",
-    "shard_items",
-    "shard_path",
-    "summarize_predictions",
-]
-
-log = logging.getLogger(__name__)
-
-from fl1_core.evaluation.eval_config import (  # noqa: F401  (re-exported)
-    BENCHMARKS,
-    RELEASE_MAX_NEW_TOKENS,
-    WORLD_MAX_NEW_TOKENS,
-    TIMING_FIELDS,
-    PREDICTIONS,
-    SUMMARY,
-    SHARD_DIR,
-    RUN_CONFIG,
+from fl1_core.evaluation.eval_config import (
     _DECODE_KEYS,
-    _LATENT_OVERRIDABLE,
+    PREDICTIONS,
+    RUN_CONFIG,
+    SHARD_DIR,
+    SUMMARY,
+    TIMING_FIELDS,
     EvalConfig,
     _check_benchmark,
 )
-
-from fl1_core.evaluation.loading import (  # noqa: F401  (re-exported)
+from fl1_core.evaluation.latent_stats import adjacent_span_cosines
+from fl1_core.evaluation.loading import (
     Item,
     _existing_rows,
     _finished_doc_ids,
     _load_all,
     data_fingerprint,
     doc_id_of,
-    load_benchmark,
     shard_items,
     shard_path,
 )
-from fl1_core.data.formats import spread_limit
-from fl1_core.evaluation.summary import _log_summary, judge_predictions, rejects_as_wrong, summarize_predictions  # noqa: F401,E501
+from fl1_core.evaluation.summary import _log_summary, judge_predictions, rejects_as_wrong, summarize_predictions
+from fl1_core.judge.config import JudgeConfig
+from fl1_core.judge.sanitize import split_reasoning_answer
+from fl1_core.runs import atomic_write_json, read_jsonl, write_jsonl
+
+__all__ = ["decode_shard", "evaluate", "evaluate_futurebench", "evaluate_twiffbench", "merge_predictions"]
+
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------------------- decoding

@@ -12,7 +12,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..plots import _color, _style
+from ..plots.style import _color, _style
 
 Getter = Callable[[Mapping[str, Any]], Mapping[str, Any] | None]
 

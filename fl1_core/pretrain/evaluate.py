@@ -25,7 +25,8 @@ import numpy as np
 from ..answers import answer_span
 from ..data.collator import PromptExample
 from ..data.formats import spread_limit
-from ..data.world.questions import LETTERS, TEXT_KINDS, options_block
+from ..data.world.questions import LETTERS, TEXT_KINDS
+from ..data.world.options import options_block
 from ..decoding import greedy_decode
 from .tasks import LOOKUP_QUESTION, SCENE_QUESTION, ClipStream, scene_text
 

@@ -41,17 +41,9 @@ from ..data.frames import frame_pool_indices
 from ..data.world.config import WorldConfig
 from ..data.world.physics import sample_clip
 from ..data.world.frame_questions import SUPPORT_WORDS, layout_text, left_to_right
-from ..data.world.questions import (
-    LETTERS,
-    Clip,
-    Question,
-    build_options,
-    candidates,
-    conclusion,
-    describe_body,
-    options_block,
-    sft_record,
-)
+from ..data.world.questions import LETTERS, Clip, Question, candidates, describe_body
+from ..data.world.options import build_options, options_block
+from ..data.world.records import conclusion, sft_record
 from ..data.world.render import render_frame, rgb_to_yuv420p
 from ..tokens import MCQ_INSTRUCTION
 from .perception import cell_targets
@@ -305,7 +297,7 @@ class TaskSampler:
 
 def _record_text(rec: dict) -> tuple[str, list[str]]:
     """(question without image markers, thoughts without 'THOUGHT n:' prefixes) of a world SFT record."""
-    from ..data.formats import split_trajectory
+    from ..tokens import split_trajectory
 
     human = rec["conversations"][0]["value"].replace("<image>", "").strip()
     return human, split_trajectory(rec["conversations"][1]["value"])

@@ -6,7 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..plots import PLOTLY_JS, STATIC_DIR, shared_plotlyjs
+from ..plots import shared_plotlyjs
+from ..plots.saving import PLOTLY_JS, STATIC_DIR
 
 MATHJAX_DIR = "mathjax"
 # what MathJax 2 needs for TeX input and HTML-CSS output with the STIX web font (the package ships the output jax

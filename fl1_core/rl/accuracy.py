@@ -10,7 +10,7 @@ Both are :func:`fl1_core.answers.is_correct` with ``rule="exact"`` (the one corr
 
 A response without an answer span is wrong (0) without asking anybody. Rule failures with an answer go to the yes/no
 judge (``judge_on="free-form"``: only free-form rows; ``"all"``: MCQ rows too) through
-:func:`fl1_core.evaluation.judge_many` (bounded retries, per-request timeout, strict yes/no parsing). A judge
+:func:`fl1_core.judge.client.judge_many` (bounded retries, per-request timeout, strict yes/no parsing). A judge
 failure is never scored as wrong: under ``judge_failure_policy="retry"`` the failed items are sent again (up to
 ``judge_retry_rounds`` more rounds); whatever still fails comes back as ``None`` and the caller drops its group.
 """
@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fl1_core.answers import answer_span, concluded_option, is_correct, option_lines
-from fl1_core.data.formats import RLRecord
-from fl1_core.judge.client import JudgeConfig, YesNoJudgeItem, judge_many
+from fl1_core.data.records import RLRecord
+from fl1_core.judge.client import judge_many
+from fl1_core.judge.config import JudgeConfig, YesNoJudgeItem
 
 __all__ = ["AccuracyResult", "concluded_answer", "rule_correct", "answer_span", "score_accuracy"]
 

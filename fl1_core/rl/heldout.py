@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from fl1_core.config import LatentConfig
-from fl1_core.data.formats import RLRecord
+from fl1_core.data.records import RLRecord
 from fl1_core.decoding import generate_with_latents, greedy_decode
 from fl1_core.answers import extract_answer_letter
 from fl1_core.rl.accuracy import concluded_answer, rule_correct

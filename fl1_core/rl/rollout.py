@@ -29,9 +29,9 @@ import torch
 from fl1_core.config import LatentConfig
 from fl1_core.data.collator import build_prompt_inputs
 from fl1_core.data.examples import rl_prompt
-from fl1_core.data.formats import RLRecord
+from fl1_core.data.records import RLRecord
 from fl1_core.decoding import LatentGeneration, generate_with_latents
-from fl1_core.judge.client import JudgeConfig
+from fl1_core.judge.config import JudgeConfig
 from fl1_core.rewards import (
     accuracy_with_repetition,
     combine_rewards,

@@ -50,11 +50,10 @@ import numpy as np
 import torch
 
 from fl1_core.adapters import has_lora, merge_lora, save_trained
-from fl1_core.data.formats import RLRecord
 from fl1_core.data.prompt_caps import filter_rl_prompts
-from fl1_core.data.records import write_rejects
+from fl1_core.data.records import RLRecord, write_rejects
 from fl1_core.distributed import ProcessGroup
-from fl1_core.judge.client import JudgeConfig
+from fl1_core.judge.config import JudgeConfig
 from fl1_core.placement import autocast, enable_activation_checkpointing, upcast_trainable
 from fl1_core.rl.config import RLConfig
 from fl1_core.rl.reference import LoraReference
@@ -63,38 +62,29 @@ from fl1_core.rl.rollout import (
     PromptTensors,
     Response,
     RoundStats,
-    SamplingResult,
-    dynamic_sampling_rounds,
     generate_group_round,
     prepare_prompt,
     score_groups,
 )
+from fl1_core.rl.dynamic_sampling import SamplingResult, dynamic_sampling_rounds
 from fl1_core.rl.sharded import RolloutWeights, gathered_copy, sharded_reference
 from fl1_core.sharding import skeleton
-from fl1_core.rl.checkpoints import CKPT_DIR, METRICS_FILE, STATE_FILE, Checkpointing  # noqa: F401 (re-exported)
-from fl1_core.rl.update import (  # noqa: F401  (re-exported: the names this module had)
-    PolicyUpdate,
-    RLResult,
-    StopTraining,
-    TrainBatch,
-    _fingerprint,
-    _mix_seed,
-    _reference_copy,
-)
-from fl1_core.metrics import RL_METRIC_NAMES, Trackers, grouped
+from fl1_core.rl.checkpoints import METRICS_FILE, Checkpointing
+from fl1_core.rl.update import PolicyUpdate, RLResult, StopTraining, _fingerprint, _mix_seed, _reference_copy
+from fl1_core.metrics import Trackers
 from fl1_core.runs import atomic_directory, append_jsonl, read_jsonl, write_jsonl, write_manifest
 
-__all__ = ["RLTrainer", "RLResult", "TrainBatch", "train_rl", "run_rl", "StopTraining", "TIMING_KEYS"]
+__all__ = ["RLTrainer", "train_rl", "run_rl", "TIMING_KEYS"]
 
 log = logging.getLogger(__name__)
 
-_SUM_KEYS = ("judge_calls", "judge_requests", "judge_failures", "judge_unresolved", "dropped_groups",
-             "drawn_groups", "kept_groups", "train_groups", "train_responses", "tokens", "gen_tokens", "loss_tokens",
-             "loss", "pg_loss", "kl_loss")  # losses are normalised by global counts: process parts add up
+_SUM_KEYS = ("judge/calls", "judge/requests", "judge/failures", "judge/unresolved", "sampling/dropped_groups",
+             "sampling/drawn_groups", "sampling/kept_groups", "sampling/train_groups", "sampling/train_responses",
+             "rollout/gen_tokens", "loss/tokens", "loss/total", "loss/policy", "loss/kl")
+# (losses are normalised by global counts: process parts add up)
 #: metrics fields that depend on wall-clock time (everything else is reproducible on CPU)
 TIMING_KEYS = ("time/step_s", "rollout/tokens_per_s", "time/rollout_s", "time/update_s")
 
-_Dist = ProcessGroup  # the earlier private name
 PROMPT_REJECTS_FILE = "prompt_rejects.jsonl"  # prompts longer than RLConfig.max_prompt_tokens, by id
 
 
@@ -139,7 +129,7 @@ class RLTrainer(PolicyUpdate, Checkpointing):
                 "%d of %d RL records are free-form and no judge is configured: their answers are scored by the exact "
                 "rule only (a correct paraphrase scores 0). Pass a judge (fl1 rl --judge env|local) to follow docs/PAPER.md#rewards.",
                 self.free_form_without_judge, len(self.records))
-        self.dist = _Dist()
+        self.dist = ProcessGroup()
         if self.cfg.prompts_per_step % self.dist.world:
             raise ValueError(
                 f"prompts_per_step={self.cfg.prompts_per_step} must be divisible by the {self.dist.world} processes"
@@ -288,46 +278,47 @@ class RLTrainer(PolicyUpdate, Checkpointing):
 
         row: dict[str, Any] = {
             "step": step + 1,
-            "acc": mean([float(r.acc or 0.0) for r in rows]),
-            "fmt": mean([r.fmt for r in rows]),
-            "r_ctr": mean([r.r_ctr for r in rows]),
-            "div_cos2": mean([r.div_cos2 for r in rows]),  # C̄² (the reward subtracts λ_div·C̄²)
-            "event": mean([r.event for r in rows]),  # 0 unless w_event ≠ 0
-            "overall": mean([r.reward for r in rows]),
-            "acc_all": mean([float(r.acc or 0.0) for r in drawn]),
-            "fmt_all": mean([r.fmt for r in drawn]),
-            "overall_all": mean([r.reward for r in drawn]),
-            "kept_group_frac": sampling.kept_fraction,
-            "refill_rounds": sampling.rounds - 1,
-            "fallback": float(sampling.fallback),
-            "short_batch": float(sampling.short),
-            "drawn_groups": sampling.drawn_groups,
-            "kept_groups": sampling.kept_groups,
-            "train_groups": len(sampling.groups),
-            "train_responses": len(rows),
-            "dropped_groups": sampling.dropped_groups,
-            "response_len": mean([float(r.length) for r in drawn]),
+            # rewards of the trained responses (kept groups), then of everything drawn
+            "reward/acc": mean([float(r.acc or 0.0) for r in rows]),
+            "reward/fmt": mean([r.fmt for r in rows]),
+            "reward/r_ctr": mean([r.r_ctr for r in rows]),
+            "reward/div_cos2": mean([r.div_cos2 for r in rows]),  # C̄² (the reward subtracts λ_div·C̄²)
+            "reward/event": mean([r.event for r in rows]),  # 0 unless w_event ≠ 0
+            "reward/overall": mean([r.reward for r in rows]),
+            "reward/acc_all": mean([float(r.acc or 0.0) for r in drawn]),
+            "reward/fmt_all": mean([r.fmt for r in drawn]),
+            "reward/overall_all": mean([r.reward for r in drawn]),
+            "sampling/kept_group_frac": sampling.kept_fraction,
+            "sampling/refill_rounds": sampling.rounds - 1,
+            "sampling/fallback": float(sampling.fallback),
+            "sampling/short_batch": float(sampling.short),
+            "sampling/drawn_groups": sampling.drawn_groups,
+            "sampling/kept_groups": sampling.kept_groups,
+            "sampling/train_groups": len(sampling.groups),
+            "sampling/train_responses": len(rows),
+            "sampling/dropped_groups": sampling.dropped_groups,
+            "rollout/response_len": mean([float(r.length) for r in drawn]),
             # share of drawn responses cut by the token budget (no end-of-turn token: they score 0)
-            "truncated": mean([float(int(r.sequence[-1]) != self.eos_id) for r in drawn]),
-            "max_new_tokens": self.cfg.max_new_tokens,
-            "latent_spans": mean([float(len(r.span_counts)) for r in drawn]),
-            "latents_per_response": mean([float(r.latents.shape[0]) for r in drawn]),
-            "gen_tokens": gen_tokens,
-            "judge_calls": jstats.judge_calls,
-            "judge_requests": jstats.judge_requests,
-            "judge_failures": jstats.judge_failures,
-            "judge_unresolved": jstats.judge_unresolved,
-            **{k: v for k, v in upd.items()},
-            "skipped_steps": self.skipped_steps,
-            "lr": lr,
-            "rollout_s": t1 - t0,
-            "update_s": t2 - t1,
-            "time_s": t2 - t0,
+            "rollout/truncated": mean([float(int(r.sequence[-1]) != self.eos_id) for r in drawn]),
+            "rollout/max_new_tokens": self.cfg.max_new_tokens,
+            "rollout/latent_spans": mean([float(len(r.span_counts)) for r in drawn]),
+            "rollout/latents_per_response": mean([float(r.latents.shape[0]) for r in drawn]),
+            "rollout/gen_tokens": gen_tokens,
+            "judge/calls": jstats.judge_calls,
+            "judge/requests": jstats.judge_requests,
+            "judge/failures": jstats.judge_failures,
+            "judge/unresolved": jstats.judge_unresolved,
+            **upd,  # loss/*, policy/*, optim/grad_norm, optim/steps
+            "optim/skipped_steps": self.skipped_steps,
+            "optim/lr": lr,
+            "time/rollout_s": t1 - t0,
+            "time/update_s": t2 - t1,
+            "time/step_s": t2 - t0,
         }
         row = self.dist.reduce_metrics(row, _SUM_KEYS)
-        row["tokens_per_s"] = row["gen_tokens"] / row["time_s"] if row["time_s"] > 0 else 0.0
+        row["rollout/tokens_per_s"] = row["rollout/gen_tokens"] / row["time/step_s"] if row["time/step_s"] > 0 else 0.0
         row["step"] = step + 1
-        return grouped(row, RL_METRIC_NAMES)
+        return row
 
     # ---------------------------------------------------------------------------------------------------- loop
     def train(self) -> RLResult:

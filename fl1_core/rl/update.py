@@ -217,7 +217,7 @@ class PolicyUpdate:
 
     def update(self, batch: TrainBatch, step: int) -> dict[str, float]:
         """``epochs_per_rollout`` passes over ``batch`` in ``mini_batches`` shuffled mini-batches, one optimiser step
-        per mini-batch. Returns token-weighted metric means over all mini-batches."""
+        per mini-batch. Returns token-weighted metric means over all mini-batches, under their metric names."""
         cfg = self.cfg
         if cfg.gradient_checkpointing:  # HF checkpoints only in training mode (Qwen3-VL has no dropout)
             self.model.train()
@@ -253,20 +253,20 @@ class PolicyUpdate:
             return tot.get(key, 0.0) / tokens if tokens else 0.0
 
         return {
-            "loss": tot.get("loss", 0.0) / nmb,
-            "pg_loss": tot.get("pg_loss", 0.0) / nmb,
-            "kl_loss": tot.get("kl_loss", 0.0) / nmb,
-            "clipfrac": per_tok("clipfrac_tok"),
-            "clipfrac_high": per_tok("clipfrac_high_tok"),
-            "clipfrac_low": per_tok("clipfrac_low_tok"),
-            "clipfrac_dual": per_tok("clipfrac_dual_tok"),
-            "kl": per_tok("kl_tok"),
-            "approx_kl_old": per_tok("approx_kl_old_tok"),
-            "entropy": (first_pass["entropy_tok"] / first_pass["tokens"]) if first_pass and first_pass["tokens"]
+            "loss/total": tot.get("loss", 0.0) / nmb,
+            "loss/policy": tot.get("pg_loss", 0.0) / nmb,
+            "loss/kl": tot.get("kl_loss", 0.0) / nmb,
+            "loss/tokens": tokens / max(1, cfg.epochs_per_rollout),
+            "policy/clipfrac": per_tok("clipfrac_tok"),
+            "policy/clipfrac_high": per_tok("clipfrac_high_tok"),
+            "policy/clipfrac_low": per_tok("clipfrac_low_tok"),
+            "policy/clipfrac_dual": per_tok("clipfrac_dual_tok"),
+            "policy/kl": per_tok("kl_tok"),
+            "policy/approx_kl_old": per_tok("approx_kl_old_tok"),
+            "policy/entropy": (first_pass["entropy_tok"] / first_pass["tokens"]) if first_pass and first_pass["tokens"]
             else 0.0,
-            "ratio_max": tot.get("ratio_max", 0.0),
-            "grad_norm": float(np.mean(norms)) if norms else 0.0,
-            "optimizer_steps": float(opt_steps),
-            "loss_tokens": tokens / max(1, cfg.epochs_per_rollout),
+            "policy/ratio_max": tot.get("ratio_max", 0.0),
+            "optim/grad_norm": float(np.mean(norms)) if norms else 0.0,
+            "optim/steps": float(opt_steps),
         }
 

@@ -38,10 +38,11 @@ import torch
 from ..config import LatentConfig
 from ..data.collator import SFTCollator, SFTExample
 from ..distributed import accelerator_settings
-from ..data.formats import Reject, SFTRecord, load_sft_records, write_rejects
+from ..data.formats import load_sft_records
+from ..data.records import Reject, SFTRecord, write_rejects
 from ..model import FutureL1Model, load_future_l1
 from ..adapters import LoraSettings, apply_lora, has_lora, merge_lora
-from ..metrics import SFT_METRIC_NAMES, Trackers, grouped
+from ..metrics import Trackers
 from ..placement import autocast, enable_activation_checkpointing, scalar, to_device, upcast_trainable
 from ..runs import atomic_write_json, append_jsonl, read_jsonl, write_jsonl
 
@@ -281,19 +282,18 @@ def train_sft(
             dt = time.perf_counter() - t0
             row = {
                 "step": step + 1,
-                "epoch": round((step + 1) / steps_per_epoch, 4),
-                "loss": float(stats[0] / n_micro),
-                "ce_loss": float(stats[1] / n_micro),
-                "latent_loss": float(stats[2] / n_micro),
-                "lr": lr,
-                "grad_norm": grad_norm,
-                "latent_pairs": int(stats[3]),
-                "tokens": int(stats[4]),
-                "samples": samples,
-                "tokens_per_s": float(stats[4]) / dt,
-                "step_time_s": dt,
+                "data/epoch": round((step + 1) / steps_per_epoch, 4),
+                "loss/total": float(stats[0] / n_micro),
+                "loss/ce": float(stats[1] / n_micro),
+                "loss/latent": float(stats[2] / n_micro),
+                "optim/lr": lr,
+                "optim/grad_norm": grad_norm,
+                "data/latent_pairs": int(stats[3]),
+                "data/tokens": int(stats[4]),
+                "data/samples": samples,
+                "time/tokens_per_s": float(stats[4]) / dt,
+                "time/step_s": dt,
             }
-            row = grouped(row, SFT_METRIC_NAMES)
             if main:
                 append_jsonl(metrics_path, row)
             trackers.log(row, step + 1)

@@ -11,14 +11,12 @@ import numpy as np
 from ..config import LatentConfig
 from ..data.collator import PromptExample
 from ..data.examples import text_only_prompt
-from ..data.formats import SFTRecord
+from ..data.records import SFTRecord
 from ..model import FutureL1Model
 from ..answers import is_correct, reference_letter
 
 
 logger = logging.getLogger(__name__)
-
-from .config import Mode  # noqa: E402,F401  (re-exported: its earlier home)
 
 @dataclass
 class FormatReport:

@@ -26,7 +26,9 @@ def main() -> None:
     import fl1_core.rl.trainer as trainer_mod
     from fl1_core.data.formats import load_rl_records
     from fl1_core.model import load_future_l1
-    from fl1_core.rl import RLConfig, RLTrainer, StopTraining
+    from fl1_core.rl.config import RLConfig
+    from fl1_core.rl.trainer import RLTrainer
+    from fl1_core.rl.update import StopTraining
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared reward helper
     from helpers_rl import with_even_token_reward

@@ -16,7 +16,8 @@ from fl1_core.tokens import (
 
 from .config import WorldConfig
 from .physics import SHAPES, event_text
-from .questions import CHAIN_JOIN, LETTERS, ORDINALS, RIMAGE, conclusion, describe_body, uniform_motion_text
+from .questions import CHAIN_JOIN, LETTERS, ORDINALS, RIMAGE, describe_body, uniform_motion_text
+from .records import conclusion
 
 
 def vocabulary_corpus(config: WorldConfig | None = None) -> list[str]:

@@ -36,19 +36,9 @@ from fl1_core.data.frames import frame_pool_indices
 
 from .config import GENERATOR_VERSION, WorldConfig
 from .physics import sample_clip
-from .questions import (
-    FRAME_KINDS,
-    TEXT_KINDS,
-    Clip,
-    LetterBalancer,
-    Question,
-    candidates,
-    fb_candidates,
-    futurebench_item,
-    rl_record,
-    sft_record,
-    twiffbench_row,
-)
+from .questions import FRAME_KINDS, TEXT_KINDS, Clip, Question, candidates, fb_candidates
+from .options import LetterBalancer
+from .records import futurebench_item, rl_record, sft_record, twiffbench_row
 from .render import png_bytes, render_clip, write_mp4
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """Questions and answers of the synthetic future world: clips, question kinds, scene descriptions, candidates.
-MCQ options live in :mod:`.options`, trajectories and record builders in :mod:`.records` (re-exported here).
+MCQ options live in :mod:`.options`, trajectories and record builders in :mod:`.records`.
 
 Question kinds (``meta.question_kind``) and whether the future visual state is needed (``meta.needs_vision``):
 
@@ -272,10 +272,3 @@ def fb_candidates(clip: Clip) -> dict[str, list[Question]]:
         text = f"Later, {fut[j].text}. What happens between the end of the video and that moment?"
         out["hop5"].append(Question("interpolation", text, list(range(j)), j, given=j))
     return out
-
-
-# re-exported: their earlier home (imported last; they build on the names above)
-from .options import LetterBalancer, alternatives, build_options, distractors, options_block  # noqa: E402,F401
-from .records import (  # noqa: E402,F401
-    conclusion, futurebench_item, rl_record, sft_record, trajectory, twiffbench_row,
-)
