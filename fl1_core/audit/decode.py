@@ -25,7 +25,7 @@ from ..data.records import RLRecord
 from ..data.world.questions import TEXT_KINDS
 from ..decoding import generate_with_latents, replay
 from ..placement import to_device
-from ..rl.accuracy import concluded_answer, rule_correct
+from ..rl.accuracy import concluded_letter, rule_correct
 from ..rl.rollout import collate_prompts, prepare_prompt
 from ..tokens import REASON_CLOSE
 from .interventions import Factory
@@ -152,7 +152,7 @@ def decode_items(
                     replayed={name: h[b, :n][slots] for name, h in replays.items()},
                     reason_states=(_reason_end_states(tok, gen.sequences[b, :n].tolist(), own[b, :n])
                                    if own is not None else None),
-                    event_correct=concluded_answer(text, items[r].record) == items[r].record.answer))
+                    event_correct=concluded_letter(text, items[r].record) == items[r].record.answer))
             bar.update(len(rows))
     finally:
         bar.close()

@@ -27,7 +27,7 @@ from fl1_core.data.records import RLRecord
 from fl1_core.judge.client import judge_many
 from fl1_core.judge.config import JudgeConfig, YesNoJudgeItem
 
-__all__ = ["AccuracyResult", "concluded_answer", "rule_correct", "answer_span", "score_accuracy"]
+__all__ = ["AccuracyResult", "concluded_letter", "rule_correct", "answer_span", "score_accuracy"]
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def rule_correct(text: str, record: RLRecord) -> bool:
     return is_correct(text, record.answer, mcq=record.is_multiple_choice, rule="exact")
 
 
-def concluded_answer(text: str, record: RLRecord) -> str:
+def concluded_letter(text: str, record: RLRecord) -> str:
     """The option letter whose text the response's final thought states (:func:`fl1_core.answers.concluded_option`
     over the record's option lines); "" when none or several do, and always for free-form records."""
     return concluded_option(text, option_lines(record.question_text))

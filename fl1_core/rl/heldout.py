@@ -33,7 +33,7 @@ from fl1_core.config import LatentConfig
 from fl1_core.data.records import RLRecord
 from fl1_core.decoding import generate_with_latents, greedy_decode
 from fl1_core.answers import extract_answer_letter
-from fl1_core.rl.accuracy import concluded_answer, rule_correct
+from fl1_core.rl.accuracy import concluded_letter, rule_correct
 from fl1_core.rl.rollout import PromptTensors, collate_prompts, prepare_prompt
 
 __all__ = ["CHAIN_PREFIX", "HELDOUT_MAX_NEW_TOKENS", "evaluate_heldout_mcq", "item_group", "question_kinds",
@@ -125,7 +125,7 @@ def evaluate_heldout_mcq(
     rows: list[dict[str, Any]] = [
         {"id": rec.id, "kind": str((kinds or {}).get(rec.id, "all")), "answer": rec.answer,
          "pred": extract_answer_letter(out.text, mode="strict"), "correct": bool(rule_correct(out.text, rec)),
-         "concluded": concluded_answer(out.text, rec), "text": out.text, "group": item_group(rec),
+         "concluded": concluded_letter(out.text, rec), "text": out.text, "group": item_group(rec),
          "changed": (rec.meta or {}).get("changed")}
         for rec, out in zip(mcq, outs)
     ]

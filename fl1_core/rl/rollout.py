@@ -40,7 +40,7 @@ from fl1_core.rewards import (
     repetition_score,
     temporal_diversity_cos2,
 )
-from fl1_core.rl.accuracy import concluded_answer, score_accuracy
+from fl1_core.rl.accuracy import concluded_letter, score_accuracy
 from fl1_core.rl.dynamic_sampling import SamplingResult, dynamic_sampling_rounds  # noqa: F401 (re-exported)
 
 __all__ = [
@@ -254,8 +254,8 @@ def generate_group_round(
 
 def event_correct(text: str, record: RLRecord) -> float:
     """1.0 when ``record`` is an MCQ and the response's final thought names its answer option
-    (:func:`fl1_core.rl.accuracy.concluded_answer`), else 0.0."""
-    return float(record.is_multiple_choice and concluded_answer(text, record) == record.answer)
+    (:func:`fl1_core.rl.accuracy.concluded_letter`), else 0.0."""
+    return float(record.is_multiple_choice and concluded_letter(text, record) == record.answer)
 
 
 def score_groups(
