@@ -8,7 +8,7 @@
     fl1 ship-base runs/world_base                             ship a finished base with its model card
     fl1 curate --model CKPT --data sft.json --out DIR         visual-gain curation
     fl1 sft --init CKPT --data sft.json --out DIR --mode latent|text   latent SFT / text-only SFT (accelerate-ready)
-    fl1 rl --init CKPT --data rl.jsonl --out DIR --mode la-dapo   GRPO / DAPO / LA-DAPO (release|corrected preset)
+    fl1 rl --init CKPT --data rl.jsonl --out DIR --mode la-dapo   GRPO / DAPO / LA-DAPO (release|corrected implementation)
     fl1 eval --benchmark futurebench --model CKPT --data FILE --out DIR     evaluate a checkpoint (resumable)
     fl1 heldout --model NAME=CKPT … --data heldout_mcq.jsonl --out FILE.json   held-out MCQ accuracy (RL format)
     fl1 baselines --world data/world --out FILE.json   chance, read-the-present and question-only scores per kind
@@ -140,10 +140,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sft_config(preset: str, overrides: list[str]):
+def _sft_config(hardware: str, overrides: list[str]):
     from .sft import SFTConfig
 
-    base = SFTConfig.gpu_release() if preset == "gpu" else SFTConfig.cpu_world()
+    base = SFTConfig.gpu_release() if hardware == "gpu" else SFTConfig.cpu_world()
     return base.replace(**_parse_params(overrides)) if overrides else base
 
 
@@ -219,9 +219,8 @@ def cmd_rl(args: argparse.Namespace) -> int:
 
     if args.hardware == "gpu":
         _require_gpu("rl")
-    base = RLConfig.cpu_world if args.hardware == "cpu" else (
-        RLConfig.release_gpu if args.preset == "release" else RLConfig.corrected_gpu)
-    config = base(mode=args.mode, preset=args.preset, **_parse_params(args.set))
+    preset = RLConfig.cpu_world if args.hardware == "cpu" else RLConfig.gpu_release
+    config = preset(mode=args.mode, implementation=args.implementation, **_parse_params(args.set))
     with contextlib.ExitStack() as stack:
         result = run_rl(args.init, args.data, args.out, config, judge_from_choice(args.judge, stack))
     print(f"{result.steps} steps; final model: {result.final_dir}")
@@ -274,11 +273,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.lora:
         overrides.setdefault("lora", {"r": args.lora_rank})
     extra = {"projection_head": True} if args.projection_head else {}
-    if args.stage == "rl":  # the config `fl1 rl --hardware gpu --preset P` runs with
+    if args.stage == "rl":  # the config `fl1 rl --hardware gpu --implementation I` runs with
         from .rl.config import RLConfig
 
-        base = RLConfig.release_gpu if args.preset == "release" else RLConfig.corrected_gpu
-        inputs = rl_plan_inputs(base(preset=args.preset, **overrides), gpus=args.gpus, gpu_mem_gb=args.gpu_mem,
+        config = RLConfig.gpu_release(implementation=args.implementation, **overrides)
+        inputs = rl_plan_inputs(config, gpus=args.gpus, gpu_mem_gb=args.gpu_mem,
                                 prompt_tokens=args.prompt_tokens, **extra)
     elif args.stage == "sft":  # the config `fl1 sft --hardware gpu` runs with
         inputs = sft_plan_inputs(_sft_config("gpu", args.set + (["lora={r: %d}" % args.lora_rank] if args.lora
@@ -379,7 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="RL records (JSONL)")
     p.add_argument("--out", required=True)
     p.add_argument("--mode", choices=["grpo", "dapo", "la-dapo"], default="la-dapo")
-    p.add_argument("--preset", choices=["release", "corrected"], default="corrected")
+    p.add_argument("--implementation", choices=["release", "corrected"], default="corrected",
+                   help="release = what the authors' code ran, corrected = its defects fixed (fl1_core.rl.algorithms)")
     p.add_argument("--hardware", choices=["cpu", "gpu"], default="cpu", help="cpu = world sizes, gpu = the release's sizes (docs/PAPER.md#hyperparameters)")
     p.add_argument("--judge", choices=["none", "local", "env"], default="none",
                    help="LLM judge for rule failures: none, the local world judge, or $FL1_JUDGE_* endpoint")
@@ -432,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=int, default=1, help="processes, one per GPU (curation: per GPU)")
     p.add_argument("--gpu-mem", type=float, default=80.0, metavar="GB")
     p.add_argument("--stage", choices=["sft", "rl", "curation"], default="sft")
-    p.add_argument("--preset", choices=["release", "corrected"], default="corrected", help="RL preset (as fl1 rl)")
+    p.add_argument("--implementation", choices=["release", "corrected"], default="corrected",
+                   help="RL implementation (as fl1 rl)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="overrides of the stage's GPU config (SFTConfig / RLConfig / CurationConfig), as in its command")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (lora={r: RANK})")

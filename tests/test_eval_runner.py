@@ -36,7 +36,7 @@ def small_config(**overrides) -> EvalConfig:
         max_new_tokens=6,
         batch_size=4,
         num_frames=4,
-        progress=False,
+        progress_bar=False,
         latent={"force_initial_latent": True, "loose_cap": 2},
     )
     base.update(overrides)

@@ -50,7 +50,7 @@ def test_rl_with_free_form_records_and_no_judge_says_so(tiny, tmp_path, caplog):
     free = sum(not r.is_multiple_choice for r in records)
     assert free > 0
     with caplog.at_level(logging.WARNING):
-        trainer = RLTrainer(tiny[0], tiny[1], records, RLConfig(total_steps=1, prompts_per_step=2, group_size=2,
+        trainer = RLTrainer(tiny[0], tiny[1], records, RLConfig(max_steps=1, prompts_per_step=2, group_size=2,
                                                                 progress_bar=False), tmp_path / "rl")
     assert trainer.free_form_without_judge == free
     assert any("free-form" in r.message and "no judge" in r.message for r in caplog.records)

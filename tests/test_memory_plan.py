@@ -110,7 +110,7 @@ def test_plan_kv_cache_equals_the_cache_the_decoder_allocates(saved_tiny, lora):
     from fl1_core.rl.rollout import generate_group_round
 
     cfg = RLConfig(group_size=2, prompts_per_step=2, rollout_batch_size=3, max_new_tokens=5, max_prompt_tokens=256,
-                   lora={} if lora else None, loose_cap=2, force_initial_latent=True)
+                   lora={} if lora else None, latent={"loose_cap": 2, "force_initial_latent": True})
     inputs = rl_plan_inputs(cfg, gpus=1)
     assert inputs.rollout_rows == 3 and inputs.context == 256 + 5
     model, processor = load_future_l1(saved_tiny, dtype=torch.bfloat16, device=None)
@@ -158,7 +158,7 @@ def test_curation_rows_per_decode_call_and_kv_bytes_match_the_rollout_pass(saved
 
 
 def test_full_parameter_rl_on_8x80_fits_with_numbers_derived_by_hand():
-    cfg = RLConfig.corrected_gpu()
+    cfg = RLConfig.gpu_release(implementation="corrected")
     inputs = rl_plan_inputs(cfg, gpus=8, gpu_mem_gb=80)
     assert inputs.rollout_rows == 64 and inputs.micro_batch == 8 and inputs.context == 1024 + 2048
     plan = plan_memory("qwen3-vl-8b", inputs)

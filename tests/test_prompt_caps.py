@@ -94,7 +94,7 @@ def test_trainer_leaves_out_long_prompts_and_writes_their_ids(tiny, world, tmp_p
     model, processor = tiny
     lengths = sorted(rl_prompt_length(processor, r, "interleaved", QUESTION_MAX_PIXELS) for r in world)
     limit = lengths[len(lengths) // 2]
-    cfg = RLConfig(group_size=2, prompts_per_step=1, max_new_tokens=2, total_steps=0, progress_bar=False,
+    cfg = RLConfig(group_size=2, prompts_per_step=1, max_new_tokens=2, max_steps=0, progress_bar=False,
                    max_prompt_tokens=limit, kl_beta=0.0)
     import copy
 

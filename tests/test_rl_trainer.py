@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers_rl import ALL_GROUPS
 
 from fl1_core.judge.config import JudgeConfig
 from fl1_core.judge.server import FaultConfig, start_judge_server
@@ -34,15 +35,15 @@ def world(tmp_path_factory):
 
 def small_config(**kw) -> RLConfig:
     base = dict(
-        group_size=4, prompts_per_step=2, max_new_tokens=12, loose_cap=4, force_initial_latent=True, learning_rate=1e-3,
-        total_steps=2, save_every=1, max_rounds=1, progress_bar=False, micro_batch_size=None,
+        group_size=4, prompts_per_step=2, max_new_tokens=12, latent={"loose_cap": 4, "force_initial_latent": True},
+        learning_rate=1e-3, max_steps=2, save_every=1, max_rounds=1, progress_bar=False, micro_batch_size=None,
     )
     base.update(kw)
     return RLConfig(**base)
 
 
 def fresh_model(tiny):
-    """A copy of the initial tiny model with a loose latent budget (so ``latent_cap`` bounds the spans)."""
+    """A copy of the initial tiny model with a loose latent budget (so the ``loose_cap`` override bounds the spans)."""
     model = copy.deepcopy(tiny[0])
     model.latent_config = model.latent_config.replace(budget_mode="loose")
     return model
@@ -81,26 +82,27 @@ def groups(tiny, world, tmp_path_factory):
 
 # ------------------------------------------------------------------------------------------ log-probs and masks
 def test_replayed_old_logprobs_equal_rollout_logprobs(tiny, world, tmp_path, groups):
-    tr = make_trainer(tiny, world, tmp_path, preset="corrected", mode="la-dapo", recompute_old_logprobs=True)
+    tr = make_trainer(tiny, world, tmp_path, implementation="corrected", mode="la-dapo",
+                      recompute_old_logprobs=True)
     batch = tr.prepare_batch(groups)
     assert any(r.latent_mask.any() for r in batch.rows), "the test needs latent spans"
     for r, old in zip(batch.rows, batch.old_logprobs):
         torch.testing.assert_close(old, r.logprobs, atol=1e-4, rtol=0)
-    # the release preset re-scores without latent replay: text after a span is scored in another context
-    tr_rel = make_trainer(tiny, world, tmp_path / "rel", preset="release", recompute_old_logprobs=True)
+    # the release implementation re-scores without latent replay: text after a span is scored in another context
+    tr_rel = make_trainer(tiny, world, tmp_path / "rel", implementation="release", recompute_old_logprobs=True)
     old_rel = tr_rel.prepare_batch(groups).old_logprobs
     diffs = [float((o - r.logprobs).abs().max()) for o, r in zip(old_rel, batch.rows)]
     assert max(diffs) > 1e-3
 
 
-@pytest.mark.parametrize("preset", ["release", "corrected"])
-def test_forced_positions_in_the_loss_mask_only_for_release(tiny, world, tmp_path, preset, groups):
-    tr = make_trainer(tiny, world, tmp_path, preset=preset, kl_beta=0.0)
+@pytest.mark.parametrize("implementation", ["release", "corrected"])
+def test_forced_positions_in_the_loss_mask_only_for_release(tiny, world, tmp_path, implementation, groups):
+    tr = make_trainer(tiny, world, tmp_path, implementation=implementation, kl_beta=0.0)
     batch = tr.prepare_batch(groups)
     forced = torch.cat([r.forced_mask for r in batch.rows])
     mask = torch.cat(batch.loss_masks)
     assert forced.any()
-    if preset == "release":
+    if implementation == "release":
         assert mask[forced].all() and mask.all()
     else:
         assert not mask[forced].any() and mask[~forced].all()
@@ -151,30 +153,40 @@ def test_dynamic_sampling_fills_up_from_a_last_round_that_keeps_none():
 
 
 def test_grpo_mode_draws_one_round_without_filtering():
-    cfg = RLConfig(mode="grpo").resolved()
-    assert cfg.dynamic_sampling is False and (cfg.eps_low, cfg.eps_high) == (0.2, 0.2)
-    assert cfg.lambda_ctr == 0 and cfg.lambda_div == 0 and cfg.loss_agg == "seq"
-    res = dynamic_sampling_rounds(lambda r: _groups([[1, 1], [0, 1], [0, 0]]), target=2, enabled=cfg.dynamic_sampling)
+    cfg = RLConfig(mode="grpo")
+    algo = cfg.algorithm
+    assert algo.dynamic_sampling is False and (algo.eps_low, algo.eps_high) == (0.2, 0.2) and algo.loss_agg == "seq"
+    assert cfg.latent_reward_weights[:2] == (0.0, 0.0)
+    res = dynamic_sampling_rounds(lambda r: _groups([[1, 1], [0, 1], [0, 0]]), target=2, enabled=algo.dynamic_sampling)
     assert res.rounds == 1 and len(res.groups) == 2 and res.groups[0][0].acc == 1 and not res.fallback
 
 
-def test_mode_and_preset_switches():
-    dapo = RLConfig(mode="dapo").resolved()
-    assert dapo.dynamic_sampling and (dapo.eps_low, dapo.eps_high) == (0.2, 0.28) and dapo.loss_agg == "token"
-    assert dapo.lambda_ctr == 0 and dapo.lambda_div == 0
-    la = RLConfig(mode="la-dapo", preset="corrected", mini_batches=4).resolved()
-    assert (la.lambda_ctr, la.tau, la.lambda_div) == (0.2, 0.5, 0.1)
-    assert la.replay_latents and la.mask_forced and la.mini_batches == 4
-    rel = RLConfig(mode="la-dapo", preset="release", mini_batches=4, epochs_per_rollout=3).resolved()
-    assert (rel.lambda_ctr, rel.tau, rel.lambda_div) == (1.0, 0.5, 0.0)
-    assert not rel.replay_latents and not rel.mask_forced and rel.mini_batches == 1 and rel.epochs_per_rollout == 1
-    gpu = RLConfig.release_gpu().resolved()
-    assert (gpu.group_size, gpu.prompts_per_step, gpu.max_new_tokens, gpu.loose_cap, gpu.learning_rate) == (8, 64, 2048, 64, 1e-6)
-    assert RLConfig.release_gpu().flags()["rl_preset"] == "release"
+def test_named_algorithms_and_implementations():
+    dapo = RLConfig(mode="dapo")
+    assert dapo.algorithm.dynamic_sampling and (dapo.algorithm.eps_low, dapo.algorithm.eps_high) == (0.2, 0.28)
+    assert dapo.algorithm.loss_agg == "token" and dapo.latent_reward_weights[:2] == (0.0, 0.0)
+    la = RLConfig(mode="la-dapo", implementation="corrected", mini_batches=4)
+    assert la.latent_reward_weights == (0.2, 0.1, 0.5)
+    assert la.implementation_settings.replay_latents and la.implementation_settings.mask_forced
+    rel = RLConfig(mode="la-dapo", implementation="release")
+    assert rel.latent_reward_weights == (1.0, 0.0, 0.5)
+    assert not rel.implementation_settings.replay_latents and not rel.implementation_settings.mask_forced
+    # the release takes one optimiser step per rollout: more is refused, not silently changed
+    with pytest.raises(ValueError, match="one optimiser step per rollout"):
+        RLConfig(implementation="release", mini_batches=4)
+    with pytest.raises(ValueError, match="registered"):
+        RLConfig(mode="ppo")
+    gpu = RLConfig.gpu_release()
+    assert (gpu.group_size, gpu.prompts_per_step, gpu.max_new_tokens, gpu.latent, gpu.learning_rate) == (
+        8, 64, 2048, {"loose_cap": 64}, 1e-6)
+    assert gpu.flags()["rl_implementation"] == "release" and gpu.mini_batches == 1
+    assert RLConfig.gpu_release(implementation="corrected").mini_batches == 4
+    assert RLConfig.cpu_world(implementation="release").mini_batches == 1
     # one optimiser step per rollout: π_old = π_θ, the old log-probs need no extra pass; several steps need them
-    assert not rel.recompute_old_logprobs and la.recompute_old_logprobs
-    with pytest.raises(ValueError, match="recompute_old_logprobs"):
-        RLConfig(mini_batches=2, recompute_old_logprobs=False).resolved()
+    assert not rel.old_logprobs_pass and la.old_logprobs_pass
+    assert RLConfig(recompute_old_logprobs=True).old_logprobs_pass
+    # a name re-registered with other values is a different run on resume
+    assert la.result_dict()["algorithm_settings"]["eps_high"] == 0.28
 
 
 # ------------------------------------------------------------------------------------------------------ accuracy
@@ -256,9 +268,9 @@ def test_one_update_changes_weights_and_lowers_the_loss(tiny, world, tmp_path, g
     assert after < before, (before, after)
 
 
-@pytest.mark.parametrize("agg", ["token", "seq"])
-def test_micro_batches_add_up_to_the_full_batch(tiny, world, tmp_path, agg, groups):
-    tr = make_trainer(tiny, world, tmp_path, loss_agg=agg)
+@pytest.mark.parametrize("mode", ["la-dapo", "grpo"])  # token-mean and sequence-mean aggregation
+def test_micro_batches_add_up_to_the_full_batch(tiny, world, tmp_path, mode, groups):
+    tr = make_trainer(tiny, world, tmp_path, mode=mode)
     batch = tr.prepare_batch(groups)
     idx = list(range(len(batch.rows)))
     n = float(sum(int(m.sum()) for m in batch.loss_masks))
@@ -286,7 +298,7 @@ def _run(tiny, world, out, cfg, callbacks=()):
 
 @pytest.mark.timeout(600)
 def test_kill_and_resume_gives_identical_metrics(tiny, world, tmp_path, token_reward):
-    cfg = small_config(total_steps=3, save_every=2, mini_batches=2, max_new_tokens=10, max_rounds=2,
+    cfg = small_config(max_steps=3, save_every=2, mini_batches=2, max_new_tokens=10, max_rounds=2,
                        group_size=2, prompts_per_step=2)
     ref = _run(tiny, world, tmp_path / "ref", cfg)
 
@@ -308,18 +320,17 @@ def test_kill_and_resume_gives_identical_metrics(tiny, world, tmp_path, token_re
     sd_res = torch.load(resumed.out_dir / "checkpoints" / "step-00000003" / "model.pt", weights_only=True)
     assert all(torch.equal(sd_ref[k], sd_res[k]) for k in sd_ref)
     manifest = (tmp_path / "run" / "manifest.json").read_text()
-    assert '"rl_preset": "corrected"' in manifest and '"rl_replay_latents": true' in manifest
+    assert '"rl_implementation": "corrected"' in manifest and '"rl_replay_latents": true' in manifest
     # a changed result-affecting setting is refused
     with pytest.raises(ValueError, match="learning_rate"):
-        _run(tiny, world, tmp_path / "run", dataclasses.replace(cfg, learning_rate=5e-4, total_steps=4))
+        _run(tiny, world, tmp_path / "run", dataclasses.replace(cfg, learning_rate=5e-4, max_steps=4))
 
 
 def test_gradient_checkpointing_in_replay_gives_the_same_update(tiny, world, tmp_path, token_reward):
     """RLConfig.gradient_checkpointing recomputes the replay's activations in backward: same loss, same weights."""
     results = []
     for ckpt in (False, True):
-        tr = make_trainer(tiny, world, tmp_path / str(ckpt), gradient_checkpointing=ckpt, total_steps=1,
-                          dynamic_sampling=False)
+        tr = make_trainer(tiny, world, tmp_path / str(ckpt), gradient_checkpointing=ckpt, max_steps=1, mode=ALL_GROUPS)
         row = tr.train_step(0)
         results.append((row["loss/total"], {n: p.detach().clone() for n, p in tr.model.named_parameters()}))
     (loss_a, w_a), (loss_b, w_b) = results

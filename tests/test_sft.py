@@ -234,7 +234,7 @@ def test_vision_frozen_and_final_decodes(records, reference_run):
     # the language model did change
     assert not torch.equal(fresh.base.lm_head.weight, result.model.base.lm_head.weight)
     model, proc = load_future_l1(out / "final")
-    assert model.latent_config.latent_lambda == CFG.latent_lambda
+    assert model.latent_config.latent_lambda == CFG.latent["latent_lambda"]
     inputs = build_prompt_inputs(proc, [text_only_prompt(r) for r in records[:2]])
     gen = generate_with_latents(model, inputs, max_new_tokens=6)
     assert len(gen.texts) == 2

@@ -210,12 +210,12 @@ def decode_shard(
     if not todo:
         log.info("rank %d/%d: nothing to decode (%d finished)", rank, world_size, len(finished))
         return 0
-    latent_config = config.latent_config(model.latent_config)
+    latent_config = model.latent_config.overridden(config.latent)
     max_new = config.resolved_max_new_tokens(benchmark)
     log.info("rank %d/%d: decoding %d of %d items (%d already done), max_new_tokens=%d",
              rank, world_size, len(todo), len(items), len(finished), max_new)
     path.parent.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=len(todo), desc=f"eval {benchmark} [rank {rank}]", disable=not config.progress, leave=False)
+    bar = tqdm(total=len(todo), desc=f"eval {benchmark} [rank {rank}]", disable=not config.progress_bar, leave=False)
     decoded = 0
     try:
         for b in range(0, len(todo), config.batch_size):
@@ -329,7 +329,7 @@ def evaluate(
     t0 = time.perf_counter()
     all_items, rejects = _load_all(benchmark, data_path, config)
     items = spread_limit(all_items, config.limit)
-    latent_config = config.latent_config(model.latent_config)
+    latent_config = model.latent_config.overridden(config.latent)
     if dist.is_main:
         _prepare_out_dir(out, _run_config(benchmark, data_path, all_items, config, latent_config), config.resume)
         write_rejects(rejects, out / "rejects.jsonl")
@@ -353,7 +353,7 @@ def evaluate(
         if benchmark == "twiffbench":
             assert judge_config is not None
             records, judge_stats = judge_predictions(
-                records, items, judge_config, cache_dir=out / "judge_cache", progress=config.progress
+                records, items, judge_config, cache_dir=out / "judge_cache", progress=config.progress_bar
             )
             write_jsonl(out / PREDICTIONS, records)
         summary = {

@@ -4,15 +4,15 @@ One *step* = one rollout batch of ``prompts_per_step`` groups × ``group_size`` 
 ``epochs_per_rollout`` × ``mini_batches`` optimiser steps on it:
 
     A_i        = (R_i − mean_g) / (std_g + 1e-6)                           (group advantages, unbiased std)
-    log π_old  = replay(π_θ before the update)     (no grad; latent replay iff ``replay_latents``; with one
-                 optimiser step per rollout π_old = π_θ, so log π_θ.detach() is used unless
-                 ``recompute_old_logprobs`` — ρ ≡ 1 either way)
+    log π_old  = replay(π_θ before the update)     (no grad; latent replay iff the implementation's
+                 ``replay_latents``; with one optimiser step per rollout π_old = π_θ, so log π_θ.detach() is
+                 used unless ``recompute_old_logprobs`` — ρ ≡ 1 either way)
     log π_ref  = replay(frozen copy of the initial model; under LoRA the actor with its adapters off and its
                  fully trained heads swapped for their values at RL start: fl1_core.rl.reference)
-    ℓ_t        = DAPO clipped loss (ε_low, ε_high, dual clip c = 3) on tokens of the loss mask
+    ℓ_t        = DAPO clipped loss (the algorithm's ε_low, ε_high; dual clip c = 3) on tokens of the loss mask
     loss       = agg(ℓ) + β · agg(k3(log π_ref − log π_θ)),   β = 0.01
     mask       = emitted tokens, minus forced ones (``<|latent|>``, budget-forced ``<|latent_end|>``,
-                 forced initial ``<|latent_start|>``) iff ``mask_forced``
+                 forced initial ``<|latent_start|>``) iff the implementation's ``mask_forced``
 
 ``agg="token"`` divides by the token count N of the whole mini-batch (summed over micro-batches and processes), so
 gradient accumulation over micro-batches and data-parallel gradient summation give the full-batch gradient;
@@ -31,7 +31,7 @@ Prompts: question frames are capped at ``question_max_pixels``; records whose pr
 ``prompt_cache_bytes`` (:class:`fl1_core.rl.prompt_cache.PromptCache`).
 
 Checkpoints (``out_dir/checkpoints/step-XXXXXXXX``, written atomically every ``save_every`` steps and at the end)
-hold the model and optimiser state, RNG states, the data cursor and the resolved config. A resume loads the newest
+hold the model and optimiser state, RNG states, the data cursor and the result-affecting config. A resume loads the newest
 one, refuses a changed result-affecting config, truncates ``metrics.jsonl`` to the checkpoint step and continues;
 every random draw is a function of (seed, step, round, rank), so a killed and resumed CPU run logs the same metrics
 as an uninterrupted one.
@@ -110,7 +110,7 @@ class RLTrainer(PolicyUpdate, Checkpointing):
     ) -> None:
         if not records:
             raise ValueError("train_rl needs at least one RL record")
-        self.cfg = config.resolved()
+        self.cfg = config
         self.model = model
         self.processor = processor
         self.records, self.prompt_rejects = filter_rl_prompts(
@@ -142,13 +142,7 @@ class RLTrainer(PolicyUpdate, Checkpointing):
         self.tokenizer = tok
         self.pad_id = int(model.base.generation_config.pad_token_id if model.base.generation_config.pad_token_id
                           is not None else tok.pad_token_id)
-        lc = model.latent_config
-        changes: dict[str, Any] = {}
-        if self.cfg.loose_cap is not None and lc.budget_mode == "loose":
-            changes["loose_cap"] = self.cfg.loose_cap
-        if self.cfg.force_initial_latent is not None:
-            changes["force_initial_latent"] = self.cfg.force_initial_latent
-        self.latent_config = lc.replace(**changes)
+        self.latent_config = model.latent_config.overridden(self.cfg.latent)  # the rollouts' latent settings
         if self.cfg.token_budget == "data":
             from fl1_core.rl.budget import data_token_budget
 
@@ -185,7 +179,7 @@ class RLTrainer(PolicyUpdate, Checkpointing):
         self.actor = self.dist.wrap(model)
         self.params = [p for p in model.parameters() if p.requires_grad]  # after wrap: FSDP replaces parameters
         self.optimizer = torch.optim.AdamW(
-            self.params, lr=self.cfg.learning_rate, betas=tuple(self.cfg.adam_betas), eps=self.cfg.adam_epsilon,
+            self.params, lr=self.cfg.learning_rate, betas=(self.cfg.adam_beta1, self.cfg.adam_beta2), eps=self.cfg.adam_epsilon,
             weight_decay=self.cfg.weight_decay,
         )
         self.total_steps = self.cfg.steps_for(len(self.records))
@@ -217,6 +211,7 @@ class RLTrainer(PolicyUpdate, Checkpointing):
         """Draw and score rounds for ``step`` (dynamic sampling with refill); returns (sampling, judge stats,
         generated tokens)."""
         cfg = self.cfg
+        lambda_ctr, lambda_div, tau = cfg.latent_reward_weights
         per_round = self.local_prompts * self.dist.world
         start = self.cursor
         stats = RoundStats()
@@ -238,8 +233,8 @@ class RLTrainer(PolicyUpdate, Checkpointing):
                 )
             gen_tokens += sum(r.length for g in groups for r in g)
             s = score_groups(
-                groups, w_acc=cfg.w_acc, w_fmt=cfg.w_fmt, w_event=cfg.w_event, lambda_ctr=float(cfg.lambda_ctr),
-                lambda_div=float(cfg.lambda_div), tau=float(cfg.tau), repetition_threshold=cfg.repetition_threshold,
+                groups, w_acc=cfg.w_acc, w_fmt=cfg.w_fmt, w_event=cfg.w_event, lambda_ctr=lambda_ctr,
+                lambda_div=lambda_div, tau=tau, repetition_threshold=cfg.repetition_threshold,
                 judge_config=self.judge_config, judge_on=cfg.judge_on, failure_policy=cfg.judge_failure_policy,
                 retry_rounds=cfg.judge_retry_rounds, cache_dir=str(self.out_dir / "judge_cache"),
             )
@@ -247,7 +242,7 @@ class RLTrainer(PolicyUpdate, Checkpointing):
             return groups
 
         sampling = dynamic_sampling_rounds(
-            draw, target=self.local_prompts, enabled=bool(cfg.dynamic_sampling), max_rounds=cfg.max_rounds,
+            draw, target=self.local_prompts, enabled=cfg.algorithm.dynamic_sampling, max_rounds=cfg.max_rounds,
             low=cfg.filter_low, high=cfg.filter_high, should_stop=self.dist.all if self.dist.world > 1 else None,
         )
         rounds = int(self.dist.max(sampling.rounds))
@@ -343,7 +338,7 @@ class RLTrainer(PolicyUpdate, Checkpointing):
         if self.step == 0 and not (self.out_dir / METRICS_FILE).exists():
             write_jsonl(self.out_dir / METRICS_FILE, [])
         trackers = Trackers(self.cfg.report_to, "rl", self.out_dir / "trackers", self.cfg.to_dict(), self.dist.main)
-        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"rl {self.cfg.mode}/{self.cfg.preset}",
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"rl {self.cfg.mode}/{self.cfg.implementation}",
                    disable=not (self.cfg.progress_bar and self.dist.main))
         try:
             while self.step < self.total_steps:

@@ -94,7 +94,7 @@ class PolicyUpdate:
                 part = rows[starts[k] : starts[k] + batch] if k < len(starts) else rows[:batch]
                 inputs, gen = collate_responses(part, self.pad_id)
                 rep = replay(model, inputs, gen, temperature=self.cfg.temperature,
-                             replay_latents=bool(self.cfg.replay_latents), chunk_size=self.cfg.logprob_chunk)
+                             replay_latents=self.cfg.implementation_settings.replay_latents, chunk_size=self.cfg.logprob_chunk)
                 lp = rep.logprobs.float().cpu()
                 if k < len(starts):
                     out.extend(lp[i, : r.length].clone() for i, r in enumerate(part))
@@ -109,12 +109,12 @@ class PolicyUpdate:
         masks = []
         for r in rows:
             m = torch.ones(r.length, dtype=torch.bool)
-            if self.cfg.mask_forced:
+            if self.cfg.implementation_settings.mask_forced:
                 m &= ~r.forced_mask
             masks.append(m)
         batch = self.cfg.replay_batch_size or self.cfg.micro_batch_size or max(1, len(rows))
         self.model.eval()
-        old = self._replay_logprobs(self.model, rows, batch) if self.cfg.recompute_old_logprobs else None
+        old = self._replay_logprobs(self.model, rows, batch) if self.cfg.old_logprobs_pass else None
         ref = None
         if self.cfg.kl_beta != 0.0:  # computed before the update, like the old log-probs
             ref = self._replay_logprobs(self.ref_model, rows, batch)
@@ -144,6 +144,7 @@ class PolicyUpdate:
         (``*_tok``) of the per-token metrics, plus ``tokens``.
         """
         cfg = self.cfg
+        algo = cfg.algorithm
         micro = cfg.micro_batch_size or max(1, len(indices))
         acc: dict[str, float] = {"loss": 0.0, "pg_loss": 0.0, "kl_loss": 0.0, "tokens": 0.0, "clipfrac_tok": 0.0,
                                  "clipfrac_high_tok": 0.0, "clipfrac_low_tok": 0.0, "clipfrac_dual_tok": 0.0,
@@ -167,7 +168,7 @@ class PolicyUpdate:
             adv = batch.advantages[idx].to(dev)
             with torch.set_grad_enabled(backward), sync, autocast(self.model):
                 rep = replay(self.actor if backward else self.model, inputs, gen, temperature=cfg.temperature,
-                             replay_latents=bool(cfg.replay_latents), chunk_size=cfg.logprob_chunk,
+                             replay_latents=cfg.implementation_settings.replay_latents, chunk_size=cfg.logprob_chunk,
                              with_entropy=True)
                 logp = rep.logprobs.float()
                 if batch.old_logprobs is None:
@@ -178,8 +179,8 @@ class PolicyUpdate:
                 if batch.ref_logprobs is not None:
                     ref = self._pad([batch.ref_logprobs[i] for i in idx], width).to(dev)
                 loss, pg, kl, kl_tok, m = policy_objective(
-                    logp, old, adv, mask, ref_logp=ref, kl_beta=float(cfg.kl_beta), eps_low=float(cfg.eps_low),
-                    eps_high=float(cfg.eps_high), dual_clip=cfg.dual_clip, agg=cfg.loss_agg, num_tokens=num_tokens,
+                    logp, old, adv, mask, ref_logp=ref, kl_beta=float(cfg.kl_beta), eps_low=algo.eps_low,
+                    eps_high=algo.eps_high, dual_clip=cfg.dual_clip, agg=algo.loss_agg, num_tokens=num_tokens,
                     num_seqs=num_seqs,
                 )
                 if pad:  # the gradient collectives run, adding zero
@@ -236,7 +237,7 @@ class PolicyUpdate:
                 local_seq = float(sum(int(batch.loss_masks[i].any()) for i in mb))
                 num_tokens = self.dist.sum(local_tok)
                 num_seqs = self.dist.sum(local_seq)
-                if (num_tokens if cfg.loss_agg == "token" else num_seqs) <= 0:
+                if (num_tokens if cfg.algorithm.loss_agg == "token" else num_seqs) <= 0:
                     continue
                 part = self.loss_and_backward(batch, mb, num_tokens=num_tokens, num_seqs=num_seqs)
                 norm, stepped = self._optimizer_step()

@@ -3,7 +3,7 @@
 One concept per module: :mod:`.config` (SFTConfig, presets, results, errors), :mod:`.data` (examples, sharded
 validation, data order, batch stream), :mod:`.checkpoints` (folders, fingerprint, resume check, saving), :mod:`.loop`
 (:func:`train_sft`, :func:`run_sft`; its docstring states the optimisation and resume rules) and :mod:`.report`
-(:func:`format_report`, :func:`split_holdout`). Every name stays importable from ``fl1_core.sft``.
+(:func:`format_report`, :func:`split_holdout`). This package exports their public names.
 """
 
 from .checkpoints import (
@@ -27,14 +27,7 @@ from .config import (
     StepInfo,
     result_affecting,
 )
-from .data import (
-    ExampleSource,
-    _batch_stream,
-    _fresh_readers,
-    epoch_permutation,
-    micro_batch_indices,
-    validate_examples,
-)
+from .data import ExampleSource, epoch_permutation, micro_batch_indices, validate_examples
 from .loop import run_sft, train_sft
 from .report import FormatReport, format_report, split_holdout
 

@@ -35,7 +35,6 @@ from pathlib import Path
 
 import torch
 
-from ..config import LatentConfig
 from ..data.collator import SFTCollator, SFTExample
 from ..distributed import accelerator_settings
 from ..data.formats import load_sft_records
@@ -122,8 +121,8 @@ def train_sft(
         out_dir.mkdir(parents=True, exist_ok=True)
 
     # ---- model set-up (before anything is loaded or prepared)
-    if cfg.latent_lambda is not None and model.latent_config.latent_lambda != cfg.latent_lambda:
-        model.latent_config = model.latent_config.replace(latent_lambda=cfg.latent_lambda)
+    if model.latent_config.overridden(cfg.latent) != model.latent_config:
+        model.latent_config = model.latent_config.overridden(cfg.latent)
         model._sync_config()
     fingerprint = model_fingerprint(model)
     model.freeze_vision(cfg.freeze_vision)
@@ -166,7 +165,7 @@ def train_sft(
             f"{n} usable examples are fewer than one global batch ({b} × {cfg.gradient_accumulation_steps} accumulation"
             f" × {n_proc} processes = {global_batch}); lower the batch size or add data"
         )
-    total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.num_epochs * steps_per_epoch
+    total_steps = cfg.max_steps if cfg.max_steps is not None else math.ceil(cfg.num_epochs * steps_per_epoch)
     run_info = {
         "config": cfg.to_dict(),
         "mode": mode,
@@ -341,7 +340,6 @@ def run_sft(
     config: SFTConfig,
     mode: Mode = "latent",
     *,
-    latent_config: LatentConfig | None = None,
     exclude_ids: Sequence[str] = (),
     callbacks: Sequence[Callable[[StepInfo], None]] = (),
 ) -> SFTResult:
@@ -350,7 +348,7 @@ def run_sft(
     A world base built for another tokenizer or world version is refused (:func:`check_base_compatible`)."""
     from ..pretrain.shipped import check_base_compatible
 
-    model, processor = load_future_l1(init_checkpoint_dir, latent_config=latent_config)
+    model, processor = load_future_l1(init_checkpoint_dir)
     check_base_compatible(model, processor, Path(data_path).parent)
     # with validate_examples every example is decoded later, 1/P per process: skip opening every video here too
     loaded = load_sft_records(data_path, on_error=config.on_error, check_videos=not config.validate_examples)
