@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -30,11 +31,14 @@ CONFIG_KEY = "future_l1"
 T = TypeVar("T", bound="ConfigBase")
 
 
+_PAPER_REF = re.compile(r"docs/PAPER\.md#[a-z0-9-]+")
+
+
 def paper_setting(default: Any, ref: str, help: str = "") -> Any:
     """A dataclass field whose default is the paper's value: its ``help`` metadata ends with ``"paper: <default>,
-    <ref>"`` (``ref`` = ``docs/PAPER.md#<section>``), as TRL's config fields carry their help text."""
-    if not ref.startswith("docs/PAPER.md#"):
-        raise ValueError(f"paper_setting: ref must be docs/PAPER.md#<section>, got {ref!r}")
+    <ref>"``, ``ref`` naming the section of docs/PAPER.md by its anchor, as TRL's config fields carry their help."""
+    if not _PAPER_REF.fullmatch(ref):
+        raise ValueError(f"paper_setting: ref must name a section of docs/PAPER.md by its anchor, got {ref!r}")
     note = f"paper: {default!r}, {ref}"
     meta = {"help": f"{help} ({note})" if help else note, "paper": default, "paper_ref": ref}
     if isinstance(default, (list, dict, set)):
@@ -77,7 +81,7 @@ class ConfigBase:
 
     @classmethod
     def paper_values(cls) -> dict[str, tuple[Any, str]]:
-        """``{field: (paper value, docs/PAPER.md#section)}`` of the fields declared with :func:`paper_setting`."""
+        """``{field: (paper value, its docs/PAPER.md reference)}`` of the fields declared with :func:`paper_setting`."""
         return {f.name: (f.metadata["paper"], f.metadata["paper_ref"]) for f in dataclasses.fields(cls)
                 if "paper" in f.metadata}
 
