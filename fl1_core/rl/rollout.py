@@ -41,19 +41,16 @@ from fl1_core.rewards import (
     temporal_diversity_cos2,
 )
 from fl1_core.rl.accuracy import concluded_letter, score_accuracy
-from fl1_core.rl.dynamic_sampling import SamplingResult, dynamic_sampling_rounds  # noqa: F401 (re-exported)
 
 __all__ = [
     "PromptTensors",
     "Response",
     "RoundStats",
-    "SamplingResult",
     "prepare_prompt",
     "collate_prompts",
     "collate_responses",
     "generate_group_round",
     "score_groups",
-    "dynamic_sampling_rounds",
 ]
 
 log = logging.getLogger(__name__)
