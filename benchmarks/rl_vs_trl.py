@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import logging
 import statistics
 import tempfile
@@ -27,9 +28,9 @@ from pathlib import Path
 
 import torch
 
-from fl1_core.metrics import RL_METRIC_NAMES
 
 log = logging.getLogger("rl_vs_trl")
+SAME_AS_TRL = "dapo-all-groups"  # the registered algorithm of our side
 
 
 def world_questions(n: int, world: Path | None, scratch: Path, seed: int = 0):
@@ -51,12 +52,17 @@ def make_ours(model, processor, records, questions, args, out_dir):
     """Our trainer on text-only prompts, latents off, one round, one optimiser step per rollout."""
     from fl1_core.data.collator import PromptExample
     from fl1_core.data.prompt_inputs import encode_prompt
-    from fl1_core.rl import RLConfig, RLTrainer
+    from fl1_core.rl.algorithms import ALGORITHMS, register_algorithm
+    from fl1_core.rl.config import RLConfig
+    from fl1_core.rl.trainer import RLTrainer
 
+    # TRL's GRPOTrainer with loss_type="dapo" draws one round and keeps every group: DAPO without dynamic sampling
+    if SAME_AS_TRL not in ALGORITHMS:
+        register_algorithm(dataclasses.replace(ALGORITHMS["dapo"], name=SAME_AS_TRL, dynamic_sampling=False))
     cfg = RLConfig(
-        preset="corrected", mode="dapo", dynamic_sampling=False, group_size=args.n, prompts_per_step=args.prompts,
+        implementation="corrected", mode=SAME_AS_TRL, group_size=args.n, prompts_per_step=args.prompts,
         max_new_tokens=args.max_new_tokens, temperature=0.9, top_p=0.99, learning_rate=1e-5, kl_beta=0.01, mini_batches=1,
-        epochs_per_rollout=1, system_prompt="plain", force_initial_latent=False, total_steps=10**6,
+        epochs_per_rollout=1, system_prompt="plain", latent={"force_initial_latent": False}, max_steps=10**6,
         progress_bar=False, save_every=10**6,
     )
     tr = RLTrainer(model, processor, records, cfg, out_dir)
@@ -78,7 +84,7 @@ def time_ours(tr, steps: int, start_step: int) -> tuple[float, int]:
     t0 = time.perf_counter()
     for s in range(start_step, start_step + steps):
         row = tr.train_step(s)
-        tokens += int(row[RL_METRIC_NAMES["gen_tokens"]])
+        tokens += int(row["rollout/gen_tokens"])
     return time.perf_counter() - t0, tokens
 
 

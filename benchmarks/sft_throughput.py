@@ -60,7 +60,6 @@ def plain_loop(records, steps: int, collate_every_step: bool) -> list[float]:
 
 def our_loop(records, steps: int, mode: str) -> list[float]:
     """tokens/s per step of train_sft (from metrics.jsonl) on a fresh tiny model."""
-    from fl1_core.metrics import SFT_METRIC_NAMES
     from fl1_core.sft import SFTConfig, train_sft
     from fl1_core.tiny import build_tiny_future_l1
 
@@ -69,7 +68,7 @@ def our_loop(records, steps: int, mode: str) -> list[float]:
                               save_every=0, progress_bar=False, learning_rate=1e-3, warmup_ratio=0.0)
     with tempfile.TemporaryDirectory() as out:
         result = train_sft(model, proc, records, cfg, out, mode=mode)
-    return [r[SFT_METRIC_NAMES["tokens_per_s"]] for r in result.metrics[1:]]
+    return [r["time/tokens_per_s"] for r in result.metrics[1:]]
 
 
 def main(argv: list[str] | None = None) -> None:

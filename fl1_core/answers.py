@@ -35,8 +35,9 @@ import re
 
 from fl1_core.tokens import strip_latent_tokens
 
-__all__ = ["ANSWER_RULES", "ANSWER_SPAN", "EXTRACTION_MODES", "answer_span", "concluded_option",
-           "extract_answer_letter", "is_correct", "normalize", "option_lines", "read_option_letter", "reference_letter"]
+__all__ = ["ANSWER_RULES", "ANSWER_SPAN", "EXTRACTION_MODES", "answer_span", "concluded_letter", "concluded_option",
+           "extract_answer_letter", "is_correct", "normalize", "option_lines", "read_option_letter", "reference_letter",
+           "rule_correct"]
 
 EXTRACTION_MODES = ("faithful", "strict")
 
@@ -159,7 +160,7 @@ def rule_correct(text: str | None, record) -> bool:
     return is_correct(text, record.answer, mcq=record.is_multiple_choice, rule="exact")
 
 
-def concluded_answer(text: str | None, record) -> str:
+def concluded_letter(text: str | None, record) -> str:
     """The option letter whose text the response's final thought states (:func:`concluded_option` over the option
     lines of ``record.question_text``); "" when none or several do, and always for free-form records."""
     return concluded_option(text, option_lines(record.question_text))

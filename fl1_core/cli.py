@@ -4,12 +4,11 @@
     fl1 tiny --out runs/tiny-init                save a randomly initialised tiny Qwen3-VL (Future-L1 ready)
     fl1 run [--run-id demo] [--param k=v …]      execute the notebooks in order into runs/<run-id>/ (resumable)
     fl1 batch sweep.yaml [--parallel N]          run a grid of parameter sets as separate runs, then a summary
-    fl1 stage0 --world data/world --out runs/x/stage0         train the world's base model (no latents)
     fl1 pretrain --out runs/world_base [--recipe FILE]        world pretraining (the shipped base's recipe)
     fl1 ship-base runs/world_base                             ship a finished base with its model card
     fl1 curate --model CKPT --data sft.json --out DIR         visual-gain curation
     fl1 sft --init CKPT --data sft.json --out DIR --mode latent|text   latent SFT / text-only SFT (accelerate-ready)
-    fl1 rl --init CKPT --data rl.jsonl --out DIR --mode la-dapo   GRPO / DAPO / LA-DAPO (release|corrected preset)
+    fl1 rl --init CKPT --data rl.jsonl --out DIR --mode la-dapo   GRPO / DAPO / LA-DAPO (release|corrected implementation)
     fl1 eval --benchmark futurebench --model CKPT --data FILE --out DIR     evaluate a checkpoint (resumable)
     fl1 heldout --model NAME=CKPT … --data heldout_mcq.jsonl --out FILE.json   held-out MCQ accuracy (RL format)
     fl1 baselines --world data/world --out FILE.json   chance, read-the-present and question-only scores per kind
@@ -73,7 +72,7 @@ def cmd_tiny(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .workbook import NotebookFailed, run_workbook
+    from .notebook_runner import NotebookFailed, run_workbook
 
     try:
         result = run_workbook(
@@ -92,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from .workbook import run_sweep
+    from .notebook_runner import run_sweep
 
     results = run_sweep(args.sweep, runs_root=args.runs_root, parallel=args.parallel)
     for r in results:
@@ -118,9 +117,10 @@ def _load_model(spec: str, seed: int = 0, device: str = "auto"):
 def cmd_eval(args: argparse.Namespace) -> int:
     import contextlib
 
-    from .evaluation.judge_client import JudgeConfig
-    from .evaluation.judge_server import start_judge_server
-    from .evaluation.runner import EvalConfig, evaluate
+    from .judge.config import JudgeConfig
+    from .judge.server import start_judge_server
+    from .evaluation.runner import evaluate
+    from .evaluation.eval_config import EvalConfig
 
     model, processor = _load_model(args.model)
     overrides = {k: v for k, v in {"max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
@@ -140,20 +140,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sft_config(preset: str, overrides: list[str]):
+def _sft_config(hardware: str, overrides: list[str]):
     from .sft import SFTConfig
 
-    base = SFTConfig.gpu_release() if preset == "gpu" else SFTConfig.cpu_world()
+    base = SFTConfig.gpu_release() if hardware == "gpu" else SFTConfig.cpu_world()
     return base.replace(**_parse_params(overrides)) if overrides else base
-
-
-def cmd_stage0(args: argparse.Namespace) -> int:
-    from .stage0 import stage0_config, train_base_model
-
-    config = stage0_config(**_parse_params(args.set))
-    path = train_base_model(args.world, args.out, config=config, seed=args.seed)
-    print(f"base model: {path}")
-    return 0
 
 
 def _recipe(path: str | None, overrides: list[str]):
@@ -203,14 +194,9 @@ def _require_gpu(command: str) -> None:
 def cmd_sft(args: argparse.Namespace) -> int:
     from .sft import run_sft
 
-    hardware = args.hardware
-    if args.preset is not None:  # the earlier flag: it meant the hardware preset for SFT
-        logging.getLogger(__name__).warning("fl1 sft --preset %s is now --hardware %s (one vocabulary with fl1 rl)",
-                                            args.preset, args.preset)
-        hardware = args.preset
-    if hardware == "gpu":
+    if args.hardware == "gpu":
         _require_gpu("sft")
-    result = run_sft(args.init, args.data, args.out, _sft_config(hardware, args.set), mode=args.mode)
+    result = run_sft(args.init, args.data, args.out, _sft_config(args.hardware, args.set), mode=args.mode)
     print(f"final model: {result.final_dir}")
     return 0
 
@@ -229,13 +215,13 @@ def cmd_rl(args: argparse.Namespace) -> int:
     import contextlib
 
     from .judge.client import judge_from_choice
-    from .rl import RLConfig, run_rl
+    from .rl.config import RLConfig
+    from .rl.trainer import run_rl
 
     if args.hardware == "gpu":
         _require_gpu("rl")
-    base = RLConfig.cpu_world if args.hardware == "cpu" else (
-        RLConfig.release_gpu if args.preset == "release" else RLConfig.corrected_gpu)
-    config = base(mode=args.mode, preset=args.preset, **_parse_params(args.set))
+    preset = RLConfig.cpu_world if args.hardware == "cpu" else RLConfig.gpu_release
+    config = preset(mode=args.mode, implementation=args.implementation, **_parse_params(args.set))
     with contextlib.ExitStack() as stack:
         result = run_rl(args.init, args.data, args.out, config, judge_from_choice(args.judge, stack))
     print(f"{result.steps} steps; final model: {result.final_dir}")
@@ -288,11 +274,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.lora:
         overrides.setdefault("lora", {"r": args.lora_rank})
     extra = {"projection_head": True} if args.projection_head else {}
-    if args.stage == "rl":  # the config `fl1 rl --hardware gpu --preset P` runs with
-        from .rl import RLConfig
+    if args.stage == "rl":  # the config `fl1 rl --hardware gpu --implementation I` runs with
+        from .rl.config import RLConfig
 
-        base = RLConfig.release_gpu if args.preset == "release" else RLConfig.corrected_gpu
-        inputs = rl_plan_inputs(base(preset=args.preset, **overrides), gpus=args.gpus, gpu_mem_gb=args.gpu_mem,
+        config = RLConfig.gpu_release(implementation=args.implementation, **overrides)
+        inputs = rl_plan_inputs(config, gpus=args.gpus, gpu_mem_gb=args.gpu_mem,
                                 prompt_tokens=args.prompt_tokens, **extra)
     elif args.stage == "sft":  # the config `fl1 sft --hardware gpu` runs with
         inputs = sft_plan_inputs(_sft_config("gpu", args.set + (["lora={r: %d}" % args.lora_rank] if args.lora
@@ -311,7 +297,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_judge_serve(args: argparse.Namespace) -> int:
-    from .evaluation.judge_server import FaultConfig, serve
+    from .judge.server import FaultConfig, serve
 
     fault = FaultConfig(
         error_rate=args.error_rate, timeout_rate=args.timeout_rate, malformed_rate=args.malformed_rate,
@@ -354,13 +340,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", type=int, default=1)
     p.set_defaults(func=cmd_batch)
 
-    p = sub.add_parser("stage0", help="train the world's base model (stands in for Qwen3-VL-8B-Instruct)")
-    p.add_argument("--world", default="data/world")
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="SFTConfig overrides")
-    p.set_defaults(func=cmd_stage0)
-
     p = sub.add_parser("pretrain", help="world pretraining: the tiny Qwen3-VL learns to see and read (resumable)")
     p.add_argument("--out", required=True)
     p.add_argument("--recipe", default=None, help="a PretrainRecipe YAML/JSON (default: configs/world_base/recipe.yaml)")
@@ -392,7 +371,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["latent", "text", "pause"], default="latent",
                    help="latent = Future-L1, text = text-only baseline, pause = pause-token control")
     p.add_argument("--hardware", choices=["cpu", "gpu"], default="cpu", help="cpu = world sizes, gpu = the release's sizes (docs/PAPER.md#hyperparameters)")
-    p.add_argument("--preset", choices=["cpu", "gpu"], default=None, help="deprecated: the earlier name of --hardware")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="SFTConfig overrides")
     p.set_defaults(func=cmd_sft)
 
@@ -401,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="RL records (JSONL)")
     p.add_argument("--out", required=True)
     p.add_argument("--mode", choices=["grpo", "dapo", "la-dapo"], default="la-dapo")
-    p.add_argument("--preset", choices=["release", "corrected"], default="corrected")
+    p.add_argument("--implementation", choices=["release", "corrected"], default="corrected",
+                   help="release = what the authors' code ran, corrected = its defects fixed (fl1_core.rl.algorithms)")
     p.add_argument("--hardware", choices=["cpu", "gpu"], default="cpu", help="cpu = world sizes, gpu = the release's sizes (docs/PAPER.md#hyperparameters)")
     p.add_argument("--judge", choices=["none", "local", "env"], default="none",
                    help="LLM judge for rule failures: none, the local world judge, or $FL1_JUDGE_* endpoint")
@@ -454,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=int, default=1, help="processes, one per GPU (curation: per GPU)")
     p.add_argument("--gpu-mem", type=float, default=80.0, metavar="GB")
     p.add_argument("--stage", choices=["sft", "rl", "curation"], default="sft")
-    p.add_argument("--preset", choices=["release", "corrected"], default="corrected", help="RL preset (as fl1 rl)")
+    p.add_argument("--implementation", choices=["release", "corrected"], default="corrected",
+                   help="RL implementation (as fl1 rl)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="overrides of the stage's GPU config (SFTConfig / RLConfig / CurationConfig), as in its command")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (lora={r: RANK})")

@@ -1,7 +1,7 @@
 """Run an ``fl1`` command from a notebook: in this process, or under ``accelerate launch`` on several GPUs.
 
-It sits above :mod:`fl1_core.cli` (which uses :mod:`fl1_core.workbook`), so the CLI and the workbook do not import
-each other.
+It sits above :mod:`fl1_core.cli` (which uses :mod:`fl1_core.notebook_runner`), so the CLI and the notebook runner
+do not import each other.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .cli import main as cli_main
-from .workbook import repo_path
+from .notebook_setup import repo_path
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
-"""Metric names: one grouped, stable name per quantity (``reward/acc``, ``loss/policy``, …), shared by the
-``metrics.jsonl`` of every stage, the figures and the optional experiment trackers.
+"""Experiment trackers for the per-step metrics rows.
 
-A trainer assembles its per-step row under short internal keys and passes it through :func:`grouped` before the row
-is written, returned or logged; keys not listed here (a new metric) keep their name, under ``other/``.
+Every trainer writes its ``metrics.jsonl`` rows under grouped names, ``<group>/<quantity>`` (``reward/acc``,
+``loss/policy``, ``time/step_s``), built where the quantity is computed; the x axis is ``step``. The same rows go to
+the figures and, optionally, to trackers.
 
 Trackers: ``report_to`` = ``"tensorboard"``, ``"wandb"``, … (any of accelerate's ``LOGGER_TYPE_TO_CLASS``), a
-comma-separated list, or ``None`` (off, the default). :func:`open_trackers` opens them on the main process only.
+comma-separated list, or ``None`` (off, the default). :class:`Trackers` opens them on the main process only.
 """
 
 from __future__ import annotations
@@ -16,55 +16,6 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
-
-RL_METRIC_NAMES: dict[str, str] = {
-    # rewards of the trained responses (kept groups) and of everything drawn
-    "acc": "reward/acc", "fmt": "reward/fmt", "r_ctr": "reward/r_ctr", "div_cos2": "reward/div_cos2",
-    "event": "reward/event",
-    "overall": "reward/overall", "acc_all": "reward/acc_all", "fmt_all": "reward/fmt_all",
-    "overall_all": "reward/overall_all",
-    # the objective (docs/PAPER.md#kl): policy loss + β·k3
-    "loss": "loss/total", "pg_loss": "loss/policy", "kl_loss": "loss/kl", "loss_tokens": "loss/tokens",
-    "kl": "policy/kl", "approx_kl_old": "policy/approx_kl_old", "entropy": "policy/entropy",
-    "clipfrac": "policy/clipfrac", "clipfrac_high": "policy/clipfrac_high", "clipfrac_low": "policy/clipfrac_low",
-    "clipfrac_dual": "policy/clipfrac_dual", "ratio_max": "policy/ratio_max",
-    # dynamic sampling
-    "kept_group_frac": "sampling/kept_group_frac", "refill_rounds": "sampling/refill_rounds",
-    "fallback": "sampling/fallback", "short_batch": "sampling/short_batch", "drawn_groups": "sampling/drawn_groups",
-    "kept_groups": "sampling/kept_groups", "train_groups": "sampling/train_groups",
-    "train_responses": "sampling/train_responses", "dropped_groups": "sampling/dropped_groups",
-    # rollouts
-    "response_len": "rollout/response_len", "latent_spans": "rollout/latent_spans",
-    "latents_per_response": "rollout/latents_per_response", "gen_tokens": "rollout/gen_tokens",
-    "truncated": "rollout/truncated", "max_new_tokens": "rollout/max_new_tokens",
-    "tokens_per_s": "rollout/tokens_per_s",
-    # judge
-    "judge_calls": "judge/calls", "judge_requests": "judge/requests", "judge_failures": "judge/failures",
-    "judge_unresolved": "judge/unresolved",
-    # optimisation and time
-    "lr": "optim/lr", "grad_norm": "optim/grad_norm", "optimizer_steps": "optim/steps",
-    "skipped_steps": "optim/skipped_steps", "rollout_s": "time/rollout_s", "update_s": "time/update_s",
-    "time_s": "time/step_s",
-}
-
-SFT_METRIC_NAMES: dict[str, str] = {
-    "loss": "loss/total", "ce_loss": "loss/ce", "latent_loss": "loss/latent", "latent_pairs": "data/latent_pairs",
-    "tokens": "data/tokens", "samples": "data/samples", "epoch": "data/epoch", "lr": "optim/lr",
-    "grad_norm": "optim/grad_norm", "tokens_per_s": "time/tokens_per_s", "step_time_s": "time/step_s",
-}
-
-UNGROUPED = ("step",)  # the x axis keeps its plain name
-
-
-def grouped(row: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
-    """``row`` with every key renamed to its grouped name (``names``); unknown keys become ``other/<key>``."""
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if key in UNGROUPED or "/" in key:
-            out[key] = value
-        else:
-            out[names.get(key, f"other/{key}")] = value
-    return out
 
 
 def tracker_names(report_to: str | list[str] | None) -> list[str]:

@@ -344,7 +344,6 @@ def default_attn_implementation(device: str | torch.device | None = "auto") -> s
 def load_future_l1(
     path: str | Path,
     *,
-    latent_config: LatentConfig | None = None,
     dtype: torch.dtype | str | None = None,
     device: str | torch.device | None = "auto",
     attn_implementation: str | None = None,
@@ -352,8 +351,8 @@ def load_future_l1(
     """Load any Qwen3-VL checkpoint directory (the tiny one or Qwen3-VL-8B-Instruct) as a Future-L1 model.
 
     A Future-L1 checkpoint brings its latent config (``config.json[future_l1]``); a plain Qwen3-VL checkpoint gets the
-    latent tokens added and ``latent_config`` (default :class:`LatentConfig`). Passing ``latent_config`` for a
-    Future-L1 checkpoint overrides decoding/loss settings but keeps the stored token ids.
+    latent tokens added and the default :class:`LatentConfig`. A stage changes it through its config's ``latent``
+    overrides (:meth:`LatentConfig.overridden`).
 
     ``device``: ``"auto"`` (default) picks the accelerator when there is one, ``None`` leaves the model on the CPU
     (:func:`fl1_core.placement.resolve_device`); the attention kernel follows the device (FA2 only on CUDA).
@@ -367,8 +366,8 @@ def load_future_l1(
     target = resolve_device(device)
     path = Path(path)
     if is_adapter_dir(path) and not (path / "config.json").exists():
-        model, processor = load_future_l1(adapter_base_path(path), latent_config=latent_config, dtype=dtype,
-                                          device=device, attn_implementation=attn_implementation)
+        model, processor = load_future_l1(adapter_base_path(path), dtype=dtype, device=device,
+                                          attn_implementation=attn_implementation)
         return load_adapter(model, path), processor
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path}: no config.json — expected a local Qwen3-VL checkpoint directory")
@@ -383,9 +382,9 @@ def load_future_l1(
         stored_ids = {k: stored[k] for k in ids}
         if stored_ids != ids:
             raise ValueError(f"{path}: latent token ids in config {stored_ids} differ from the tokenizer's {ids}")
-        cfg = LatentConfig.from_dict(stored) if latent_config is None else latent_config.replace(**ids)
+        cfg = LatentConfig.from_dict(stored)
     else:
-        cfg = (latent_config or LatentConfig()).replace(**ids)
+        cfg = LatentConfig().replace(**ids)
     model = FutureL1Model(base, cfg)
     head_file = path / HEAD_FILE
     if model.latent_head is not None:

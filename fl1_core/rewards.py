@@ -4,8 +4,8 @@ overall = w_acc·acc + w_fmt·fmt + λ_ctr·R_ctr − λ_div·C̄² − w_len·l
 w_len = 0.001; the release's length penalty is always 0), with acc ∈ {1, 0, −1}: −1 when the repetition score of the
 response exceeds 0.5 (applied after judging, :func:`accuracy_with_repetition`).
 
-Accuracy itself (rule check + LLM judge) lives in ``fl1_core.evaluation``; this module holds the format and
-repetition checks, the latent rewards R_ctr and R_div, their combination and the two weight presets.
+Accuracy itself (the rule of :mod:`fl1_core.answers`, then the LLM judge) lives in :mod:`fl1_core.rl.accuracy`; this
+module holds the format and repetition checks, the latent rewards R_ctr and R_div, and their combination.
 """
 
 from __future__ import annotations
@@ -384,8 +384,9 @@ def combine_rewards(
     ``event`` (the workbook's optional event-consistency term, not the paper's; ``w_event = 0`` by default) is 1 when
     an MCQ response's final thought names the right option (:func:`fl1_core.answers.concluded_option`).
 
-    Defaults are the release weights (λ_ctr = 1, λ_div = 0; the presets live in :class:`fl1_core.rl.RLConfig`). Scalars give a Python
-    float; lists/arrays are broadcast (numpy) and give a float64 array.
+    Defaults are the release weights (λ_ctr = 1, λ_div = 0; the named ``release`` and ``corrected`` weights live in
+    :mod:`fl1_core.rl.algorithms`). Scalars give a Python float; lists/arrays are broadcast (numpy) and give a
+    float64 array.
     """
     parts = [np.asarray(v, dtype=np.float64) for v in (acc, fmt, r_ctr, div_cos2, length_penalty, event)]
     a, f, c, d, lp, e = parts

@@ -1,7 +1,7 @@
 """Memory-plan inputs derived from the very config objects a run uses, so ``fl1 plan`` sizes what ``fl1 sft``,
 ``fl1 rl`` and ``fl1 curate`` will allocate:
 
-- RL (:class:`~fl1_core.rl.config.RLConfig`, resolved): rows per process per round ``R = prompts_per_step / G ·
+- RL (:class:`~fl1_core.rl.config.RLConfig`): rows per process per round ``R = prompts_per_step / G ·
   group_size``; rows per decode call ``min(rollout_batch_size or R, R)``; micro-batch ``min(micro_batch_size or
   R / mini_batches, R / mini_batches)``; context ``max_prompt_tokens + max_new_tokens``; LoRA, checkpointing,
   vision freezing, the log-prob chunk and the KL reference (``kl_beta != 0``) as configured;
@@ -31,7 +31,7 @@ def _lora(settings: dict | None) -> tuple[bool, int]:
 def rl_plan_inputs(cfg: Any, *, gpus: int, gpu_mem_gb: float = 80.0, prompt_tokens: int | None = None,
                    **extra: Any) -> PlanInputs:
     """:class:`PlanInputs` of an RL run with ``cfg`` on ``gpus`` processes (see the module docstring)."""
-    r = cfg.resolved()
+    r = cfg
     if r.prompts_per_step % gpus:
         raise ValueError(f"prompts_per_step={r.prompts_per_step} must be divisible by the {gpus} processes")
     local_rows = r.prompts_per_step // gpus * r.group_size

@@ -284,7 +284,7 @@ def stage_bars(stages: Sequence[Mapping[str, Any]], title: str = "Held-out MCQ a
     """Grouped bars: one group per checkpoint, one bar per group of kinds, error bars = the t-interval over seeds."""
     import plotly.graph_objects as go
 
-    from .plots import _color, _style
+    from .plots.style import _color, _style
 
     fig = go.Figure()
     for i, group in enumerate(GROUPS):

@@ -63,11 +63,12 @@ SIZES = {"tiny": CheckSizes(sft=(1, 256, 2), decode_rows=8, decode_prompt=48, de
 def rl_check_config(s: CheckSizes):
     """The RL config of the check's round: LoRA, one rollout call of ``rl_rows`` rows (``rl_rows / group`` prompts),
     prompts of exactly ``max_prompt_tokens``, one mini-batch, micro-batches of ``rl_micro`` rows, no KL reference."""
-    from fl1_core.rl import RLConfig
+    from fl1_core.rl.config import RLConfig
 
-    return RLConfig.corrected_gpu(lora={"r": 16}, group_size=s.rl_group, prompts_per_step=s.rl_rows // s.rl_group,
-                                  rollout_batch_size=s.rl_rows, max_new_tokens=s.rl_new, max_prompt_tokens=s.rl_prompt,
-                                  mini_batches=1, micro_batch_size=s.rl_micro, kl_beta=0.0)
+    return RLConfig.gpu_release(implementation="corrected", lora={"r": 16}, group_size=s.rl_group,
+                                prompts_per_step=s.rl_rows // s.rl_group, rollout_batch_size=s.rl_rows,
+                                max_new_tokens=s.rl_new, max_prompt_tokens=s.rl_prompt, mini_batches=1,
+                                micro_batch_size=s.rl_micro, kl_beta=0.0)
 
 
 def decode_weight_bytes(model) -> int:

@@ -1,7 +1,17 @@
-"""A deterministic RL reward for tests: a random tiny model answers nothing right, so on top of the real scoring each
-response gets the share of even token ids it emitted, which varies within a group and makes advantages non-zero."""
+"""RL test helpers: a deterministic reward (a random tiny model answers nothing right, so on top of the real scoring
+each response gets the share of even token ids it emitted, which varies within a group and makes advantages
+non-zero), and a registered algorithm that trains on every drawn group (a tiny test step always has data)."""
 
 from __future__ import annotations
+
+import dataclasses
+
+from fl1_core.rl.algorithms import ALGORITHMS, register_algorithm
+
+#: la-dapo without dynamic sampling: every drawn group is trained on
+ALL_GROUPS = "la-dapo-all-groups"
+if ALL_GROUPS not in ALGORITHMS:
+    register_algorithm(dataclasses.replace(ALGORITHMS["la-dapo"], name=ALL_GROUPS, dynamic_sampling=False))
 
 
 def with_even_token_reward(score_groups):

@@ -14,7 +14,9 @@ import torch
 
 import fl1_core.curation as C
 from fl1_core.curation import CurationConfig, GainScore, curate, score_visual_gain, select_by_gain
-from fl1_core.data.formats import load_sft_records, read_rejects
+from fl1_core.curation.probes import rollout_correct
+from fl1_core.data.formats import load_sft_records
+from fl1_core.data.records import read_rejects
 
 HINT = "The following images show how the scene continues."
 
@@ -186,17 +188,17 @@ def test_threshold_and_keep_fraction_modes():
 
 
 def test_correctness_rules():
-    assert C.is_correct("<reason>x</reason><answer>B</answer>", "B", mcq=True)
-    assert C.is_correct("<answer>Answer: (b)</answer>", "B", mcq=True)
-    assert not C.is_correct("<answer>A ball</answer>", "B", mcq=True)
-    assert not C.is_correct("B", "B", mcq=True)  # no answer span
+    assert rollout_correct("<reason>x</reason><answer>B</answer>", "B", mcq=True)
+    assert rollout_correct("<answer>Answer: (b)</answer>", "B", mcq=True)
+    assert not rollout_correct("<answer>A ball</answer>", "B", mcq=True)
+    assert not rollout_correct("B", "B", mcq=True)  # no answer span
     ref = "the red ball hits the blue box"
-    assert C.is_correct("<answer>The red ball hits the blue box.</answer>", ref, mcq=False)
-    assert C.is_correct("<answer>first, the red  ball hits the BLUE box, then it stops</answer>", ref, mcq=False)
-    assert C.is_correct("<answer>no</answer> ... <answer>the red ball hits the blue box</answer>", ref, mcq=False)
-    assert not C.is_correct("<answer>the red ball hits the blue boxes</answer>", ref, mcq=False)  # word boundary
-    assert not C.is_correct("<answer>the blue box hits the red ball</answer>", ref, mcq=False)
-    assert not C.is_correct("the red ball hits the blue box", ref, mcq=False)
+    assert rollout_correct("<answer>The red ball hits the blue box.</answer>", ref, mcq=False)
+    assert rollout_correct("<answer>first, the red  ball hits the BLUE box, then it stops</answer>", ref, mcq=False)
+    assert rollout_correct("<answer>no</answer> ... <answer>the red ball hits the blue box</answer>", ref, mcq=False)
+    assert not rollout_correct("<answer>the red ball hits the blue boxes</answer>", ref, mcq=False)  # word boundary
+    assert not rollout_correct("<answer>the blue box hits the red ball</answer>", ref, mcq=False)
+    assert not rollout_correct("the red ball hits the blue box", ref, mcq=False)
 
 
 # ---------------------------------------------------------------------------------------------------------- likelihood

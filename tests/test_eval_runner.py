@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from fl1_core.data.formats import load_futurebench, load_twiffbench
-from fl1_core.data.formats import spread_limit
-from fl1_core.evaluation import FaultConfig, JudgeConfig, extract_answer_letter, start_judge_server
+from fl1_core.answers import extract_answer_letter
+from fl1_core.data.formats import load_futurebench, load_twiffbench, spread_limit
 from fl1_core.decoding import batches as batches_mod
+from fl1_core.judge.config import JudgeConfig
+from fl1_core.judge.server import FaultConfig, start_judge_server
 from fl1_core.evaluation.compare import PAPER_FUTUREBENCH_SETTING, WORKBOOK_SETTING, comparison_table
 from fl1_core.evaluation.latent_stats import (
     adjacent_span_cosines,
@@ -20,18 +21,12 @@ from fl1_core.evaluation.latent_stats import (
     latent_statistics,
     span_count_distribution,
 )
-from fl1_core.evaluation.runner import (
-    RELEASE_MAX_NEW_TOKENS,
-    TIMING_FIELDS,
-    EvalConfig,
-    decode_shard,
-    evaluate_futurebench,
-    evaluate_twiffbench,
-    load_benchmark,
-    merge_predictions,
-    shard_path,
-    summarize_predictions,
-)
+from fl1_core.evaluation.runner import decode_shard, evaluate_futurebench, evaluate_twiffbench, merge_predictions
+from fl1_core.evaluation.eval_config import RELEASE_MAX_NEW_TOKENS, TIMING_FIELDS, EvalConfig
+from fl1_core.evaluation.loading import load_benchmark, shard_path
+from fl1_core.evaluation.summary import summarize_predictions
+from fl1_core.judge.config import JudgeConfig
+from fl1_core.judge.server import FaultConfig, start_judge_server
 from fl1_core.runs import read_jsonl
 
 JUDGE_MODEL = "fl1-rule-judge"
@@ -43,7 +38,7 @@ def small_config(**overrides) -> EvalConfig:
         max_new_tokens=6,
         batch_size=4,
         num_frames=4,
-        progress=False,
+        progress_bar=False,
         latent={"force_initial_latent": True, "loose_cap": 2},
     )
     base.update(overrides)

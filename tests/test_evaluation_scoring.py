@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from fl1_core.evaluation import (
-    VISUAL_MARKER,
-    clamp_score_pair,
-    coerce_score_pair,
-    extract_answer_letter,
-    parse_score_reply,
-    parse_yes_no,
-    rule_answer_score,
-    rule_cot_score,
-    rule_yes_no,
-    sanitize_for_judge,
-    score_futurebench,
-    score_twiffbench,
-    split_reasoning_answer,
-)
+from fl1_core.evaluation import coerce_score_pair, extract_answer_letter, score_futurebench, score_twiffbench
+from fl1_core.judge.parsing import clamp_score_pair, parse_score_reply, parse_yes_no
+from fl1_core.judge.rules import rule_answer_score, rule_cot_score, rule_yes_no
+from fl1_core.judge.sanitize import VISUAL_MARKER, sanitize_for_judge, split_reasoning_answer
 
 pytestmark = pytest.mark.timeout(30)
 

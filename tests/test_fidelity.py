@@ -31,7 +31,7 @@ def test_a_missing_trained_projection_head_is_refused(tmp_path):
 
 
 def test_rejected_rows_count_as_wrong_in_the_reported_denominator():
-    from fl1_core.evaluation.runner import rejects_as_wrong
+    from fl1_core.evaluation.summary import rejects_as_wrong
 
     twiff = {"n": 8, "failures_as_zero": {"cot": 4.0, "answer": 2.0, "avg": 3.0}}
     out = rejects_as_wrong(twiff, "twiffbench", 2)
@@ -43,23 +43,24 @@ def test_rejected_rows_count_as_wrong_in_the_reported_denominator():
 def test_rl_with_free_form_records_and_no_judge_says_so(tiny, tmp_path, caplog):
     from fl1_core.data.formats import load_rl_records
     from fl1_core.data.world import WorldConfig, generate_world
-    from fl1_core.rl import RLConfig, RLTrainer
+    from fl1_core.rl.config import RLConfig
+    from fl1_core.rl.trainer import RLTrainer
 
     generate_world(tmp_path / "w", seed=0, config=WorldConfig.small(rl_size=8))
     records = load_rl_records(tmp_path / "w" / "rl.jsonl").records
     free = sum(not r.is_multiple_choice for r in records)
     assert free > 0
     with caplog.at_level(logging.WARNING):
-        trainer = RLTrainer(tiny[0], tiny[1], records, RLConfig(total_steps=1, prompts_per_step=2, group_size=2,
+        trainer = RLTrainer(tiny[0], tiny[1], records, RLConfig(max_steps=1, prompts_per_step=2, group_size=2,
                                                                 progress_bar=False), tmp_path / "rl")
     assert trainer.free_form_without_judge == free
     assert any("free-form" in r.message and "no judge" in r.message for r in caplog.records)
 
 
 def test_curation_rollouts_send_free_form_rule_failures_to_the_judge(monkeypatch):
-    import fl1_core.curation as curation
+    import fl1_core.curation.probes as probes
     import fl1_core.judge.client as client
-    from fl1_core.curation import CurationConfig, _judge_free_form
+    from fl1_core.curation import CurationConfig
     from fl1_core.data.collator import PromptExample
 
     asked = []
@@ -75,8 +76,8 @@ def test_curation_rollouts_send_free_form_rule_failures_to_the_judge(monkeypatch
     texts = [["<answer>the ball strikes the box</answer>", "<answer>the red ball hits the blue box</answer>",
               "no answer"], ["<answer>C</answer>", "<answer>B</answer>", "<answer>A</answer>"]]
     result = [(1, texts[0]), (1, texts[1])]
-    judged = _judge_free_form(result, prompts, answers, [False, True], CurationConfig(mode="rollouts", judge="env"))
+    judged = probes._judge_free_form(result, prompts, answers, [False, True], CurationConfig(mode="rollouts", judge="env"))
     assert [len(asked), judged[0][0], judged[1][0]] == [1, 2, 1]  # only the free-form paraphrase was asked
     assert asked[0].model_answer == "the ball strikes the box"
-    rule_only = _judge_free_form(result, prompts, answers, [False, True], CurationConfig(mode="rollouts"))
-    assert rule_only == result and curation._warned_rule_only
+    rule_only = probes._judge_free_form(result, prompts, answers, [False, True], CurationConfig(mode="rollouts"))
+    assert rule_only == result and probes._warned_rule_only

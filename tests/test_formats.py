@@ -16,7 +16,8 @@ import pytest
 from helpers_video import frame_colour, write_colour_video, write_corrupt_file, write_empty_file
 from PIL import Image
 
-from fl1_core.data.formats import (
+from fl1_core.data.formats import load_futurebench, load_rl_records, load_sft_records, load_twiffbench
+from fl1_core.data.records import (
     DataFileError,
     FutureBenchItem,
     LoadResult,
@@ -25,10 +26,6 @@ from fl1_core.data.formats import (
     RLRecord,
     SFTRecord,
     TwiffBenchItem,
-    load_futurebench,
-    load_rl_records,
-    load_sft_records,
-    load_twiffbench,
     parse_reference_chain,
     read_rejects,
     write_rejects,

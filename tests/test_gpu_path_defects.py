@@ -65,7 +65,8 @@ def test_validation_is_sharded_over_processes(world, tiny):
 
 def test_readers_are_dropped_before_dataloader_workers_fork(world, tiny, monkeypatch):
     from fl1_core.data.collator import SFTCollator
-    from fl1_core.sft import SFTConfig, ExampleSource, _batch_stream, _fresh_readers
+    from fl1_core.sft import ExampleSource, SFTConfig
+    from fl1_core.sft.data import _batch_stream, _fresh_readers
 
     read_video_info(world / "videos" / "clip_00000.mp4")
     assert frames._CACHE._entries  # validation left an open reader in the parent

@@ -13,20 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from fl1_core.evaluation import (
-    FaultConfig,
-    JudgeConfig,
-    TwiffJudgeItem,
-    YesNoJudgeItem,
-    build_twiff_messages,
-    judge_many,
-    normalize_base_url,
-    rule_scores,
-    rule_yes_no,
-    sanitize_for_judge,
-    score_twiffbench,
-    start_judge_server,
-)
+from fl1_core.evaluation import score_twiffbench
+from fl1_core.judge.client import judge_many
+from fl1_core.judge.config import JudgeConfig, TwiffJudgeItem, YesNoJudgeItem, normalize_base_url
+from fl1_core.judge.prompts import build_twiff_messages
+from fl1_core.judge.rules import rule_scores, rule_yes_no
+from fl1_core.judge.sanitize import sanitize_for_judge
+from fl1_core.judge.server import FaultConfig, start_judge_server
 
 EVENTS = [
     "the red ball hits the blue box.",

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 from fl1_core import tokens as T
-from fl1_core.config import LatentConfig
 from fl1_core.data.collator import CollateError, QuestionVideo, SFTCollator, SFTExample
 from fl1_core.model import FutureL1Model
 

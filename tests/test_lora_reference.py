@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers_rl import ALL_GROUPS
 
 from fl1_core.adapters import adapters_disabled, apply_lora, fully_trained_parameters, has_lora
 from fl1_core.model import load_future_l1
-from fl1_core.rl import RLConfig, RLTrainer, StopTraining
+from fl1_core.rl.config import RLConfig
+from fl1_core.rl.trainer import RLTrainer
+from fl1_core.rl.update import StopTraining
 from fl1_core.rl.reference import LoraReference
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -41,9 +44,9 @@ def _init(saved_tiny):
 
 
 def _config(**kw) -> RLConfig:
-    base = dict(group_size=4, prompts_per_step=2, max_new_tokens=10, loose_cap=3, force_initial_latent=True,
-                learning_rate=2e-2, total_steps=3, save_every=1, max_rounds=1, progress_bar=False,
-                dynamic_sampling=False, kl_beta=0.05, lora={"r": 4})
+    base = dict(group_size=4, prompts_per_step=2, max_new_tokens=10, latent={"loose_cap": 3, "force_initial_latent": True},
+                learning_rate=2e-2, max_steps=3, save_every=1, max_rounds=1, progress_bar=False,
+                mode=ALL_GROUPS, kl_beta=0.05, lora={"r": 4})
     base.update(kw)
     return RLConfig(**base)
 
@@ -92,8 +95,8 @@ def test_a_resumed_lora_run_keeps_the_init_as_reference(saved_tiny, tiny, world,
             raise StopTraining
 
     with pytest.raises(StopTraining):
-        RLTrainer(_init(saved_tiny), tiny[1], world, _config(total_steps=2), tmp_path, callbacks=[kill]).train()
-    resumed = RLTrainer(_init(saved_tiny), tiny[1], world, _config(total_steps=2), tmp_path)
+        RLTrainer(_init(saved_tiny), tiny[1], world, _config(max_steps=2), tmp_path, callbacks=[kill]).train()
+    resumed = RLTrainer(_init(saved_tiny), tiny[1], world, _config(max_steps=2), tmp_path)
     resumed.train()
     assert resumed.resumed_from == 1 and resumed.step == 2
     ref_gap, off_gap, _ = _reference_vs_init(resumed, init)

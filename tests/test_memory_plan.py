@@ -15,7 +15,7 @@ from fl1_core.memory_plan import GIB, PlanInputs, plan_memory
 from fl1_core.memory_shapes import latent_head_params, meta_model
 from fl1_core.model import load_future_l1
 from fl1_core.placement import autocast, upcast_trainable
-from fl1_core.rl import RLConfig
+from fl1_core.rl.config import RLConfig
 from fl1_core.run_plan import curation_plan_inputs, rl_plan_inputs, sft_plan_inputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -106,7 +106,7 @@ def test_plan_kv_cache_equals_the_cache_the_decoder_allocates(saved_tiny, lora):
     from fl1_core.rl.rollout import generate_group_round
 
     cfg = RLConfig(group_size=2, prompts_per_step=2, rollout_batch_size=3, max_new_tokens=5, max_prompt_tokens=256,
-                   lora={} if lora else None, loose_cap=2, force_initial_latent=True)
+                   lora={} if lora else None, latent={"loose_cap": 2, "force_initial_latent": True})
     inputs = rl_plan_inputs(cfg, gpus=1)
     assert inputs.rollout_rows == 3 and inputs.context == 256 + 5
     model, processor = load_future_l1(saved_tiny, dtype=torch.bfloat16, device=None)
@@ -154,7 +154,7 @@ def test_curation_rows_per_decode_call_and_kv_bytes_match_the_rollout_pass(saved
 
 
 def test_full_parameter_rl_on_8x80_fits_with_numbers_derived_by_hand():
-    cfg = RLConfig.corrected_gpu()
+    cfg = RLConfig.gpu_release(implementation="corrected")
     inputs = rl_plan_inputs(cfg, gpus=8, gpu_mem_gb=80)
     assert inputs.rollout_rows == 64 and inputs.micro_batch == 8 and inputs.context == 1024 + 2048
     plan = plan_memory("qwen3-vl-8b", inputs)

@@ -115,9 +115,11 @@ def _hand_ema(xs, a):
 
 
 def test_reward_curves_raw_and_smoothed():
-    grpo = [{"step": s, "acc": a, "overall": a + 0.5, "fmt": 1.0} for s, a in enumerate([0.1, 0.5, 0.3, 0.9])]
-    dapo = [{"step": 2, "acc": 0.4}, {"step": 1, "acc": 0.2, "fmt": 0.5}, {"step": 3, "acc": None, "fmt": 1.0}]
-    fig = plots.reward_curves({"GRPO": grpo, "DAPO": dapo}, smooth=0.6)  # flat names of earlier files are read
+    grpo = [{"step": s, "reward/acc": a, "reward/overall": a + 0.5, "reward/fmt": 1.0}
+            for s, a in enumerate([0.1, 0.5, 0.3, 0.9])]
+    dapo = [{"step": 2, "reward/acc": 0.4}, {"step": 1, "reward/acc": 0.2, "reward/fmt": 0.5},
+            {"step": 3, "reward/acc": None, "reward/fmt": 1.0}]
+    fig = plots.reward_curves({"GRPO": grpo, "DAPO": dapo}, smooth=0.6)
     by = {(t.meta["run"], t.meta["metric"], t.meta["kind"]): t for t in fig.data}
     # GRPO: 3 metrics × (raw + smoothed); DAPO: acc (2 pts, sorted by step) + fmt (2 pts), no overall
     assert len(fig.data) == 6 + 4
@@ -143,12 +145,13 @@ def test_ema_and_validation():
 
 
 def test_training_curves_list_and_overlay():
-    rows = [{"step": i, "loss": 2.0 - i * 0.1, "ce_loss": 1.5 - i * 0.1, "latent_loss": 0.5} for i in range(1, 6)]
+    rows = [{"step": i, "loss/total": 2.0 - i * 0.1, "loss/ce": 1.5 - i * 0.1, "loss/latent": 0.5} for i in range(1, 6)]
     fig = plots.training_curves(rows)
     assert len(fig.data) == 3
     assert {t.name for t in fig.data} == {"SFT"}
-    assert list(fig.data[0].y) == [r["loss"] for r in rows]
-    fig = plots.training_curves({"latent SFT": rows, "text-only SFT": rows[:2]}, keys=("loss",), smooth=0.5)
+    assert list(fig.data[0].y) == [r["loss/total"] for r in rows]
+    assert len(plots.training_curves([{"step": 1, "loss": 2.0}]).data) == 0  # only the grouped names are read
+    fig = plots.training_curves({"latent SFT": rows, "text-only SFT": rows[:2]}, keys=("loss/total",), smooth=0.5)
     assert len(fig.data) == 4
     assert fig.data[1].line.color == plots.STAGE_COLORS["latent SFT"]
 

@@ -11,7 +11,6 @@ from fl1_core.adapters import adapters_disabled, apply_lora, has_lora, merge_lor
 from fl1_core.model import load_future_l1
 from fl1_core.placement import attn_implementation_for, resolve_device, upcast_trainable
 from fl1_core.sft import SFTConfig, train_sft
-from fl1_core.tiny import build_tiny_future_l1
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -159,7 +158,9 @@ def test_rl_with_lora_on_an_sft_adapter_chains_and_reloads(saved_tiny, records, 
     the RL adapter folder reloads through the chain to the same logits."""
     from fl1_core.data.formats import load_rl_records
     from fl1_core.data.world import WorldConfig, generate_world
-    from fl1_core.rl import RLConfig, RLTrainer
+    from fl1_core.rl.config import RLConfig
+    from fl1_core.rl.trainer import RLTrainer
+    from helpers_rl import ALL_GROUPS
 
     model, processor = load_future_l1(saved_tiny, device=None)
     cfg = SFTConfig.cpu_world(per_device_batch_size=2, gradient_accumulation_steps=1, max_steps=2, save_every=0,
@@ -169,9 +170,9 @@ def test_rl_with_lora_on_an_sft_adapter_chains_and_reloads(saved_tiny, records, 
     generate_world(tmp_path / "w", seed=0, config=WorldConfig.small(rl_size=6))
     rl_records = load_rl_records(tmp_path / "w" / "rl.jsonl").records
     model.latent_config = model.latent_config.replace(budget_mode="loose")
-    rl_cfg = RLConfig(group_size=2, prompts_per_step=2, max_new_tokens=8, loose_cap=2, force_initial_latent=True,
-                      learning_rate=1e-2, total_steps=1, save_every=5, max_rounds=1, progress_bar=False,
-                      dynamic_sampling=False, lora={"r": 4})
+    rl_cfg = RLConfig(group_size=2, prompts_per_step=2, max_new_tokens=8,
+                      latent={"loose_cap": 2, "force_initial_latent": True}, learning_rate=1e-2, max_steps=1,
+                      save_every=5, max_rounds=1, progress_bar=False, mode=ALL_GROUPS, lora={"r": 4})
     trainer = RLTrainer(model, processor, rl_records, rl_cfg, tmp_path / "rl")
     assert trainer.ref_model is None  # the reference is the model with its adapters off: no copy
     result = trainer.train()

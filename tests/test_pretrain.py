@@ -287,10 +287,10 @@ def test_a_second_phase_starts_from_the_given_checkpoint(shipped_card):
         build_base(recipe.replace(hidden_size=64, intermediate_size=192))
 
 
-def test_concluded_answer_reads_the_conclusion_not_the_letter():
-    from fl1_core.pretrain.evaluate import concluded_answer
+def test_concluded_text_reads_the_conclusion_not_the_letter():
+    from fl1_core.pretrain.evaluate import concluded_text
 
     text = "<reason>Next, the red ball hits the wall.</reason>\n<reason>So, the red ball bounces off the left wall, " \
            "which is option D.</reason>\n<answer>D</answer>"
-    assert concluded_answer(text) == "the red ball bounces off the left wall"
-    assert concluded_answer("<answer>B</answer>") is None
+    assert concluded_text(text) == "the red ball bounces off the left wall"
+    assert concluded_text("<answer>B</answer>") is None

@@ -18,10 +18,11 @@ from fl1_core.data.prompt_caps import (
     prompt_length,
     rl_prompt_length,
 )
-from fl1_core.rl import RLConfig, RLTrainer
 from fl1_core.data.examples import rl_prompt
 from fl1_core.data.prompt_inputs import encode_prompt
+from fl1_core.rl.config import RLConfig
 from fl1_core.rl.prompt_cache import PromptCache
+from fl1_core.rl.trainer import RLTrainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -95,7 +96,7 @@ def test_trainer_leaves_out_long_prompts_and_writes_their_ids(tiny, world, tmp_p
     model, processor = tiny
     lengths = sorted(rl_prompt_length(processor, r, "interleaved", QUESTION_MAX_PIXELS) for r in world)
     limit = lengths[len(lengths) // 2]
-    cfg = RLConfig(group_size=2, prompts_per_step=1, max_new_tokens=2, total_steps=0, progress_bar=False,
+    cfg = RLConfig(group_size=2, prompts_per_step=1, max_new_tokens=2, max_steps=0, progress_bar=False,
                    max_prompt_tokens=limit, kl_beta=0.0)
     import copy
 

@@ -52,7 +52,7 @@ def run_dir(tmp_path_factory, small_world):
     (run / "sft" / "latent" / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n')
     write_manifest(run, parameters={"seed": 0}, data_files=[world / "sft.json"],
                    extra={"run_id": "demo", "notebooks": ["00_quickstart.ipynb", "03_sft.ipynb"]})
-    write_manifest(run / "rl" / "la-dapo", flags={"rl_preset": "corrected", "rl_replay_latents": True})
+    write_manifest(run / "rl" / "la-dapo", flags={"rl_implementation": "corrected", "rl_replay_latents": True})
     return run
 
 
@@ -104,7 +104,7 @@ def test_report_opens_offline_with_notebooks_math_figures_and_clips(run_dir):
     for anchor in ("nb-00_quickstart", "nb-03_sft", "manifest", "metrics", "figures", "clips"):
         assert f'id="{anchor}"' in dom, anchor
     assert dom.count("trained") >= 2  # both notebooks' outputs
-    assert "rl_preset" in dom and "corrected" in dom and "sft.json" in dom  # flags and data hashes
+    assert "rl_implementation" in dom and "corrected" in dom and "sft.json" in dom  # flags and data hashes
     # math typeset by the local MathJax: no raw $ left in the rendered markdown
     assert 'data-mathjax="done"' in dom
     text = _Text()

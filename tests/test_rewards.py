@@ -214,7 +214,7 @@ def test_r_div_skips_zero_norm_pairs_and_checks_counts():
 # ---------------------------------------------------------------------------------------------------------------- combo
 
 
-def test_combine_rewards_and_presets():
+def test_combine_rewards_and_weights():
     assert combine_rewards(1.0, 1.0, 0.5, 0.4) == pytest.approx(0.9 + 0.1 + 0.5)
     assert combine_rewards(1.0, 1.0, 0.5, 0.4, lambda_ctr=0.2, lambda_div=0.1, length_penalty=10) == pytest.approx(
         0.9 + 0.1 + 0.1 - 0.04 - 0.01

@@ -46,6 +46,6 @@ def test_learning_rate_schedules():
 def test_cpu_preset_reads_its_budget_off_the_data_and_freezes_vision_the_release_is_unchanged():
     cpu = RLConfig.cpu_world()
     assert cpu.token_budget == "data" and cpu.freeze_vision and cpu.lr_scheduler == "cosine"
-    release = RLConfig.release_gpu()
+    release = RLConfig.gpu_release()
     assert release.token_budget == "fixed" and release.max_new_tokens == 2048 and not release.freeze_vision
     assert release.lr_scheduler == "constant" and release.learning_rate == 1e-6

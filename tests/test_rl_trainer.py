@@ -12,15 +12,19 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers_rl import ALL_GROUPS
 from safetensors.torch import load_file
 
-from fl1_core.checkpoints import DamagedCheckpointWarning, DiskFullError, ResumeMismatchError
-from fl1_core.evaluation import FaultConfig, JudgeConfig, start_judge_server
 from fl1_core.answers import rule_correct
-from fl1_core.rl import RLConfig, RLTrainer, dynamic_sampling_rounds, score_accuracy
+from fl1_core.checkpoints import DamagedCheckpointWarning, DiskFullError, ResumeMismatchError
+from fl1_core.judge.config import JudgeConfig
+from fl1_core.judge.server import FaultConfig, start_judge_server
+from fl1_core.rl.accuracy import score_accuracy
+from fl1_core.rl.config import RLConfig
+from fl1_core.rl.dynamic_sampling import dynamic_sampling_rounds
 from fl1_core.rl.rollout import Response, score_groups
-
 from fl1_core.rl.trainer import TIMING_KEYS as TIME_KEYS
+from fl1_core.rl.trainer import RLTrainer
 
 
 # ----------------------------------------------------------------------------------------------------- fixtures
@@ -36,15 +40,15 @@ def world(tmp_path_factory):
 
 def small_config(**kw) -> RLConfig:
     base = dict(
-        group_size=4, prompts_per_step=2, max_new_tokens=12, loose_cap=4, force_initial_latent=True, learning_rate=1e-3,
-        total_steps=2, save_every=1, max_rounds=1, progress_bar=False, micro_batch_size=None,
+        group_size=4, prompts_per_step=2, max_new_tokens=12, latent={"loose_cap": 4, "force_initial_latent": True},
+        learning_rate=1e-3, max_steps=2, save_every=1, max_rounds=1, progress_bar=False, micro_batch_size=None,
     )
     base.update(kw)
     return RLConfig(**base)
 
 
 def fresh_model(tiny):
-    """A copy of the initial tiny model with a loose latent budget (so ``latent_cap`` bounds the spans)."""
+    """A copy of the initial tiny model with a loose latent budget (so the ``loose_cap`` override bounds the spans)."""
     model = copy.deepcopy(tiny[0])
     model.latent_config = model.latent_config.replace(budget_mode="loose")
     return model
@@ -83,26 +87,27 @@ def groups(tiny, world, tmp_path_factory):
 
 # ------------------------------------------------------------------------------------------ log-probs and masks
 def test_replayed_old_logprobs_equal_rollout_logprobs(tiny, world, tmp_path, groups):
-    tr = make_trainer(tiny, world, tmp_path, preset="corrected", mode="la-dapo", recompute_old_logprobs=True)
+    tr = make_trainer(tiny, world, tmp_path, implementation="corrected", mode="la-dapo",
+                      recompute_old_logprobs=True)
     batch = tr.prepare_batch(groups)
     assert any(r.latent_mask.any() for r in batch.rows), "the test needs latent spans"
     for r, old in zip(batch.rows, batch.old_logprobs):
         torch.testing.assert_close(old, r.logprobs, atol=1e-4, rtol=0)
-    # the release preset re-scores without latent replay: text after a span is scored in another context
-    tr_rel = make_trainer(tiny, world, tmp_path / "rel", preset="release", recompute_old_logprobs=True)
+    # the release implementation re-scores without latent replay: text after a span is scored in another context
+    tr_rel = make_trainer(tiny, world, tmp_path / "rel", implementation="release", recompute_old_logprobs=True)
     old_rel = tr_rel.prepare_batch(groups).old_logprobs
     diffs = [float((o - r.logprobs).abs().max()) for o, r in zip(old_rel, batch.rows)]
     assert max(diffs) > 1e-3
 
 
-@pytest.mark.parametrize("preset", ["release", "corrected"])
-def test_forced_positions_in_the_loss_mask_only_for_release(tiny, world, tmp_path, preset, groups):
-    tr = make_trainer(tiny, world, tmp_path, preset=preset, kl_beta=0.0)
+@pytest.mark.parametrize("implementation", ["release", "corrected"])
+def test_forced_positions_in_the_loss_mask_only_for_release(tiny, world, tmp_path, implementation, groups):
+    tr = make_trainer(tiny, world, tmp_path, implementation=implementation, kl_beta=0.0)
     batch = tr.prepare_batch(groups)
     forced = torch.cat([r.forced_mask for r in batch.rows])
     mask = torch.cat(batch.loss_masks)
     assert forced.any()
-    if preset == "release":
+    if implementation == "release":
         assert mask[forced].all() and mask.all()
     else:
         assert not mask[forced].any() and mask[~forced].all()
@@ -113,30 +118,40 @@ def _groups(accs: list[list[float]]):
 
 
 def test_grpo_mode_draws_one_round_without_filtering():
-    cfg = RLConfig(mode="grpo").resolved()
-    assert cfg.dynamic_sampling is False and (cfg.eps_low, cfg.eps_high) == (0.2, 0.2)
-    assert cfg.lambda_ctr == 0 and cfg.lambda_div == 0 and cfg.loss_agg == "seq"
-    res = dynamic_sampling_rounds(lambda r: _groups([[1, 1], [0, 1], [0, 0]]), target=2, enabled=cfg.dynamic_sampling)
+    cfg = RLConfig(mode="grpo")
+    algo = cfg.algorithm
+    assert algo.dynamic_sampling is False and (algo.eps_low, algo.eps_high) == (0.2, 0.2) and algo.loss_agg == "seq"
+    assert cfg.latent_reward_weights[:2] == (0.0, 0.0)
+    res = dynamic_sampling_rounds(lambda r: _groups([[1, 1], [0, 1], [0, 0]]), target=2, enabled=algo.dynamic_sampling)
     assert res.rounds == 1 and len(res.groups) == 2 and res.groups[0][0].acc == 1 and not res.fallback
 
 
-def test_mode_and_preset_switches():
-    dapo = RLConfig(mode="dapo").resolved()
-    assert dapo.dynamic_sampling and (dapo.eps_low, dapo.eps_high) == (0.2, 0.28) and dapo.loss_agg == "token"
-    assert dapo.lambda_ctr == 0 and dapo.lambda_div == 0
-    la = RLConfig(mode="la-dapo", preset="corrected", mini_batches=4).resolved()
-    assert (la.lambda_ctr, la.tau, la.lambda_div) == (0.2, 0.5, 0.1)
-    assert la.replay_latents and la.mask_forced and la.mini_batches == 4
-    rel = RLConfig(mode="la-dapo", preset="release", mini_batches=4, epochs_per_rollout=3).resolved()
-    assert (rel.lambda_ctr, rel.tau, rel.lambda_div) == (1.0, 0.5, 0.0)
-    assert not rel.replay_latents and not rel.mask_forced and rel.mini_batches == 1 and rel.epochs_per_rollout == 1
-    gpu = RLConfig.release_gpu().resolved()
-    assert (gpu.group_size, gpu.prompts_per_step, gpu.max_new_tokens, gpu.loose_cap, gpu.learning_rate) == (8, 64, 2048, 64, 1e-6)
-    assert RLConfig.release_gpu().flags()["rl_preset"] == "release"
+def test_named_algorithms_and_implementations():
+    dapo = RLConfig(mode="dapo")
+    assert dapo.algorithm.dynamic_sampling and (dapo.algorithm.eps_low, dapo.algorithm.eps_high) == (0.2, 0.28)
+    assert dapo.algorithm.loss_agg == "token" and dapo.latent_reward_weights[:2] == (0.0, 0.0)
+    la = RLConfig(mode="la-dapo", implementation="corrected", mini_batches=4)
+    assert la.latent_reward_weights == (0.2, 0.1, 0.5)
+    assert la.implementation_settings.replay_latents and la.implementation_settings.mask_forced
+    rel = RLConfig(mode="la-dapo", implementation="release")
+    assert rel.latent_reward_weights == (1.0, 0.0, 0.5)
+    assert not rel.implementation_settings.replay_latents and not rel.implementation_settings.mask_forced
+    # the release takes one optimiser step per rollout: more is refused, not silently changed
+    with pytest.raises(ValueError, match="one optimiser step per rollout"):
+        RLConfig(implementation="release", mini_batches=4)
+    with pytest.raises(ValueError, match="registered"):
+        RLConfig(mode="ppo")
+    gpu = RLConfig.gpu_release()
+    assert (gpu.group_size, gpu.prompts_per_step, gpu.max_new_tokens, gpu.latent, gpu.learning_rate) == (
+        8, 64, 2048, {"loose_cap": 64}, 1e-6)
+    assert gpu.flags()["rl_implementation"] == "release" and gpu.mini_batches == 1
+    assert RLConfig.gpu_release(implementation="corrected").mini_batches == 4
+    assert RLConfig.cpu_world(implementation="release").mini_batches == 1
     # one optimiser step per rollout: π_old = π_θ, the old log-probs need no extra pass; several steps need them
-    assert not rel.recompute_old_logprobs and la.recompute_old_logprobs
-    with pytest.raises(ValueError, match="recompute_old_logprobs"):
-        RLConfig(mini_batches=2, recompute_old_logprobs=False).resolved()
+    assert not rel.old_logprobs_pass and la.old_logprobs_pass
+    assert RLConfig(recompute_old_logprobs=True).old_logprobs_pass
+    # a name re-registered with other values is a different run on resume
+    assert la.result_dict()["algorithm_settings"]["eps_high"] == 0.28
 
 
 # ------------------------------------------------------------------------------------------------------ accuracy
@@ -211,16 +226,16 @@ def test_one_update_changes_weights_and_lowers_the_loss(tiny, world, tmp_path, g
     before = tr.loss_and_backward(batch, idx, num_tokens=n, num_seqs=len(idx), backward=False)["loss"]
     w0 = [p.detach().clone() for p in tr.params]
     metrics = tr.update(batch, step=0)
-    assert metrics["optimizer_steps"] == 1
-    assert 0.0 < metrics["entropy"] < math.log(tr.model.base.config.text_config.vocab_size)  # finite, not NaN
+    assert metrics["optim/steps"] == 1
+    assert 0.0 < metrics["policy/entropy"] < math.log(tr.model.base.config.text_config.vocab_size)  # finite, not NaN
     assert any(not torch.equal(a, p) for a, p in zip(w0, tr.params))
     after = tr.loss_and_backward(batch, idx, num_tokens=n, num_seqs=len(idx), backward=False)["loss"]
     assert after < before, (before, after)
 
 
-@pytest.mark.parametrize("agg", ["token", "seq"])
-def test_micro_batches_add_up_to_the_full_batch(tiny, world, tmp_path, agg, groups):
-    tr = make_trainer(tiny, world, tmp_path, loss_agg=agg)
+@pytest.mark.parametrize("mode", ["la-dapo", "grpo"])  # token-mean and sequence-mean aggregation
+def test_micro_batches_add_up_to_the_full_batch(tiny, world, tmp_path, mode, groups):
+    tr = make_trainer(tiny, world, tmp_path, mode=mode)
     batch = tr.prepare_batch(groups)
     idx = list(range(len(batch.rows)))
     n = float(sum(int(m.sum()) for m in batch.loss_masks))
@@ -252,7 +267,7 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_rl_resumes_from_the_older_
     """A copy of the uninterrupted run cut back to its checkpoints of steps 1 and 2 (as if stopped during step 3,
     whose metrics row is written), with step 2's weights truncated: the re-run warns naming the file, resumes from
     step 1 and ends with the uninterrupted run's metrics and weights (refill rounds and mini-batches included)."""
-    cfg = small_config(total_steps=3, save_every=1, keep_checkpoints=3, mini_batches=2, max_new_tokens=10,
+    cfg = small_config(max_steps=3, save_every=1, keep_checkpoints=3, mini_batches=2, max_new_tokens=10,
                        max_rounds=2, group_size=2, prompts_per_step=2)
     ref = _run(tiny, world, tmp_path / "ref", cfg)
     run = tmp_path / "run"
@@ -271,10 +286,10 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_rl_resumes_from_the_older_
     assert w_ref.keys() == w_res.keys() and all(torch.equal(w_ref[k], w_res[k]) for k in w_ref)
     assert (run / "checkpoints" / "step-00000002.damaged" / "model.pt").exists()
     manifest = (run / "manifest.json").read_text()
-    assert '"rl_preset": "corrected"' in manifest and '"rl_replay_latents": true' in manifest
+    assert '"rl_implementation": "corrected"' in manifest and '"rl_replay_latents": true' in manifest
     # a changed result-affecting setting is refused
     with pytest.raises(ResumeMismatchError, match="config.learning_rate"):
-        _run(tiny, world, run, dataclasses.replace(cfg, learning_rate=5e-4, total_steps=4))
+        _run(tiny, world, run, dataclasses.replace(cfg, learning_rate=5e-4, max_steps=4))
 
 
 def test_a_full_disk_while_saving_an_rl_checkpoint_says_so_and_leaves_no_half_checkpoint(tiny, world, tmp_path,
@@ -307,8 +322,7 @@ def test_gradient_checkpointing_in_replay_gives_the_same_update(tiny, world, tmp
     """RLConfig.gradient_checkpointing recomputes the replay's activations in backward: same loss, same weights."""
     results = []
     for ckpt in (False, True):
-        tr = make_trainer(tiny, world, tmp_path / str(ckpt), gradient_checkpointing=ckpt, total_steps=1,
-                          dynamic_sampling=False)
+        tr = make_trainer(tiny, world, tmp_path / str(ckpt), gradient_checkpointing=ckpt, max_steps=1, mode=ALL_GROUPS)
         row = tr.train_step(0)
         results.append((row["loss/total"], {n: p.detach().clone() for n, p in tr.model.named_parameters()}))
     (loss_a, w_a), (loss_b, w_b) = results

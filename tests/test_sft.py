@@ -1,5 +1,5 @@
 """The SFT loop: learning, resume past a damaged checkpoint with equal weights, refused resumes, NaN stop, a full disk
-while saving, rejects, text mode, frozen vision, stage 0 and the final checkpoint's decoding. Tiny model + ``WorldConfig.small()`` (24 SFT records)."""
+while saving, rejects, text mode, frozen vision and the final checkpoint's decoding. Tiny model + ``WorldConfig.small()`` (24 SFT records)."""
 
 from __future__ import annotations
 
@@ -254,7 +254,7 @@ def test_vision_frozen_and_final_decodes(records, reference_run, world):
     # the language model did change
     assert not torch.equal(fresh.base.lm_head.weight, result.model.base.lm_head.weight)
     model, proc = load_future_l1(out / "final")
-    assert model.latent_config.latent_lambda == CFG.latent_lambda
+    assert model.latent_config.latent_lambda == CFG.latent["latent_lambda"]
     inputs = build_prompt_inputs(proc, [text_only_prompt(r) for r in records[:2]])
     gen = generate_with_latents(model, inputs, max_new_tokens=6)
     assert len(gen.texts) == 2
@@ -264,17 +264,3 @@ def test_vision_frozen_and_final_decodes(records, reference_run, world):
     report = format_report(model, proc, heldout, n=3, max_new_tokens=6)
     assert report.n == 3 and len(report.samples) == 3
 
-
-def test_stage0_base_model(world, tmp_path):
-    from fl1_core.stage0 import BaseMix, base_examples, stage0_config, train_base_model
-
-    records = list(load_sft_records(world / "sft.json").records)
-    examples, counts, bad = base_examples(records, BaseMix(), seed=0)
-    assert len(examples) == len(records) and not bad and sum(counts.values()) == len(records)
-    assert any(not e.thoughts for e in examples)  # direct answers / captions exist
-    assert all(not e.future_frames for e in examples)  # no latents in stage 0
-    cfg = stage0_config(per_device_batch_size=4, max_steps=2, progress_bar=False)
-    final = train_base_model(world, tmp_path, cfg, seed=0)
-    model, _ = load_future_l1(final)
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 and all(r["data/latent_pairs"] == 0 for r in rows)

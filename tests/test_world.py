@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fl1_core.data.frames import frame_pool_indices
-from fl1_core.data.world import TEXT_KINDS, WorldConfig, event_text, generate_world, vocabulary_corpus
+from fl1_core.data.world import WorldConfig, event_text, generate_world, vocabulary_corpus
 from fl1_core.data.world.generate import split_counts
 from fl1_core.data.world.physics import EVENT_TYPES
 from fl1_core.tokens import IMAGE_PLACEHOLDER, MCQ_INSTRUCTION

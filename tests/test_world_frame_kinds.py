@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fl1_core.data.formats import RecordError, load_rl_records, load_sft_records
+from fl1_core.data.formats import load_rl_records, load_sft_records
+from fl1_core.data.records import RecordError
 from fl1_core.data.frames import frame_pool_indices
 from fl1_core.data.world.config import WorldConfig
 from fl1_core.data.world.frame_questions import body_place, column_of, layout_text

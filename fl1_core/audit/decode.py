@@ -19,8 +19,9 @@ from typing import Any
 
 import torch
 
-from ..answers import concluded_answer, extract_answer_letter, rule_correct
-from ..data.formats import RLRecord, load_rl_records, spread_limit
+from ..answers import concluded_letter, extract_answer_letter, rule_correct
+from ..data.formats import load_rl_records, spread_limit
+from ..data.records import RLRecord
 from ..data.world.world_types import TEXT_KINDS
 from ..data.examples import rl_prompt
 from ..decoding import decode_batches, replay
@@ -142,7 +143,7 @@ def decode_items(
                 replayed={name: h[b, :n][slots] for name, h in replays.items()},
                 reason_states=(_reason_end_states(tok, gen.sequences[b, :n].tolist(), own[b, :n])
                                if own is not None else None),
-                event_correct=concluded_answer(text, record) == record.answer))
+                event_correct=concluded_letter(text, record) == record.answer))
     return out
 
 

@@ -35,41 +35,24 @@ One module per step: config (settings, scores, decisions), probes (the model pas
 resumable scores file), selection (the reasons, summary, curated rows), pipeline (``curate``).
 """
 
-import logging
-
-from ..answers import answer_span  # noqa: F401
-from ..answers import normalize as normalize_answer  # noqa: F401  (the earlier public name)
-from .config import REASONS, CurationConfig, CurationResult, Decision, GainScore  # noqa: F401
-from .pipeline import curate  # noqa: F401
-from .probes import _judge_free_form, is_correct, is_mcq  # noqa: F401
-from .scoring import record_digest, score_visual_gain, scoring_fingerprint  # noqa: F401
-from .selection import answer_stratum, select_by_gain, summarize  # noqa: F401
-
-logger = logging.getLogger(__name__)
+from .config import REASONS, CurationConfig, CurationResult, Decision, GainScore
+from .pipeline import curate
+from .probes import is_mcq
+from .scoring import record_digest, score_visual_gain, scoring_fingerprint
+from .selection import answer_stratum, select_by_gain, summarize
 
 __all__ = [
-    "CurationConfig",
-    "GainScore",
-    "Decision",
-    "CurationResult",
-    "score_visual_gain",
-    "answer_stratum",
-    "select_by_gain",
-    "curate",
-    "is_correct",
-    "answer_span",
-    "normalize_answer",
-    "is_mcq",
-    "scoring_fingerprint",
-    "record_digest",
     "REASONS",
+    "CurationConfig",
+    "CurationResult",
+    "Decision",
+    "GainScore",
+    "answer_stratum",
+    "curate",
+    "is_mcq",
+    "record_digest",
+    "score_visual_gain",
+    "scoring_fingerprint",
+    "select_by_gain",
+    "summarize",
 ]
-
-
-def __getattr__(name: str):
-    """The warn-once flag of the probes module, readable where it lived before the split."""
-    if name == "_warned_rule_only":
-        from . import probes
-
-        return probes._warned_rule_only
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 
-from .. import tokens as T
-from ..config import ConfigBase
+from ..config import SamplingConfig, paper_setting
 from ..data.prompt_caps import QUESTION_MAX_PIXELS
 
 logger = logging.getLogger(__name__)
@@ -20,13 +19,12 @@ REASONS = ("kept", "easy", "negative_gain", "zero_gain", "below_min_gain", "beyo
 
 
 @dataclass
-class CurationConfig(ConfigBase):
+class CurationConfig(SamplingConfig):
     """Settings of visual-gain curation.
 
     Scoring (part of the scores fingerprint): ``mode`` (``likelihood`` | ``rollouts``), ``n_rollouts`` per probe,
     ``temperature``, ``top_p``, ``max_new_tokens``, ``batch_size`` (records per batch; a batch holds 2·B prompts,
-    × n rollouts in rollouts mode), ``seed``, ``system_prompt`` (variant of :mod:`fl1_core.tokens`; the one the base was trained with —
-    stage 0's default is ``interleaved``), ``likelihood_scope`` (``answer`` | ``tagged``), ``question_max_pixels``
+    × n rollouts in rollouts mode), ``seed``, ``system_prompt`` (variant of :mod:`fl1_core.tokens`; the one the base was trained with), ``likelihood_scope`` (``answer`` | ``tagged``), ``question_max_pixels``
     (pixel cap of every probe image, question and hint frames; :mod:`fl1_core.data.prompt_caps`).
     Selection (free to change on cached scores): ``easy_threshold``, ``drop_zero_gain``, ``min_gain``, ``top_k`` or
     ``keep_fraction`` (at most one), ``stratify_letters`` (each answer letter, and free-form, keeps its share of the
@@ -35,17 +33,14 @@ class CurationConfig(ConfigBase):
 
     The paper probes with 8 sampled answers each (``mode="rollouts"``, ``n_rollouts`` 8) and gives no thresholds;
     ``likelihood`` mode and the selection defaults are the workbook's (docs/PAPER.md#curation,
-    docs/PAPER.md#deviations).
+    docs/PAPER.md#deviations). Sampling settings (``temperature``, ``top_p``, ``max_new_tokens``, ``seed``,
+    ``system_prompt``): :class:`~fl1_core.config.SamplingConfig`.
     """
 
     mode: Literal["likelihood", "rollouts"] = "likelihood"
-    n_rollouts: int = 8
-    temperature: float = 1.0
-    top_p: float = 1.0
+    n_rollouts: int = paper_setting(8, "docs/PAPER.md#curation", "sampled answers per probe in rollouts mode")
     max_new_tokens: int = 64
     batch_size: int = 8
-    seed: int = 0
-    system_prompt: str = "interleaved"
     likelihood_scope: Literal["answer", "tagged"] = "answer"
     question_max_pixels: int | None = QUESTION_MAX_PIXELS
     # rollouts mode, free-form references: "env" asks the yes/no judge ($FL1_JUDGE_*) about rule failures (docs/PAPER.md#curation:
@@ -60,6 +55,7 @@ class CurationConfig(ConfigBase):
     baseline_seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.mode not in ("likelihood", "rollouts"):
             raise ValueError(f"CurationConfig.mode must be 'likelihood' or 'rollouts', got {self.mode!r}")
         if self.judge not in ("none", "env"):
@@ -69,17 +65,12 @@ class CurationConfig(ConfigBase):
         for name in ("n_rollouts", "max_new_tokens", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"CurationConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.temperature <= 0:
-            raise ValueError(f"CurationConfig.temperature must be > 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"CurationConfig.top_p must be in (0, 1], got {self.top_p}")
         if self.top_k is not None and self.keep_fraction is not None:
             raise ValueError("CurationConfig: set top_k or keep_fraction, not both")
         if self.top_k is not None and self.top_k < 0:
             raise ValueError(f"CurationConfig.top_k must be >= 0, got {self.top_k}")
         if self.keep_fraction is not None and not 0 <= self.keep_fraction <= 1:
             raise ValueError(f"CurationConfig.keep_fraction must be in [0, 1], got {self.keep_fraction}")
-        T.system_prompt(self.system_prompt)  # validates the variant name
 
     def scoring_settings(self) -> dict[str, Any]:
         """The settings that change scores (rollout settings are irrelevant in likelihood mode and vice versa)."""

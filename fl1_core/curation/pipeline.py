@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 
-from ..data.formats import load_sft_records, read_json_rows, write_rejects
+from ..data.formats import load_sft_records, read_json_rows
+from ..data.records import write_rejects
 from ..runs import atomic_write_json, atomic_write_text, write_jsonl
 
 logger = logging.getLogger(__name__)

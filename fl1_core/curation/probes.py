@@ -9,20 +9,17 @@ from typing import Any
 
 import torch
 
+from .. import answers
 from .. import tokens as T
-from ..answers import answer_span
+from ..answers import answer_span, reference_letter
 from ..data.collator import PromptExample, encode_texts, render_prompt
 from ..data.prompt_inputs import build_prompt_inputs
+from ..data.records import SFTRecord
 from ..decoding import generate_with_latents
 from ..losses import token_logprobs
+from .config import CurationConfig
 
 logger = logging.getLogger(__name__)
-
-
-from .. import answers
-from ..answers import reference_letter
-from ..data.formats import SFTRecord
-from .config import CurationConfig
 
 
 # ------------------------------------------------------------------------------------------------------ correctness
@@ -34,11 +31,13 @@ def is_mcq(record: SFTRecord) -> bool:
     return reference_letter(record.answer) is not None
 
 
-def is_correct(text: str, reference: str, mcq: bool, rule: str = "contains") -> bool:
-    """Rollout correctness: :func:`fl1_core.answers.is_correct` with the containment rule by default (a rollout's
-    free-form answer counts when it contains the reference event on word boundaries; ``rule="exact"`` is stricter).
-    No answer span → wrong."""
-    return answers.is_correct(text, reference, mcq=mcq, rule=rule)
+#: rollout answers count when they contain the reference event on word boundaries (free-form); MCQ: the strict letter
+ROLLOUT_ANSWER_RULE = "contains"
+
+
+def rollout_correct(text: str, reference: str, mcq: bool) -> bool:
+    """:func:`fl1_core.answers.is_correct` under :data:`ROLLOUT_ANSWER_RULE`; no answer span → wrong."""
+    return answers.is_correct(text, reference, mcq=mcq, rule=ROLLOUT_ANSWER_RULE)
 
 
 # ------------------------------------------------------------------------------------------------------ model passes
@@ -123,7 +122,7 @@ def _rollout_pass(
     result = []
     for i, (answer, is_mc) in enumerate(zip(answers, mcq)):
         texts = list(out.texts[i * n : (i + 1) * n])
-        result.append((sum(is_correct(t, answer, is_mc) for t in texts), texts))
+        result.append((sum(rollout_correct(t, answer, is_mc) for t in texts), texts))
     return _judge_free_form(result, prompts, answers, mcq, config)
 
 
@@ -136,7 +135,7 @@ def _judge_free_form(result: list[tuple[int, list[str]]], prompts: Sequence[Prom
     without a judge they stay wrong and a warning says so once."""
     global _warned_rule_only
     pending = [(i, k) for i, (is_mc, (_, texts)) in enumerate(zip(mcq, result)) if not is_mc
-               for k, t in enumerate(texts) if answer_span(t) and not is_correct(t, answers[i], False)]
+               for k, t in enumerate(texts) if answer_span(t) and not rollout_correct(t, answers[i], False)]
     if not pending:
         return result
     if config.judge == "none":
@@ -145,7 +144,8 @@ def _judge_free_form(result: list[tuple[int, list[str]]], prompts: Sequence[Prom
                            "sentence answers need the judge (CurationConfig.judge='env' with $FL1_JUDGE_*)")
             _warned_rule_only = True
         return result
-    from ..judge.client import JudgeConfig, YesNoJudgeItem, judge_many
+    from ..judge.client import judge_many
+    from ..judge.config import JudgeConfig, YesNoJudgeItem
 
     items = [YesNoJudgeItem(doc_id=f"{prompts[i].id}#{k}", question=prompts[i].question, ground_truth=answers[i],
                             model_answer=answer_span(result[i][1][k]) or "") for i, k in pending]

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from ..checkpoints import model_fingerprint
 from ..data.collator import PromptExample
 from ..data.examples import hinted_prompt, text_only_prompt
-from ..data.formats import SFTRecord, write_rejects
+from ..data.records import SFTRecord, write_rejects
 from ..runs import append_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ def score_visual_gain(
 
 
 def _write_score_rejects(path: Path, rejects: list[dict[str, Any]]) -> None:
-    from ..data.formats import Reject
+    from ..data.records import Reject
 
     write_rejects([Reject(r["record_id"], r["field"], r["reason"]) for r in rejects], path)
     logger.warning("%d record(s) could not be scored; see %s", len(rejects), path)

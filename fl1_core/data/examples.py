@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from PIL import Image
 
 from .collator import PromptExample, QuestionVideo, SFTExample
-from .formats import FutureBenchItem, RLRecord, SFTRecord, TwiffBenchItem
+from .records import FutureBenchItem, RLRecord, SFTRecord, TwiffBenchItem
 from .frames import load_pool_frames, load_video_clip
 
 

@@ -18,11 +18,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fl1_core.data.records import (  # noqa: F401  (re-exported: the public names of this module)
-    OPTION_LETTERS,
+from fl1_core.data.records import (
     POOL_SIZE,
-    QUESTION_TYPE_LABELS,
-    QUESTION_TYPES,
     DataFileError,
     FutureBenchItem,
     LoadResult,
@@ -33,24 +30,17 @@ from fl1_core.data.records import (  # noqa: F401  (re-exported: the public name
     SFTRecord,
     TwiffBenchItem,
     _Invalid,
-    parse_reference_chain,
-    read_rejects,
-    write_rejects,
 )
-from fl1_core.data.frames import VideoError, pool_frame_numbers, read_video_info  # noqa: F401  (earlier names)
-from fl1_core.data.records import _decode_image, _question_text  # noqa: F401
-from fl1_core.data.validation import (  # noqa: F401
+from fl1_core.data.validation import (
     _mapping,
-    _type_name,
     _MediaChecker,
     _parse_futurebench_item,
     _parse_rl_record,
     _parse_sft_record,
     _parse_twiffbench_item,
     _record_id,
+    _type_name,
 )
-
-from fl1_core.tokens import IMAGE_PLACEHOLDER, MCQ_INSTRUCTION, split_trajectory  # noqa: F401  (earlier names)
 
 logger = logging.getLogger(__name__)
 
@@ -317,26 +307,13 @@ def load_twiffbench(
 
 
 __all__ = [
-    "DataFileError",
-    "FutureBenchItem",
-    "LoadResult",
-    "OPTION_LETTERS",
-    "QUESTION_TYPES",
-    "QUESTION_TYPE_LABELS",
-    "RLRecord",
-    "RecordError",
-    "Reject",
-    "SFTRecord",
-    "TwiffBenchItem",
     "load_futurebench",
     "load_rl_records",
     "load_sft_records",
     "load_twiffbench",
-    "parse_reference_chain",
     "read_json_rows",
-    "read_rejects",
+    "spread_limit",
     "twiffbench_shards",
-    "write_rejects",
 ]
 
 

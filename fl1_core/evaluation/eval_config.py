@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 
-from fl1_core.config import ConfigBase, LatentConfig
-from fl1_core.tokens import SYSTEM_PROMPTS
+from fl1_core.config import SamplingConfig, check_latent_overrides, paper_setting
 
 log = logging.getLogger(__name__)
 
@@ -24,64 +22,47 @@ SHARD_DIR = "shards"
 RUN_CONFIG = "eval_config.json"
 # Settings that change what is decoded: a resume with different values is refused.
 _DECODE_KEYS = ("max_new_tokens", "num_frames", "system_prompt", "do_sample", "temperature", "top_p", "seed")
-_LATENT_OVERRIDABLE = tuple(
-    f.name
-    for f in dataclasses.fields(LatentConfig)
-    if f.name not in ("latent_token_id", "latent_start_id", "latent_end_id")
-)
 
 
 @dataclass
-class EvalConfig(ConfigBase):
-    """Evaluation settings (one name per setting; round-trips through YAML/JSON with the other configs).
+class EvalConfig(SamplingConfig):
+    """Evaluation settings (the sampling settings of :class:`~fl1_core.config.SamplingConfig`; round-trips through
+    YAML/JSON with the other configs).
 
     - ``max_new_tokens``: ``None`` → the release's value per benchmark (:data:`RELEASE_MAX_NEW_TOKENS`: FutureBench
       2048, TwiFF-Bench 4096); :meth:`world` gives the small preset for the synthetic world.
     - ``latent``: overrides of the model's :class:`~fl1_core.config.LatentConfig` for decoding (e.g.
       ``{"budget_mode": "fixed"}``, ``{"loose_cap": 64}``, ``{"force_initial_latent": True}``).
     - ``limit``: evaluate ``limit`` items spread evenly over the file in doc order
-      (:func:`fl1_core.evaluation.loading.spread_limit`), so every split keeps its share.
+      (:func:`fl1_core.data.formats.spread_limit`), so every split keeps its share.
     - ``resume``: skip doc ids already decoded in ``out_dir``; ``False`` clears earlier predictions first.
 
-    Paper values (docs/PAPER.md#hyperparameters): greedy (``do_sample`` False), FutureBench ``num_frames`` 32, the
-    release budgets above; the release decodes one item per GPU, the workbook batches (``batch_size``).
+    Paper values in the help texts (docs/PAPER.md#hyperparameters); the release decodes one item per GPU, the
+    workbook batches (``batch_size``).
     """
 
-    batch_size: int = 4
     max_new_tokens: int | None = None
-    num_frames: int = 32
-    system_prompt: str = "interleaved"
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 0
+    do_sample: bool = paper_setting(False, "docs/PAPER.md#hyperparameters", "greedy decoding")
+    num_frames: int = paper_setting(32, "docs/PAPER.md#hyperparameters", "FutureBench video frames")
+    batch_size: int = 4
     limit: int | None = None
     latent: dict[str, Any] = field(default_factory=dict)
     resume: bool = True
     on_error: str = "skip"
     video_root: str | None = None
-    progress: bool = True
+    progress_bar: bool = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.batch_size < 1:
             raise ValueError(f"EvalConfig.batch_size must be >= 1, got {self.batch_size}")
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise ValueError(f"EvalConfig.max_new_tokens must be >= 1 or None, got {self.max_new_tokens}")
         if self.num_frames < 1:
             raise ValueError(f"EvalConfig.num_frames must be >= 1, got {self.num_frames}")
-        if self.system_prompt not in SYSTEM_PROMPTS:
-            raise ValueError(
-                f"EvalConfig.system_prompt must be one of {sorted(SYSTEM_PROMPTS)}, got {self.system_prompt!r}"
-            )
         if self.limit is not None and self.limit < 0:
             raise ValueError(f"EvalConfig.limit must be >= 0 or None, got {self.limit}")
         if self.on_error not in ("skip", "raise"):
             raise ValueError(f"EvalConfig.on_error must be 'skip' or 'raise', got {self.on_error!r}")
-        unknown = sorted(set(self.latent) - set(_LATENT_OVERRIDABLE))
-        if unknown:
-            raise ValueError(
-                f"EvalConfig.latent: unknown LatentConfig setting(s) {unknown}; known: {list(_LATENT_OVERRIDABLE)}"
-            )
+        check_latent_overrides(self.latent, "EvalConfig")
 
     @classmethod
     def world(cls, **overrides: Any) -> "EvalConfig":
@@ -93,13 +74,7 @@ class EvalConfig(ConfigBase):
         _check_benchmark(benchmark)
         return self.max_new_tokens if self.max_new_tokens is not None else RELEASE_MAX_NEW_TOKENS[benchmark]
 
-    def latent_config(self, base: LatentConfig) -> LatentConfig:
-        """The model's latent config with :attr:`latent` applied."""
-        return base.replace(**self.latent) if self.latent else base
-
 
 def _check_benchmark(benchmark: str) -> None:
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; expected one of {BENCHMARKS}")
-
-

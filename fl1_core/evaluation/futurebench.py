@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from fl1_core.evaluation.extraction import EXTRACTION_MODES, extract_answer_letter
+from fl1_core.answers import EXTRACTION_MODES, extract_answer_letter
 
 __all__ = ["FUTUREBENCH_SPLITS", "SPLIT_LABELS", "score_futurebench"]
 

@@ -31,9 +31,9 @@ import torch
 
 from fl1_core.config import LatentConfig
 from fl1_core.data.examples import rl_prompt
-from fl1_core.data.formats import RLRecord
+from fl1_core.data.records import RLRecord
 from fl1_core.decoding import decode_batches, decoded_texts
-from fl1_core.answers import concluded_answer, extract_answer_letter, rule_correct
+from fl1_core.answers import concluded_letter, extract_answer_letter, rule_correct
 
 __all__ = ["CHAIN_PREFIX", "HELDOUT_MAX_NEW_TOKENS", "evaluate_heldout_mcq", "item_group", "question_kinds",
            "run_heldout_mcq"]
@@ -107,7 +107,7 @@ def evaluate_heldout_mcq(
     rows: list[dict[str, Any]] = [
         {"id": rec.id, "kind": str((kinds or {}).get(rec.id, "all")), "answer": rec.answer,
          "pred": extract_answer_letter(text, mode="strict"), "correct": bool(rule_correct(text, rec)),
-         "concluded": concluded_answer(text, rec), "text": text, "group": item_group(rec),
+         "concluded": concluded_letter(text, rec), "text": text, "group": item_group(rec),
          "changed": (rec.meta or {}).get("changed")}
         for rec, text in zip(mcq, texts)
     ]

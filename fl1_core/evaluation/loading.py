@@ -12,14 +12,8 @@ from pathlib import Path
 from typing import Any
 
 
-from fl1_core.data.formats import (
-    FutureBenchItem,
-    Reject,
-    TwiffBenchItem,
-    load_futurebench,
-    load_twiffbench,
-    spread_limit,
-)
+from fl1_core.data.formats import load_futurebench, load_twiffbench, spread_limit
+from fl1_core.data.records import FutureBenchItem, Reject, TwiffBenchItem
 from fl1_core.runs import read_jsonl
 
 

@@ -21,7 +21,7 @@ What happens:
    items ``r, r + w, r + 2w, …`` of the doc order; the main process merges all shard files BY DOC ID (never by
    completion order) into ``predictions.jsonl``, so one process without ``accelerate`` writes the same rows (except
    the timing fields :data:`TIMING_FIELDS`).
-5. TwiFF-Bench only: every prediction is judged with :func:`fl1_core.evaluation.judge_many` (disk cache in
+5. TwiFF-Bench only: every prediction is judged with :func:`fl1_core.judge.client.judge_many` (disk cache in
    ``judge_cache/``, so a rerun re-queries nothing it has); each row ends with scores or a ``judge_error``.
 6. ``summary.json`` = scores (:func:`score_futurebench` / :func:`score_twiffbench`), latent statistics and
    inference cost (:mod:`fl1_core.evaluation.latent_stats`), all recomputable from ``predictions.jsonl`` with
@@ -44,65 +44,40 @@ import torch
 from fl1_core.config import LatentConfig
 from fl1_core.data.collator import PromptExample
 from fl1_core.data.examples import futurebench_prompt, twiffbench_prompt
-from fl1_core.data.formats import FutureBenchItem, write_rejects
+from fl1_core.data.formats import spread_limit
+from fl1_core.data.records import FutureBenchItem, write_rejects
 from fl1_core.decoding import DecodedBatch, decode_batches
-from fl1_core.evaluation.extraction import EXTRACTION_MODES, extract_answer_letter
+from fl1_core.answers import EXTRACTION_MODES, extract_answer_letter
 from fl1_core.distributed import ProcessGroup
-from fl1_core.judge.client import JudgeConfig
-from fl1_core.evaluation.latent_stats import adjacent_span_cosines
-from fl1_core.judge.sanitize import split_reasoning_answer
-from fl1_core.runs import atomic_write_json, read_jsonl, write_jsonl
-
-__all__ = [
-    "BENCHMARKS",
-    "EvalConfig",
-    "RELEASE_MAX_NEW_TOKENS",
-    "TIMING_FIELDS",
-    "WORLD_MAX_NEW_TOKENS",
-    "decode_shard",
-    "doc_id_of",
-    "evaluate",
-    "evaluate_futurebench",
-    "evaluate_twiffbench",
-    "judge_predictions",
-    "load_benchmark",
-    "merge_predictions",
-    "data_fingerprint",
-    "shard_items",
-    "shard_path",
-    "summarize_predictions",
-]
-
-log = logging.getLogger(__name__)
-
-from fl1_core.evaluation.eval_config import (  # noqa: F401  (re-exported)
-    BENCHMARKS,
-    RELEASE_MAX_NEW_TOKENS,
-    WORLD_MAX_NEW_TOKENS,
-    TIMING_FIELDS,
-    PREDICTIONS,
-    SUMMARY,
-    SHARD_DIR,
-    RUN_CONFIG,
+from fl1_core.evaluation.eval_config import (
     _DECODE_KEYS,
-    _LATENT_OVERRIDABLE,
+    PREDICTIONS,
+    RUN_CONFIG,
+    SHARD_DIR,
+    SUMMARY,
+    TIMING_FIELDS,
     EvalConfig,
     _check_benchmark,
 )
-
-from fl1_core.evaluation.loading import (  # noqa: F401  (re-exported)
+from fl1_core.evaluation.latent_stats import adjacent_span_cosines
+from fl1_core.evaluation.loading import (
     Item,
     _existing_rows,
     _finished_doc_ids,
     _load_all,
     data_fingerprint,
     doc_id_of,
-    load_benchmark,
     shard_items,
     shard_path,
 )
-from fl1_core.data.formats import spread_limit
-from fl1_core.evaluation.summary import _log_summary, judge_predictions, rejects_as_wrong, summarize_predictions  # noqa: F401,E501
+from fl1_core.evaluation.summary import _log_summary, judge_predictions, rejects_as_wrong, summarize_predictions
+from fl1_core.judge.config import JudgeConfig
+from fl1_core.judge.sanitize import split_reasoning_answer
+from fl1_core.runs import atomic_write_json, read_jsonl, write_jsonl
+
+__all__ = ["decode_shard", "evaluate", "evaluate_futurebench", "evaluate_twiffbench", "merge_predictions"]
+
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------------------- decoding
@@ -213,7 +188,7 @@ def decode_shard(
     if not todo:
         log.info("rank %d/%d: nothing to decode (%d finished)", rank, world_size, len(finished))
         return 0
-    latent_config = config.latent_config(model.latent_config)
+    latent_config = model.latent_config.overridden(config.latent)
     max_new = config.resolved_max_new_tokens(benchmark)
     log.info("rank %d/%d: decoding %d of %d items (%d already done), max_new_tokens=%d",
              rank, world_size, len(todo), len(items), len(finished), max_new)
@@ -223,7 +198,7 @@ def decode_shard(
         system_prompt=config.system_prompt, max_new_tokens=max_new, latent_config=latent_config,
         do_sample=config.do_sample, temperature=config.temperature, top_p=config.top_p,
         seed_of=(lambda rows: config.seed + todo[rows[0]][0]) if config.do_sample else None,
-        progress=config.progress, desc=f"eval {benchmark} [rank {rank}]")
+        progress=config.progress_bar, desc=f"eval {benchmark} [rank {rank}]")
     decoded = 0
     for batch in batches:
         rows = _rows_of(model, batch, todo, rank)
@@ -332,7 +307,7 @@ def evaluate(
     t0 = time.perf_counter()
     all_items, rejects = _load_all(benchmark, data_path, config)
     items = spread_limit(all_items, config.limit)
-    latent_config = config.latent_config(model.latent_config)
+    latent_config = model.latent_config.overridden(config.latent)
     if dist.is_main:
         _prepare_out_dir(out, _run_config(benchmark, data_path, all_items, config, latent_config), config.resume)
         write_rejects(rejects, out / "rejects.jsonl")
@@ -356,7 +331,7 @@ def evaluate(
         if benchmark == "twiffbench":
             assert judge_config is not None
             records, judge_stats = judge_predictions(
-                records, items, judge_config, cache_dir=out / "judge_cache", progress=config.progress
+                records, items, judge_config, cache_dir=out / "judge_cache", progress=config.progress_bar
             )
             write_jsonl(out / PREDICTIONS, records)
         summary = {

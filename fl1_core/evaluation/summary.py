@@ -9,9 +9,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
-from fl1_core.data.formats import TwiffBenchItem
+from fl1_core.data.records import TwiffBenchItem
 from fl1_core.evaluation.futurebench import score_futurebench
-from fl1_core.judge.client import JudgeConfig, TwiffJudgeItem, judge_many
+from fl1_core.judge.client import judge_many
+from fl1_core.judge.config import JudgeConfig, TwiffJudgeItem
 from fl1_core.evaluation.latent_stats import inference_cost, latent_statistics
 from fl1_core.judge.sanitize import split_reasoning_answer
 from fl1_core.evaluation.twiffbench import score_twiffbench

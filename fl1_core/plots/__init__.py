@@ -17,24 +17,23 @@ Figures:
 - :func:`accuracy_by_hop` — FutureBench MCQ accuracy per hop split for each model stage;
 - :func:`probe_quality`, :func:`ablation_bars`, :func:`control_bars` — the audit's figures.
 
-The figures live in one module per family (style, saving, paper_figures, curves, pretraining, distributions,
-tables); every name stays importable from ``fl1_core.plots``.
+The figures live in one module per family (style, saving, paper_figures, curves, pretraining, distributions, tables, audit);
+this package exports the figure functions and the shared style constants.
 """
 
 import logging
 
-from .audit import ablation_bars, control_bars, probe_quality  # noqa: F401
-from .curves import _METRIC_TITLES, ema, reward_curves, training_curves  # noqa: F401
-from .distributions import latent_tsne, visual_gain_distribution  # noqa: F401
-from .paper_figures import latent_span_donuts, rl_data_scaling  # noqa: F401
-from .pretraining import pretraining_curves  # noqa: F401
-from .saving import PLOTLY_JS, PNG_HELP, STATIC_DIR, save_figure, shared_plotlyjs  # noqa: F401
-from .style import (  # noqa: F401
-    BIN_COLORS, BIN_LABELS, COLORWAY, DROPPED_COLOR, EMPTY_COLOR, FIG_HEIGHT, FIG_WIDTH, HEADER_COLOR, HOP_COLUMNS,
-    KEPT_COLOR, PAPER_FONT_COLOR, PAPER_ROW_COLOR, SCORE_COLORS, SPLIT_LABELS, STAGE_COLORS, TEMPLATE,
-    TSNE_EXACT_MAX, WORKBOOK_ROW_COLORS, _as_frame, _color, _is_missing, _style,
+from .audit import ablation_bars, control_bars, probe_quality
+from .curves import ema, reward_curves, training_curves
+from .distributions import latent_tsne, visual_gain_distribution
+from .paper_figures import latent_span_donuts, rl_data_scaling
+from .pretraining import pretraining_curves
+from .saving import save_figure, shared_plotlyjs
+from .style import (
+    BIN_COLORS, BIN_LABELS, COLORWAY, FIG_HEIGHT, FIG_WIDTH, HOP_COLUMNS, PAPER_ROW_COLOR, PNG_HELP, STAGE_COLORS,
+    TEMPLATE,
 )
-from .tables import accuracy_by_hop, results_table  # noqa: F401
+from .tables import accuracy_by_hop, results_table
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,6 @@ __all__ = [
     "PNG_HELP",
     "STAGE_COLORS",
     "TEMPLATE",
-    "TSNE_EXACT_MAX",
     "ablation_bars",
     "accuracy_by_hop",
     "control_bars",

@@ -9,7 +9,6 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..metrics import RL_METRIC_NAMES, SFT_METRIC_NAMES
 from .style import FIG_HEIGHT, FIG_WIDTH, STAGE_COLORS, _color, _is_missing, _style
 
 log = logging.getLogger(__name__)
@@ -29,7 +28,7 @@ def ema(values: Sequence[float], smooth: float) -> list[float]:
 def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
     pts = []
     for i, r in enumerate(rows):
-        v = r.get(key, r.get(_FLAT_NAME.get(key, key)))
+        v = r.get(key)
         if _is_missing(v) or isinstance(v, (str, bool, list, dict)):
             continue
         step = r.get("step", i)
@@ -56,8 +55,6 @@ _METRIC_TITLES = {
     "loss/ce": "cross-entropy loss",
     "loss/latent": "latent MSE loss",
 }
-# metrics files of earlier versions used flat names ("acc", "ce_loss"): read under the grouped name too
-_FLAT_NAME = {**{v: k for k, v in RL_METRIC_NAMES.items()}, **{v: k for k, v in SFT_METRIC_NAMES.items()}}
 
 
 def _curves(

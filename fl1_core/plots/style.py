@@ -45,7 +45,6 @@ HEADER_COLOR = "#0072B2"
 # FutureBench splits (raw question_type → display label), same as fl1_core.evaluation.futurebench.SPLIT_LABELS.
 SPLIT_LABELS: dict[str, str] = {"hop1": "1-hop", "hop2": "2-hop", "hop3": "3-hop", "hop5": "Interp."}
 HOP_COLUMNS = ("1-hop", "2-hop", "3-hop", "Interp.", "AVG")
-from fl1_core.evaluation.tsne import TSNE_EXACT_MAX  # noqa: E402,F401  (its home; the earlier name stays)
 
 PNG_HELP = (
     "static PNG export needs Chrome/Chromium: install it, e.g. `apt-get install chromium`, "

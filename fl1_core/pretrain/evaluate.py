@@ -6,7 +6,7 @@
   letter the model writes first inside ``<answer>``;
 * ``heldout_mcq_by_group`` — :func:`fl1_core.evaluation.heldout.evaluate_heldout_mcq` on the world's ``heldout_mcq.jsonl``
   (test clips), split into text-solvable and vision-dependent kinds; also the share of responses whose reasoning
-  *concludes* the gold option's text (:func:`concluded_answer`), whatever letter follows.
+  *concludes* the gold option's text (:func:`concluded_text`), whatever letter follows.
 
 Every accuracy comes with its Wilson 95 % interval (``n`` items, :func:`fl1_core.intervals.wilson_interval`).
 """
@@ -97,7 +97,7 @@ def lookup_accuracy(model, processor, records: Sequence[dict], seed: int = 0,
 _CONCLUSION = re.compile(r"So, (.+?), which is option [A-D]")
 
 
-def concluded_answer(text: str) -> str | None:
+def concluded_text(text: str) -> str | None:
     """The answer text of the reasoning's conclusion ("So, <answer>, which is option X."), or None.
 
     Scored against the gold option's text, it separates *knowing the answer* from *reading the options*: a model
@@ -136,7 +136,7 @@ def heldout_mcq_by_group(model, processor, world_dir: str | Path, limit: int | N
     concluded: dict[str, list[bool]] = {"all": [], "text": [], "vision": [], "frame": []}
     for row in res["rows"]:
         group = "frame" if row["id"] in frame else "text" if row["kind"] in TEXT_KINDS else "vision"
-        said = concluded_answer(row["text"]) == gold_text[row["id"]]
+        said = concluded_text(row["text"]) == gold_text[row["id"]]
         for g in (("all", group) if group != "frame" else (group,)):
             groups[g].append(row["correct"])
             concluded[g].append(said)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ConfigBase
+from ..config import OptimizerConfig
 from ..tiny import TinySizes
 from .tasks import LOOKUP_WAYS, QA_VARIANTS, TASKS, WAYS
 
@@ -25,33 +25,33 @@ def _default_ways() -> dict[str, float]:
 
 
 @dataclass
-class PretrainRecipe(ConfigBase):
+class PretrainRecipe(OptimizerConfig):
     """Everything that decides the world base. Same recipe + same seed → the same weights on CPU.
 
     Learning rate: linear warm-up over ``warmup_steps``, then cosine from ``learning_rate`` down to
     ``min_lr_ratio · learning_rate`` at ``steps``. Loss per step: ``CE + cell_weight · L_cell`` (the cell head's
     BCE, on steps whose examples carry images). Each step draws ONE task by ``tasks`` shares (a homogeneous batch).
+    AdamW, clipping, ``seed``, ``freeze_vision`` and the ``save_every`` / ``log_every`` intervals:
+    :class:`~fl1_core.config.OptimizerConfig` (β₂ = 0.95 here, as in language-model pretraining).
     """
 
-    seed: int = 0
     init_from: str | None = None  # a Future-L1 checkpoint to continue from (a second phase); None = random init
     steps: int = 4000
     batch_size: int = 16
     learning_rate: float = 2e-3
+    adam_beta2: float = 0.95
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
     cell_weight: float = 1.0
     tasks: dict[str, float] = field(default_factory=_default_tasks)
     qa_variants: dict[str, float] = field(default_factory=_default_variants)
     mcq_fraction: float = 0.5
     lookup_ways: dict[str, float] = field(default_factory=_default_ways)  # shares of the look-up task's ways
-    # imagination: frame-needing kinds in the question tasks, their share of the chain task, a frozen vision tower (stable latent targets, as in SFT), a latent projection
-    # head of width head_dim, and scheduled sampling of the latent tasks (own predictions fed at a span with prob p)
+    # imagination: frame-needing kinds in the question tasks, their share of the chain task, a latent projection head
+    # of width head_dim, and scheduled sampling of the latent tasks (own predictions fed at a span with prob p);
+    # freeze_vision keeps the latent targets stable, as in SFT
     frame_questions: bool = False
     frame_share: float = 0.5
-    freeze_vision: bool = False
     projection_head: bool = False
     head_dim: int = 256
     scheduled_sampling_p: float = 0.0
@@ -72,9 +72,9 @@ class PretrainRecipe(ConfigBase):
     save_every: int = 250
     keep_checkpoints: int = 2  # newest checkpoints kept (>= 1); older ones go only once a newer one is complete
     eval_every: int = 500
-    log_every: int = 10
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         unknown = sorted(set(self.tasks) - set(TASKS))
         if unknown:
             raise ValueError(f"PretrainRecipe.tasks: unknown task(s) {unknown}; known: {list(TASKS)}")

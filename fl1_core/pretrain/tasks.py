@@ -301,7 +301,7 @@ class TaskSampler:
 
 def _record_text(rec: dict) -> tuple[str, list[str]]:
     """(question without image markers, thoughts without 'THOUGHT n:' prefixes) of a world SFT record."""
-    from ..data.formats import split_trajectory
+    from ..tokens import split_trajectory
 
     human = rec["conversations"][0]["value"].replace("<image>", "").strip()
     return human, split_trajectory(rec["conversations"][1]["value"])

@@ -71,7 +71,8 @@ def _optimizer(params: list[torch.nn.Parameter], recipe: PretrainRecipe) -> torc
     decay = [p for p in params if p.ndim >= 2]
     rest = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=recipe.learning_rate, betas=(0.9, 0.95), eps=1e-8)
+    return torch.optim.AdamW(groups, lr=recipe.learning_rate, betas=(recipe.adam_beta1, recipe.adam_beta2),
+                             eps=recipe.adam_epsilon)
 
 
 def _save_state(out: Path, step: int, model, head, opt, recipe: PretrainRecipe, identity: dict,

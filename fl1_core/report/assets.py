@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..plots import PLOTLY_JS, STATIC_DIR, shared_plotlyjs
+from ..plots.saving import PLOTLY_JS, STATIC_DIR, shared_plotlyjs
 
 MATHJAX_DIR = "mathjax"
 # what MathJax 2 needs for TeX input and HTML-CSS output with the STIX web font (the package ships the output jax

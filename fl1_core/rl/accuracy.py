@@ -11,7 +11,7 @@ correctness rule of the repository).
 
 A response without an answer span is wrong (0) without asking anybody. Rule failures with an answer go to the yes/no
 judge (``judge_on="free-form"``: only free-form rows; ``"all"``: MCQ rows too) through
-:func:`fl1_core.evaluation.judge_many` (bounded retries, per-request timeout, strict yes/no parsing). A judge
+:func:`fl1_core.judge.client.judge_many` (bounded retries, per-request timeout, strict yes/no parsing). A judge
 failure is never scored as wrong: under ``judge_failure_policy="retry"`` the failed items are sent again (up to
 ``judge_retry_rounds`` more rounds); whatever still fails comes back as ``None`` and the caller drops its group.
 """
@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fl1_core.answers import answer_span, rule_correct
-from fl1_core.data.formats import RLRecord
-from fl1_core.judge.client import JudgeConfig, YesNoJudgeItem, judge_many
+from fl1_core.data.records import RLRecord
+from fl1_core.judge.client import judge_many
+from fl1_core.judge.config import JudgeConfig, YesNoJudgeItem
 
 __all__ = ["AccuracyResult", "score_accuracy"]
 

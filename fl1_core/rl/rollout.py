@@ -27,10 +27,10 @@ from typing import Any
 import torch
 
 from fl1_core.config import LatentConfig
-from fl1_core.data.formats import RLRecord
+from fl1_core.data.records import RLRecord
 from fl1_core.data.prompt_inputs import PromptTensors, pad_prompts
 from fl1_core.decoding import LatentGeneration, generate_with_latents
-from fl1_core.judge.client import JudgeConfig
+from fl1_core.judge.config import JudgeConfig
 from fl1_core.rewards import (
     accuracy_with_repetition,
     combine_rewards,
@@ -39,18 +39,15 @@ from fl1_core.rewards import (
     repetition_score,
     temporal_diversity_cos2,
 )
-from fl1_core.answers import concluded_answer
+from fl1_core.answers import concluded_letter
 from fl1_core.rl.accuracy import score_accuracy
-from fl1_core.rl.dynamic_sampling import SamplingResult, dynamic_sampling_rounds  # noqa: F401 (re-exported)
 
 __all__ = [
     "Response",
     "RoundStats",
-    "SamplingResult",
     "collate_responses",
     "generate_group_round",
     "score_groups",
-    "dynamic_sampling_rounds",
 ]
 
 log = logging.getLogger(__name__)
@@ -203,8 +200,8 @@ def generate_group_round(
 
 def event_correct(text: str, record: RLRecord) -> float:
     """1.0 when ``record`` is an MCQ and the response's final thought names its answer option
-    (:func:`fl1_core.answers.concluded_answer`), else 0.0."""
-    return float(record.is_multiple_choice and concluded_answer(text, record) == record.answer)
+    (:func:`fl1_core.answers.concluded_letter`), else 0.0."""
+    return float(record.is_multiple_choice and concluded_letter(text, record) == record.answer)
 
 
 def score_groups(

@@ -15,9 +15,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fl1_core.data.formats import RLRecord
-from fl1_core.evaluation.runner import EvalConfig, evaluate_twiffbench
-from fl1_core.judge.client import JudgeConfig
+from fl1_core.data.records import RLRecord
+from fl1_core.evaluation.eval_config import EvalConfig
+from fl1_core.evaluation.runner import evaluate_twiffbench
+from fl1_core.judge.config import JudgeConfig
 from fl1_core.rl.config import RLConfig
 from fl1_core.rl.trainer import train_rl
 from fl1_core.runs import atomic_write_json

@@ -4,15 +4,15 @@ One *step* = one rollout batch of ``prompts_per_step`` groups × ``group_size`` 
 ``epochs_per_rollout`` × ``mini_batches`` optimiser steps on it:
 
     A_i        = (R_i − mean_g) / (std_g + 1e-6)                           (group advantages, unbiased std)
-    log π_old  = replay(π_θ before the update)     (no grad; latent replay iff ``replay_latents``; with one
-                 optimiser step per rollout π_old = π_θ, so log π_θ.detach() is used unless
-                 ``recompute_old_logprobs`` — ρ ≡ 1 either way)
+    log π_old  = replay(π_θ before the update)     (no grad; latent replay iff the implementation's
+                 ``replay_latents``; with one optimiser step per rollout π_old = π_θ, so log π_θ.detach() is
+                 used unless ``recompute_old_logprobs`` — ρ ≡ 1 either way)
     log π_ref  = replay(frozen copy of the initial model; under LoRA the actor with its adapters off and its
                  fully trained heads swapped for their values at RL start: fl1_core.rl.reference)
-    ℓ_t        = DAPO clipped loss (ε_low, ε_high, dual clip c = 3) on tokens of the loss mask
+    ℓ_t        = DAPO clipped loss (the algorithm's ε_low, ε_high; dual clip c = 3) on tokens of the loss mask
     loss       = agg(ℓ) + β · agg(k3(log π_ref − log π_θ)),   β = 0.01
     mask       = emitted tokens, minus forced ones (``<|latent|>``, budget-forced ``<|latent_end|>``,
-                 forced initial ``<|latent_start|>``) iff ``mask_forced``
+                 forced initial ``<|latent_start|>``) iff the implementation's ``mask_forced``
 
 ``agg="token"`` divides by the token count N of the whole mini-batch (summed over micro-batches and processes), so
 gradient accumulation over micro-batches and data-parallel gradient summation give the full-batch gradient;
@@ -53,12 +53,11 @@ import torch
 from fl1_core.adapters import has_lora, merge_lora
 from fl1_core.checkpoints import model_fingerprint, save_model
 from fl1_core.data.examples import rl_prompt
-from fl1_core.data.formats import RLRecord
 from fl1_core.data.prompt_caps import filter_rl_prompts
 from fl1_core.data.prompt_inputs import PromptTensors, encode_prompt
-from fl1_core.data.records import write_rejects
+from fl1_core.data.records import RLRecord, write_rejects
 from fl1_core.distributed import ProcessGroup
-from fl1_core.judge.client import JudgeConfig
+from fl1_core.judge.config import JudgeConfig
 from fl1_core.placement import autocast, enable_activation_checkpointing, upcast_trainable
 from fl1_core.rl.config import RLConfig
 from fl1_core.rl.reference import LoraReference
@@ -66,36 +65,28 @@ from fl1_core.rl.prompt_cache import PromptCache
 from fl1_core.rl.rollout import (
     Response,
     RoundStats,
-    SamplingResult,
-    dynamic_sampling_rounds,
     generate_group_round,
     score_groups,
 )
+from fl1_core.rl.dynamic_sampling import SamplingResult, dynamic_sampling_rounds
 from fl1_core.rl.sharded import RolloutWeights, gathered_copy, sharded_reference
 from fl1_core.sharding import skeleton
 from fl1_core.rl.trainer_state import METRICS_FILE, TrainerState
-from fl1_core.rl.update import (  # noqa: F401  (re-exported: the names this module had)
-    PolicyUpdate,
-    RLResult,
-    StopTraining,
-    TrainBatch,
-    _mix_seed,
-    _reference_copy,
-)
-from fl1_core.metrics import RL_METRIC_NAMES, Trackers, grouped
+from fl1_core.rl.update import PolicyUpdate, RLResult, _mix_seed, _reference_copy
+from fl1_core.metrics import Trackers
 from fl1_core.runs import atomic_directory, append_jsonl, read_jsonl, write_jsonl, write_manifest
 
-__all__ = ["RLTrainer", "RLResult", "TrainBatch", "train_rl", "run_rl", "StopTraining", "TIMING_KEYS"]
+__all__ = ["RLTrainer", "train_rl", "run_rl", "TIMING_KEYS"]
 
 log = logging.getLogger(__name__)
 
-_SUM_KEYS = ("judge_calls", "judge_requests", "judge_failures", "judge_unresolved", "dropped_groups",
-             "drawn_groups", "kept_groups", "train_groups", "train_responses", "tokens", "gen_tokens", "loss_tokens",
-             "loss", "pg_loss", "kl_loss")  # losses are normalised by global counts: process parts add up
+_SUM_KEYS = ("judge/calls", "judge/requests", "judge/failures", "judge/unresolved", "sampling/dropped_groups",
+             "sampling/drawn_groups", "sampling/kept_groups", "sampling/train_groups", "sampling/train_responses",
+             "rollout/gen_tokens", "loss/tokens", "loss/total", "loss/policy", "loss/kl")
+# (losses are normalised by global counts: process parts add up)
 #: metrics fields that depend on wall-clock time (everything else is reproducible on CPU)
 TIMING_KEYS = ("time/step_s", "rollout/tokens_per_s", "time/rollout_s", "time/update_s")
 
-_Dist = ProcessGroup  # the earlier private name
 PROMPT_REJECTS_FILE = "prompt_rejects.jsonl"  # prompts longer than RLConfig.max_prompt_tokens, by id
 
 
@@ -121,7 +112,7 @@ class RLTrainer(PolicyUpdate, TrainerState):
     ) -> None:
         if not records:
             raise ValueError("train_rl needs at least one RL record")
-        self.cfg = config.resolved()
+        self.cfg = config
         self.model = model
         self.processor = processor
         self.records, self.prompt_rejects = filter_rl_prompts(
@@ -140,7 +131,7 @@ class RLTrainer(PolicyUpdate, TrainerState):
                 "%d of %d RL records are free-form and no judge is configured: their answers are scored by the exact "
                 "rule only (a correct paraphrase scores 0). Pass a judge (fl1 rl --judge env|local) to follow docs/PAPER.md#rewards.",
                 self.free_form_without_judge, len(self.records))
-        self.dist = _Dist()
+        self.dist = ProcessGroup()
         if self.cfg.prompts_per_step % self.dist.world:
             raise ValueError(
                 f"prompts_per_step={self.cfg.prompts_per_step} must be divisible by the {self.dist.world} processes"
@@ -153,13 +144,7 @@ class RLTrainer(PolicyUpdate, TrainerState):
         self.tokenizer = tok
         self.pad_id = int(model.base.generation_config.pad_token_id if model.base.generation_config.pad_token_id
                           is not None else tok.pad_token_id)
-        lc = model.latent_config
-        changes: dict[str, Any] = {}
-        if self.cfg.loose_cap is not None and lc.budget_mode == "loose":
-            changes["loose_cap"] = self.cfg.loose_cap
-        if self.cfg.force_initial_latent is not None:
-            changes["force_initial_latent"] = self.cfg.force_initial_latent
-        self.latent_config = lc.replace(**changes)
+        self.latent_config = model.latent_config.overridden(self.cfg.latent)  # the rollouts' latent settings
         if self.cfg.token_budget == "data":
             from fl1_core.rl.budget import data_token_budget
 
@@ -196,7 +181,7 @@ class RLTrainer(PolicyUpdate, TrainerState):
         self.actor = self.dist.wrap(model)
         self.params = [p for p in model.parameters() if p.requires_grad]  # after wrap: FSDP replaces parameters
         self.optimizer = torch.optim.AdamW(
-            self.params, lr=self.cfg.learning_rate, betas=tuple(self.cfg.adam_betas), eps=self.cfg.adam_epsilon,
+            self.params, lr=self.cfg.learning_rate, betas=(self.cfg.adam_beta1, self.cfg.adam_beta2), eps=self.cfg.adam_epsilon,
             weight_decay=self.cfg.weight_decay,
         )
         self.total_steps = self.cfg.steps_for(len(self.records))
@@ -228,6 +213,7 @@ class RLTrainer(PolicyUpdate, TrainerState):
         """Draw and score rounds for ``step`` (dynamic sampling with refill); returns (sampling, judge stats,
         generated tokens)."""
         cfg = self.cfg
+        lambda_ctr, lambda_div, tau = cfg.latent_reward_weights
         per_round = self.local_prompts * self.dist.world
         start = self.cursor
         stats = RoundStats()
@@ -249,8 +235,8 @@ class RLTrainer(PolicyUpdate, TrainerState):
                 )
             gen_tokens += sum(r.length for g in groups for r in g)
             s = score_groups(
-                groups, w_acc=cfg.w_acc, w_fmt=cfg.w_fmt, w_event=cfg.w_event, lambda_ctr=float(cfg.lambda_ctr),
-                lambda_div=float(cfg.lambda_div), tau=float(cfg.tau), repetition_threshold=cfg.repetition_threshold,
+                groups, w_acc=cfg.w_acc, w_fmt=cfg.w_fmt, w_event=cfg.w_event, lambda_ctr=lambda_ctr,
+                lambda_div=lambda_div, tau=tau, repetition_threshold=cfg.repetition_threshold,
                 judge_config=self.judge_config, judge_on=cfg.judge_on, failure_policy=cfg.judge_failure_policy,
                 retry_rounds=cfg.judge_retry_rounds, cache_dir=str(self.out_dir / "judge_cache"),
             )
@@ -258,7 +244,7 @@ class RLTrainer(PolicyUpdate, TrainerState):
             return groups
 
         sampling = dynamic_sampling_rounds(
-            draw, target=self.local_prompts, enabled=bool(cfg.dynamic_sampling), max_rounds=cfg.max_rounds,
+            draw, target=self.local_prompts, enabled=cfg.algorithm.dynamic_sampling, max_rounds=cfg.max_rounds,
             low=cfg.filter_low, high=cfg.filter_high, should_stop=self.dist.all if self.dist.world > 1 else None,
         )
         rounds = int(self.dist.max(sampling.rounds))
@@ -289,46 +275,47 @@ class RLTrainer(PolicyUpdate, TrainerState):
 
         row: dict[str, Any] = {
             "step": step + 1,
-            "acc": mean([float(r.acc or 0.0) for r in rows]),
-            "fmt": mean([r.fmt for r in rows]),
-            "r_ctr": mean([r.r_ctr for r in rows]),
-            "div_cos2": mean([r.div_cos2 for r in rows]),  # C̄² (the reward subtracts λ_div·C̄²)
-            "event": mean([r.event for r in rows]),  # 0 unless w_event ≠ 0
-            "overall": mean([r.reward for r in rows]),
-            "acc_all": mean([float(r.acc or 0.0) for r in drawn]),
-            "fmt_all": mean([r.fmt for r in drawn]),
-            "overall_all": mean([r.reward for r in drawn]),
-            "kept_group_frac": sampling.kept_fraction,
-            "refill_rounds": sampling.rounds - 1,
-            "fallback": float(sampling.fallback),
-            "short_batch": float(sampling.short),
-            "drawn_groups": sampling.drawn_groups,
-            "kept_groups": sampling.kept_groups,
-            "train_groups": len(sampling.groups),
-            "train_responses": len(rows),
-            "dropped_groups": sampling.dropped_groups,
-            "response_len": mean([float(r.length) for r in drawn]),
+            # rewards of the trained responses (kept groups), then of everything drawn
+            "reward/acc": mean([float(r.acc or 0.0) for r in rows]),
+            "reward/fmt": mean([r.fmt for r in rows]),
+            "reward/r_ctr": mean([r.r_ctr for r in rows]),
+            "reward/div_cos2": mean([r.div_cos2 for r in rows]),  # C̄² (the reward subtracts λ_div·C̄²)
+            "reward/event": mean([r.event for r in rows]),  # 0 unless w_event ≠ 0
+            "reward/overall": mean([r.reward for r in rows]),
+            "reward/acc_all": mean([float(r.acc or 0.0) for r in drawn]),
+            "reward/fmt_all": mean([r.fmt for r in drawn]),
+            "reward/overall_all": mean([r.reward for r in drawn]),
+            "sampling/kept_group_frac": sampling.kept_fraction,
+            "sampling/refill_rounds": sampling.rounds - 1,
+            "sampling/fallback": float(sampling.fallback),
+            "sampling/short_batch": float(sampling.short),
+            "sampling/drawn_groups": sampling.drawn_groups,
+            "sampling/kept_groups": sampling.kept_groups,
+            "sampling/train_groups": len(sampling.groups),
+            "sampling/train_responses": len(rows),
+            "sampling/dropped_groups": sampling.dropped_groups,
+            "rollout/response_len": mean([float(r.length) for r in drawn]),
             # share of drawn responses cut by the token budget (no end-of-turn token: they score 0)
-            "truncated": mean([float(int(r.sequence[-1]) != self.eos_id) for r in drawn]),
-            "max_new_tokens": self.cfg.max_new_tokens,
-            "latent_spans": mean([float(len(r.span_counts)) for r in drawn]),
-            "latents_per_response": mean([float(r.latents.shape[0]) for r in drawn]),
-            "gen_tokens": gen_tokens,
-            "judge_calls": jstats.judge_calls,
-            "judge_requests": jstats.judge_requests,
-            "judge_failures": jstats.judge_failures,
-            "judge_unresolved": jstats.judge_unresolved,
-            **{k: v for k, v in upd.items()},
-            "skipped_steps": self.skipped_steps,
-            "lr": lr,
-            "rollout_s": t1 - t0,
-            "update_s": t2 - t1,
-            "time_s": t2 - t0,
+            "rollout/truncated": mean([float(int(r.sequence[-1]) != self.eos_id) for r in drawn]),
+            "rollout/max_new_tokens": self.cfg.max_new_tokens,
+            "rollout/latent_spans": mean([float(len(r.span_counts)) for r in drawn]),
+            "rollout/latents_per_response": mean([float(r.latents.shape[0]) for r in drawn]),
+            "rollout/gen_tokens": gen_tokens,
+            "judge/calls": jstats.judge_calls,
+            "judge/requests": jstats.judge_requests,
+            "judge/failures": jstats.judge_failures,
+            "judge/unresolved": jstats.judge_unresolved,
+            **upd,  # loss/*, policy/*, optim/grad_norm, optim/steps
+            "optim/skipped_steps": self.skipped_steps,
+            "optim/lr": lr,
+            "time/rollout_s": t1 - t0,
+            "time/update_s": t2 - t1,
+            "time/step_s": t2 - t0,
         }
         row = self.dist.reduce_metrics(row, _SUM_KEYS)
-        row["tokens_per_s"] = row["gen_tokens"] / row["time_s"] if row["time_s"] > 0 else 0.0
+        row["rollout/tokens_per_s"] = row["rollout/gen_tokens"] / row["time/step_s"] if row["time/step_s"] > 0 else 0.0
         row["step"] = step + 1
-        return grouped(row, RL_METRIC_NAMES)
+        return row
 
     # ---------------------------------------------------------------------------------------------------- loop
     def train(self) -> RLResult:
@@ -353,7 +340,7 @@ class RLTrainer(PolicyUpdate, TrainerState):
         if self.step == 0 and not (self.out_dir / METRICS_FILE).exists():
             write_jsonl(self.out_dir / METRICS_FILE, [])
         trackers = Trackers(self.cfg.report_to, "rl", self.out_dir / "trackers", self.cfg.to_dict(), self.dist.main)
-        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"rl {self.cfg.mode}/{self.cfg.preset}",
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"rl {self.cfg.mode}/{self.cfg.implementation}",
                    disable=not (self.cfg.progress_bar and self.dist.main))
         try:
             while self.step < self.total_steps:

@@ -87,7 +87,7 @@ class PolicyUpdate:
                 part = rows[starts[k] : starts[k] + batch] if k < len(starts) else rows[:batch]
                 inputs, gen = collate_responses(part, self.pad_id)
                 rep = replay(model, inputs, gen, temperature=self.cfg.temperature,
-                             replay_latents=bool(self.cfg.replay_latents), chunk_size=self.cfg.logprob_chunk)
+                             replay_latents=self.cfg.implementation_settings.replay_latents, chunk_size=self.cfg.logprob_chunk)
                 lp = rep.logprobs.float().cpu()
                 if k < len(starts):
                     out.extend(lp[i, : r.length].clone() for i, r in enumerate(part))
@@ -102,12 +102,12 @@ class PolicyUpdate:
         masks = []
         for r in rows:
             m = torch.ones(r.length, dtype=torch.bool)
-            if self.cfg.mask_forced:
+            if self.cfg.implementation_settings.mask_forced:
                 m &= ~r.forced_mask
             masks.append(m)
         batch = self.cfg.replay_batch_size or self.cfg.micro_batch_size or max(1, len(rows))
         self.model.eval()
-        old = self._replay_logprobs(self.model, rows, batch) if self.cfg.recompute_old_logprobs else None
+        old = self._replay_logprobs(self.model, rows, batch) if self.cfg.old_logprobs_pass else None
         ref = None
         if self.cfg.kl_beta != 0.0:  # computed before the update, like the old log-probs
             ref = self._replay_logprobs(self.ref_model, rows, batch)
@@ -137,6 +137,7 @@ class PolicyUpdate:
         (``*_tok``) of the per-token metrics, plus ``tokens``.
         """
         cfg = self.cfg
+        algo = cfg.algorithm
         micro = cfg.micro_batch_size or max(1, len(indices))
         acc: dict[str, float] = {"loss": 0.0, "pg_loss": 0.0, "kl_loss": 0.0, "tokens": 0.0, "clipfrac_tok": 0.0,
                                  "clipfrac_high_tok": 0.0, "clipfrac_low_tok": 0.0, "clipfrac_dual_tok": 0.0,
@@ -160,7 +161,7 @@ class PolicyUpdate:
             adv = batch.advantages[idx].to(dev)
             with torch.set_grad_enabled(backward), sync, autocast(self.model):
                 rep = replay(self.actor if backward else self.model, inputs, gen, temperature=cfg.temperature,
-                             replay_latents=bool(cfg.replay_latents), chunk_size=cfg.logprob_chunk,
+                             replay_latents=cfg.implementation_settings.replay_latents, chunk_size=cfg.logprob_chunk,
                              with_entropy=True)
                 logp = rep.logprobs.float()
                 if batch.old_logprobs is None:
@@ -171,8 +172,8 @@ class PolicyUpdate:
                 if batch.ref_logprobs is not None:
                     ref = self._pad([batch.ref_logprobs[i] for i in idx], width).to(dev)
                 loss, pg, kl, kl_tok, m = policy_objective(
-                    logp, old, adv, mask, ref_logp=ref, kl_beta=float(cfg.kl_beta), eps_low=float(cfg.eps_low),
-                    eps_high=float(cfg.eps_high), dual_clip=cfg.dual_clip, agg=cfg.loss_agg, num_tokens=num_tokens,
+                    logp, old, adv, mask, ref_logp=ref, kl_beta=float(cfg.kl_beta), eps_low=algo.eps_low,
+                    eps_high=algo.eps_high, dual_clip=cfg.dual_clip, agg=algo.loss_agg, num_tokens=num_tokens,
                     num_seqs=num_seqs,
                 )
                 if pad:  # the gradient collectives run, adding zero
@@ -210,7 +211,7 @@ class PolicyUpdate:
 
     def update(self, batch: TrainBatch, step: int) -> dict[str, float]:
         """``epochs_per_rollout`` passes over ``batch`` in ``mini_batches`` shuffled mini-batches, one optimiser step
-        per mini-batch. Returns token-weighted metric means over all mini-batches."""
+        per mini-batch. Returns token-weighted metric means over all mini-batches, under their metric names."""
         cfg = self.cfg
         if cfg.gradient_checkpointing:  # HF checkpoints only in training mode (Qwen3-VL has no dropout)
             self.model.train()
@@ -229,7 +230,7 @@ class PolicyUpdate:
                 local_seq = float(sum(int(batch.loss_masks[i].any()) for i in mb))
                 num_tokens = self.dist.sum(local_tok)
                 num_seqs = self.dist.sum(local_seq)
-                if (num_tokens if cfg.loss_agg == "token" else num_seqs) <= 0:
+                if (num_tokens if cfg.algorithm.loss_agg == "token" else num_seqs) <= 0:
                     continue
                 part = self.loss_and_backward(batch, mb, num_tokens=num_tokens, num_seqs=num_seqs)
                 norm, stepped = self._optimizer_step()
@@ -246,20 +247,20 @@ class PolicyUpdate:
             return tot.get(key, 0.0) / tokens if tokens else 0.0
 
         return {
-            "loss": tot.get("loss", 0.0) / nmb,
-            "pg_loss": tot.get("pg_loss", 0.0) / nmb,
-            "kl_loss": tot.get("kl_loss", 0.0) / nmb,
-            "clipfrac": per_tok("clipfrac_tok"),
-            "clipfrac_high": per_tok("clipfrac_high_tok"),
-            "clipfrac_low": per_tok("clipfrac_low_tok"),
-            "clipfrac_dual": per_tok("clipfrac_dual_tok"),
-            "kl": per_tok("kl_tok"),
-            "approx_kl_old": per_tok("approx_kl_old_tok"),
-            "entropy": (first_pass["entropy_tok"] / first_pass["tokens"]) if first_pass and first_pass["tokens"]
+            "loss/total": tot.get("loss", 0.0) / nmb,
+            "loss/policy": tot.get("pg_loss", 0.0) / nmb,
+            "loss/kl": tot.get("kl_loss", 0.0) / nmb,
+            "loss/tokens": tokens / max(1, cfg.epochs_per_rollout),
+            "policy/clipfrac": per_tok("clipfrac_tok"),
+            "policy/clipfrac_high": per_tok("clipfrac_high_tok"),
+            "policy/clipfrac_low": per_tok("clipfrac_low_tok"),
+            "policy/clipfrac_dual": per_tok("clipfrac_dual_tok"),
+            "policy/kl": per_tok("kl_tok"),
+            "policy/approx_kl_old": per_tok("approx_kl_old_tok"),
+            "policy/entropy": (first_pass["entropy_tok"] / first_pass["tokens"]) if first_pass and first_pass["tokens"]
             else 0.0,
-            "ratio_max": tot.get("ratio_max", 0.0),
-            "grad_norm": float(np.mean(norms)) if norms else 0.0,
-            "optimizer_steps": float(opt_steps),
-            "loss_tokens": tokens / max(1, cfg.epochs_per_rollout),
+            "policy/ratio_max": tot.get("ratio_max", 0.0),
+            "optim/grad_norm": float(np.mean(norms)) if norms else 0.0,
+            "optim/steps": float(opt_steps),
         }
 

@@ -16,14 +16,7 @@ from .config import (
     StepInfo,
     result_affecting,
 )
-from .data import (
-    ExampleSource,
-    _batch_stream,
-    _fresh_readers,
-    epoch_permutation,
-    micro_batch_indices,
-    validate_examples,
-)
+from .data import ExampleSource, epoch_permutation, micro_batch_indices, validate_examples
 from .loop import run_sft, save_final_model, train_sft
 from .report import FormatReport, format_report, split_holdout
 

@@ -1,4 +1,5 @@
-"""The SFT configuration (every knob, the two presets, which settings a resume may change), its errors and results."""
+"""The SFT configuration (every knob, the CPU and GPU presets, which settings a resume may change), its errors and
+results."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 
-from ..config import ConfigBase
+from ..config import FineTuneConfig, check_system_prompt, paper_setting
 from ..model import FutureL1Model
 
 logger = logging.getLogger(__name__)
+_HP = "docs/PAPER.md#hyperparameters"
 
 #: SFT modes: "latent" (Future-L1: one latent span per future frame, CE + λ·alignment), "text" (the text-only
 #: baseline: thoughts kept, frames dropped, CE only), "pause" (the pause-token control: the latent structure and slot
@@ -39,7 +41,7 @@ HARMLESS_KEYS = frozenset(
 
 
 @dataclass
-class SFTConfig(ConfigBase):
+class SFTConfig(FineTuneConfig):
     """Settings of one SFT run. Global batch = ``per_device_batch_size × gradient_accumulation_steps × processes``.
 
     - ``num_epochs`` passes over the data, or exactly ``max_steps`` optimizer steps if set (epochs repeat as needed);
@@ -48,34 +50,27 @@ class SFTConfig(ConfigBase):
     - ``mixed_precision``: ``"auto"`` = bf16 on a bf16-capable GPU, fp32 (``"no"``) on CPU;
     - ``letter_weight``: weight of the option-letter tokens in the CE (:func:`fl1_core.losses.causal_ce_loss`);
       1 = the paper's plain mean;
-    - ``latent_lambda``: λ of ``loss = CE + λ·MSE`` written into the model's LatentConfig (``None`` keeps the model's);
+    - ``latent``: overrides of the model's LatentConfig written into the trained model (e.g. ``{"latent_lambda":
+      0.2}`` for ``loss = CE + λ·MSE``; ``{}`` keeps the model's);
     - ``save_every``: checkpoint interval in optimizer steps (0 = only at the end); ``keep_checkpoints`` newest kept;
     - ``on_error="skip"``: bad records go to ``<out>/rejects.jsonl``; ``validate_examples`` decodes and checks every
       example once before training so a bad record never reaches a batch; ``cache_examples`` keeps decoded frames
       in memory (right for the world; turn off for 50K real records and use ``dataloader_workers``).
 
-    Paper values (docs/PAPER.md#hyperparameters), the defaults here and :meth:`gpu_release`: ``learning_rate`` 1e-5,
-    ``lr_scheduler`` cosine, ``warmup_ratio`` 0.1, ``weight_decay`` 0.1, ``num_epochs`` 1, ``per_device_batch_size``
-    1 × ``gradient_accumulation_steps`` 16 × 8 GPUs = 128, bf16, ``freeze_vision`` True, λ = 0.2
-    (docs/PAPER.md#latent-sft). ``letter_weight`` is the workbook's (1 = the paper's plain CE mean).
+    Fields whose default is the paper's say so in their help text (docs/PAPER.md#hyperparameters); the release's
+    GPU run is :meth:`gpu_release` (global batch 1 × 16 × 8 GPUs = 128, bf16, λ = 0.2). ``letter_weight`` and
+    scheduled sampling are the workbook's (1 and 0 = the paper's plain teacher-forced CE).
     """
 
-    learning_rate: float = 1e-5
-    lr_scheduler: Literal["cosine", "constant"] = "cosine"
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.1
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
-    max_grad_norm: float = 1.0
-    num_epochs: int = 1
-    max_steps: int | None = None
-    per_device_batch_size: int = 1
-    gradient_accumulation_steps: int = 16
+    learning_rate: float = paper_setting(1e-5, _HP)
+    lr_scheduler: Literal["cosine", "constant"] = paper_setting("cosine", _HP)
+    warmup_ratio: float = paper_setting(0.1, _HP)
+    weight_decay: float = paper_setting(0.1, _HP)
+    num_epochs: float = paper_setting(1.0, _HP)
+    per_device_batch_size: int = paper_setting(1, _HP)
+    gradient_accumulation_steps: int = paper_setting(16, _HP, "× 8 GPUs × 1 per device = global batch 128")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
-    gradient_checkpointing: bool = False
-    freeze_vision: bool = True
-    latent_lambda: float | None = None  # None: the model's LatentConfig λ (default 0.2); a value overrides it
+    freeze_vision: bool = paper_setting(True, _HP, "vision tower and merger frozen")
     letter_weight: float = 1.0
     # scheduled sampling (not in the release; 0 = the release's pure teacher forcing): with probability p a span gets
     # the model's own projected predictions (FutureL1Model.own_latent_inputs), p rising linearly from 0 over
@@ -84,30 +79,17 @@ class SFTConfig(ConfigBase):
     scheduled_sampling_ramp: float = 0.3
     system_prompt: str = "interleaved"
     max_length: int | None = None
-    seed: int = 0
-    save_every: int = 100
-    keep_checkpoints: int = 2
-    log_every: int = 10
-    progress_bar: bool = True
-    report_to: str | None = None  # also log metrics to accelerate trackers: "tensorboard", "wandb", … (None = off)
     on_error: Literal["raise", "skip"] = "skip"
     validate_examples: bool = True
     cache_examples: bool = True
     dataloader_workers: int = 0
-    lora: dict | None = None  # LoRA settings (fl1_core.adapters.LoraSettings fields, {} = defaults); None → full
-    lora_merge: bool = False  # with LoRA: save final/ merged into a full checkpoint instead of an adapter folder
 
     def __post_init__(self) -> None:
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        super().__post_init__()
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.per_device_batch_size < 1 or self.gradient_accumulation_steps < 1:
             raise ValueError("per_device_batch_size and gradient_accumulation_steps must be >= 1")
-        if self.num_epochs < 1 and self.max_steps is None:
-            raise ValueError(f"num_epochs must be >= 1, got {self.num_epochs}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
         if self.lr_scheduler not in ("cosine", "constant"):
             raise ValueError(f"lr_scheduler must be 'cosine' or 'constant', got {self.lr_scheduler!r}")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
@@ -119,8 +101,9 @@ class SFTConfig(ConfigBase):
         if not (0.0 <= self.scheduled_sampling_p <= 1.0 and 0.0 <= self.scheduled_sampling_ramp <= 1.0):
             raise ValueError("scheduled_sampling_p and scheduled_sampling_ramp must be in [0, 1], got "
                              f"{self.scheduled_sampling_p}, {self.scheduled_sampling_ramp}")
-        if self.save_every < 0 or self.keep_checkpoints < 1:
-            raise ValueError("save_every must be >= 0 and keep_checkpoints >= 1")
+        if self.save_every < 0:
+            raise ValueError("save_every must be >= 0")
+        check_system_prompt(self)
 
     def own_latent_p_at(self, step: int, total_steps: int) -> float:
         """Scheduled-sampling probability at 0-based optimizer ``step``: ``p·min(1, (s+1)/(ramp·S))``."""
@@ -129,13 +112,13 @@ class SFTConfig(ConfigBase):
 
     @classmethod
     def gpu_release(cls, **overrides: Any) -> "SFTConfig":
-        """The release's hyper-parameters (docs/PAPER.md#hyperparameters): AdamW lr 1e-5, cosine, warmup 0.1, wd 0.1, 1 epoch, bf16,
+        """The release's run (docs/PAPER.md#hyperparameters): AdamW lr 1e-5, cosine, warmup 0.1, wd 0.1, 1 epoch, bf16,
         gradient checkpointing, λ = 0.2, per-device batch 1 × grad-accum 16 × 8 GPUs = global batch 128 (launch with
         ``accelerate launch --config_file configs/accelerate/zero2.yaml``)."""
         base = dict(
             learning_rate=1e-5, lr_scheduler="cosine", warmup_ratio=0.1, weight_decay=0.1, num_epochs=1,
             per_device_batch_size=1, gradient_accumulation_steps=16, mixed_precision="bf16",
-            gradient_checkpointing=True, latent_lambda=0.2, max_grad_norm=1.0, save_every=200,
+            gradient_checkpointing=True, latent={"latent_lambda": 0.2}, max_grad_norm=1.0, save_every=200,
             cache_examples=False, dataloader_workers=4,
         )
         base.update(overrides)
@@ -152,7 +135,8 @@ class SFTConfig(ConfigBase):
         base = dict(
             learning_rate=2e-3, lr_scheduler="cosine", warmup_ratio=0.05, weight_decay=0.01, num_epochs=3,
             per_device_batch_size=8, gradient_accumulation_steps=1, mixed_precision="no",
-            gradient_checkpointing=False, latent_lambda=0.2, max_grad_norm=1.0, save_every=60, log_every=20,
+            gradient_checkpointing=False, latent={"latent_lambda": 0.2}, max_grad_norm=1.0, save_every=60,
+            log_every=20,
         )
         base.update(overrides)
         return cls(**base)

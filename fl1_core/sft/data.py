@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from ..data.collator import CollateError, SFTCollator, SFTExample
 from ..data.examples import sft_example
-from ..data.formats import Reject, SFTRecord
+from ..data.records import Reject, SFTRecord
 from ..data.frames import clear_reader_cache
 
 from .config import Mode, SFTConfig

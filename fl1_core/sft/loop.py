@@ -40,13 +40,13 @@ from ..checkpoints import (
     OneProcess, latest_checkpoint, model_fingerprint, resume_from, run_identity, save_checkpoint, save_model,
     training_state_bytes,
 )
-from ..config import LatentConfig
 from ..data.collator import SFTCollator, SFTExample
 from ..distributed import ProcessGroup, accelerator_settings
-from ..data.formats import Reject, SFTRecord, load_sft_records, write_rejects
+from ..data.formats import load_sft_records
+from ..data.records import Reject, SFTRecord, write_rejects
 from ..model import FutureL1Model, load_future_l1
 from ..adapters import LoraSettings, apply_lora, has_lora, merge_lora
-from ..metrics import SFT_METRIC_NAMES, Trackers, grouped
+from ..metrics import Trackers
 from ..placement import autocast, enable_activation_checkpointing, scalar, to_device, upcast_trainable
 from ..runs import atomic_directory, atomic_write_json, append_jsonl, read_jsonl, write_jsonl
 
@@ -136,8 +136,8 @@ def train_sft(
         out_dir.mkdir(parents=True, exist_ok=True)
 
     # ---- model set-up (before anything is loaded or prepared)
-    if cfg.latent_lambda is not None and model.latent_config.latent_lambda != cfg.latent_lambda:
-        model.latent_config = model.latent_config.replace(latent_lambda=cfg.latent_lambda)
+    if model.latent_config.overridden(cfg.latent) != model.latent_config:
+        model.latent_config = model.latent_config.overridden(cfg.latent)
         model._sync_config()
     fingerprint = model_fingerprint(model)
     model.freeze_vision(cfg.freeze_vision)
@@ -180,7 +180,7 @@ def train_sft(
             f"{n} usable examples are fewer than one global batch ({b} × {cfg.gradient_accumulation_steps} accumulation"
             f" × {n_proc} processes = {global_batch}); lower the batch size or add data"
         )
-    total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.num_epochs * steps_per_epoch
+    total_steps = cfg.max_steps if cfg.max_steps is not None else math.ceil(cfg.num_epochs * steps_per_epoch)
     identity = run_identity(
         "sft", {**result_affecting(cfg), "mode": mode, "latent_config": model.latent_config.to_dict(),
                 "total_steps": total_steps},
@@ -302,19 +302,18 @@ def train_sft(
             dt = time.perf_counter() - t0
             row = {
                 "step": step + 1,
-                "epoch": round((step + 1) / steps_per_epoch, 4),
-                "loss": float(stats[0] / n_micro),
-                "ce_loss": float(stats[1] / n_micro),
-                "latent_loss": float(stats[2] / n_micro),
-                "lr": lr,
-                "grad_norm": grad_norm,
-                "latent_pairs": int(stats[3]),
-                "tokens": int(stats[4]),
-                "samples": samples,
-                "tokens_per_s": float(stats[4]) / dt,
-                "step_time_s": dt,
+                "data/epoch": round((step + 1) / steps_per_epoch, 4),
+                "loss/total": float(stats[0] / n_micro),
+                "loss/ce": float(stats[1] / n_micro),
+                "loss/latent": float(stats[2] / n_micro),
+                "optim/lr": lr,
+                "optim/grad_norm": grad_norm,
+                "data/latent_pairs": int(stats[3]),
+                "data/tokens": int(stats[4]),
+                "data/samples": samples,
+                "time/tokens_per_s": float(stats[4]) / dt,
+                "time/step_s": dt,
             }
-            row = grouped(row, SFT_METRIC_NAMES)
             if main:
                 append_jsonl(metrics_path, row)
             trackers.log(row, step + 1)
@@ -362,7 +361,6 @@ def run_sft(
     config: SFTConfig,
     mode: Mode = "latent",
     *,
-    latent_config: LatentConfig | None = None,
     exclude_ids: Sequence[str] = (),
     callbacks: Sequence[Callable[[StepInfo], None]] = (),
 ) -> SFTResult:
@@ -371,7 +369,7 @@ def run_sft(
     A world base built for another tokenizer or world version is refused (:func:`check_base_compatible`)."""
     from ..world_base import check_base_compatible
 
-    model, processor = load_future_l1(init_checkpoint_dir, latent_config=latent_config)
+    model, processor = load_future_l1(init_checkpoint_dir)
     check_base_compatible(model, processor, Path(data_path).parent)
     # with validate_examples every example is decoded later, 1/P per process: skip opening every video here too
     loaded = load_sft_records(data_path, on_error=config.on_error, check_videos=not config.validate_examples)

@@ -17,8 +17,6 @@ from ..answers import is_correct, reference_letter
 
 logger = logging.getLogger(__name__)
 
-from .config import Mode  # noqa: E402,F401  (re-exported: its earlier home)
-
 @dataclass
 class FormatReport:
     """Greedy ``generate_with_latents`` on held-out prompts: format-valid rate (``format_reward``), spans per response,

@@ -19,7 +19,7 @@ from fl1_core.data.collator import SFTCollator
 from fl1_core.model import load_future_l1
 from fl1_core.world_base import WORLD_BASE_DIR
 
-from questions import stream_questions
+from stream_questions import stream_questions
 
 
 def letter_binding(model, processor, examples, batch_size: int = 16) -> dict:

@@ -20,7 +20,7 @@ from fl1_core.world_base import WORLD_BASE_DIR
 from fl1_core.evaluation.heldout import run_heldout_mcq
 from fl1_core.sft import SFTConfig, train_sft
 
-from questions import stream_questions
+from stream_questions import stream_questions
 
 
 def main() -> None:

@@ -26,17 +26,19 @@ def main() -> None:
     import fl1_core.rl.trainer as trainer_mod
     from fl1_core.data.formats import load_rl_records
     from fl1_core.model import load_future_l1
-    from fl1_core.rl import RLConfig, RLTrainer, StopTraining
+    from fl1_core.rl.config import RLConfig
+    from fl1_core.rl.trainer import RLTrainer
+    from fl1_core.rl.update import StopTraining
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared reward helper
-    from helpers_rl import with_even_token_reward
+    from helpers_rl import ALL_GROUPS, with_even_token_reward
 
     trainer_mod.score_groups = with_even_token_reward(trainer_mod.score_groups)
     model, processor = load_future_l1(model_dir, device=None)
     model.latent_config = model.latent_config.replace(budget_mode="loose")
     records = load_rl_records(data).records
-    cfg = RLConfig(group_size=4, prompts_per_step=4, max_new_tokens=10, loose_cap=3, force_initial_latent=True,
-                   learning_rate=1e-3, total_steps=2, save_every=1, max_rounds=1, progress_bar=False, dynamic_sampling=False,
+    cfg = RLConfig(group_size=4, prompts_per_step=4, max_new_tokens=10, latent={"loose_cap": 3, "force_initial_latent": True},
+                   learning_rate=1e-3, max_steps=2, save_every=1, max_rounds=1, progress_bar=False, mode=ALL_GROUPS,
                    mini_batches=1, micro_batch_size=3, rollout_batch_size=4, kl_beta=0.01)
 
     def stop(trainer, step, row) -> None:

@@ -1,4 +1,4 @@
-"""The workbook runner: notebooks execute under papermill, resume, stop loudly on failure; sweeps isolate failures."""
+"""The notebook runner: notebooks execute under papermill, resume, stop loudly on failure; sweeps isolate failures."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from fl1_core.data.world import WorldConfig
-from fl1_core.workbook import NotebookFailed, expand_sweep, run_sweep, run_workbook, workbook_notebooks
+from fl1_core.notebook_runner import NotebookFailed, expand_sweep, run_sweep, run_workbook, workbook_notebooks
 
 
 def _notebook(path: Path, body: str, params: str = "run_dir = ''\nfail = False\nvalue = 1") -> Path:

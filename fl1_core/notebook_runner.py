@@ -1,7 +1,8 @@
-"""Executing the workbook: the notebooks in order with papermill into ``runs/<run-id>/``, and sweeps of many runs.
+"""The notebook runner: the workbook's notebooks in order with papermill into ``runs/<run-id>/``, and sweeps of many
+runs (``fl1 run``, ``fl1 batch``).
 
 A run folder holds the executed notebooks, ``manifest.json`` (git commit, parameters, package versions, data hashes,
-preset flags), ``stages.json`` (which notebooks completed, with wall times) and whatever the notebooks write
+stage flags), ``stages.json`` (which notebooks completed, with wall times) and whatever the notebooks write
 (metrics, figures, checkpoints). A failed notebook stops the chain with a clear message; its executed copy (with the
 error cell) stays in the run folder, and re-running the same command resumes after the last completed notebook.
 """
@@ -19,14 +20,13 @@ from typing import Any
 
 import yaml
 
-from .runs import atomic_write_json, run_directory, write_manifest
-
+from .notebook_setup import REPO_ROOT, repo_path
 from .run_summary import read_run_summary
+from .runs import atomic_write_json, run_directory, write_manifest
 
 logger = logging.getLogger(__name__)
 
-NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-# Parameters every notebook accepts (each notebook's tagged `parameters` cell defines them with defaults).
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
 
 class _QuietParameterWarnings(logging.Filter):
@@ -94,17 +94,6 @@ def _load_stages(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def current_parameter_names(params: dict[str, Any]) -> dict[str, Any]:
-    """Notebook parameters under today's names: ``preset=cpu|gpu`` was the hardware choice; it is ``hardware`` now,
-    and ``preset`` means release|corrected (the vocabulary of ``fl1 rl``)."""
-    if params.get("preset") in ("cpu", "gpu") and "hardware" not in params:
-        logger.warning("parameter preset=%s is now hardware=%s (preset is release|corrected)", params["preset"],
-                       params["preset"])
-        params = {**params, "hardware": params["preset"]}
-        del params["preset"]
-    return params
-
-
 def run_workbook(
     run_id: str | None = None,
     *,
@@ -136,7 +125,7 @@ def run_workbook(
     if parameters is None and stages.get("parameters"):  # resuming without parameters: the run's own
         parameters = stages["parameters"]
         logger.info("%s: resuming with the run's parameters %s", run_dir.name, parameters)
-    params = current_parameter_names(dict(parameters or {}))
+    params = dict(parameters or {})
     if stages and stages.get("parameters") != params:
         raise ValueError(
             f"{run_dir} was started with parameters {stages.get('parameters')}; now {params}. "
@@ -274,116 +263,3 @@ def run_sweep(
         lines.append(f"| {r['run_id']} | {r['status']} | {r['wall_s']} | {r.get('error', '')} |")
     (Path(runs_root) / f"{name}-summary.md").write_text("\n".join(lines) + "\n")
     return results
-
-
-
-REPO_ROOT = NOTEBOOK_DIR.parent
-
-
-def repo_path(path: str | Path) -> Path:
-    """A notebook parameter path: absolute as given, relative ones against the workbook checkout's root."""
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else REPO_ROOT / path
-
-
-@dataclass(frozen=True)
-class RunLayout:
-    """Where each stage of a run writes (one convention for every notebook and the CLI)."""
-
-    root: Path
-
-    @property
-    def stage0(self) -> Path:
-        return self.root / "stage0"
-
-    @property
-    def world_base(self) -> Path:
-        """Where ``base_model="retrain"`` pretrains the world base from scratch."""
-        return self.root / "world_base"
-
-    @property
-    def base_pointer(self) -> Path:
-        return self.root / "base_model.json"
-
-    @property
-    def base_model(self) -> Path:
-        """The base checkpoint of this run: the one notebook 02 chose (shipped world base, re-trained base or a
-        given checkpoint), recorded in ``base_model.json``; runs without the record use ``stage0/final``."""
-        if self.base_pointer.exists():
-            return Path(json.loads(self.base_pointer.read_text())["path"])
-        return self.stage0 / "final"
-
-    def set_base_model(self, path: str | Path, source: str) -> None:
-        """Record the base checkpoint every later notebook of the run starts from."""
-        from .runs import atomic_write_json
-
-        atomic_write_json(self.base_pointer, {"path": str(Path(path).resolve()), "source": source})
-
-    @property
-    def curation(self) -> Path:
-        return self.root / "curation"
-
-    @property
-    def curated_sft(self) -> Path:
-        return self.curation / "sft_curated.json"
-
-    def sft(self, mode: str) -> Path:
-        return self.root / "sft" / mode
-
-    def sft_model(self, mode: str) -> Path:
-        return self.sft(mode) / "final"
-
-    def rl(self, mode: str) -> Path:
-        return self.root / "rl" / mode
-
-    def rl_model(self, mode: str) -> Path:
-        return self.rl(mode) / "final"
-
-    def eval(self, model_name: str, benchmark: str) -> Path:
-        return self.root / "eval" / model_name / benchmark
-
-    @property
-    def metrics(self) -> Path:
-        path = self.root / "metrics"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def read_metric(self, name: str) -> Any:
-        """The JSON of ``metrics/<name>``, or None when that stage has not written it."""
-        path = self.root / "metrics" / name
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-
-    @property
-    def figures(self) -> Path:
-        path = self.root / "figures"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-
-def notebook_setup(run_dir: str | Path, data_dir: str | Path, *, seed: int | None = None,
-                   log_level: int = logging.WARNING) -> tuple[RunLayout, Path]:
-    """The one setup call of every notebook: logging at ``log_level``, the run folder (``runs/scratch`` when empty,
-    created), the data folder resolved against the repository, and ``torch.manual_seed(seed)`` when a seed is given.
-    Returns (the run's :class:`RunLayout`, the data folder)."""
-    logging.basicConfig(level=log_level)
-    root = repo_path(run_dir or "runs/scratch")
-    root.mkdir(parents=True, exist_ok=True)
-    if seed is not None:
-        import torch
-
-        torch.manual_seed(int(seed))
-    return RunLayout(root), repo_path(data_dir)
-
-
-def ensure_world(data_dir: str | Path, seed: int = 0, size: str = "default", regenerate: bool = False) -> dict[str, Any]:
-    """Generate the synthetic world into ``data_dir`` unless it already holds this seed and size; return its manifest."""
-    from .data.world import WorldConfig, generate_world
-
-    data_dir = repo_path(data_dir)
-    config = WorldConfig.small() if size == "small" else WorldConfig()
-    manifest_file = data_dir / "world.json"
-    current = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
-    if regenerate or current.get("seed") != seed or current.get("config") != config.to_dict():
-        generate_world(data_dir, seed=seed, config=config)
-        current = json.loads(manifest_file.read_text())
-    return current
