@@ -12,6 +12,8 @@
     fl1 eval --benchmark futurebench --model CKPT --data FILE --out DIR     evaluate a checkpoint (resumable)
     fl1 heldout --model NAME=CKPT … --data heldout_mcq.jsonl --out FILE.json   held-out MCQ accuracy (RL format)
     fl1 baselines --world data/world --out FILE.json   chance, read-the-present and question-only scores per kind
+    fl1 report RUN_DIR                           the run's offline HTML report (RUN_DIR/report/index.html)
+    fl1 plan --model CKPT --stage sft|rl|curation [--gpus N]   memory plan of a stage's GPU config, per phase
     fl1 judge-serve [--port 8008]                local OpenAI-compatible judge (loopback only by default)
 """
 
@@ -143,7 +145,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _sft_config(hardware: str, overrides: list[str]):
     from .sft import SFTConfig
 
-    base = SFTConfig.gpu_release() if hardware == "gpu" else SFTConfig.cpu_world()
+    base = SFTConfig.for_hardware(hardware)
     return base.replace(**_parse_params(overrides)) if overrides else base
 
 
@@ -220,8 +222,8 @@ def cmd_rl(args: argparse.Namespace) -> int:
 
     if args.hardware == "gpu":
         _require_gpu("rl")
-    preset = RLConfig.cpu_world if args.hardware == "cpu" else RLConfig.gpu_release
-    config = preset(mode=args.mode, implementation=args.implementation, **_parse_params(args.set))
+    config = RLConfig.for_hardware(args.hardware, mode=args.mode, implementation=args.implementation,
+                                   **_parse_params(args.set))
     with contextlib.ExitStack() as stack:
         result = run_rl(args.init, args.data, args.out, config, judge_from_choice(args.judge, stack))
     print(f"{result.steps} steps; final model: {result.final_dir}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .run_summary import CHECKPOINT_LABELS
 from .runs import atomic_write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +72,25 @@ class RunLayout:
 
     def rl_model(self, mode: str) -> Path:
         return self.rl(mode) / "final"
+
+    def checkpoint(self, name: str) -> Path:
+        """The model folder of checkpoint ``name`` (a key of :data:`fl1_core.run_summary.CHECKPOINT_LABELS`:
+        ``base``, ``text_sft``, ``pause_sft``, ``sft_init`` (latent SFT), ``grpo``, ``dapo``, ``la-dapo``)."""
+        sft = {"text_sft": "text", "pause_sft": "pause", "sft_init": "latent"}
+        if name == "base":
+            return self.base_model
+        if name in sft:
+            return self.sft_model(sft[name])
+        if name in ("grpo", "dapo", "la-dapo"):
+            return self.rl_model(name)
+        raise KeyError(f"unknown checkpoint {name!r}; one of {[k for k in CHECKPOINT_LABELS if k != 'base_chain']}")
+
+    def checkpoints(self, names=None, *, existing: bool = True) -> dict[str, Path]:
+        """``{name: model folder}`` for ``names`` (default: every checkpoint, in stage order); with ``existing`` only
+        those that were trained (their ``config.json`` exists)."""
+        names = [k for k in CHECKPOINT_LABELS if k != "base_chain"] if names is None else list(names)
+        found = {name: self.checkpoint(name) for name in names}
+        return {n: p for n, p in found.items() if not existing or (p / "config.json").exists()}
 
     def eval(self, model_name: str, benchmark: str) -> Path:
         return self.root / "eval" / model_name / benchmark

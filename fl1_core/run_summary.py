@@ -15,6 +15,12 @@ from typing import Any
 
 SUMMARY_FILE = "summary.json"
 
+#: the checkpoints of a run, in stage order, by the one name every notebook, metric file and table uses, and the
+#: label figures and tables show (``base_chain`` is the base scored on the chain route, not another checkpoint)
+CHECKPOINT_LABELS = {"base": "base", "base_chain": "base (chain route)", "text_sft": "text-only SFT",
+                     "pause_sft": "pause SFT", "sft_init": "latent SFT", "grpo": "GRPO", "dapo": "DAPO",
+                     "la-dapo": "LA-DAPO"}
+
 
 def headline_metrics(futurebench: Mapping[str, Mapping[str, Any]],
                      twiffbench: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:

@@ -31,11 +31,10 @@ from typing import Any
 import numpy as np
 
 from .data.world.world_types import TEXT_KINDS
+from .run_summary import CHECKPOINT_LABELS
 from .runs import read_jsonl
 
 HELDOUT_MODELS = ("base", "base_chain", "text_sft", "pause_sft", "sft_init", "grpo", "dapo", "la-dapo")
-MODEL_LABELS = {"base": "base", "base_chain": "base (chain route)", "text_sft": "text-only SFT",
-                "pause_sft": "pause SFT", "sft_init": "latent SFT", "grpo": "GRPO", "dapo": "DAPO", "la-dapo": "LA-DAPO"}
 #: ``all`` = every event kind (text-solvable and vision-dependent); ``frame`` = the frame-needing kinds, and
 #: ``frame_changed`` those whose answer differs from the last observed frame's
 GROUPS = ("all", "text", "vision", "frame", "frame_changed")
@@ -132,7 +131,7 @@ def _stage_table(per_seed: Mapping[int, Mapping[str, list[dict]]], metric: str) 
                     accs.append(sum(hit(r, metric) for r in g) / max(1, len(g)))
                     n.append(len(g))
             if accs:
-                table.append({"model": MODEL_LABELS[name], "key": name, "group": group, "items_per_seed": n,
+                table.append({"model": CHECKPOINT_LABELS[name], "key": name, "group": group, "items_per_seed": n,
                               **t_interval(accs)})
     return table
 
@@ -180,7 +179,7 @@ def curation_delta(runs: Mapping[int, Path]) -> dict[str, Any]:
             "delta": t_interval([k - r for k, r in zip(kept, rand)])}
 
 
-def spans_by_hop(runs: Mapping[int, Path], model: str = "la-dapo") -> dict[str, Any]:
+def spans_by_hop(runs: Mapping[int, Path], model: str = "LA-DAPO") -> dict[str, Any]:
     """Mean latent spans per FutureBench response of ``model`` (a notebook-05 name) per hop split, over seeds."""
     per_split: dict[str, list[float]] = {}
     for path in runs.values():
@@ -343,7 +342,7 @@ def delta_table(deltas: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if not d.get("k", 1):
             continue
         s, p = d["over_seeds"], d["pooled"]
-        out.append({"comparison": f"{MODEL_LABELS[d['a']]} − {MODEL_LABELS[d['b']]}", "group": d["group"],
+        out.append({"comparison": f"{CHECKPOINT_LABELS[d['a']]} − {CHECKPOINT_LABELS[d['b']]}", "group": d["group"],
                     "Δ (mean of seeds)": round(100 * s["mean"], 1),
                     "95 % CI over seeds": interval_text(s["ci95"], signed=True),
                     "seeds": s["k"], "Δ pooled": round(100 * p["mean"], 1),

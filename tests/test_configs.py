@@ -132,3 +132,14 @@ def test_sampling_and_optimiser_checks_are_shared():
     assert RLConfig.from_dict(RLConfig.cpu_world().to_dict()) == RLConfig.cpu_world()
     with pytest.raises(ValueError, match="unknown setting"):
         RLConfig.from_dict({"total_steps": 3})
+
+
+def test_hardware_presets_by_name():
+    from fl1_core.rl.config import RLConfig
+    from fl1_core.sft import SFTConfig
+
+    assert RLConfig.for_hardware("cpu", seed=3) == RLConfig.cpu_world(seed=3)
+    assert RLConfig.for_hardware("gpu").max_new_tokens == RLConfig.gpu_release().max_new_tokens
+    assert SFTConfig.for_hardware("gpu") == SFTConfig.gpu_release()
+    with pytest.raises(ValueError, match="unknown hardware 'tpu'"):
+        SFTConfig.for_hardware("tpu")

@@ -139,7 +139,7 @@ def test_pipeline_notebooks_execute_end_to_end_with_tiny_parameters(tmp_path, mo
         html = res.run_dir / "figures" / f"{name}.html"
         assert html.exists() and html.stat().st_size > 1000, name
     summary = json.loads((res.run_dir / "metrics" / "summary.json").read_text())
-    assert {"base", "latent SFT", "la-dapo"} <= set(summary)
+    assert {"base", "latent SFT", "LA-DAPO"} <= set(summary)
     assert json.loads((res.run_dir / "metrics" / "data.json").read_text())["counts"]["sft"]["rejects"] == 0
     heldout = json.loads((res.run_dir / "metrics" / "rl.json").read_text())["heldout_mcq"]
     assert set(heldout) == {"base", "base_chain", "text_sft", "sft_init", "grpo", "dapo", "la-dapo"}
@@ -149,3 +149,20 @@ def test_pipeline_notebooks_execute_end_to_end_with_tiny_parameters(tmp_path, mo
                for r in heldout.values())
     leaks = [p for p in res.run_dir.rglob("*") if p.is_file() and sentinel.encode() in p.read_bytes()]
     assert not leaks, f"the judge key leaked into {leaks}"
+
+
+def test_run_layout_names_every_checkpoint_once(tmp_path):
+    from fl1_core.notebook_setup import RunLayout
+    from fl1_core.run_summary import CHECKPOINT_LABELS
+
+    layout = RunLayout(tmp_path)
+    layout.set_base_model(tmp_path / "base", "shipped")
+    for folder in (tmp_path / "base", layout.sft_model("latent"), layout.rl_model("la-dapo")):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+    assert list(layout.checkpoints()) == ["base", "sft_init", "la-dapo"]  # trained ones, in stage order
+    everything = layout.checkpoints(existing=False)
+    assert list(everything) == [k for k in CHECKPOINT_LABELS if k != "base_chain"]
+    assert everything["pause_sft"] == tmp_path / "sft" / "pause" / "final"
+    with pytest.raises(KeyError, match="unknown checkpoint 'latent SFT'"):
+        layout.checkpoint("latent SFT")

@@ -51,7 +51,7 @@ class QuestionVideo:
 
 @dataclass
 class SFTExample:
-    """One training example after frames were loaded (see :func:`fl1_core.data.sft_dataset`)."""
+    """One training example after frames were loaded (built by :func:`fl1_core.data.examples.sft_example`)."""
 
     id: str
     question: str

@@ -1,7 +1,7 @@
 """Evaluation on FutureBench- and TwiFF-Bench-style data: settings (``eval_config``), item loading (``loading``), the
 resumable runner (``runner``), judging of predictions (``summary``), aggregation (``futurebench``, ``twiffbench``),
 latent statistics and inference cost (``latent_stats``), the comparison table (``compare``), model-free baselines
-(``baselines``), hidden-state groups and t-SNE (``states``, ``tsne``) and RL data scaling (``rl_scaling``).
+(``baselines``), held-out MCQ accuracy (``heldout``) and hidden-state groups and t-SNE (``states``, ``tsne``).
 
 Answers are read by :mod:`fl1_core.answers` and judged by :mod:`fl1_core.judge`; the two names below are
 re-exported here because they belong to the stable API (importing this package stays light: no torch).

@@ -5,11 +5,11 @@
   ``OPENAI_API_KEY``). The key is read only when the HTTP client is built; it is never stored in the config, a
   result, the cache, a log line or an error string (any occurrence is redacted to ``***``).
 - Requests: temperature 0, ``max_tokens`` 1024; TwiFF scoring uses JSON mode (``response_format=json_object``);
-  the yes/no judge asks for plain "yes"/"no" (strictly parsed, see :mod:`judge_parsing`).
+  the yes/no judge asks for plain "yes"/"no" (strictly parsed, see :mod:`fl1_core.judge.parsing`).
 - Bounded concurrency (semaphore), a per-request timeout, bounded retries with exponential backoff (+ optional
   jitter from a seeded RNG) on 429, 5xx, 408/409, timeouts, connection errors and unparseable replies; other 4xx
   fail at once. The library's own retries are disabled so every attempt is counted here.
-- A content-addressed disk cache (:mod:`judge_cache`) so a repeated or resumed scoring re-queries nothing it has;
+- A content-addressed disk cache (:mod:`fl1_core.judge.cache`) so a repeated or resumed scoring re-queries nothing it has;
   identical in-flight requests are coalesced into one.
 - Every sample ends judged or failed with a ``judge_error`` string; results come back in input order.
 """

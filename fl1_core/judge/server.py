@@ -2,7 +2,7 @@
 embedded default runs the very same ``openai`` client path offline).
 
 Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions`` (also without the ``/v1`` prefix). The server reads the
-``### …`` sections of the prompts built by :mod:`judge_prompts` and answers with the rules of :mod:`judge_rules`:
+``### …`` sections of the prompts built by :mod:`.prompts` and answers with the rules of :mod:`.rules`:
 a TwiFF-Bench prompt gets ``{"cot_score": c, "answer_score": a}``; a yes/no prompt gets ``yes``/``no`` (or
 ``{"answer": "yes"}`` in JSON mode). Any other prompt gets HTTP 400.
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from ..audit.ablations import accuracy
 from ..display import interval_text
-from ..seed_study import MODEL_LABELS, hit
+from ..run_summary import CHECKPOINT_LABELS
+from ..seed_study import hit
 
 _HELDOUT = re.compile(r"^rl_heldout(?:_chain)?\.(.+)\.jsonl$")
 
@@ -35,14 +36,14 @@ def heldout_headline(run_dir: str | Path) -> list[dict[str, Any]]:
         m = _HELDOUT.match(path.name)
         if m:
             files[m.group(1)] = path
-    order = [k for k in MODEL_LABELS if k in files] + sorted(k for k in files if k not in MODEL_LABELS)
+    order = [k for k in CHECKPOINT_LABELS if k in files] + sorted(k for k in files if k not in CHECKPOINT_LABELS)
     out = []
     for name in order:
         rows = _rows(files[name])
         for subset, chosen in (("all", rows), ("frame", [r for r in rows if r.get("group") == "frame"])):
             if not chosen:
                 continue
-            row = {"checkpoint": MODEL_LABELS.get(name, name), "items": subset, "n": len(chosen),
+            row = {"checkpoint": CHECKPOINT_LABELS.get(name, name), "items": subset, "n": len(chosen),
                    "letter": accuracy([hit(r, "letter") for r in chosen])}
             if all("concluded" in r for r in chosen):
                 row["event"] = accuracy([hit(r, "event") for r in chosen])

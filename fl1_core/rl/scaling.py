@@ -97,7 +97,7 @@ def world_data_scaling(
     def score(model: Any, processor: Any) -> dict[str, Any]:
         trained.append(sizes[len(trained)])
         out = Path(out_root) / f"eval_size_{trained[-1]}"
-        cfg = EvalConfig.world(limit=eval_limit, progress=False)
+        cfg = EvalConfig.world(limit=eval_limit, progress_bar=False)
         return evaluate_twiffbench(model, processor, twiffbench_dir, out, cfg, judge_config)["scores"]
 
     results = rl_data_scaling(init_checkpoint_dir, records, sizes, config, out_root,
