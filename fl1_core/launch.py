@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .cli import main as cli_main
-from .notebook_setup import repo_path
+from .runs import repo_path
 
 logger = logging.getLogger(__name__)
 

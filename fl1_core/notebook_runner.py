@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from .notebook_setup import REPO_ROOT, repo_path
+from .runs import REPO_ROOT, repo_path
 from .run_summary import read_run_summary
 from .runs import atomic_write_json, run_directory, write_manifest
 

@@ -14,15 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .run_summary import CHECKPOINT_LABELS
-from .runs import atomic_write_json
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def repo_path(path: str | Path) -> Path:
-    """A notebook parameter path: absolute as given, relative ones against the workbook checkout's root."""
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else REPO_ROOT / path
+from .runs import atomic_write_json, repo_path
 
 
 @dataclass(frozen=True)

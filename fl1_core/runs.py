@@ -160,26 +160,30 @@ def redact(obj: Any) -> Any:
     return obj
 
 
-CHECKOUT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def portable_path(path: str | Path, run_dir: str | Path) -> str:
     """``path`` as a manifest records it: relative to the run folder when inside it, else relative to the checkout
     (``data/world/sft.json``), else as given (a dataset elsewhere on the machine stays absolute)."""
     resolved = Path(path).resolve()
-    for root, prefix in ((Path(run_dir).resolve(), "run:"), (CHECKOUT, "")):
+    for root, prefix in ((Path(run_dir).resolve(), "run:"), (REPO_ROOT, "")):
         if resolved.is_relative_to(root):
             return prefix + resolved.relative_to(root).as_posix()
     return str(path)
 
 
+def repo_path(path: str | Path) -> Path:
+    """A path a notebook parameter, recipe or config names: absolute as given, relative ones against the checkout's
+    root (``data/world``, ``artifacts/world_base_reading``), whatever the working directory."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
 def resolve_data_path(recorded: str | Path, run_dir: str | Path) -> Path:
     """Inverse of :func:`portable_path`: ``run:x`` → ``run_dir/x``; a relative path → the checkout's."""
     text = str(recorded)
-    if text.startswith("run:"):
-        return Path(run_dir) / text[4:]
-    path = Path(text)
-    return path if path.is_absolute() else CHECKOUT / path
+    return Path(run_dir) / text[4:] if text.startswith("run:") else repo_path(text)
 
 
 def run_directory(root: str | Path = "runs", run_id: str | None = None) -> Path:

@@ -9,7 +9,7 @@ import pytest
 
 from fl1_core.report import build_report
 from fl1_core.report.headline import audit_headline, heldout_headline
-from fl1_core.runs import CHECKOUT, portable_path, resolve_data_path, write_manifest
+from fl1_core.runs import REPO_ROOT, portable_path, resolve_data_path, write_manifest
 
 
 def _heldout(run, name, flags, frame=0):
@@ -72,7 +72,7 @@ def test_manifest_paths_are_relative_to_the_run_or_checkout(tmp_path):
     inside = run / "world" / "sft.json"
     inside.parent.mkdir(parents=True)
     inside.write_text("[]")
-    readme = CHECKOUT / "README.md"
+    readme = REPO_ROOT / "README.md"
     manifest = write_manifest(run, parameters={"data_dir": str(run / "world"), "seed": 3},
                               data_files=[inside, readme])
     assert set(manifest["data_hashes"]) == {"run:world/sft.json", "README.md"}

@@ -105,7 +105,8 @@ def test_one_and_two_processes_train_the_same_model(inputs, one_process):
 def test_fsdp_two_processes_train_the_same_model(one_process, fsdp_run):
     _same_run(one_process, fsdp_run)
     state = json.loads((fsdp_run / "checkpoints" / "step-00000002" / "trainer_state.json").read_text())
-    assert state["world_size"] == 2 and state["weights"].startswith("sharded/")
+    assert state["identity"]["world_size"] == 2 and state["identity"]["config"]["fsdp_sharded"] is True
+    assert any(name.startswith("sharded/") for name in state["files"])  # the shards' sha256 and size recorded
     shards = sorted(p.name for p in (fsdp_run / "checkpoints" / "step-00000002" / "sharded").iterdir())
     assert ".metadata" in shards and len([n for n in shards if n.endswith(".distcp")]) == 2  # one per process
 

@@ -44,14 +44,15 @@ SYSTEM_OF_TASK = {"scene": "none", "motion": "none", "change": "none", "lookup":
 
 
 def build_base(recipe: PretrainRecipe):
-    """The tiny Future-L1 model of the recipe's sizes (random init, or the checkpoint ``recipe.init_from``), its
-    processor and a fresh cell head."""
+    """The tiny Future-L1 model of the recipe's sizes (random init, or the checkpoint ``recipe.init_from``, a relative
+    path read against the checkout), its processor and a fresh cell head."""
     from ..tiny import build_tiny_future_l1
 
     if recipe.init_from:
         from ..model import load_future_l1
+        from ..runs import repo_path
 
-        model, processor = load_future_l1(recipe.init_from)
+        model, processor = load_future_l1(repo_path(recipe.init_from))
         if model.config.get_text_config().hidden_size != recipe.hidden_size:
             raise ValueError(f"init_from {recipe.init_from} has hidden size "
                              f"{model.config.get_text_config().hidden_size}, the recipe says {recipe.hidden_size}")
