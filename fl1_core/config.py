@@ -156,6 +156,14 @@ class FineTuneConfig(OptimizerConfig):
             raise ValueError(f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
         check_latent_overrides(self.latent, type(self).__name__)
 
+    @classmethod
+    def for_hardware(cls, hardware: str, **overrides: Any):
+        """The stage's hardware preset by name: ``"cpu"`` → ``cls.cpu_world``, ``"gpu"`` → ``cls.gpu_release``."""
+        presets = {"cpu": "cpu_world", "gpu": "gpu_release"}
+        if hardware not in presets:
+            raise ValueError(f"unknown hardware {hardware!r}; expected 'cpu' or 'gpu'")
+        return getattr(cls, presets[hardware])(**overrides)
+
 
 @dataclasses.dataclass
 class SamplingConfig(RunConfig):

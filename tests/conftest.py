@@ -57,3 +57,25 @@ def small_world(tmp_path_factory):
     out = tmp_path_factory.mktemp("small_world")
     generate_world(out, seed=0, config=WorldConfig.small())
     return out
+
+
+@pytest.fixture
+def disk_full_at(monkeypatch):
+    """``disk_full_at(marker)``: every ``torch.save`` to a path containing ``marker`` fails with ENOSPC (the disk
+    filling up while that checkpoint is written); returns a function that lifts the fault."""
+    import errno
+
+    import torch
+
+    real = torch.save
+
+    def fail_at(marker: str):
+        def save(obj, f, *args, **kwargs):
+            if marker in str(f):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(obj, f, *args, **kwargs)
+
+        monkeypatch.setattr(torch, "save", save)
+        return lambda: monkeypatch.setattr(torch, "save", real)
+
+    return fail_at

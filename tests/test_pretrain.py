@@ -3,7 +3,6 @@ disk) and the base's held-out measures."""
 
 from __future__ import annotations
 
-import errno
 import json
 
 import numpy as np
@@ -155,16 +154,9 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_pretraining_resumes_from_t
         pretrain_world_base(recipe.replace(learning_rate=0.5), tmp_path, progress=False)
 
 
-def test_a_full_disk_while_pretraining_says_so_and_leaves_no_half_checkpoint(straight_run, tmp_path, monkeypatch):
+def test_a_full_disk_while_pretraining_says_so_and_leaves_no_half_checkpoint(straight_run, tmp_path, disk_full_at):
     recipe, straight = straight_run
-    real = torch.save
-
-    def no_space(obj, f, *args, **kwargs):
-        if ".step-00000002.tmp-" in str(f):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(obj, f, *args, **kwargs)
-
-    monkeypatch.setattr(torch, "save", no_space)
+    restore = disk_full_at(".step-00000002.tmp-")
     with pytest.raises(DiskFullError) as info:
         pretrain_world_base(recipe, tmp_path, progress=False)
     msg = str(info.value)
@@ -172,7 +164,7 @@ def test_a_full_disk_while_pretraining_says_so_and_leaves_no_half_checkpoint(str
     assert "the disk is full" in msg and str(root) in msg and f"{root / 'step-00000001'} (step 1)" in msg
     assert "re-run the same command" in msg and " bytes)" in msg
     assert sorted(p.name for p in root.iterdir()) == ["step-00000001"]
-    monkeypatch.setattr(torch, "save", real)
+    restore()
     _assert_same_as(straight, pretrain_world_base(recipe, tmp_path, progress=False))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import errno
 import math
 import shutil
 from types import SimpleNamespace
@@ -293,18 +292,11 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_rl_resumes_from_the_older_
 
 
 def test_a_full_disk_while_saving_an_rl_checkpoint_says_so_and_leaves_no_half_checkpoint(tiny, world, tmp_path,
-                                                                                          monkeypatch):
+                                                                                          disk_full_at):
     trainer = make_trainer(tiny, world, tmp_path, keep_checkpoints=1)
     trainer.step, trainer.cursor = 1, 2
     trainer.save_checkpoint()
-    real = torch.save
-
-    def no_space(obj, f, *args, **kwargs):
-        if ".step-00000002.tmp-" in str(f):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(obj, f, *args, **kwargs)
-
-    monkeypatch.setattr(torch, "save", no_space)
+    restore = disk_full_at(".step-00000002.tmp-")
     trainer.step = 2
     with pytest.raises(DiskFullError) as info:
         trainer.save_checkpoint()
@@ -313,7 +305,7 @@ def test_a_full_disk_while_saving_an_rl_checkpoint_says_so_and_leaves_no_half_ch
     assert "the disk is full" in msg and str(root) in msg and f"{root / 'step-00000001'} (step 1)" in msg
     assert "re-run the same command" in msg and " bytes)" in msg
     assert sorted(p.name for p in root.iterdir()) == ["step-00000001"]  # kept although keep_checkpoints=1
-    monkeypatch.setattr(torch, "save", real)
+    restore()
     again = make_trainer(tiny, world, tmp_path, keep_checkpoints=1)
     assert again.maybe_resume() == 1 and again.cursor == 2
 

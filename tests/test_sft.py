@@ -3,7 +3,6 @@ while saving, rejects, text mode, frozen vision and the final checkpoint's decod
 
 from __future__ import annotations
 
-import errno
 import json
 import re
 import shutil
@@ -177,16 +176,9 @@ def test_nan_loss_stops_before_backward_with_last_checkpoint_intact(records, tmp
 
 
 def test_a_full_disk_while_saving_says_so_and_leaves_no_half_checkpoint(records, reference_run, tmp_path,
-                                                                         monkeypatch):
+                                                                         disk_full_at):
     ref_out, _ = reference_run
-    real = torch.save
-
-    def no_space(obj, f, *args, **kwargs):  # the step-4 checkpoint hits a full disk
-        if ".step-00000004.tmp-" in str(f):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(obj, f, *args, **kwargs)
-
-    monkeypatch.setattr(torch, "save", no_space)
+    restore = disk_full_at(".step-00000004.tmp-")  # the step-4 checkpoint hits a full disk
     model, proc = build_tiny_future_l1(seed=0)
     with pytest.raises(DiskFullError) as info:
         train_sft(model, proc, records, CFG, tmp_path, mode="latent")
@@ -197,7 +189,7 @@ def test_a_full_disk_while_saving_says_so_and_leaves_no_half_checkpoint(records,
     needed = int(re.search(r"\(([\d,]+) bytes\)", msg).group(1).replace(",", ""))
     assert needed > (ckpt_root / "step-00000002" / "model.safetensors").stat().st_size  # weights + optimizer state
     assert sorted(p.name for p in ckpt_root.iterdir()) == ["step-00000002"]  # no half-written step-4, no temp dir
-    monkeypatch.setattr(torch, "save", real)
+    restore()
     model2, proc2 = build_tiny_future_l1(seed=0)
     assert train_sft(model2, proc2, records, CFG, tmp_path, mode="latent").resumed_from_step == 2
     _assert_same_run(ref_out, tmp_path)

@@ -200,14 +200,6 @@ class RLConfig(FineTuneConfig, SamplingConfig):
 
     # ------------------------------------------------------------------------------------------ hardware presets
     @classmethod
-    def for_hardware(cls, hardware: str, **overrides: Any) -> "RLConfig":
-        """The hardware preset by name: ``"cpu"`` → :meth:`cpu_world`, ``"gpu"`` → :meth:`gpu_release`."""
-        presets = {"cpu": cls.cpu_world, "gpu": cls.gpu_release}
-        if hardware not in presets:
-            raise ValueError(f"unknown hardware {hardware!r}; expected 'cpu' or 'gpu'")
-        return presets[hardware](**overrides)
-
-    @classmethod
     def gpu_release(cls, **overrides: Any) -> "RLConfig":
         """The release's sizes on GPUs (docs/PAPER.md#hyperparameters): n = 8, 64 prompts, ≤ 2048 tokens, cap 64, lr
         1e-6 constant, 1 epoch; 64 rows per decode call per process and activation checkpointing (what ``fl1 plan

@@ -111,14 +111,6 @@ class SFTConfig(FineTuneConfig):
         return self.scheduled_sampling_p * (1.0 if ramp <= 0 else min(1.0, (step + 1) / ramp))
 
     @classmethod
-    def for_hardware(cls, hardware: str, **overrides: Any) -> "SFTConfig":
-        """The hardware preset by name: ``"cpu"`` → :meth:`cpu_world`, ``"gpu"`` → :meth:`gpu_release`."""
-        presets = {"cpu": cls.cpu_world, "gpu": cls.gpu_release}
-        if hardware not in presets:
-            raise ValueError(f"unknown hardware {hardware!r}; expected 'cpu' or 'gpu'")
-        return presets[hardware](**overrides)
-
-    @classmethod
     def gpu_release(cls, **overrides: Any) -> "SFTConfig":
         """The release's run (docs/PAPER.md#hyperparameters): AdamW lr 1e-5, cosine, warmup 0.1, wd 0.1, 1 epoch, bf16,
         gradient checkpointing, λ = 0.2, per-device batch 1 × grad-accum 16 × 8 GPUs = global batch 128 (launch with
