@@ -228,13 +228,11 @@ def audit_summary(runs: Mapping[int, Path]) -> dict[str, Any]:
     source and target with the own-latent − untrained gap (t-interval over seeds)."""
     results = {seed: json.loads(f.read_text()) for seed, path in runs.items()
                if (f := path / "audit" / "audit.json").exists()}
+    per_seed = [(r.get("contrasts") or {}).get("oracle - oracle_shuffled", {}) for r in results.values()]
     contrasts: dict[str, dict[str, Any]] = {}
-    subsets = sorted({k for r in results.values() for k in (r.get("contrasts") or {}).get("oracle - oracle_shuffled",
-                                                                                              {})})
-    for key in subsets:
+    for key in sorted({k for c in per_seed for k in c}):
         for score in ("event", "letter"):
-            parts = [r["contrasts"]["oracle - oracle_shuffled"][key][score] for r in results.values()
-                     if key in (r.get("contrasts") or {}).get("oracle - oracle_shuffled", {})]
+            parts = [c[key][score] for c in per_seed if key in c]
             contrasts[f"{key} ({score})"] = {"over_seeds": t_interval([p["delta"] for p in parts]),
                                              "pooled": pool_paired(parts)}
     probes: dict[str, Any] = {}

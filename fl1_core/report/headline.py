@@ -81,22 +81,26 @@ def _points(diff: dict[str, Any]) -> str:
     return f"{100 * diff['delta']:+.1f} {interval_text(diff['ci95'], signed=True)}"
 
 
+def _html_table(title: str, head: tuple[str, ...], rows: list[tuple]) -> str:
+    cells = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<h3>{title}</h3><table><tr>" + "".join(f"<th>{h}</th>" for h in head) + f"</tr>{cells}</table>"
+
+
 def headline_section(run_dir: str | Path) -> str:
     """The report's first section: the two headline tables (or a line saying which notebook writes them)."""
     held, audit = heldout_headline(run_dir), audit_headline(run_dir)
     parts = ['<section id="headline"><h2>Headline</h2>']
     if held:
-        body = "".join(f"<tr><td>{html.escape(r['checkpoint'])}</td><td>{r['items']}</td><td>{r['n']}</td>"
-                       f"<td>{_pct(r['letter'])}</td><td>{_pct(r.get('event'))}</td></tr>" for r in held)
-        parts.append("<h3>Held-out MCQ accuracy (95 % Wilson interval over items)</h3><table><tr><th>checkpoint</th>"
-                     "<th>items</th><th>n</th><th>letter</th><th>concluded event</th></tr>" + body + "</table>")
+        parts.append(_html_table("Held-out MCQ accuracy (95 % Wilson interval over items)",
+                                 ("checkpoint", "items", "n", "letter", "concluded event"),
+                                 [(r["checkpoint"], r["items"], r["n"], _pct(r["letter"]), _pct(r.get("event")))
+                                  for r in held]))
     else:
         parts.append('<p class="fl1-note">No held-out accuracy: notebook 04 writes it (metrics/rl_heldout*.jsonl).</p>')
     if audit:
-        body = "".join(f"<tr><td>{html.escape(r['difference'])}</td><td>{r['score']}</td><td>{r['n']}</td>"
-                       f"<td>{_points(r)}</td><td>{html.escape(r['audit'])}</td></tr>" for r in audit)
-        parts.append("<h3>Audit: paired differences, points (95 % interval over items)</h3><table><tr>"
-                     "<th>difference</th><th>score</th><th>n</th><th>Δ [CI]</th><th>from</th></tr>" + body + "</table>")
+        parts.append(_html_table("Audit: paired differences, points (95 % interval over items)",
+                                 ("difference", "score", "n", "Δ [CI]", "from"),
+                                 [(r["difference"], r["score"], r["n"], _points(r), r["audit"]) for r in audit]))
     else:
         parts.append('<p class="fl1-note">No audit differences: notebook 07 writes them (audit.json).</p>')
     return "".join(parts) + "</section>"
