@@ -36,8 +36,8 @@ import re
 from fl1_core.tokens import strip_latent_tokens
 
 __all__ = ["ANSWER_RULES", "ANSWER_SPAN", "EXTRACTION_MODES", "answer_span", "concluded_letter", "concluded_option",
-           "extract_answer_letter", "is_correct", "normalize", "option_lines", "read_option_letter", "reference_letter",
-           "rule_correct"]
+           "extract_answer_letter", "final_thought", "is_correct", "normalize", "option_lines", "read_option_letter",
+           "reference_letter", "rule_correct"]
 
 EXTRACTION_MODES = ("faithful", "strict")
 
@@ -135,6 +135,16 @@ def option_lines(question: str) -> dict[str, str]:
     return {m.group(1): m.group(2) for m in _OPTION_LINE.finditer(question or "")}
 
 
+def final_thought(text: str | None) -> str:
+    """The response's final thought: its last ``<reason>`` span before the answer, latent tokens stripped (without
+    reason tags, the text before the answer)."""
+    body = strip_latent_tokens(text or "")
+    cut = body.lower().rfind("<answer>")
+    body = body[:cut] if cut >= 0 else body
+    spans = _REASON.findall(body)
+    return spans[-1] if spans else body
+
+
 def concluded_option(text: str | None, options: dict[str, str]) -> str:
     """The letter of the option that the response's final thought states, ``""`` if none or ambiguous.
 
@@ -143,11 +153,7 @@ def concluded_option(text: str | None, options: dict[str, str]) -> str:
     boundaries; a match contained in a longer matching option is dropped ("X" inside "X, then Y"); exactly one
     match left → its letter.
     """
-    body = strip_latent_tokens(text or "")
-    cut = body.lower().rfind("<answer>")
-    body = body[:cut] if cut >= 0 else body
-    spans = _REASON.findall(body)
-    thought = f" {normalize(spans[-1] if spans else body)} "
+    thought = f" {normalize(final_thought(text))} "
     said = {k: normalize(v) for k, v in options.items()}
     found = {k: v for k, v in said.items() if v and f" {v} " in thought}
     kept = [k for k, v in found.items() if not any(v != w and v in w for w in found.values())]

@@ -52,6 +52,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--sft-steps", type=int, default=SFT_STEPS)
     p.add_argument("--items", type=int, default=None, help="frame-needing items (default: all of the world's)")
     p.add_argument("--set", nargs="*", default=[], help="SFTConfig overrides k=v for all three modes")
+    p.add_argument("--base", default=None, help="a candidate base checkpoint folder (default: the shipped world base)")
     try:
         args = p.parse_args(argv)
     except SystemExit as exc:  # argparse's own usage errors
@@ -87,13 +88,15 @@ def _claim(out: Path, identity: dict[str, Any]) -> None:
 
 def run_check(world_seed: int, train_seed: int, out_dir: str | Path, *, sft_steps: int = SFT_STEPS,
               items: int | None = None, overrides: dict[str, Any] | None = None, world_config: Any = None,
-              max_new_tokens: int | None = None) -> dict[str, Any]:
+              max_new_tokens: int | None = None, base: str | Path | None = None) -> dict[str, Any]:
     """Steps 1–4 of the module docstring; returns the summary (also ``OUT_DIR/summary.json``). ``world_config``
-    (a :class:`~fl1_core.data.world.WorldConfig`) and ``max_new_tokens`` shrink the check for tests."""
+    (a :class:`~fl1_core.data.world.WorldConfig`) and ``max_new_tokens`` shrink the check for tests; ``base`` replaces
+    the shipped world base with a candidate checkpoint folder."""
     import torch
 
     from .audit.ablations import paired_difference, run_ablations
     from .audit.decode import decode_items, load_audit_items
+    from .audit.frame_reading import reading_decomposition, reading_points
     from .audit.world_states import read_clips
     from .data.world import generate_world
     from .model import load_future_l1
@@ -105,9 +108,15 @@ def run_check(world_seed: int, train_seed: int, out_dir: str | Path, *, sft_step
     torch.set_num_threads(THREADS)
     out = Path(out_dir)
     overrides = dict(overrides or {})
-    _claim(out, {"world_seed": world_seed, "train_seed": train_seed, "sft_steps": sft_steps, "items": items,
-                 "overrides": overrides})
-    base = world_base_path()
+    identity = {"world_seed": world_seed, "train_seed": train_seed, "sft_steps": sft_steps, "items": items,
+                "overrides": overrides}
+    if base is not None:
+        base = Path(base).resolve()
+        if not (base / "config.json").exists():
+            raise UsageError(f"--base {base}: not a checkpoint folder (no config.json)")
+        identity["base"] = str(base)
+    _claim(out, identity)
+    base = base or world_base_path()
     world = out / "world"
     if not (world / "world.json").exists():
         generate_world(world, seed=world_seed, config=world_config)
@@ -162,6 +171,9 @@ def run_check(world_seed: int, train_seed: int, out_dir: str | Path, *, sft_step
         "base_sha256": _sha256_dir(base), "threads": THREADS, "notes": notes,
         "latent_spans": {name: round(sum(len(d.span_counts) for d in rows) / len(rows), 3)
                          for name, rows in decoded.items()},
+        "frame_reading": {name: reading_points(reading_decomposition([d.text for d in rows],
+                                                                     [it.meta for it in frame_items]))
+                          for name, rows in decoded.items()},
     }
     atomic_write_json(out / "summary.json", summary)
     atomic_write_json(out / "environment.json", {"versions": package_versions(), "commit": git_commit(),
@@ -176,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         from .cli import _parse_params
 
         summary = run_check(args.world_seed, args.train_seed, args.out_dir, sft_steps=args.sft_steps,
-                            items=args.items, overrides=_parse_params(args.set) if args.set else None)
+                            items=args.items, overrides=_parse_params(args.set) if args.set else None,
+                            base=args.base)
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
         return 2

@@ -117,6 +117,13 @@ def test_run_audit_end_to_end_on_the_small_world(forced_checkpoint, saved_tiny, 
     assert flat == {"latent SFT · flat", "frame embedding · flat", "untrained · flat"}
     assert min(result["probe_spans_flat"].values()) > 0
     assert json.loads((tmp_path / "audit" / "audit.json").read_text())["items"] == 8
+    from fl1_core.audit import load_audit_items
+
+    frame = sum(it.group == "frame" for it in load_audit_items(small_world / "heldout_mcq.jsonl", 8))
+    assert frame > 0  # the spread keeps the frame-needing group: the reading decomposition covers every decode
+    reading = result["frame_reading"]
+    assert set(reading) == {"latent SFT", "latent SFT · oracle", "latent SFT · oracle_shuffled", "text-only SFT"}
+    assert all(r["reading_right"]["n"] == frame for r in reading.values())
 
 
 def test_replayed_untrained_states_sit_at_the_latent_slots(forced_checkpoint, small_world):

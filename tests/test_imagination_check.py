@@ -55,3 +55,6 @@ def test_a_small_check_runs_end_to_end_and_refuses_an_out_dir_of_other_seeds(tmp
     (tmp_path / "busy" / "x.txt").write_text("mine")
     with pytest.raises(UsageError, match="not empty"):
         run_check(3, 0, tmp_path / "busy", **small)
+    assert set(summary["frame_reading"]) == {"latent/none", "latent/oracle", "latent/oracle_shuffled", "pause", "text"}
+    with pytest.raises(UsageError, match="not a checkpoint folder"):  # a candidate base must be a checkpoint
+        run_check(3, 0, tmp_path / "other", base=tmp_path / "busy", **small)

@@ -2,7 +2,8 @@
 
 :func:`run_audit` decodes the held-out MCQ items with the latent checkpoint (as is, and under each ablation), the
 text-only checkpoint (for its reasoning states) and, when there is one, the pause-token checkpoint; fits the probes
-when the data has world states; writes ``<out>/audit.json`` and returns the same dict.
+when the data has world states; on frame-needing items, splits each decode's score into reading the frame and
+following the reading (:mod:`fl1_core.audit.frame_reading`); writes ``<out>/audit.json`` and returns the same dict.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..runs import atomic_write_json
 from .feedback import fed_back_fidelity
 from .ablations import CONDITIONS, accuracy, paired_difference, reasoning_frame_targets, run_ablations
 from .decode import decode_items, load_audit_items, span_flats, span_means
+from .frame_reading import reading_decomposition
 from .probes import probe_table, span_features
 from .world_states import has_world_states, read_clips, span_frames
 
@@ -102,11 +104,14 @@ def run_audit(
                               "ablations": {}, "skipped": {}}
     if targets is not None:
         result["fed_back"] = fed_back_fidelity([d.latents for d in clean], [d.span_counts for d in clean], targets)
+    decodes = {"latent SFT": clean}  # what the frame-reading decomposition reads, by name
     if any(d.latents.shape[0] for d in clean):
         ablations = run_ablations(model, processor, items, clips=clips, conditions=conditions, seed=seed,
                                   clean=clean, frame_targets=targets, **kw)
         result["ablations"], result["skipped"] = ablations["conditions"], dict(ablations["skipped"])
         result["contrasts"] = ablations["contrasts"]
+        decodes.update({f"latent SFT · {name}": rows for name, rows in ablations["decoded"].items()
+                        if name in ("oracle", "oracle_shuffled")})
     else:
         result["skipped"]["ablations"] = (f"{latent_checkpoint} wrote no latent spans on these {len(items)} items: "
                                           "there is nothing to ablate, and its answers cannot depend on latents")
@@ -142,15 +147,19 @@ def run_audit(
             result["skipped"]["flat probes"] = f"no spans of exactly {size} latents to flatten"
     else:
         result["skipped"]["probes"] = f"{data_dir} has no world states (events.jsonl): nothing to probe against"
-    result["pause_comparison"] = _pause_comparison(items, clean, text_decoded, pause_checkpoint, kw)
+    result["pause_comparison"], compared = _pause_comparison(items, clean, text_decoded, pause_checkpoint, kw)
+    if any(it.group == "frame" for it in items):
+        decodes.update({name: rows for name, rows in compared.items() if name != "latent SFT"})
+        result["frame_reading"] = {name: reading_decomposition([d.text for d in rows], [it.meta for it in items])
+                                   for name, rows in decodes.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "audit.json", result)
     return result
 
 
-def _pause_comparison(items, clean, text_decoded, pause_checkpoint, kw) -> dict[str, Any]:
+def _pause_comparison(items, clean, text_decoded, pause_checkpoint, kw) -> tuple[dict[str, Any], dict[str, list]]:
     """Accuracy of latent / pause / text-only SFT on the same items, by group, with latent − other paired Δs; the
-    ``"<group> (event)"`` entries score the concluded event instead of the letter."""
+    ``"<group> (event)"`` entries score the concluded event instead of the letter. Also returns the decodes by name."""
     from ..model import load_future_l1
 
     runs = {"latent SFT": clean}
@@ -173,4 +182,4 @@ def _pause_comparison(items, clean, text_decoded, pause_checkpoint, kw) -> dict[
                 events[f"latent SFT − {name}"] = paired_difference([clean[i].event_correct for i in idx],
                                                                    [d[i].event_correct for i in idx])
         out[f"{group} (event)"] = events
-    return out
+    return out, runs
