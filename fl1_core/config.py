@@ -216,6 +216,11 @@ class LatentConfig(ConfigBase):
       state (through the head, if any) at decoding and the ground-truth future-frame embedding in SFT.
       ``"pause"`` (the pause-token control): always the learned ``<|latent|>`` token embedding, one constant
       vector, and no alignment loss; the same interleaved structure and slot count, no imagination.
+    - ``latent_anchor``: ``"none"`` (Future-L1) → a slot's prediction is ``project(h)``. ``"last_image"`` (the
+      workbook's, docs/PAPER.md#deviations) → the prediction is a change from the last question image:
+      ``ŝ_k = e_k + project(h)``, with ``e_k`` the k-th merged token of the last question image and k the slot's
+      index in its span (the same cell of the frame grid); the alignment loss compares ``ŝ_k`` with the gold, and
+      decoding feeds ``ŝ_k``. Needs image question frames of as many merged tokens as a span holds.
     - ``latent_token_id`` etc.: token ids, filled in when the tokens are added to a tokenizer.
 
     Paper values (docs/PAPER.md#latent-sft, docs/PAPER.md#decoding), in each field's help: K cap 32, λ = 0.2 with MSE,
@@ -236,6 +241,7 @@ class LatentConfig(ConfigBase):
     latent_lambda: float = paper_setting(0.2, "docs/PAPER.md#latent-sft",
                                          "the release script's λ (its code's default is 0.1)")
     latent_input: Literal["hidden", "pause"] = "hidden"
+    latent_anchor: Literal["none", "last_image"] = "none"
     latent_token_id: int | None = None
     latent_start_id: int | None = None
     latent_end_id: int | None = None
@@ -247,6 +253,8 @@ class LatentConfig(ConfigBase):
             raise ValueError(f"budget_mode must be 'fixed' or 'loose', got {self.budget_mode!r}")
         if self.latent_input not in ("hidden", "pause"):
             raise ValueError(f"latent_input must be 'hidden' or 'pause', got {self.latent_input!r}")
+        if self.latent_anchor not in ("none", "last_image"):
+            raise ValueError(f"latent_anchor must be 'none' or 'last_image', got {self.latent_anchor!r}")
         if self.latent_loss not in ("mse", "sim"):
             raise ValueError(f"latent_loss must be 'mse' or 'sim', got {self.latent_loss!r}")
         if self.pooled_latent_tokens is not None and self.pooled_latent_tokens < 1:

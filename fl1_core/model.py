@@ -26,6 +26,7 @@ from . import tokens as T
 from .checkpoints.adapter_folder import adapter_base_path, is_adapter_dir, load_adapter
 from .checkpoints.model_folder import HEAD_FILE
 from .config import CONFIG_KEY, LatentConfig
+from .latent_anchor import question_anchors, slot_anchors
 from .losses import causal_ce_loss, latent_alignment_loss, latent_sft_loss, token_logprobs
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,11 @@ class FutureL1Model(nn.Module):
     def pauses(self) -> bool:
         """True for the pause-token control (``LatentConfig.latent_input == "pause"``)."""
         return self.latent_config.latent_input == "pause"
+
+    @property
+    def anchored(self) -> bool:
+        """True when predictions are changes from the last question image (``LatentConfig.latent_anchor``)."""
+        return self.latent_config.latent_anchor == "last_image" and not self.pauses
 
     def latent_feed(self, hidden: torch.Tensor) -> torch.Tensor:
         """What decoding feeds at a latent slot given the last hidden states [B, H]: ``project_latent(hidden)``, or
@@ -270,15 +276,18 @@ class FutureL1Model(nn.Module):
 
         hidden = run(embeds)
         aligned = hidden
+        anchors = (question_anchors(self, input_ids, pixel_values, image_grid_thw)
+                   if self.anchored and bool(latent_mask.any()) else None)
         if own_latent_p > 0 and bool(latent_mask.any()):
-            hidden = run(self.own_latent_inputs(aligned, embeds, latent_mask, own_latent_p, own_latent_generator))
+            hidden = run(self.own_latent_inputs(aligned, embeds, latent_mask, own_latent_p, own_latent_generator,
+                                                anchors))
         if hidden_only:
             return FutureL1Output(None, None, None, None, hidden)
         logits = self.base.lm_head(hidden)
         if labels is None:
             return FutureL1Output(None, None, None, logits, hidden)
         ce = causal_ce_loss(logits, labels, label_weights)
-        latent_loss, n_pairs = self.latent_alignment_loss(aligned, embeds, latent_mask)
+        latent_loss, n_pairs = self.latent_alignment_loss(aligned, embeds, latent_mask, anchors)
         loss = latent_sft_loss(ce, latent_loss, self.latent_config.latent_lambda)
         return FutureL1Output(loss, ce, latent_loss, logits, hidden, n_pairs)
 
@@ -289,14 +298,16 @@ class FutureL1Model(nn.Module):
         latent_mask: torch.Tensor,
         p: float,
         generator: torch.Generator | None = None,
+        anchors: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``embeds`` with the latent slots of randomly chosen spans replaced by the model's own predictions.
 
-        Slot t+1 gets ``project_latent(hidden@t)``, the vector decoding would feed there (one extra pass: within a
-        span each prediction follows the gold slots before it, not the model's own). A span (a maximal run of
-        latent slots in a row) is chosen with probability ``p`` (one Bernoulli draw per span, from ``generator``).
+        Slot t+1 gets :meth:`predicted_latents` (anchored when ``anchors`` are given), the vector decoding would feed
+        there (one extra pass: within a span each prediction follows the gold slots before it, not the model's own).
+        A span (a maximal run of latent slots in a row) is chosen with probability ``p`` (one Bernoulli draw per
+        span, from ``generator``).
         The predictions keep their graph, so the CE of the next pass trains what produces them."""
-        pred = self.project_latent(hidden[:, :-1][latent_mask[:, 1:]])
+        pred = self.predicted_latents(hidden, latent_mask, anchors)
         gold = embeds[latent_mask]
         starts = latent_mask & ~F.pad(latent_mask[:, :-1], (1, 0), value=False)
         span_of_slot = starts.flatten().long().cumsum(0).view_as(latent_mask)[latent_mask] - 1
@@ -306,15 +317,26 @@ class FutureL1Model(nn.Module):
         mixed = torch.where(chosen, pred.to(gold.dtype), gold)
         return embeds.masked_scatter(latent_mask.unsqueeze(-1), mixed)
 
+    def predicted_latents(self, hidden: torch.Tensor, latent_mask: torch.Tensor,
+                          anchors: torch.Tensor | None = None) -> torch.Tensor:
+        """[N, H] the prediction for each latent slot t + 1 (row-major): ``project(hidden@t)``, plus the slot's cell of
+        the last question image when ``anchors`` [B, K, H] are given (:mod:`fl1_core.latent_anchor`)."""
+        pred = self.project_latent(hidden[:, :-1][latent_mask[:, 1:]])
+        if anchors is None:
+            return pred
+        return pred + slot_anchors(latent_mask, anchors).to(pred.dtype)
+
     def latent_alignment_loss(
-        self, hidden: torch.Tensor, embeds: torch.Tensor, latent_mask: torch.Tensor
+        self, hidden: torch.Tensor, embeds: torch.Tensor, latent_mask: torch.Tensor,
+        anchors: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, int]:
-        """The pairs of the shift of docs/PAPER.md#latent-sft (project(hidden@t), detached latent input @t+1) and their loss
-        (:func:`fl1_core.losses.latent_alignment_loss`, MSE or 1 − cos)."""
+        """The pairs of the shift of docs/PAPER.md#latent-sft (the prediction from hidden@t, :meth:`predicted_latents`;
+        the detached latent input @t+1) and their loss (:func:`fl1_core.losses.latent_alignment_loss`, MSE or
+        1 − cos)."""
         pred_mask = latent_mask[:, 1:]  # t + 1 is a latent slot
         if not bool(pred_mask.any()):
             return hidden.new_zeros(()), 0
-        pred = self.project_latent(hidden[:, :-1][pred_mask])
+        pred = self.predicted_latents(hidden, latent_mask, anchors)
         target = embeds[:, 1:][pred_mask].detach()
         return latent_alignment_loss(pred, target, self.latent_config.latent_loss), int(pred_mask.sum())
 

@@ -6,7 +6,8 @@ Per row, a vectorised state machine (no per-row Python work per step):
   enters latent mode with a fresh budget;
 * latent mode: the sampled token is discarded and ``<|latent|>`` is emitted; the next input embedding is
   ``model.latent_feed(hidden)`` (the final post-norm hidden state, through the projection head if the model has one;
-  the ``<|latent|>`` embedding for the pause control). The span closes — ``<|latent_end|>`` is emitted and embedded —
+  the ``<|latent|>`` embedding for the pause control), plus the slot's cell of the row's last question image for an
+  anchored model (:mod:`fl1_core.latent_anchor`). The span closes — ``<|latent_end|>`` is emitted and embedded —
   when the budget is spent (both modes) or, in loose mode, when the sampled token is ``<|latent_end|>``;
 * finished rows (after an EOS) emit padding and are ignored.
 
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import LatentConfig
+from ..latent_anchor import check_decode_budget, question_anchors, step_anchors
 from ..model import FutureL1Model
 from .prefill import COMPILE_BUCKET, decode_step, prefill_shared, sample_counts, step_function
 from .token_embedding import decoding_embeddings
@@ -163,6 +165,12 @@ def generate_with_latents(
     step_fn = step_function(device, compile_step)
     head = model.base.lm_head
 
+    anchors = None  # [R, K, H]: each row's last question image, when predictions are changes from it
+    if model.anchored:
+        anchors = question_anchors(model, inputs["input_ids"], inputs.get("pixel_values"), inputs.get("image_grid_thw"))
+        anchors = anchors.repeat_interleave(torch.tensor(counts, device=anchors.device), dim=0)
+        check_decode_budget(anchors, budget, loose)
+
     with decoding_embeddings(model) as embed:
         state = prefill_shared(model, inputs, counts, max_new_tokens,
                                bucket=1 if step_fn is decode_step else COMPILE_BUCKET)
@@ -210,6 +218,8 @@ def generate_with_latents(
             budget_left = torch.where(entering, budget_fill, budget_left - emit_latent.long())
 
             fed_latent = model.latent_feed(hidden)
+            if anchors is not None:  # slot index in the span: budget_left was just counted down for this slot
+                fed_latent = fed_latent + step_anchors(anchors, budget - budget_left - 1).to(fed_latent.dtype)
             if latent_intervention is not None:
                 fed_latent = latent_intervention(fed_latent, fed_count).to(fed_latent.dtype)
             fed_count += emit_latent.long()
