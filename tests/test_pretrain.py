@@ -197,6 +197,20 @@ def test_shipped_base_matches_its_card_and_decodes(shipped_card):
     assert out.latents[0].shape[1] == model.config.get_text_config().hidden_size
 
 
+def test_the_shipped_card_text_is_written_from_its_recipe(shipped_card):
+    from fl1_core.pretrain.shipped import model_card_markdown
+    from fl1_core.world_base import CARD_MD, WORLD_BASE_DIR
+
+    text = (WORLD_BASE_DIR / CARD_MD).read_text()
+    assert text == model_card_markdown(shipped_card)
+    phases = shipped_card["recipe"].get("phases", [shipped_card["recipe"]])
+    sampled = any(p.get("scheduled_sampling_p", 0) > 0 for p in phases)
+    assert ("scheduled sampling on its own predictions" in text) == sampled
+    assert ("no scheduled sampling" in text) == (not sampled)
+    changed = dict(shipped_card, recipe=dict(phases[-1], scheduled_sampling_p=0.5))
+    assert "up to 0.5 per span, by scheduled sampling" in model_card_markdown(changed)
+
+
 def test_first_steps_of_the_recipe_reproduce_the_card(shipped_card, tmp_path):
     from fl1_core.pretrain.chain import read_training_log, recipe_from_dict
 

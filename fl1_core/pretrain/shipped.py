@@ -46,7 +46,12 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     start = phases[0].get("init_from")
     origin = (f"continued from `{start}` (phases 1–2, whose own card is there: trained from random init to see and to "
               "read) on" if start else "trained from random init on")
-    imagination = any(p.get("tasks", {}).get(t, 0) > 0 for p in phases for t in ("latent_layout", "chain"))
+    imagination = [p for p in phases if any(p.get("tasks", {}).get(t, 0) > 0 for t in ("latent_layout", "chain"))]
+    share = max((p.get("frame_share", 0) if p.get("frame_questions") else 0) for p in imagination) if imagination else 0
+    sampled = max((p.get("scheduled_sampling_p", 0) for p in imagination), default=0)
+    feedback = ("trained by the alignment loss and, with probability up to "
+                f"{sampled:g} per span, by scheduled sampling on its own predictions" if sampled > 0 else
+                "trained by the alignment loss on gold frames (no scheduled sampling)")
     lines = [
         "# World base: the tiny Qwen3-VL pretrained on the synthetic future world",
         "",
@@ -56,8 +61,8 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         "auxiliary cell head on the merged vision tokens) and to read (option look-up, world questions in MCQ and "
         "free-form, with and without reasoning, with future frames as hints, over images and videos)"
         + ("; then to imagine: read a frame given as its embeddings at latent slots, answer world questions in the "
-           "full interleaved chain format (half of them frame-needing), and feed back latents through a projection "
-           "head, trained with scheduled sampling on its own predictions." if imagination else "."),
+           f"full interleaved chain format ({100 * share:.0f} % of them frame-needing), and feed back latents through "
+           f"a projection head, {feedback}." if imagination else "."),
         "",
         f"- **Reproduce:** `{card.get('command', '')}`",
         f"- **Seed:** {phases[0].get('seed')} · **steps:** {sum(p.get('steps', 0) for p in phases)} · **batch:** "
