@@ -60,6 +60,7 @@ class SFTExample:
     question_images: list[Image.Image] = field(default_factory=list)
     future_frames: list[Image.Image] = field(default_factory=list)
     question_video: QuestionVideo | None = None
+    no_loss_text: str | None = None  # a phrase of the response whose tokens carry no loss (its last occurrence)
 
 
 @dataclass
@@ -191,19 +192,23 @@ class SFTCollator:
     def _build(self, examples: list[SFTExample]) -> dict:
         future = [f for ex in examples for f in ex.future_frames] if self.mode == "latent" else []
         latent_inputs, counts = self._latent_pixels(future) if future else ({}, [])
-        texts, offset = [], 0
+        texts, responses, offset = [], [], 0
         for ex in examples:
             n_future = len(ex.future_frames) if self.mode == "latent" else 0
             spans = counts[offset : offset + n_future]
             offset += n_future
             prompt = render_prompt(self.processor, self.system, len(ex.question_images), ex.question_video is not None, ex.question)
-            texts.append(prompt + assistant_text(ex.thoughts, spans, ex.answer))
+            responses.append(assistant_text(ex.thoughts, spans, ex.answer))
+            texts.append(prompt + responses[-1])
         batch = encode_texts(self.processor, texts, examples, self.question_max_pixels)
         if self.max_length is not None and batch["input_ids"].shape[1] > self.max_length:
             lengths = batch["attention_mask"].sum(1).tolist()
             too_long = [(ex.id, n) for ex, n in zip(examples, lengths) if n > self.max_length]
             raise CollateError(f"sequence longer than max_length={self.max_length}: {too_long}")
         batch["labels"] = self.labels(batch["input_ids"], batch["attention_mask"])
+        for row, (ex, response) in enumerate(zip(examples, responses)):
+            if ex.no_loss_text:
+                self.mask_phrase(batch["labels"], row, response, ex)
         if self.letter_weight != 1.0:
             letters = _is_letter(batch["input_ids"], self.letter_pairs) & (batch["labels"] != IGNORE_INDEX)
             batch["label_weights"] = torch.where(letters, self.letter_weight, 1.0)
@@ -212,6 +217,27 @@ class SFTCollator:
             batch["image_grid_thw_latent"] = latent_inputs["image_grid_thw"]
         batch["ids"] = [ex.id for ex in examples]
         return batch
+
+    def mask_phrase(self, labels: torch.Tensor, row: int, response: str, ex: SFTExample) -> None:
+        """No loss on the tokens of ``ex.no_loss_text`` (its last occurrence in ``response``) in ``labels[row]``; the
+        response tokenised alone must be the row's supervised tokens, else it raises rather than mask others."""
+        at = response.rfind(ex.no_loss_text)
+        if at < 0:
+            raise CollateError(f"{ex.id}: no_loss_text {ex.no_loss_text!r} is not in the response")
+        enc = self.processor.tokenizer(response, add_special_tokens=False, return_offsets_mapping=True)
+        ids, spans = enc["input_ids"], enc["offset_mapping"]
+        supervised = (labels[row] != IGNORE_INDEX).nonzero().flatten()
+        if not len(supervised):
+            raise CollateError(f"{ex.id}: the response has no supervised tokens")
+        first = int(supervised[0])
+        have = labels[row, first:first + len(ids)]
+        expect = torch.tensor(ids)
+        keep = have != IGNORE_INDEX  # latent slots are already unsupervised
+        if have.shape != expect.shape or not torch.equal(have[keep], expect[keep]):
+            raise CollateError(f"{ex.id}: the response does not tokenise alone as it does in the chat text")
+        end = at + len(ex.no_loss_text)
+        hit = [i for i, (a, b) in enumerate(spans) if a < end and b > at]
+        labels[row, [first + i for i in hit]] = IGNORE_INDEX
 
     def labels(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """-100 on prompt (up to and including ``<|im_start|>assistant\\n``), padding and ``<|latent|>`` slots."""

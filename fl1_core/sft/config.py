@@ -77,6 +77,10 @@ class SFTConfig(FineTuneConfig):
     # scheduled_sampling_ramp of the steps; latent mode only
     scheduled_sampling_p: float = 0.0
     scheduled_sampling_ramp: float = 0.3
+    # counterfactual readings (not in the release; 0 = off): with this probability per example and epoch, a
+    # frame-needing chain's layout reading moves the asked object, and the conclusion follows (no loss on the moved
+    # phrase), fl1_core.sft.counterfactual_reading; every mode
+    reading_swap_p: float = 0.0
     system_prompt: str = "interleaved"
     max_length: int | None = None
     on_error: Literal["raise", "skip"] = "skip"
@@ -101,6 +105,8 @@ class SFTConfig(FineTuneConfig):
         if not (0.0 <= self.scheduled_sampling_p <= 1.0 and 0.0 <= self.scheduled_sampling_ramp <= 1.0):
             raise ValueError("scheduled_sampling_p and scheduled_sampling_ramp must be in [0, 1], got "
                              f"{self.scheduled_sampling_p}, {self.scheduled_sampling_ramp}")
+        if not 0.0 <= self.reading_swap_p <= 1.0:
+            raise ValueError(f"reading_swap_p must be in [0, 1], got {self.reading_swap_p}")
         if self.save_every < 0:
             raise ValueError("save_every must be >= 0")
         check_system_prompt(self)

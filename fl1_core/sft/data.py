@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from ..data.collator import CollateError, SFTCollator, SFTExample
 from ..data.examples import sft_example
+from .counterfactual_reading import CounterfactualReadings
 from ..data.records import Reject, SFTRecord
 from ..data.frames import clear_reader_cache
 
@@ -128,6 +129,8 @@ def _batch_stream(source: ExampleSource, collator: SFTCollator, cfg: SFTConfig, 
     step = start
     while step < total:
         end = min(total, (step // steps_per_epoch + 1) * steps_per_epoch)
+        epoch_source = (CounterfactualReadings(source, cfg.reading_swap_p, cfg.seed, step // steps_per_epoch)
+                        if cfg.reading_swap_p > 0 else source)
         index_lists = [
             idx for s in range(step, end)
             for idx in micro_batch_indices(cfg.seed, len(source), s, steps_per_epoch, cfg.per_device_batch_size,
@@ -135,11 +138,11 @@ def _batch_stream(source: ExampleSource, collator: SFTCollator, cfg: SFTConfig, 
         ]
         if cfg.dataloader_workers > 0:
             clear_reader_cache()  # decord readers opened by validation must not be shared with forked workers
-            yield from DataLoader(source, batch_sampler=index_lists, collate_fn=collator,
+            yield from DataLoader(epoch_source, batch_sampler=index_lists, collate_fn=collator,
                                   num_workers=cfg.dataloader_workers, worker_init_fn=_fresh_readers)
         else:
             for idx in index_lists:
-                yield collator([source[i] for i in idx])
+                yield collator([epoch_source[i] for i in idx])
         step = end
 
 
