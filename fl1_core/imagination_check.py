@@ -6,9 +6,9 @@
 2. from the shipped world base, with no curation, trains latent, pause-token and text-only SFT on the world's SFT
    file at the demo's sizes (``SFTConfig.cpu_world``, 226 steps, seed ``TRAIN_SEED``), into ``OUT_DIR/sft/<mode>``;
 3. decodes the world's frame-needing held-out items (all of them, >= 300 on the default world) with the latent
-   model as it is, with oracle latents (the true future-frame embeddings) and with shuffled ones (the gold frames of
-   another item of the same kind and slot count), and with the pause-token and text-only models: the same items for
-   every comparison;
+   model as it is, with oracle latents (the true future-frame embeddings), with shuffled ones (the gold frames of
+   another item of the same kind and slot count) and with the present (the last question frame at every span), and
+   with the pause-token and text-only models: the same items for every comparison;
 4. writes versions, the base's sha256, every prediction and ``summary.json`` into ``OUT_DIR``, and prints as its
    last line ``{"n": N, "oracle_minus_shuffled": {...}, "latent_minus_pause": {...}, "latent_minus_text": {...}}``:
    paired differences in points of the primary score (the concluded option: the final thought names the gold
@@ -34,7 +34,7 @@ USAGE = "usage: imagination_check.sh WORLD_SEED TRAIN_SEED OUT_DIR   (seeds: non
 SFT_STEPS = 226  # the demo's SFT size (2 epochs of the curated 900 records)
 THREADS = 2
 MODES = ("latent", "pause", "text")
-CONDITIONS = ("none", "oracle", "oracle_shuffled")
+CONDITIONS = ("none", "oracle", "oracle_shuffled", "present")
 
 log = logging.getLogger(__name__)
 

@@ -102,7 +102,8 @@ def test_run_audit_end_to_end_on_the_small_world(forced_checkpoint, saved_tiny, 
 
     result = run_audit(forced_checkpoint, small_world, tmp_path / "audit", text_checkpoint=saved_tiny, limit=8,
                        batch_size=8, max_new_tokens=8, folds=2)
-    assert set(result["ablations"]) == {"none", "zeros", "mean", "shuffle", "noise", "oracle", "oracle_shuffled"}
+    assert set(result["ablations"]) == {"none", "zeros", "mean", "shuffle", "noise", "oracle", "oracle_shuffled",
+                                        "present"}
     contrast = result["contrasts"]["oracle - oracle_shuffled"]
     assert contrast["all"]["event"]["n"] == 8 and set(contrast["all"]) == {"event", "letter"}
     none = result["ablations"]["none"]

@@ -38,7 +38,7 @@ def test_a_small_check_runs_end_to_end_and_refuses_an_out_dir_of_other_seeds(tmp
     assert line["n"] == 4 and set(line) == {"n", "oracle_minus_shuffled", "latent_minus_pause", "latent_minus_text"}
     for key in ("oracle_minus_shuffled", "latent_minus_pause", "latent_minus_text"):
         assert line[key]["lo"] <= line[key]["mean"] <= line[key]["hi"]
-    for name in ("latent.none", "latent.oracle", "latent.oracle_shuffled", "pause", "text"):
+    for name in ("latent.none", "latent.oracle", "latent.oracle_shuffled", "latent.present", "pause", "text"):
         rows = (out / "predictions" / f"{name}.jsonl").read_text().splitlines()
         assert len(rows) == 4 and "concluded_correct" in json.loads(rows[0])
     assert len(summary["base_sha256"]) == 64
@@ -55,6 +55,7 @@ def test_a_small_check_runs_end_to_end_and_refuses_an_out_dir_of_other_seeds(tmp
     (tmp_path / "busy" / "x.txt").write_text("mine")
     with pytest.raises(UsageError, match="not empty"):
         run_check(3, 0, tmp_path / "busy", **small)
-    assert set(summary["frame_reading"]) == {"latent/none", "latent/oracle", "latent/oracle_shuffled", "pause", "text"}
+    assert set(summary["frame_reading"]) == {"latent/none", "latent/oracle", "latent/oracle_shuffled", "latent/present",
+                                             "pause", "text"}
     with pytest.raises(UsageError, match="not a checkpoint folder"):  # a candidate base must be a checkpoint
         run_check(3, 0, tmp_path / "other", base=tmp_path / "busy", **small)

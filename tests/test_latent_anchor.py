@@ -66,6 +66,10 @@ def test_anchors_are_the_latent_targets_of_the_last_question_frame(anchored_stil
         assert got.shape == want.shape and torch.allclose(got, want, atol=1e-5)
     with pytest.raises(ValueError, match="needs an image"):
         question_anchors(model, inputs["input_ids"][:, :3], None, None)
+    from fl1_core.audit.ablations import present_frame_targets  # the audit's "present" bank: the same frames
+
+    for got, want in zip(anchors, present_frame_targets(model, processor, items)):
+        assert torch.allclose(got, want, atol=1e-5)
 
 
 def test_a_model_that_predicts_no_change_imagines_the_present(anchored_still, small_world):

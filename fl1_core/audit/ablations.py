@@ -106,6 +106,33 @@ def reasoning_frame_targets(model, processor, items: Sequence[AuditItem], clips:
     return out
 
 
+def present_frame_targets(model, processor, items: Sequence[AuditItem]) -> list[torch.Tensor]:
+    """Per item, the latent targets [K, H] of its last question frame (the last pool index of ``record.image``, or
+    the last of ``image_paths``): what a model that imagines no change would feed."""
+    from PIL import Image
+
+    from ..data.collator import latent_pixel_inputs
+    from ..data.frames import load_pool_frames
+
+    out = []
+    for it in items:
+        rec = it.record
+        paths = getattr(rec, "image_paths", None)
+        if paths:
+            with Image.open(paths[-1]) as im:
+                frame = [im.convert("RGB")]
+        elif rec.image:
+            frame = load_pool_frames(rec.video, [max(rec.image)])
+        else:
+            raise ValueError(f"{rec.id}: no question frame to copy (a video-only record); drop the 'present' ablation")
+        pixels, _ = latent_pixel_inputs(processor, model.latent_config, frame)
+        with torch.no_grad():
+            target = model.latent_targets(pixels["pixel_values"].to(model.device, model.dtype),
+                                          pixels["image_grid_thw"].to(model.device))[0]
+        out.append(target.float().cpu())
+    return out
+
+
 def oracle_bank(frame_targets: Sequence[Sequence[torch.Tensor]], hidden_size: int) -> list[torch.Tensor]:
     """Per item, its reasoning frames' targets concatenated in span order [Σ K_f, H] (empty when unknown)."""
     return [torch.cat(list(ts)) if ts else torch.zeros((0, hidden_size)) for ts in frame_targets]
@@ -161,6 +188,9 @@ def run_ablations(
             else:  # another clip's gold frames: same kind, same slot count, never the item's own
                 perm = grouped_derangement([(it.kind, int(g.shape[0])) for it, g in zip(items, gold)], seed)
                 banks[name] = [gold[int(j)] if j >= 0 else gold[i][:0] for i, j in enumerate(perm)]
+            factories[name] = from_bank(banks[name])
+        elif name == "present":  # the last question frame, once per span the decode writes (at most 8 spans)
+            banks[name] = [t.repeat(8, 1) for t in present_frame_targets(model, processor, items)]
             factories[name] = from_bank(banks[name])
     decoded: dict[str, list[DecodedItem]] = {"none": clean}
     results: dict[str, Any] = {}

@@ -11,7 +11,9 @@ decoding batch and ``intervention(fed [B, H], index [B]) -> [B, H]`` is what
 * ``oracle``: the ground-truth future-frame embeddings of the example's reasoning frames, in span order;
 * ``oracle_shuffled``: the ground-truth frame embeddings of *another* example of the same question kind with the
   same number of slots (a derangement within those groups): real frames, the wrong ones. ``oracle`` minus
-  ``oracle_shuffled`` is what the frame's content is worth to the answer.
+  ``oracle_shuffled`` is what the frame's content is worth to the answer;
+* ``present``: the embeddings of the example's last question frame at every span (imagining that nothing moves):
+  ``none`` minus ``present`` is what the model's imagination adds to copying the present.
 
 A bank (shuffle, oracle) shorter than the latents a row asks for leaves the rest to the model's own latents;
 :func:`bank_share` counts how many fed latents came from the bank.
@@ -28,7 +30,7 @@ import torch
 Intervention = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Factory = Callable[[Sequence[int]], Intervention]
 
-ABLATIONS = ("zeros", "mean", "shuffle", "noise", "oracle", "oracle_shuffled")
+ABLATIONS = ("zeros", "mean", "shuffle", "noise", "oracle", "oracle_shuffled", "present")
 
 
 def zeros() -> Factory:
