@@ -261,6 +261,14 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_frame_reading(args: argparse.Namespace) -> int:
+    from .audit.frame_reading import MEASURES, readings_table
+
+    for row in readings_table(args.checks):
+        print(row["check"], row["decode"], " ".join(f"{k}={row[k]}" for k in MEASURES if k in row))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
 
@@ -423,6 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the text model's logistic regression")
     p.add_argument("--seed", type=int, default=0, help="random_state of the text model")
     p.set_defaults(func=cmd_baselines)
+
+    p = sub.add_parser("frame-reading", help="finished imagination checks: per decode, the share of frame-needing "
+                       "items whose reading is right, whose conclusion follows the reading, and concluded right (%%)")
+    p.add_argument("checks", nargs="+", help="OUT_DIRs of scripts/imagination_check.sh")
+    p.set_defaults(func=cmd_frame_reading)
 
     p = sub.add_parser("report", help="RUN_DIR/report/index.html: the run's notebooks, manifest, metrics, figures, "
                                       "clips (opens offline)")

@@ -59,3 +59,8 @@ def test_a_small_check_runs_end_to_end_and_refuses_an_out_dir_of_other_seeds(tmp
                                              "pause", "text"}
     with pytest.raises(UsageError, match="not a checkpoint folder"):  # a candidate base must be a checkpoint
         run_check(3, 0, tmp_path / "other", base=tmp_path / "busy", **small)
+    from fl1_core.audit.frame_reading import readings_table
+
+    rows = {r["decode"]: r for r in readings_table([out])}  # re-read from the files: the summary's numbers
+    assert set(rows) == {"latent.none", "latent.oracle", "latent.oracle_shuffled", "latent.present", "pause", "text"}
+    assert rows["latent.none"]["reading_right"] == summary["frame_reading"]["latent/none"]["reading_right"]

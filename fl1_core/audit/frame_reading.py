@@ -17,9 +17,11 @@ Wilson 95 % intervals.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..answers import final_thought
@@ -136,3 +138,28 @@ def reading_rows(by_decode: Mapping[str, Mapping[str, Any]], subset: str | None 
                                         f"{100 * dec[key]['share']:.1f} {interval_text(dec[key]['ci95'])} (n={dec[key]['n']})"
                                         for key, label in MEASURES.items()}})
     return rows
+
+
+def check_readings(check_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """The decomposition of every decode of a finished imagination check (``<dir>/predictions/<decode>.jsonl``
+    against ``<dir>/world/heldout_mcq.jsonl``), by decode name."""
+    check_dir = Path(check_dir)
+    metas = {}
+    for line in (check_dir / "world" / "heldout_mcq.jsonl").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            metas[row["id"]] = row["meta"]
+    out = {}
+    for path in sorted((check_dir / "predictions").glob("*.jsonl")):
+        rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+        out[path.stem] = reading_decomposition([r["text"] for r in rows], [metas[r["id"]] for r in rows])
+    if not out:
+        raise FileNotFoundError(f"{check_dir}/predictions holds no decodes; is it an imagination check's OUT_DIR?")
+    return out
+
+
+
+def readings_table(check_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """One row per (check, decode): the four measures in points ``[share, lo, hi]`` (:func:`reading_points`)."""
+    return [{"check": str(d), "decode": name, **reading_points(dec)}
+            for d in check_dirs for name, dec in check_readings(d).items()]
