@@ -13,7 +13,7 @@ from fl1_core.answers import option_lines
 from fl1_core.audit.frame_reading import read_frame
 from fl1_core.data.collator import IGNORE_INDEX, SFTCollator, SFTExample
 from fl1_core.data.world.frame_questions import COLUMNS
-from fl1_core.sft.counterfactual_reading import CounterfactualReadings, counterfactual_reading
+from fl1_core.data.counterfactual_reading import CounterfactualReadings, counterfactual_reading
 
 
 def world_examples(small_world) -> list[SFTExample]:

@@ -56,6 +56,9 @@ class PretrainRecipe(OptimizerConfig):
     head_dim: int = 256
     scheduled_sampling_p: float = 0.0
     scheduled_sampling_ramp: float = 0.3  # p rises linearly from 0 over this share of the steps
+    # counterfactual readings in the chain task (fl1_core.data.counterfactual_reading): with this probability a
+    # frame-needing chain's reading moves the asked object and the conclusion follows; 0 = off
+    reading_swap_p: float = 0.0
     # tokenizer: pre-tokenisation ("word" = Qwen's, "phrase" = the world's phrases as tokens) and BPE budget
     pretokenizer: str = "word"
     vocab_size: int = 2048
@@ -89,7 +92,7 @@ class PretrainRecipe(OptimizerConfig):
         if self.steps < 1 or self.batch_size < 1 or self.keep_checkpoints < 1:
             raise ValueError("PretrainRecipe: steps, batch_size and keep_checkpoints must be >= 1, got "
                              f"{self.steps}, {self.batch_size}, {self.keep_checkpoints}")
-        for name in ("frame_share", "scheduled_sampling_p", "scheduled_sampling_ramp"):
+        for name in ("frame_share", "scheduled_sampling_p", "scheduled_sampling_ramp", "reading_swap_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"PretrainRecipe.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.hidden_size % self.num_attention_heads:

@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from ..data.collator import QuestionVideo, SFTExample
+from ..data.counterfactual_reading import counterfactual_reading
 from ..data.frames import frame_pool_indices
 from ..data.world.config import WorldConfig
 from ..data.world.curriculum_text import (
@@ -147,9 +148,10 @@ class TaskSampler:
 
     def __init__(self, seed: int, world: WorldConfig | None = None, qa_variants: dict[str, float] | None = None,
                  mcq_fraction: float = 0.5, lookup_ways: dict[str, float] | None = None,
-                 frame_questions: bool = False, frame_share: float = 0.5):
+                 frame_questions: bool = False, frame_share: float = 0.5, reading_swap_p: float = 0.0):
         self.frame_questions = frame_questions
         self.frame_share = frame_share
+        self.reading_swap_p = reading_swap_p
         self.stream = ClipStream(seed, world)
         self.seed = int(seed)
         weights = qa_variants or {"reason": 0.5, "direct": 0.3, "hinted": 0.2}
@@ -296,6 +298,8 @@ class TaskSampler:
         questions = [self.stream.frame(clip, clip.pool[i - 1]) for i in rec["image"]]
         future = [self.stream.frame(clip, clip.pool[i - 1]) for i in rec["reasoning_image"]]
         example = SFTExample(rid, question, thoughts, rec["answer"], questions, future)
+        if self.reading_swap_p > 0 and rng.random() < self.reading_swap_p:  # no draw when off: old recipes unchanged
+            example = counterfactual_reading(example, rng) or example
         return PretrainItem("chain", example, None)
 
 

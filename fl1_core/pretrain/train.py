@@ -162,7 +162,7 @@ def train_phase(
     _truncate_logs(out, start)
     sampler = TaskSampler(recipe.seed, qa_variants=recipe.qa_variants, mcq_fraction=recipe.mcq_fraction,
                           lookup_ways=recipe.lookup_ways, frame_questions=recipe.frame_questions,
-                          frame_share=recipe.frame_share)
+                          frame_share=recipe.frame_share, reading_swap_p=recipe.reading_swap_p)
     collators = {(s, m): SFTCollator(processor, model.latent_config, system_prompt=s, mode=m, on_error="raise",
                                      allow_text_only=True)
                  for s, m in {collator_key(t) for t in TASKS}}

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from ..data.collator import CollateError, SFTCollator, SFTExample
 from ..data.examples import sft_example
-from .counterfactual_reading import CounterfactualReadings
+from ..data.counterfactual_reading import CounterfactualReadings
 from ..data.records import Reject, SFTRecord
 from ..data.frames import clear_reader_cache
 

@@ -20,8 +20,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..answers import option_lines
-from ..data.collator import SFTExample
-from ..data.world.frame_questions import COLUMNS, SUPPORT_WORDS, place_phrase
+from .collator import SFTExample
+from .world.frame_questions import COLUMNS, SUPPORT_WORDS, place_phrase
 
 _PLACE = "|".join(re.escape(place_phrase(s, c)) for s in SUPPORT_WORDS for c in COLUMNS)
 _CONCLUSION = re.compile(rf"So, the (?P<name>.+?) is (?P<place>{_PLACE})(?P<tail>(?:, which is option (?P<letter>[A-D]))?\.)")
