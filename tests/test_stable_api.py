@@ -11,7 +11,7 @@ import fl1_core
 PKG = Path(fl1_core.__file__).parent
 
 VERBS = {"world", "tiny", "run", "batch", "pretrain", "ship-base", "curate", "sft", "rl", "eval", "heldout",
-         "baselines", "report", "plan", "judge-serve"}
+         "baselines", "frame-reading", "report", "plan", "judge-serve"}
 
 
 def test_the_stable_api_imports():
