@@ -3,8 +3,7 @@
 A frame-needing chain (:mod:`fl1_core.data.world.frame_questions`) ends with one thought: the layout reading of the
 frame at the last span ("From left to right: the red ball on the floor at the left, the blue box …"), then the
 conclusion ("So, the red ball is on the floor at the left, which is option B.", or without the option in a
-free-form chain). The primary score (the concluded
-option) needs both steps, so per response this module reads:
+free-form chain). The primary score (the concluded option) needs both steps, so per response this module reads:
 
 - **reading right**: the reading puts the asked object where the gold answer says (``P(read)``);
 - **follows the reading**: the conclusion states the place that the reading gave the asked object (``P(follow)``);
@@ -25,13 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from ..answers import final_thought
-from ..data.world.frame_questions import COLUMNS, SUPPORT_WORDS, place_phrase
+from ..data.world.frame_questions import PLACE_PATTERN, READING_OPEN
 from ..intervals import wilson_interval
 
-PLACES = tuple(place_phrase(s, c) for s in SUPPORT_WORDS for c in COLUMNS)
-_PLACE = "|".join(re.escape(p) for p in PLACES)
-_ANSWER_TEXT = re.compile(rf"^the (.+?) is ({_PLACE})$")
-READING_OPEN = "From left to right:"
+_ANSWER_TEXT = re.compile(rf"^the (.+?) is ({PLACE_PATTERN})$")
 
 
 @dataclass(frozen=True)
@@ -76,9 +72,9 @@ def read_frame(text: str, answer_text: str) -> FrameReading:
     read = None
     if start >= 0:
         reading = thought[start:].split(" So, ", 1)[0]
-        m = re.search(rf"(?:: |, )the {re.escape(name)} ({_PLACE})", reading)
+        m = re.search(rf"(?:: |, )the {re.escape(name)} ({PLACE_PATTERN})", reading)
         read = m.group(1) if m else None
-    m = re.search(rf"So, the {re.escape(name)} is ({_PLACE})(?:,|\.|$)", thought)
+    m = re.search(rf"So, the {re.escape(name)} is ({PLACE_PATTERN})(?:,|\.|$)", thought)
     return FrameReading(gold=gold, read=read, concluded=m.group(1) if m else None)
 
 

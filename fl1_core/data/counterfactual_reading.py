@@ -21,12 +21,11 @@ from torch.utils.data import Dataset
 
 from ..answers import option_lines
 from .collator import SFTExample
-from .world.frame_questions import COLUMNS, SUPPORT_WORDS, place_phrase
+from .world.frame_questions import COLUMNS, PLACE_PATTERN, READING_OPEN, SUPPORT_WORDS, place_phrase
 
-_PLACE = "|".join(re.escape(place_phrase(s, c)) for s in SUPPORT_WORDS for c in COLUMNS)
-_CONCLUSION = re.compile(rf"So, the (?P<name>.+?) is (?P<place>{_PLACE})(?P<tail>(?:, which is option (?P<letter>[A-D]))?\.)")
-_ITEM = re.compile(rf"the (?P<name>.+?) (?P<place>{_PLACE})(?=[,.])")
-READING_OPEN = "From left to right: "
+_CONCLUSION = re.compile(
+    rf"So, the (?P<name>.+?) is (?P<place>{PLACE_PATTERN})(?P<tail>(?:, which is option (?P<letter>[A-D]))?\.)")
+_ITEM = re.compile(rf"the (?P<name>.+?) (?P<place>{PLACE_PATTERN})(?=[,.])")
 
 
 def _column(place: str) -> int:
@@ -49,7 +48,7 @@ def counterfactual_reading(example: SFTExample, rng: np.random.Generator) -> SFT
     if start < 0 or conclusion is None or conclusion.start() < start:
         return None
     name, place = conclusion["name"], conclusion["place"]
-    items = list(_ITEM.finditer(final, start + len(READING_OPEN), conclusion.start()))
+    items = list(_ITEM.finditer(final, start + len(READING_OPEN) + 1, conclusion.start()))
     at = [i for i, m in enumerate(items) if m["name"] == name]
     if len(at) != 1:
         return None

@@ -23,6 +23,7 @@ unchanged ones, so that most items are not readable from the present.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Callable
 
@@ -48,6 +49,11 @@ def place_phrase(support: str, column: str) -> str:
     return f"{SUPPORT_WORDS[support]} {at}"
 
 
+PLACES = tuple(place_phrase(s, c) for s in SUPPORT_WORDS for c in COLUMNS)  # every place a reading can give
+PLACE_PATTERN = "|".join(re.escape(p) for p in PLACES)  # a regex alternation of PLACES
+READING_OPEN = "From left to right:"  # how a layout reading (and the scene task's description) starts
+
+
 def body_place(clip: Clip, body: int, frame: int) -> str:
     """Where body ``body`` is at ``frame`` (:func:`place_phrase`)."""
     sim = clip.sim
@@ -66,7 +72,7 @@ def left_to_right(clip: Clip, frame: int, where: Callable[[int], str]) -> str:
     sim = clip.sim
     order = np.argsort(sim.states[frame, :, 0], kind="stable")
     parts = [f"the {clip.names[int(i)]} {where(int(i))}" for i in order]
-    text = "From left to right: " + ", ".join(parts) + "."
+    text = f"{READING_OPEN} " + ", ".join(parts) + "."
     if sim.scene.switch_side is not None:
         on = sim.light_on_frame is not None and frame >= sim.light_on_frame
         text += " The light is on." if on else " The light is off."
