@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .data.world.world_types import TEXT_KINDS
+from .intervals import wilson_interval
 from .run_summary import CHECKPOINT_LABELS
 from .runs import read_jsonl
 
@@ -244,7 +245,26 @@ def audit_summary(runs: Mapping[int, Path]) -> dict[str, Any]:
         own, floor = by_source.get("latent SFT · flat"), by_source.get("untrained · flat")
         gap = [a - b for a, b in zip(own, floor)] if own and floor and len(own) == len(floor) else []
         probes[target] = {**{src: t_interval(v) for src, v in by_source.items()}, "own − untrained": t_interval(gap)}
-    return {"seeds": sorted(results), "oracle_minus_shuffled": contrasts, "probes_flat_r2": probes}
+    return {"seeds": sorted(results), "oracle_minus_shuffled": contrasts, "probes_flat_r2": probes,
+            "frame_reading": pool_readings([r["frame_reading"] for r in results.values() if r.get("frame_reading")])}
+
+
+def pool_readings(per_seed: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The audit's frame-reading split (:mod:`fl1_core.audit.frame_reading`) pooled over seeds: per decode and
+    measure, the counts summed (``k = share · n``) and a Wilson interval on the sum; ``changed`` the same."""
+    def pool(blocks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key in sorted({k for b in blocks for k in b if k != "changed"}):
+            parts = [b[key] for b in blocks if key in b and b[key]["n"]]
+            n = sum(p["n"] for p in parts)
+            k = sum(round(p["share"] * p["n"]) for p in parts)
+            out[key] = {"n": n, "share": k / n if n else None, "ci95": list(wilson_interval(k, n)) if n else None}
+        if any("changed" in b for b in blocks):
+            out["changed"] = pool([b["changed"] for b in blocks if "changed" in b])
+        return out
+
+    decodes = sorted({name for r in per_seed for name in r})
+    return {name: pool([r[name] for r in per_seed if name in r]) for name in decodes}
 
 
 def summarize(runs_root: str | Path, name: str = "seed-study") -> dict[str, Any]:

@@ -134,6 +134,26 @@ def test_audit_summary_pools_the_contrast_and_the_flat_probes(tmp_path):
     layout = out["probes_flat_r2"]["layout"]
     assert layout["own − untrained"]["mean"] == pytest.approx(0.2)
     assert "last_event" not in out["probes_flat_r2"]  # accuracy probes are not R²
+    assert out["frame_reading"] == {}  # audits from before the split: nothing to pool
+
+
+def test_the_frame_reading_split_pools_counts_over_seeds():
+    from fl1_core.audit.frame_reading import reading_decomposition, reading_rows
+
+    gold = "the red ball is on the floor at the left"
+    right = "<reason>From left to right: the red ball on the floor at the left. So, the red ball is on the floor at " \
+            "the left, which is option A.</reason><answer>A</answer>"
+    ignored = right.replace("So, the red ball is on the floor at the left", "So, the red ball is on the floor in the middle")
+    meta = {"needs_frame": True, "answer_text": gold, "changed": True}
+    seeds = [{"latent SFT": reading_decomposition([right, ignored], [meta, meta])},
+             {"latent SFT": reading_decomposition([right, right, ignored, right], [meta] * 4)}]
+    pooled = seed_study.pool_readings(seeds)["latent SFT"]
+    assert pooled["reading_right"]["n"] == 6 and pooled["reading_right"]["share"] == 1.0
+    assert pooled["follows_reading"]["share"] == pytest.approx(4 / 6)
+    assert pooled["changed"]["concluded_right"]["share"] == pytest.approx(4 / 6)
+    lo, hi = pooled["concluded_right"]["ci95"]
+    assert lo < 4 / 6 < hi
+    assert reading_rows({"latent SFT": pooled})[0]["concluded right"].startswith("66.7 [")
 
 
 def test_imagination_targets_lists_the_frame_rows():
