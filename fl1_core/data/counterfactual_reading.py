@@ -24,7 +24,7 @@ from .collator import SFTExample
 from .world.frame_questions import COLUMNS, PLACE_PATTERN, READING_OPEN, SUPPORT_WORDS, place_phrase
 
 _CONCLUSION = re.compile(
-    rf"So, the (?P<name>.+?) is (?P<place>{PLACE_PATTERN})(?P<tail>(?:, which is option (?P<letter>[A-D]))?\.)")
+    rf"So, the (?P<name>.+?) is (?P<place>{PLACE_PATTERN})(?:, which is option (?P<letter>[A-D]))?\.")
 _ITEM = re.compile(rf"the (?P<name>.+?) (?P<place>{PLACE_PATTERN})(?=[,.])")
 
 
