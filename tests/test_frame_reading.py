@@ -52,6 +52,11 @@ def test_wrong_reading_followed_right_reading_ignored_and_no_reading_are_told_ap
     blind = read_frame(response(["Imagine.", "In this frame, the blue box is on the ledge at the left. So, the red "
                                              "ball is on the floor at the left, which is option A."]), GOLD)
     assert (blind.read, blind.follows, blind.concluded_right) == (None, None, True)
+    # the whole-layout reading of worlds generated before 2026-12-05 is read too
+    layout = read_frame(response(["Imagine.", "From left to right: the blue box on the ledge at the left, the red ball "
+                                              "on the floor in the middle. So, the red ball is on the floor at the left, "
+                                              "which is option A."]), GOLD)
+    assert (layout.read, layout.follows, layout.concluded_right) == ("on the floor in the middle", False, True)
     # the conclusion's place is read from the last thought only, never from the question's options
     early = read_frame(response([f"{READ_LEFT} So, the red ball is on the floor at the left, which", "Done."]), GOLD)
     assert early.read is None and early.concluded is None

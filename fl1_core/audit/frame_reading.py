@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..answers import final_thought
-from ..data.world.frame_questions import PLACE_PATTERN, READING_OPEN
+from ..data.world.frame_questions import LAYOUT_OPEN, PLACE_PATTERN, READING_PATTERN
 from ..intervals import wilson_interval
 
 _ANSWER_TEXT = re.compile(rf"^the (.+?) is ({PLACE_PATTERN})$")
@@ -66,11 +66,15 @@ def asked_object(answer_text: str) -> tuple[str, str]:
 
 def read_frame(text: str, answer_text: str) -> FrameReading:
     """The asked object's place in the response's reading and in its conclusion (module docstring); a reading of
-    another object counts as no reading."""
+    another object counts as no reading. Responses to worlds generated before 2026-12-05, whose reading is the whole
+    layout ("From left to right: the red ball on the floor at the left, …"), are read too."""
     name, gold = asked_object(answer_text)
     thought = final_thought(text).strip()
-    m = re.search(rf"{re.escape(READING_OPEN)} the {re.escape(name)} is ({PLACE_PATTERN})\.", thought)
-    read = m.group(1) if m else None
+    read = next((m["place"] for m in re.finditer(READING_PATTERN, thought) if m["name"] == name), None)
+    start = thought.find(LAYOUT_OPEN)
+    if read is None and start >= 0:  # the whole-layout reading of worlds generated before 2026-12-05
+        m = re.search(rf"(?:: |, )the {re.escape(name)} ({PLACE_PATTERN})", thought[start:].split(" So, ", 1)[0])
+        read = m.group(1) if m else None
     m = re.search(rf"So, the {re.escape(name)} is ({PLACE_PATTERN})(?:,|\.|$)", thought)
     return FrameReading(gold=gold, read=read, concluded=m.group(1) if m else None)
 

@@ -21,11 +21,11 @@ from torch.utils.data import Dataset
 
 from ..answers import option_lines
 from .collator import SFTExample
-from .world.frame_questions import COLUMNS, PLACE_PATTERN, READING_OPEN, SUPPORT_WORDS, place_phrase
+from .world.frame_questions import COLUMNS, PLACE_PATTERN, READING_OPEN, READING_PATTERN, SUPPORT_WORDS, place_phrase
 
 _CONCLUSION = re.compile(
     rf"So, the (?P<name>.+?) is (?P<place>{PLACE_PATTERN})(?:, which is option (?P<letter>[A-D]))?\.")
-_READING = re.compile(rf"{re.escape(READING_OPEN)} the (?P<name>.+?) is (?P<place>{PLACE_PATTERN})\.")
+_READING = re.compile(READING_PATTERN)
 
 
 def _moved(place: str, column: int) -> str:

@@ -59,6 +59,7 @@ PLACES = tuple(place_phrase(s, c) for s in SUPPORT_WORDS for c in COLUMNS)  # ev
 PLACE_PATTERN = "|".join(re.escape(p) for p in PLACES)  # a regex alternation of PLACES
 LAYOUT_OPEN = "From left to right:"  # how a layout description (the scene and layout tasks) starts
 READING_OPEN = "In this frame,"  # how a chain's reading of the asked object's place starts
+READING_PATTERN = rf"{re.escape(READING_OPEN)} the (?P<name>.+?) is (?P<place>{PLACE_PATTERN})\."  # a reading, parsed
 
 
 def body_place(clip: Clip, body: int, frame: int) -> str:
@@ -75,7 +76,7 @@ def place_answer(clip: Clip, body: int, frame: int) -> str:
 
 def left_to_right(clip: Clip, frame: int, where: Callable[[int], str]) -> str:
     """'From left to right: the <object> <where(i)>, …. The light is on/off.' (the light only when the scene has
-    one): the wording of the scene task and of the layout reading."""
+    one): the wording of the scene and layout tasks."""
     sim = clip.sim
     order = np.argsort(sim.states[frame, :, 0], kind="stable")
     parts = [f"the {clip.names[int(i)]} {where(int(i))}" for i in order]
