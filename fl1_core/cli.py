@@ -172,11 +172,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_ship_base(args: argparse.Namespace) -> int:
+    import torch
+
     from .pretrain.shipped import card_from_run, ship_world_base
     from .world_base import WORLD_BASE_DIR
 
-    command = f"fl1 pretrain --out {args.run} --threads {args.threads} && fl1 ship-base {args.run}"
-    card = card_from_run(args.run, args.world, threads=args.threads, command=command)
+    torch.set_num_threads(args.threads)
+    card = card_from_run(args.run, args.world)
     dest = ship_world_base(args.run, card, args.dest or WORLD_BASE_DIR)
     print(json.dumps({k: v for k, v in card["metrics"].items()}, indent=1, default=str)[:3000])
     print(f"shipped to {dest}")
@@ -363,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ship-base", help="copy a finished world base into fl1_core/assets/world_base with its card")
     p.add_argument("run", help="the run folder of `fl1 pretrain`")
     p.add_argument("--world", default="data/world")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="torch threads of the held-out evaluation (the card "
+                   "records the count the run trained with, from its log)")
     p.add_argument("--dest", default=None)
     p.set_defaults(func=cmd_ship_base)
 

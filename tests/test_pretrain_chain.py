@@ -88,11 +88,29 @@ def test_a_chain_run_ships_with_a_card_of_its_phases(small_world, tmp_path):
     from fl1_core.world_base import CARD_MD, verify_world_base
 
     chain = _chain()
-    pretrain_world_base(chain, tmp_path / "run", progress=False)
-    card = card_from_run(tmp_path / "run", small_world, threads=1, command="fl1 pretrain --out run", first_steps=3)
+    before = torch.get_num_threads()
+    trained_with = 2 if before == 1 else 1  # not the count the card is made under
+    torch.set_num_threads(trained_with)
+    try:
+        pretrain_world_base(chain, tmp_path / "run", progress=False)
+    finally:
+        torch.set_num_threads(before)
+    card = card_from_run(tmp_path / "run", small_world, first_steps=3)  # the count it trained with, not the current one
+    assert card["threads"] == trained_with
+    assert f"--threads {trained_with} && fl1 ship-base {tmp_path / 'run'}" in card["command"]
     assert [p["phase"] for p in card["phases"]] == ["see", "read"] and [p["steps"] for p in card["phases"]] == [2, 2]
     assert sum(p["cpu_minutes"] for p in card["phases"]) == pytest.approx(card["cpu_minutes"])
     assert len(card["first_losses"]) == 3 and "8 examples" in card["data"]
     dest = ship_world_base(tmp_path / "run", card, tmp_path / "shipped")
     assert verify_world_base(dest)["recipe"] == chain.to_dict()
     assert "| read | 2 |" in (dest / CARD_MD).read_text()
+
+
+def test_a_log_without_one_thread_count_is_refused():
+    from fl1_core.pretrain.shipped import training_threads
+
+    assert training_threads([{"step": 1, "threads": 1}, {"step": 2, "threads": 1}]) == 1
+    with pytest.raises(ValueError, match="does not record"):
+        training_threads([{"step": 1, "threads": 1}, {"step": 2}])
+    with pytest.raises(ValueError, match=r"several thread counts \[1, 2\]"):
+        training_threads([{"step": 1, "threads": 1}, {"step": 2, "threads": 2}])

@@ -140,9 +140,21 @@ def final_metrics(model, processor, world_dir: str | Path, eval_mcq: int | None 
     }
 
 
-def card_from_run(run_dir: str | Path, world_dir: str | Path, *, threads: int, command: str,
-                  first_steps: int = 20) -> dict[str, Any]:
-    """Card fields of a finished pretraining run: recipe, data, CPU minutes, first losses, held-out metrics."""
+def training_threads(log: list[dict[str, Any]]) -> int:
+    """The torch thread count the run trained with, from its log rows; raises when the log does not record one or
+    records several (a run resumed with another count, whose losses are not reproducible from one command)."""
+    counts = {row.get("threads") for row in log}
+    if None in counts:
+        raise ValueError("the training log does not record its thread count (a run logged before 2026-12-05); "
+                         "re-run `fl1 pretrain` to ship it")
+    if len(counts) != 1:
+        raise ValueError(f"the run trained with several thread counts {sorted(counts)}; re-run it with one")
+    return int(counts.pop())
+
+
+def card_from_run(run_dir: str | Path, world_dir: str | Path, *, first_steps: int = 20) -> dict[str, Any]:
+    """Card fields of a finished pretraining run: recipe, data, the command and thread count it trained with, CPU
+    minutes, first losses, held-out metrics."""
     from ..data.world import GENERATOR_VERSION
     from ..model import load_future_l1
 
@@ -151,12 +163,13 @@ def card_from_run(run_dir: str | Path, world_dir: str | Path, *, threads: int, c
     log = read_training_log(run_dir)
     if len(log) < total_steps(recipe):
         raise ValueError(f"{run_dir}: the log has {len(log)} of {total_steps(recipe)} steps; finish the run first")
+    threads = training_threads(log)
     model, processor = load_future_l1(run_dir / "final")
     world = json.loads((Path(world_dir) / "world.json").read_text())
     seed = recipe["phases"][0]["seed"] if "phases" in recipe else recipe["seed"]
     return {
         "recipe": recipe,
-        "command": command,
+        "command": f"fl1 pretrain --out {run_dir} --threads {threads} && fl1 ship-base {run_dir}",
         "threads": threads,
         # the SIMD kernels torch chose (AVX512, AVX2, ...): float sums, hence losses, are bit-exact only on the same
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),

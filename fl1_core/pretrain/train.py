@@ -203,6 +203,7 @@ def train_phase(
             cpu_s += time.process_time() - c0
             append_jsonl(out / "log.jsonl", {"step": step + 1, "task": task, "lr": lr, "grad_norm": float(grad_norm),
                                              "wall_s": time.perf_counter() - t0, "cpu_s": cpu_s,
+                                             "threads": torch.get_num_threads(),
                                              **{k: float(v.detach()) for k, v in losses.items()}})
             bar.update(1)
             done = step + 1
