@@ -1,4 +1,4 @@
-"""Counterfactual readings: the asked object moves in the reading, the conclusion, letter and answer follow,
+"""Counterfactual readings: the asked object moves in the layout reading, the conclusion, letter and answer follow,
 the moved phrase carries no loss, and the draw is fixed by (seed, epoch, example)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from fl1_core.answers import option_lines
-from fl1_core.audit.frame_reading import asked_object, read_frame
+from fl1_core.audit.frame_reading import read_frame
 from fl1_core.data.collator import IGNORE_INDEX, SFTCollator, SFTExample
-from fl1_core.data.world.frame_questions import READING_OPEN
+from fl1_core.data.world.frame_questions import COLUMNS
 from fl1_core.data.counterfactual_reading import CounterfactualReadings, counterfactual_reading
 
 
@@ -26,7 +26,7 @@ def world_examples(small_world) -> list[SFTExample]:
 
 def test_the_conclusion_letter_and_answer_follow_the_moved_reading(small_world):
     examples = world_examples(small_world)
-    frame = [ex for ex in examples if READING_OPEN in ex.thoughts[-1] and "So, the" in ex.thoughts[-1]]
+    frame = [ex for ex in examples if "From left to right:" in ex.thoughts[-1] and "So, the" in ex.thoughts[-1]]
     others = [ex for ex in examples if ex not in frame]
     assert frame and others
     rng = np.random.default_rng(0)
@@ -37,20 +37,23 @@ def test_the_conclusion_letter_and_answer_follow_the_moved_reading(small_world):
         if new is None:
             continue
         swapped += 1
-        gold = ex.thoughts[-1].split("So, ")[1].split(",")[0].rstrip(".")  # 'the red ball is on the floor at …'
-        name, was = asked_object(gold)
-        seen = read_frame(f"<reason>{new.thoughts[-1]}</reason>", gold)
-        assert seen.follows and not seen.reading_right  # the reading moved and the conclusion states the move
-        place = seen.read
-        assert place.split()[:3] == was.split()[:3] and place != was  # another column of the same support
-        assert new.no_loss_text == f"{READING_OPEN} the {name} is {place}"  # the moved reading carries no loss
-        assert new.thoughts[:-1] == ex.thoughts[:-1]
+        name = new.no_loss_text.split(" on the ")[0].split(" in the ")[0][4:]
+        concluded = new.thoughts[-1].split("So, ")[1]
+        place = new.no_loss_text[len(name) + 5:]
+        assert concluded.startswith(f"the {name} is {place}")  # the conclusion states the moved place
+        assert new.thoughts[-1] != ex.thoughts[-1] and new.thoughts[:-1] == ex.thoughts[:-1]
+        was = ex.thoughts[-1].split("So, ")[1].split(f"the {name} is ")[1].split(",")[0].rstrip(".")
+        seen = read_frame(f"<reason>{new.thoughts[-1]}</reason>", f"the {name} is {was}")
+        assert seen.follows and not seen.reading_right  # the decomposition reads the move the same way
         options = option_lines(ex.question)
         if options:  # MCQ: the new letter is the moved place's option, in the conclusion and the answer
             assert options[new.answer] == f"the {name} is {place}" and new.answer != ex.answer
-            assert new.thoughts[-1].endswith(f"which is option {new.answer}.")
+            assert concluded.endswith(f"which is option {new.answer}.")
         else:
             assert new.answer == f"the {name} is {place}" != ex.answer
+        reading = new.thoughts[-1].split("From left to right: ")[1].split(". ")[0]
+        columns = [next(i for i, c in enumerate(COLUMNS) if part.rstrip(".").endswith(c)) for part in reading.split(", ")]
+        assert columns == sorted(columns)  # the left-to-right order is kept
     assert swapped >= len(frame) // 2
 
 

@@ -17,8 +17,8 @@ def response(thoughts: list[str], letter: str = "B", slots: int = 9) -> str:
 
 
 GOLD = "the red ball is on the floor at the left"
-READ_LEFT = "In this frame, the red ball is on the floor at the left."
-READ_MID = "In this frame, the red ball is on the floor in the middle."
+READ_LEFT = "From left to right: the red ball on the floor at the left, the blue box on the ledge in the middle."
+READ_MID = "From left to right: the blue box on the ledge at the left, the red ball on the floor in the middle."
 
 
 def test_every_reference_chain_of_the_world_reads_right_and_is_followed(small_world):
@@ -49,14 +49,9 @@ def test_wrong_reading_followed_right_reading_ignored_and_no_reading_are_told_ap
                                                "which is option C."]), GOLD)
     assert (ignored.reading_right, ignored.follows, ignored.concluded_right) == (True, False, False)
     # the reading names another object only: no reading of the asked one, so "follows" is undefined
-    blind = read_frame(response(["Imagine.", "In this frame, the blue box is on the ledge at the left. So, the red "
+    blind = read_frame(response(["Imagine.", "From left to right: the blue box on the ledge at the left. So, the red "
                                              "ball is on the floor at the left, which is option A."]), GOLD)
     assert (blind.read, blind.follows, blind.concluded_right) == (None, None, True)
-    # the whole-layout reading of worlds generated before 2026-12-05 is read too
-    layout = read_frame(response(["Imagine.", "From left to right: the blue box on the ledge at the left, the red ball "
-                                              "on the floor in the middle. So, the red ball is on the floor at the left, "
-                                              "which is option A."]), GOLD)
-    assert (layout.read, layout.follows, layout.concluded_right) == ("on the floor in the middle", False, True)
     # the conclusion's place is read from the last thought only, never from the question's options
     early = read_frame(response([f"{READ_LEFT} So, the red ball is on the floor at the left, which", "Done."]), GOLD)
     assert early.read is None and early.concluded is None

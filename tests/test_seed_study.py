@@ -141,7 +141,7 @@ def test_the_frame_reading_split_pools_counts_over_seeds():
     from fl1_core.audit.frame_reading import reading_decomposition, reading_rows
 
     gold = "the red ball is on the floor at the left"
-    right = "<reason>In this frame, the red ball is on the floor at the left. So, the red ball is on the floor at " \
+    right = "<reason>From left to right: the red ball on the floor at the left. So, the red ball is on the floor at " \
             "the left, which is option A.</reason><answer>A</answer>"
     ignored = right.replace("So, the red ball is on the floor at the left", "So, the red ball is on the floor in the middle")
     meta = {"needs_frame": True, "answer_text": gold, "changed": True}

@@ -1,7 +1,7 @@
 """Where a frame-needing answer breaks: reading the imagined frame, or carrying the reading to the conclusion.
 
-A frame-needing chain (:mod:`fl1_core.data.world.frame_questions`) ends with one thought: the reading of the asked
-object off the frame at the last span ("In this frame, the red ball is on the floor at the left."), then the
+A frame-needing chain (:mod:`fl1_core.data.world.frame_questions`) ends with one thought: the layout reading of the
+frame at the last span ("From left to right: the red ball on the floor at the left, the blue box …"), then the
 conclusion ("So, the red ball is on the floor at the left, which is option B.", or without the option in a
 free-form chain). The primary score (the concluded option) needs both steps, so per response this module reads:
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..answers import final_thought
-from ..data.world.frame_questions import LAYOUT_OPEN, PLACE_PATTERN, READING_PATTERN
+from ..data.world.frame_questions import PLACE_PATTERN, READING_OPEN
 from ..intervals import wilson_interval
 
 _ANSWER_TEXT = re.compile(rf"^the (.+?) is ({PLACE_PATTERN})$")
@@ -65,15 +65,14 @@ def asked_object(answer_text: str) -> tuple[str, str]:
 
 
 def read_frame(text: str, answer_text: str) -> FrameReading:
-    """The asked object's place in the response's reading and in its conclusion (module docstring); a reading of
-    another object counts as no reading. Responses to worlds generated before 2026-12-05, whose reading is the whole
-    layout ("From left to right: the red ball on the floor at the left, …"), are read too."""
+    """The asked object's place in the response's layout reading and in its conclusion (module docstring)."""
     name, gold = asked_object(answer_text)
     thought = final_thought(text).strip()
-    read = next((m["place"] for m in re.finditer(READING_PATTERN, thought) if m["name"] == name), None)
-    start = thought.find(LAYOUT_OPEN)
-    if read is None and start >= 0:  # the whole-layout reading of worlds generated before 2026-12-05
-        m = re.search(rf"(?:: |, )the {re.escape(name)} ({PLACE_PATTERN})", thought[start:].split(" So, ", 1)[0])
+    start = thought.find(READING_OPEN)
+    read = None
+    if start >= 0:
+        reading = thought[start:].split(" So, ", 1)[0]
+        m = re.search(rf"(?:: |, )the {re.escape(name)} ({PLACE_PATTERN})", reading)
         read = m.group(1) if m else None
     m = re.search(rf"So, the {re.escape(name)} is ({PLACE_PATTERN})(?:,|\.|$)", thought)
     return FrameReading(gold=gold, read=read, concluded=m.group(1) if m else None)

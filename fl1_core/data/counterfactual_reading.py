@@ -1,11 +1,11 @@
-"""Counterfactual readings: teach a frame-needing chain's conclusion to follow its reading (a workbook option).
+"""Counterfactual readings: teach a frame-needing chain's conclusion to follow its layout reading (a workbook option).
 
-Teacher-forced, the reading after the last span and the conclusion are both gold, so the conclusion can be learned
-from the latent slots directly instead of from the reading. At inference the two are then separate noisy readouts of
-one frame (with the earlier whole-layout reading they disagreed on about half of the items: the frame-reading
-decomposition, :mod:`fl1_core.audit.frame_reading`). With probability ``SFTConfig.reading_swap_p`` a frame-needing example gets a
-counterfactual reading: the asked object moves to another column of its support in the reading, and the conclusion,
-its option letter and the answer follow. The moved reading ("In this frame, the <object> is <place>") carries no loss
+Teacher-forced, the layout reading after the last span and the conclusion are both gold, so the conclusion can be
+learned from the latent slots directly instead of from the reading. At inference the two are then separate noisy
+readouts of one frame, and they disagree on about half of the items (the frame-reading decomposition,
+:mod:`fl1_core.audit.frame_reading`). With probability ``SFTConfig.reading_swap_p`` a frame-needing example gets a
+counterfactual reading: the asked object moves to another column of its support in the reading (the left-to-right
+order kept), and the conclusion, its option letter and the answer follow. The moved phrase carries no loss
 (``SFTExample.no_loss_text``), so the model never learns to write a wrong reading, only to conclude what its reading
 says. Off by default (0, the release's plain SFT).
 """
@@ -21,11 +21,15 @@ from torch.utils.data import Dataset
 
 from ..answers import option_lines
 from .collator import SFTExample
-from .world.frame_questions import COLUMNS, PLACE_PATTERN, READING_OPEN, READING_PATTERN, SUPPORT_WORDS, place_phrase
+from .world.frame_questions import COLUMNS, PLACE_PATTERN, READING_OPEN, SUPPORT_WORDS, place_phrase
 
 _CONCLUSION = re.compile(
     rf"So, the (?P<name>.+?) is (?P<place>{PLACE_PATTERN})(?:, which is option (?P<letter>[A-D]))?\.")
-_READING = re.compile(READING_PATTERN)
+_ITEM = re.compile(rf"the (?P<name>.+?) (?P<place>{PLACE_PATTERN})(?=[,.])")
+
+
+def _column(place: str) -> int:
+    return next(i for i, c in enumerate(COLUMNS) if place.endswith("middle" if c == "middle" else f"the {c}"))
 
 
 def _moved(place: str, column: int) -> str:
@@ -34,39 +38,46 @@ def _moved(place: str, column: int) -> str:
 
 
 def counterfactual_reading(example: SFTExample, rng: np.random.Generator) -> SFTExample | None:
-    """``example`` with the asked object moved to another column of its support in the reading and the conclusion
-    (letter, answer) following, or ``None`` when it is not a frame-needing chain (or, for an MCQ, no other column
-    names an option)."""
+    """``example`` with the asked object moved in its layout reading and the conclusion (letter, answer) following,
+    or ``None`` when it is not a frame-needing chain or no other column keeps the reading's left-to-right order (or,
+    for an MCQ, names an option)."""
     if not example.thoughts:
         return None
     final = example.thoughts[-1]
-    reading, conclusion = _READING.search(final), _CONCLUSION.search(final)
-    if reading is None or conclusion is None or conclusion.start() < reading.end():
+    start, conclusion = final.find(READING_OPEN), _CONCLUSION.search(final)
+    if start < 0 or conclusion is None or conclusion.start() < start:
         return None
     name, place = conclusion["name"], conclusion["place"]
-    if reading["name"] != name or reading["place"] != place:
+    items = list(_ITEM.finditer(final, start + len(READING_OPEN) + 1, conclusion.start()))
+    at = [i for i, m in enumerate(items) if m["name"] == name]
+    if len(at) != 1:
         return None
+    k, columns = at[0], [_column(m["place"]) for m in items]
+    low = columns[k - 1] if k > 0 else 0
+    high = columns[k + 1] if k + 1 < len(items) else len(COLUMNS) - 1
+    choices = [c for c in range(low, high + 1) if c != columns[k]]
     options = option_lines(example.question)
-    text_of = {text: letter for letter, text in options.items()}
     new_place = None
-    for c in rng.permutation(len(COLUMNS)).tolist():
-        candidate = _moved(place, c)
-        if candidate != place and (not options or f"the {name} is {candidate}" in text_of):
+    for c in rng.permutation(choices).tolist() if choices else []:
+        candidate = _moved(items[k]["place"], c)
+        if not options or f"the {name} is {candidate}" in options.values():
             new_place = candidate
             break
     if new_place is None:
         return None
     letter = conclusion["letter"]
+    new_letter = next((l for l, text in options.items() if text == f"the {name} is {new_place}"), None)
+    tail = f", which is option {new_letter}." if letter else "."
+    phrase = f"the {name} {new_place}"
+    item = items[k]
+    text = (final[: item.start()] + phrase + final[item.end(): conclusion.start()]
+            + f"So, the {name} is {new_place}{tail}" + final[conclusion.end():])
     if letter and example.answer.strip() == letter:
-        answer = text_of[f"the {name} is {new_place}"]
-        tail = f", which is option {answer}."
-    elif not letter and example.answer.strip() == f"the {name} is {place}":
-        answer, tail = f"the {name} is {new_place}", "."
+        answer = new_letter
+    elif example.answer.strip() == f"the {name} is {place}":
+        answer = f"the {name} is {new_place}"
     else:
         return None
-    phrase = f"{READING_OPEN} the {name} is {new_place}"
-    text = (final[: reading.start()] + phrase + final[reading.end() - 1: conclusion.start()]
-            + f"So, the {name} is {new_place}{tail}" + final[conclusion.end():])
     return replace(example, thoughts=[*example.thoughts[:-1], text], answer=answer, no_loss_text=phrase)
 
 

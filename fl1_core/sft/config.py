@@ -78,7 +78,7 @@ class SFTConfig(FineTuneConfig):
     scheduled_sampling_p: float = 0.0
     scheduled_sampling_ramp: float = 0.3
     # counterfactual readings (not in the release; 0 = off): with this probability per example and epoch, a
-    # frame-needing chain's reading moves the asked object, and the conclusion follows (no loss on the moved
+    # frame-needing chain's layout reading moves the asked object, and the conclusion follows (no loss on the moved
     # phrase), fl1_core.data.counterfactual_reading; every mode
     reading_swap_p: float = 0.0
     system_prompt: str = "interleaved"

@@ -4,15 +4,9 @@ The world's event questions can be answered from the reasoning text alone: every
 words before the span that shows it. The kinds here ask where an object *is* at a future moment: which third of the
 scene (left, middle, right: the columns of the 3 × 3 merged-token grid of a 96-px frame) and on what (floor, ledge,
 air). No event sentence says that. In the chain, the thought before the last span names the moment; the span is the
-frame of that moment; the thought after it reads the asked object's place off the frame ("In this frame, the red
-ball is on the floor at the left.", :func:`reading_text`), and the conclusion repeats it. So the answer never appears
-in any text before the last span (``tests/test_world_frame_kinds.py`` checks this on every record).
-
-The reading names the asked object only. A reading of the whole layout ("From left to right: …", the words of the
-world base's scene task, :func:`layout_text`) left the conclusion a copy from a list whose phrases share their
-context ("… on the floor at the left, … on the floor at the right"): with true frames at the slots the world base
-read the layout right 83 % of the time, and the conclusion followed the reading in only 51–59 % of the responses
-(the seed study on world base 2 at c88164c, docs/seed_study/base2/).
+frame of that moment; the thought after it reads the layout off the frame in the words of the world base's scene
+task, and the conclusion names the asked object's position. So the answer never appears in any text before the last
+span (``tests/test_world_frame_kinds.py`` checks this on every record).
 
 Kinds (``meta.question_kind``; all have ``meta.needs_frame = true`` and ``meta.frame_index``, the 1-based pool index
 of the asked frame):
@@ -57,9 +51,7 @@ def place_phrase(support: str, column: str) -> str:
 
 PLACES = tuple(place_phrase(s, c) for s in SUPPORT_WORDS for c in COLUMNS)  # every place a reading can give
 PLACE_PATTERN = "|".join(re.escape(p) for p in PLACES)  # a regex alternation of PLACES
-LAYOUT_OPEN = "From left to right:"  # how a layout description (the scene and layout tasks) starts
-READING_OPEN = "In this frame,"  # how a chain's reading of the asked object's place starts
-READING_PATTERN = rf"{re.escape(READING_OPEN)} the (?P<name>.+?) is (?P<place>{PLACE_PATTERN})\."  # a reading, parsed
+READING_OPEN = "From left to right:"  # how a layout reading (and the scene task's description) starts
 
 
 def body_place(clip: Clip, body: int, frame: int) -> str:
@@ -76,11 +68,11 @@ def place_answer(clip: Clip, body: int, frame: int) -> str:
 
 def left_to_right(clip: Clip, frame: int, where: Callable[[int], str]) -> str:
     """'From left to right: the <object> <where(i)>, …. The light is on/off.' (the light only when the scene has
-    one): the wording of the scene and layout tasks."""
+    one): the wording of the scene task and of the layout reading."""
     sim = clip.sim
     order = np.argsort(sim.states[frame, :, 0], kind="stable")
     parts = [f"the {clip.names[int(i)]} {where(int(i))}" for i in order]
-    text = f"{LAYOUT_OPEN} " + ", ".join(parts) + "."
+    text = f"{READING_OPEN} " + ", ".join(parts) + "."
     if sim.scene.switch_side is not None:
         on = sim.light_on_frame is not None and frame >= sim.light_on_frame
         text += " The light is on." if on else " The light is off."
@@ -88,15 +80,9 @@ def left_to_right(clip: Clip, frame: int, where: Callable[[int], str]) -> str:
 
 
 def layout_text(clip: Clip, frame: int) -> str:
-    """The layout description of a frame: 'From left to right: the red ball on the floor at the left, the blue box on the ledge
+    """The reading of a frame: 'From left to right: the red ball on the floor at the left, the blue box on the ledge
     in the middle. The light is off.' (the scene task's order and support, with each object's column)."""
     return left_to_right(clip, frame, lambda i: body_place(clip, i, frame))
-
-
-def reading_text(clip: Clip, body: int, frame: int) -> str:
-    """A chain's reading of the asked object off the frame at its last span: 'In this frame, the red ball is on the
-    floor at the left.'"""
-    return f"{READING_OPEN} {place_answer(clip, body, frame)}."
 
 
 def _seconds(frames: int, fps: int) -> str:
@@ -156,11 +142,11 @@ def frame_trajectory(clip: Clip, q: Question, final: str) -> tuple[list[str], li
 
     ``where_at_event``: the events up to the named one grouped by the pool frame that first shows them, as in the
     event chains ("Next, …" / "Then, …"), one span per group; ``where_at_time``: "Imagine the scene t seconds after
-    the video ends." and one span. The thought after the last span is the reading of the asked object
-    (:func:`reading_text`) followed by ``final``: one thought, as a TwiFF trajectory has one text segment per gap between frames."""
+    the video ends." and one span. The thought after the last span is the layout reading (:func:`layout_text`)
+    followed by ``final``: one thought, as a TwiFF trajectory has one text segment per gap between frames."""
     p = int(q.extra["pool_index"])
     lead = observation(clip)
-    reading = f"{reading_text(clip, int(q.extra['body']), clip.pool[p])} {final}"
+    reading = f"{layout_text(clip, clip.pool[p])} {final}"
     if q.kind == "where_at_time":
         moment = f"Imagine the scene {q.extra['seconds']} seconds after the video ends."
         return [f"{lead} {moment}", reading], [p + 1]
