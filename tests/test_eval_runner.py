@@ -25,8 +25,6 @@ from fl1_core.evaluation.runner import decode_shard, evaluate_futurebench, evalu
 from fl1_core.evaluation.eval_config import RELEASE_MAX_NEW_TOKENS, TIMING_FIELDS, EvalConfig
 from fl1_core.evaluation.loading import load_benchmark, shard_path
 from fl1_core.evaluation.summary import summarize_predictions
-from fl1_core.judge.config import JudgeConfig
-from fl1_core.judge.server import FaultConfig, start_judge_server
 from fl1_core.runs import read_jsonl
 
 JUDGE_MODEL = "fl1-rule-judge"
