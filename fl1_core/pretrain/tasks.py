@@ -52,7 +52,7 @@ from ..data.world.curriculum_text import (
     SCENE_QUESTION,
 )
 from ..data.world.physics import sample_clip
-from ..data.world.frame_questions import SUPPORT_WORDS, layout_text, left_to_right
+from ..data.world.frame_questions import READING_OPEN, SUPPORT_WORDS, layout_text, left_to_right
 from ..data.world.description import describe_body
 from ..data.world.options import build_options, options_block
 from ..data.world.questions import candidates
@@ -62,7 +62,7 @@ from ..data.world.render import render_frame, rgb_to_yuv420p
 from ..tokens import MCQ_INSTRUCTION
 from .perception import cell_targets
 
-TASKS = ("scene", "motion", "change", "lookup", "qa", "video", "layout", "latent_layout", "chain")
+TASKS = ("scene", "motion", "change", "lookup", "qa", "video", "layout", "latent_layout", "chain", "follow_reading")
 LATENT_TASKS = ("latent_layout", "chain")  # collated in latent mode (frames at latent slots)
 QA_VARIANTS = ("reason", "direct", "hinted", "conclude", "conclude_text")
 STREAM_CLIPS = 1000  # seed streams of the pretraining world; the world generator uses streams 0-5
@@ -70,6 +70,7 @@ STREAM_TASK = 1001
 
 LOOKUP_WAYS = (0.5, 0.25, 0.25)  # hard, easy, recall (the default shares)
 WAYS = ("hard", "easy", "recall", "drill")
+FOLLOW_TRIES = 50  # clips the follow_reading task tries before it gives up on finding a frame-needing question
 
 
 @dataclass
@@ -301,6 +302,23 @@ class TaskSampler:
         if self.reading_swap_p > 0 and rng.random() < self.reading_swap_p:  # no draw when off: old recipes unchanged
             example = counterfactual_reading(example, rng) or example
         return PretrainItem("chain", example, None)
+
+    def _follow_reading(self, clip: Clip, rng: np.random.Generator, rid: str) -> PretrainItem:
+        """Clips without a frame-needing question are passed over for the stream's next draws."""
+        for _ in range(FOLLOW_TRIES):
+            if any(q.needs_frame for q in candidates(clip, np.random.default_rng(0))):
+                break
+            clip = self.stream.clip(int(rng.integers(0, 2**40)))
+        else:
+            raise RuntimeError(f"{rid}: no frame-needing question in {FOLLOW_TRIES} clips of the stream")
+        rec = self._question(clip, rng, frame=True)
+        question, thoughts = _record_text(rec)
+        final = thoughts[-1]
+        reading = final.split(" So, ", 1)[0]
+        if not rec["meta"]["needs_frame"] or not reading.startswith(READING_OPEN):
+            raise ValueError(f"{rid}: not a frame-needing chain (its last thought is {final!r})")
+        example = SFTExample(rid, question, [final], rec["answer"], no_loss_text=reading)
+        return PretrainItem("follow_reading", example, None)
 
 
 def _record_text(rec: dict) -> tuple[str, list[str]]:

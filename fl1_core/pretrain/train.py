@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 SYSTEM_OF_TASK = {"scene": "none", "motion": "none", "change": "none", "lookup": "none",
                   "qa": "interleaved", "video": "interleaved", "layout": "none", "latent_layout": "none",
-                  "chain": "interleaved"}
+                  "chain": "interleaved", "follow_reading": "interleaved"}
 
 
 def build_base(recipe: PretrainRecipe):
