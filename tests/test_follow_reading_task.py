@@ -1,0 +1,52 @@
+"""The follow_reading pretraining task: a frame-needing question without pictures, answered by its chain's last
+thought. The reading carries no loss, the conclusion copies the asked object's place from it, and the asked object
+is not always the one listed last (the place copied when the model does not find the name)."""
+
+from __future__ import annotations
+
+import re
+
+from fl1_core.answers import option_lines
+from fl1_core.audit.frame_reading import read_frame
+from fl1_core.data.collator import IGNORE_INDEX, SFTCollator
+from fl1_core.data.world.frame_questions import PLACE_PATTERN, READING_OPEN
+from fl1_core.pretrain import TaskSampler
+
+_CONCLUSION = re.compile(rf"So, (the (.+?) is ({PLACE_PATTERN}))(?:, which is option ([A-D]))?\.$")
+
+
+def follow_items(n: int):
+    sampler = TaskSampler(5, mcq_fraction=0.7, frame_questions=True)
+    return [sampler.item("follow_reading", i).example for i in range(n)]
+
+
+def test_the_conclusion_copies_the_asked_objects_place_from_the_reading():
+    positions, letters = [], 0
+    for ex in follow_items(40):
+        assert not ex.question_images and not ex.future_frames and ex.question_video is None
+        assert len(ex.thoughts) == 1 and ex.thoughts[0].startswith(READING_OPEN)
+        m = _CONCLUSION.search(ex.thoughts[0])
+        assert m is not None, ex.thoughts[0]
+        answer_text, name = m.group(1), m.group(2)
+        assert ex.no_loss_text == ex.thoughts[0][: m.start() - 1]  # the reading, up to the conclusion
+        seen = read_frame(f"<reason>{ex.thoughts[0]}</reason>", answer_text)
+        assert seen.reading_right and seen.follows  # the reading holds the answer; the conclusion copies it
+        listed = re.findall(rf"the (\w+ \w+) (?:{PLACE_PATTERN})", ex.no_loss_text)
+        positions.append((listed.index(name), len(listed)))
+        if m.group(4):  # MCQ: the letter names the concluded option
+            letters += 1
+            assert ex.answer == m.group(4) and option_lines(ex.question)[ex.answer] == answer_text
+        else:
+            assert ex.answer == answer_text
+    assert letters >= 10 and any(not ex.question.startswith("Imagine") for ex in follow_items(40))
+    assert any(k < n - 1 for k, n in positions) and any(k == n - 1 for k, n in positions)
+
+
+def test_the_reading_carries_no_loss_and_the_conclusion_does(tiny):
+    model, processor = tiny
+    ex = follow_items(1)[0]
+    batch = SFTCollator(processor, model.latent_config, system_prompt="interleaved", mode="text",
+                         allow_text_only=True)([ex])
+    tok = processor.tokenizer
+    supervised = tok.decode(batch["labels"][0][batch["labels"][0] != IGNORE_INDEX])
+    assert READING_OPEN not in supervised and "So, the" in supervised and ex.answer in supervised
