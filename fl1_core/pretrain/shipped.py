@@ -16,6 +16,7 @@ from ..runs import atomic_write_json, atomic_write_text
 from ..world_base import CARD_FILE, CARD_MD, WORLD_BASE_DIR, file_hashes, tokenizer_fingerprint
 from .chain import read_training_log, total_examples, total_steps
 from .evaluate import heldout_mcq_by_group, lookup_accuracy, read_heldout, scene_accuracy
+from .following import follow_accuracy
 from .reading import latent_reading_accuracy
 
 
@@ -117,10 +118,14 @@ def final_metrics(model, processor, world_dir: str | Path, eval_mcq: int | None 
     mcq = heldout_mcq_by_group(model, processor, world_dir, limit=eval_mcq)
     chain = heldout_mcq_by_group(model, processor, world_dir, limit=eval_mcq, assistant_prefix=CHAIN_PREFIX)
     reading = latent_reading_accuracy(model, processor, n=200)
+    follow = follow_accuracy(model, processor, n=200)
     return {
         "layout_reading_image": reading["image"]["exact"],
         "layout_reading_latent_slots": reading["latent"]["exact"],
         "layout_reading_shuffled_slots": reading["shuffled"]["exact"],
+        "conclusion_follows_gold_reading_text": follow["text"]["all"],
+        "conclusion_follows_gold_reading_chain": follow["chain"]["all"],
+        "conclusion_follows_gold_reading_chain_asked_listed_earlier": follow["chain"]["earlier"],
         "heldout_mcq_frame_needing": mcq["frame"],
         "concluded_answer_frame_needing": mcq["concluded_text"]["frame"],
         "chain_route_heldout_mcq_all": chain["all"],
