@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from fl1_core.answers import option_lines
 from fl1_core.audit.frame_reading import read_frame
 from fl1_core.data.collator import IGNORE_INDEX, SFTCollator
@@ -50,3 +52,31 @@ def test_the_reading_carries_no_loss_and_the_conclusion_does(tiny):
     tok = processor.tokenizer
     supervised = tok.decode(batch["labels"][0][batch["labels"][0] != IGNORE_INDEX])
     assert READING_OPEN not in supervised and "So, the" in supervised and ex.answer in supervised
+
+
+def test_follow_accuracy_counts_each_context_and_split(tiny):
+    from fl1_core.pretrain.following import CONTEXTS, follow_accuracy
+
+    model, processor = tiny
+    out = follow_accuracy(model, processor, n=6)
+    assert set(out) == set(CONTEXTS)
+    for context in CONTEXTS:
+        split = out[context]
+        assert split["all"]["n"] == 6 == split["last"]["n"] + split["earlier"]["n"]
+        k = sum(round(split[g]["accuracy"] * split[g]["n"]) for g in ("last", "earlier"))
+        assert round(split["all"]["accuracy"] * 6) == k
+    with pytest.raises(ValueError, match="n >= 1"):
+        follow_accuracy(model, processor, n=0)
+
+
+def test_the_shipped_base_follows_a_gold_reading_where_a_random_model_does_not(tiny):
+    """The follow-reading phase's effect, measured by the same forced choice the card reports (text context)."""
+    from fl1_core.model import load_future_l1
+    from fl1_core.pretrain.following import follow_accuracy
+    from fl1_core.world_base import WORLD_BASE_DIR
+
+    base, processor = load_future_l1(WORLD_BASE_DIR)
+    shipped = follow_accuracy(base, processor, n=40)["text"]["all"]["accuracy"]
+    model, tiny_processor = tiny
+    untrained = follow_accuracy(model, tiny_processor, n=40)["text"]["all"]["accuracy"]
+    assert shipped >= 0.8 and untrained <= 0.6, (shipped, untrained)

@@ -45,10 +45,11 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     recipe = card.get("recipe", {})
     phases = recipe.get("phases", [recipe])
     start = phases[0].get("init_from")
-    origin = (f"continued from `{start}` (phases 1–2, whose own card is there: trained from random init to see and to "
-              "read) on" if start else "trained from random init on")
+    origin = (f"continued from `{start}` (whose own card is there; its first phases were trained from random init) on"
+              if start else "trained from random init on")
     imagination = [p for p in phases if any(p.get("tasks", {}).get(t, 0) > 0 for t in ("latent_layout", "chain"))]
     share = max((p.get("frame_share", 0) if p.get("frame_questions") else 0) for p in imagination) if imagination else 0
+    follows = any(p.get("tasks", {}).get("follow_reading", 0) > 0 for p in phases)
     sampled = max((p.get("scheduled_sampling_p", 0) for p in imagination), default=0)
     feedback = ("trained by the alignment loss and, with probability up to "
                 f"{sampled:g} per span, by scheduled sampling on its own predictions" if sampled > 0 else
@@ -63,7 +64,9 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         "free-form, with and without reasoning, with future frames as hints, over images and videos)"
         + ("; then to imagine: read a frame given as its embeddings at latent slots, answer world questions in the "
            f"full interleaved chain format ({100 * share:.0f} % of them frame-needing), and feed back latents through "
-           f"a projection head, {feedback}." if imagination else "."),
+           f"a projection head, {feedback}" if imagination else "")
+        + ("; and to conclude what its layout reading says (the follow_reading task: the reading without pictures, "
+           "then the conclusion, which must copy the asked object's place)" if follows else "") + ".",
         "",
         f"- **Reproduce:** `{card.get('command', '')}`",
         f"- **Seed:** {phases[0].get('seed')} · **steps:** {sum(p.get('steps', 0) for p in phases)} · **batch:** "
