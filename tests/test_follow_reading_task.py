@@ -63,6 +63,8 @@ def test_follow_accuracy_counts_each_context_and_split(tiny):
     for context in CONTEXTS:
         split = out[context]
         assert split["all"]["n"] == 6 == split["last"]["n"] + split["earlier"]["n"]
+        misses = 6 - round(split["all"]["accuracy"] * 6)
+        assert split["misses_other_object"]["n"] == misses
         k = sum(round(split[g]["accuracy"] * split[g]["n"]) for g in ("last", "earlier"))
         assert round(split["all"]["accuracy"] * 6) == k
     with pytest.raises(ValueError, match="n >= 1"):

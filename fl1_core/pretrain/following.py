@@ -11,7 +11,8 @@ the reading's place scores highest. Two contexts:
   embeddings at its latent slots, then the reading.
 
 Each is split by whether the asked object is listed last in the reading (``last``) or not (``earlier``): a model that
-copies the most recent place instead of finding the asked name is right on ``last`` only. Wilson 95 % CIs.
+copies the most recent place instead of finding the asked name is right on ``last`` only. ``misses_other_object``:
+the share of the wrong picks that state another listed object's place. Wilson 95 % CIs.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ CONTEXTS = {"text": ("follow_reading", "text"), "chain": ("chain", "latent")}  #
 _CONCLUSION = re.compile(rf"So, the (?P<name>.+?) is (?P<place>{PLACE_PATTERN}), which is option (?P<letter>[A-D])\.$")
 
 
-def _listed_last(reading: str, name: str) -> bool:
-    listed = re.findall(rf"the (.+?) (?:{PLACE_PATTERN})(?=[,.])", reading)
-    return listed[-1] == name
+def _listed(reading: str) -> list[tuple[str, str]]:
+    """(name, place) of every object of a layout reading, left to right."""
+    return re.findall(rf"(?:: |, )the (.+?) ({PLACE_PATTERN})(?=[,.])", reading)
 
 
 @torch.no_grad()
@@ -50,7 +51,7 @@ def follow_accuracy(model, processor, n: int = 200, seed: int = EVAL_SEED) -> di
         for context, (task, mode) in CONTEXTS.items():
             collate = SFTCollator(processor, model.latent_config, system_prompt="interleaved", mode=mode,
                                   allow_text_only=True, on_error="raise")
-            hits: dict[str, list[bool]] = {"all": [], "last": [], "earlier": []}
+            hits: dict[str, list[bool]] = {"all": [], "last": [], "earlier": [], "misses_other_object": []}
             index = 0
             while len(hits["all"]) < n:
                 ex = sampler.item(task, index).example
@@ -71,9 +72,14 @@ def follow_accuracy(model, processor, n: int = 200, seed: int = EVAL_SEED) -> di
                 logp = torch.log_softmax(model(**batch).logits[:, :-1].float(), -1)
                 keep = labels != IGNORE_INDEX
                 scores = (logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * keep).sum(1)
-                right = letters[int(scores.argmax())] == gold["letter"]
+                pick = letters[int(scores.argmax())]
+                right = pick == gold["letter"]
+                listed = _listed(reading)
                 hits["all"].append(right)
-                hits["last" if _listed_last(reading, gold["name"]) else "earlier"].append(right)
+                hits["last" if listed[-1][0] == gold["name"] else "earlier"].append(right)
+                if not right:
+                    others = {f"the {gold['name']} is {place}" for name, place in listed if name != gold["name"]}
+                    hits["misses_other_object"].append(options[pick] in others)
             out[context] = {k: _summary(v) for k, v in hits.items()}
     finally:
         model.train(was_training)
