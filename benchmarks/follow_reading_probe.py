@@ -3,6 +3,7 @@
 
     python benchmarks/follow_reading_probe.py artifacts/world_base_frame_chains fl1_core/assets/world_base \\
         CHECK_DIR/sft/latent/final [--n 200] [--threads 2]
+    python benchmarks/follow_reading_probe.py --smoke        # CI: the shipped base, 2 questions per context
 
 For each model: the share of MCQ frame-needing questions whose highest-scoring conclusion, after the gold layout
 reading, is the reading's place for the asked object, in the text and the chain context, split by whether the
@@ -23,10 +24,17 @@ def main(argv: list[str] | None = None) -> int:
     from fl1_core.pretrain.following import follow_accuracy
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    ap.add_argument("models", nargs="+", help="checkpoint directories (a world base or an SFT/RL final)")
+    ap.add_argument("models", nargs="*", help="checkpoint directories (a world base or an SFT/RL final)")
     ap.add_argument("--n", type=int, default=200, help="questions per context")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--smoke", action="store_true", help="the shipped base (unless models are given), 2 questions")
     args = ap.parse_args(argv)
+    if args.smoke:
+        from fl1_core.world_base import WORLD_BASE_DIR
+
+        args.n, args.models = 2, args.models or [str(WORLD_BASE_DIR)]
+    if not args.models:
+        ap.error("give at least one checkpoint directory")
     torch.set_num_threads(args.threads)
     for path in args.models:
         model, processor = load_future_l1(path)

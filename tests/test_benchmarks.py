@@ -83,6 +83,14 @@ def check_latent_core(out: str) -> None:
     assert [m.group(1) for m in lines_with(out, r"^  budget +(\d+):")] == ["2", "4"], out
 
 
+def check_follow_reading_probe(out: str) -> None:
+    rows = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+    assert len(rows) == 1 and rows[0]["model"].endswith("world_base"), out
+    for context in ("text", "chain"):
+        accuracy, lo, hi, n = rows[0][f"{context}/all"]
+        assert n == 2 and lo <= accuracy <= hi and rows[0][f"{context}/last"][3] + rows[0][f"{context}/earlier"][3] == 2
+
+
 def check_letter_weight_probe(out: str) -> None:
     rows = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
     assert [r["at"] for r in rows] == ["start", "after 2 steps"], out
@@ -131,6 +139,7 @@ SMOKE = {
     "cell_head_probe": (["--threads", "1"], check_cell_head_probe),
     "curation_speed": (["--threads", "1", "--world", "{world}", "--out", "{out}"], check_curation_speed),
     "fed_back_latents": (["--threads", "1", "--world", "{world}"], check_fed_back_latents),
+    "follow_reading_probe": (["--threads", "1"], check_follow_reading_probe),
     "judge_load": ([], check_judge_load),
     "latent_core": (["--threads", "1"], check_latent_core),
     "letter_weight_probe": (["--threads", "1", "--world", "{world}"], check_letter_weight_probe),
