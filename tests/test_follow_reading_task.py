@@ -11,10 +11,8 @@ import pytest
 from fl1_core.answers import option_lines
 from fl1_core.audit.frame_reading import read_frame
 from fl1_core.data.collator import IGNORE_INDEX, SFTCollator
-from fl1_core.data.world.frame_questions import PLACE_PATTERN, READING_OPEN
+from fl1_core.data.world.frame_questions import CONCLUSION, PLACE_PATTERN, READING_OPEN
 from fl1_core.pretrain import TaskSampler
-
-_CONCLUSION = re.compile(rf"So, (the (.+?) is ({PLACE_PATTERN}))(?:, which is option ([A-D]))?\.$")
 
 
 def follow_items(n: int):
@@ -23,24 +21,25 @@ def follow_items(n: int):
 
 
 def test_the_conclusion_copies_the_asked_objects_place_from_the_reading():
-    positions, letters = [], 0
-    for ex in follow_items(40):
+    positions, letters, items = [], 0, follow_items(40)
+    for ex in items:
         assert not ex.question_images and not ex.future_frames and ex.question_video is None
         assert len(ex.thoughts) == 1 and ex.thoughts[0].startswith(READING_OPEN)
-        m = _CONCLUSION.search(ex.thoughts[0])
-        assert m is not None, ex.thoughts[0]
-        answer_text, name = m.group(1), m.group(2)
+        m = CONCLUSION.search(ex.thoughts[0])
+        assert m is not None and m.end() == len(ex.thoughts[0]), ex.thoughts[0]
+        name = m["name"]
+        answer_text = f"the {name} is {m['place']}"
         assert ex.no_loss_text == ex.thoughts[0][: m.start() - 1]  # the reading, up to the conclusion
         seen = read_frame(f"<reason>{ex.thoughts[0]}</reason>", answer_text)
         assert seen.reading_right and seen.follows  # the reading holds the answer; the conclusion copies it
         listed = re.findall(rf"the (\w+ \w+) (?:{PLACE_PATTERN})", ex.no_loss_text)
         positions.append((listed.index(name), len(listed)))
-        if m.group(4):  # MCQ: the letter names the concluded option
+        if m["letter"]:  # MCQ: the letter names the concluded option
             letters += 1
-            assert ex.answer == m.group(4) and option_lines(ex.question)[ex.answer] == answer_text
+            assert ex.answer == m["letter"] and option_lines(ex.question)[ex.answer] == answer_text
         else:
             assert ex.answer == answer_text
-    assert letters >= 10 and any(not ex.question.startswith("Imagine") for ex in follow_items(40))
+    assert letters >= 10 and any(not ex.question.startswith("Imagine") for ex in items)
     assert any(k < n - 1 for k, n in positions) and any(k == n - 1 for k, n in positions)
 
 

@@ -12,7 +12,6 @@ says. Off by default (0, the release's plain SFT).
 
 from __future__ import annotations
 
-import re
 import zlib
 from dataclasses import replace
 
@@ -21,11 +20,7 @@ from torch.utils.data import Dataset
 
 from ..answers import option_lines
 from .collator import SFTExample
-from .world.frame_questions import COLUMNS, PLACE_PATTERN, READING_OPEN, SUPPORT_WORDS, place_phrase
-
-_CONCLUSION = re.compile(
-    rf"So, the (?P<name>.+?) is (?P<place>{PLACE_PATTERN})(?:, which is option (?P<letter>[A-D]))?\.")
-_ITEM = re.compile(rf"the (?P<name>.+?) (?P<place>{PLACE_PATTERN})(?=[,.])")
+from .world.frame_questions import COLUMNS, CONCLUSION, READING_ITEM, READING_OPEN, SUPPORT_WORDS, place_phrase
 
 
 def _column(place: str) -> int:
@@ -44,11 +39,11 @@ def counterfactual_reading(example: SFTExample, rng: np.random.Generator) -> SFT
     if not example.thoughts:
         return None
     final = example.thoughts[-1]
-    start, conclusion = final.find(READING_OPEN), _CONCLUSION.search(final)
+    start, conclusion = final.find(READING_OPEN), CONCLUSION.search(final)
     if start < 0 or conclusion is None or conclusion.start() < start:
         return None
     name, place = conclusion["name"], conclusion["place"]
-    items = list(_ITEM.finditer(final, start + len(READING_OPEN) + 1, conclusion.start()))
+    items = list(READING_ITEM.finditer(final, start + len(READING_OPEN) + 1, conclusion.start()))
     at = [i for i, m in enumerate(items) if m["name"] == name]
     if len(at) != 1:
         return None

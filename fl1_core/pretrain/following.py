@@ -17,7 +17,6 @@ the share of the wrong picks that state another listed object's place. Wilson 95
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from typing import Any
 
@@ -25,17 +24,16 @@ import torch
 
 from ..answers import option_lines
 from ..data.collator import IGNORE_INDEX, SFTCollator
-from ..data.world.frame_questions import PLACE_PATTERN, READING_OPEN
+from ..data.world.frame_questions import CONCLUSION, READING_ITEM, READING_OPEN
 from .evaluate import EVAL_SEED, _summary
 from .tasks import TaskSampler
 
 CONTEXTS = {"text": ("follow_reading", "text"), "chain": ("chain", "latent")}  # context -> (task, collator mode)
-_CONCLUSION = re.compile(rf"So, the (?P<name>.+?) is (?P<place>{PLACE_PATTERN}), which is option (?P<letter>[A-D])\.$")
 
 
 def _listed(reading: str) -> list[tuple[str, str]]:
     """(name, place) of every object of a layout reading, left to right."""
-    return re.findall(rf"(?:: |, )the (.+?) ({PLACE_PATTERN})(?=[,.])", reading)
+    return [(m["name"], m["place"]) for m in READING_ITEM.finditer(reading, len(READING_OPEN) + 1)]
 
 
 @torch.no_grad()
@@ -58,8 +56,8 @@ def follow_accuracy(model, processor, n: int = 200, seed: int = EVAL_SEED) -> di
                 index += 1
                 final = ex.thoughts[-1]
                 options = option_lines(ex.question)
-                gold = _CONCLUSION.search(final)
-                if not options or gold is None or not final.startswith(READING_OPEN):
+                gold = CONCLUSION.search(final)
+                if not options or gold is None or gold["letter"] is None or not final.startswith(READING_OPEN):
                     continue  # a free-form question, or a chain without a reading (the clip had no frame kind)
                 reading = final[: gold.start() - 1]
                 letters = sorted(options)

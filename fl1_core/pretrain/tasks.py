@@ -52,7 +52,7 @@ from ..data.world.curriculum_text import (
     SCENE_QUESTION,
 )
 from ..data.world.physics import sample_clip
-from ..data.world.frame_questions import READING_OPEN, SUPPORT_WORDS, layout_text, left_to_right
+from ..data.world.frame_questions import READING_OPEN, SUPPORT_WORDS, frame_candidates, layout_text, left_to_right
 from ..data.world.description import describe_body
 from ..data.world.options import build_options, options_block
 from ..data.world.questions import candidates
@@ -306,7 +306,7 @@ class TaskSampler:
     def _follow_reading(self, clip: Clip, rng: np.random.Generator, rid: str) -> PretrainItem:
         """Clips without a frame-needing question are passed over for the stream's next draws."""
         for _ in range(FOLLOW_TRIES):
-            if any(q.needs_frame for q in candidates(clip, np.random.default_rng(0))):
+            if clip.future and frame_candidates(clip):  # candidates() has the frame kinds when the clip has a future
                 break
             clip = self.stream.clip(int(rng.integers(0, 2**40)))
         else:

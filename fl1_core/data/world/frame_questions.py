@@ -52,6 +52,11 @@ def place_phrase(support: str, column: str) -> str:
 PLACES = tuple(place_phrase(s, c) for s in SUPPORT_WORDS for c in COLUMNS)  # every place a reading can give
 PLACE_PATTERN = "|".join(re.escape(p) for p in PLACES)  # a regex alternation of PLACES
 READING_OPEN = "From left to right:"  # how a layout reading (and the scene task's description) starts
+# one object of a layout reading ("the red ball on the floor at the left") and a frame-needing conclusion
+# ("So, the red ball is on the floor at the left, which is option B."; free-form chains have no option), parsed
+READING_ITEM = re.compile(rf"the (?P<name>.+?) (?P<place>{PLACE_PATTERN})(?=[,.])")
+CONCLUSION = re.compile(
+    rf"So, the (?P<name>.+?) is (?P<place>{PLACE_PATTERN})(?:, which is option (?P<letter>[A-D]))?\.")
 
 
 def body_place(clip: Clip, body: int, frame: int) -> str:
