@@ -197,6 +197,11 @@ def check_system_prompt(config: Any) -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+# what the scheduled-sampling pass (own predictions at the latent slots) trains: the text after them, or the
+# imagination (FutureL1Model.forward's own_latent_loss)
+SAMPLING_LOSSES = ("ce", "alignment")
+
+
 @dataclasses.dataclass
 class LatentConfig(ConfigBase):
     """The latent mechanism (docs/PAPER.md#latent-sft, docs/PAPER.md#decoding).

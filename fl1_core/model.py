@@ -25,7 +25,7 @@ from transformers import AutoProcessor, Qwen3VLForConditionalGeneration, Qwen3VL
 from . import tokens as T
 from .checkpoints.adapter_folder import adapter_base_path, is_adapter_dir, load_adapter
 from .checkpoints.model_folder import HEAD_FILE
-from .config import CONFIG_KEY, LatentConfig
+from .config import CONFIG_KEY, SAMPLING_LOSSES, LatentConfig
 from .latent_anchor import question_anchors, slot_anchors
 from .losses import causal_ce_loss, latent_alignment_loss, latent_sft_loss, token_logprobs
 
@@ -218,6 +218,7 @@ class FutureL1Model(nn.Module):
         score: dict | None = None,
         own_latent_p: float = 0.0,
         own_latent_generator: torch.Generator | None = None,
+        own_latent_loss: str = "ce",
         **unused,
     ) -> FutureL1Output:
         """One teacher-forced pass (docs/PAPER.md#latent-sft). Latent slots get ``latent_vectors`` if given, else the ground-truth
@@ -233,7 +234,12 @@ class FutureL1Model(nn.Module):
         Scheduled sampling (``own_latent_p`` > 0, latent mode): a second pass feeds, at each span chosen with
         probability ``own_latent_p``, the model's own projected predictions of the first (teacher-forced) pass,
         :meth:`own_latent_inputs`; the CE comes from the second pass, with gradients through the fed predictions, and
-        the alignment loss from the first (its targets stay the gold embeddings)."""
+        the alignment loss from the first (its targets stay the gold embeddings). With ``own_latent_loss="alignment"``
+        (a workbook deviation) the second pass trains the imagination instead: the fed predictions are detached, the
+        CE comes from the first pass, and the latent loss is the mean of both passes' alignment losses, so a slot
+        learns to predict its gold embedding after the model's own earlier predictions, as decoding feeds them."""
+        if own_latent_loss not in SAMPLING_LOSSES:
+            raise ValueError(f"own_latent_loss must be one of {SAMPLING_LOSSES}, got {own_latent_loss!r}")
         if latent_slots is not None or score_targets is not None:
             if position_ids is None:
                 raise ValueError("FutureL1Model.forward: replay (latent_slots / score_targets) needs position_ids")
@@ -278,9 +284,16 @@ class FutureL1Model(nn.Module):
         aligned = hidden
         anchors = (question_anchors(self, input_ids, pixel_values, image_grid_thw)
                    if self.anchored and bool(latent_mask.any()) else None)
+        own_aligned = None
         if own_latent_p > 0 and bool(latent_mask.any()):
-            hidden = run(self.own_latent_inputs(aligned, embeds, latent_mask, own_latent_p, own_latent_generator,
-                                                anchors))
+            if own_latent_loss == "ce":
+                hidden = run(self.own_latent_inputs(aligned, embeds, latent_mask, own_latent_p, own_latent_generator,
+                                                    anchors))
+            else:
+                with torch.no_grad():
+                    fed = self.own_latent_inputs(aligned, embeds, latent_mask, own_latent_p, own_latent_generator,
+                                                 anchors)
+                own_aligned = run(fed)
         if hidden_only:
             return FutureL1Output(None, None, None, None, hidden)
         logits = self.base.lm_head(hidden)
@@ -288,6 +301,8 @@ class FutureL1Model(nn.Module):
             return FutureL1Output(None, None, None, logits, hidden)
         ce = causal_ce_loss(logits, labels, label_weights)
         latent_loss, n_pairs = self.latent_alignment_loss(aligned, embeds, latent_mask, anchors)
+        if own_aligned is not None:
+            latent_loss = 0.5 * (latent_loss + self.latent_alignment_loss(own_aligned, embeds, latent_mask, anchors)[0])
         loss = latent_sft_loss(ce, latent_loss, self.latent_config.latent_lambda)
         return FutureL1Output(loss, ce, latent_loss, logits, hidden, n_pairs)
 

@@ -62,6 +62,29 @@ def test_spans_are_chosen_per_span_with_the_generator_and_gradients_reach_the_he
     model.zero_grad(set_to_none=True)
 
 
+def test_the_alignment_variant_trains_each_slot_after_the_models_own_predictions(setup):
+    model, batch = setup
+    plain = model(**batch)
+    own = model(**batch, own_latent_p=1.0, own_latent_loss="alignment")
+    assert torch.equal(own.ce_loss, plain.ce_loss)  # the text stays teacher-forced
+    # by hand: the second pass is fed the first pass's (detached) predictions; its alignment, averaged with the first
+    mask = batch["input_ids"] == model.latent_config.latent_token_id
+    pred = model.project_latent(plain.hidden_states[:, :-1][mask[:, 1:]]).detach()
+    fed = model(**{k: v for k, v in batch.items() if k not in ("pixel_values_latent", "image_grid_thw_latent")},
+                latent_vectors=pred, hidden_only=True).hidden_states
+    gold = model.latent_targets(batch["pixel_values_latent"], batch["image_grid_thw_latent"])
+    embeds, _ = model.embed_with_latents(batch["input_ids"], torch.cat(gold))
+    second, _ = model.latent_alignment_loss(fed, embeds, mask)
+    assert torch.allclose(own.latent_loss, 0.5 * (plain.latent_loss + second), atol=1e-5)
+    assert not torch.allclose(own.latent_loss, plain.latent_loss)
+    model.zero_grad()
+    own.latent_loss.backward()
+    assert model.latent_head.proj_out.weight.grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+    with pytest.raises(ValueError, match="own_latent_loss"):
+        model(**batch, own_latent_p=1.0, own_latent_loss="both")
+
+
 def test_sft_with_scheduled_sampling_is_deterministic_and_trains_on_own_latents(small_world, tmp_path):
     from fl1_core.data.formats import load_sft_records
     from fl1_core.sft import SFTConfig, train_sft
@@ -81,3 +104,5 @@ def test_sft_with_scheduled_sampling_is_deterministic_and_trains_on_own_latents(
     assert losses["own"][0] != losses["plain"][0]
     with pytest.raises(ValueError, match="scheduled_sampling"):
         SFTConfig(scheduled_sampling_p=1.5)
+    with pytest.raises(ValueError, match="scheduled_sampling_loss"):
+        SFTConfig(scheduled_sampling_loss="text")

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import OptimizerConfig
+from ..config import SAMPLING_LOSSES, OptimizerConfig
 from ..tiny import TinySizes
 from .tasks import LOOKUP_WAYS, QA_VARIANTS, TASKS, WAYS
 
@@ -56,6 +56,9 @@ class PretrainRecipe(OptimizerConfig):
     head_dim: int = 256
     scheduled_sampling_p: float = 0.0
     scheduled_sampling_ramp: float = 0.3  # p rises linearly from 0 over this share of the steps
+    # what the pass with own predictions trains: "ce" (the text reads them) or "alignment" (the slots after them
+    # predict their gold embeddings; FutureL1Model.forward's own_latent_loss)
+    scheduled_sampling_loss: str = "ce"
     # counterfactual readings in the chain task (fl1_core.data.counterfactual_reading): with this probability a
     # frame-needing chain's reading moves the asked object and the conclusion follows; 0 = off
     reading_swap_p: float = 0.0
@@ -95,6 +98,9 @@ class PretrainRecipe(OptimizerConfig):
         for name in ("frame_share", "scheduled_sampling_p", "scheduled_sampling_ramp", "reading_swap_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"PretrainRecipe.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.scheduled_sampling_loss not in SAMPLING_LOSSES:
+            raise ValueError(f"PretrainRecipe.scheduled_sampling_loss must be one of {SAMPLING_LOSSES}, "
+                             f"got {self.scheduled_sampling_loss!r}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError("PretrainRecipe: hidden_size must be a multiple of num_attention_heads")
 

@@ -120,7 +120,8 @@ def training_step(model, head, tap: VisionTap, collators: dict[tuple[str, str], 
     tap.pop()
     if task in LATENT_TASKS and recipe.scheduled_sampling_p > 0:
         gen = torch.Generator().manual_seed(recipe.seed * 1_000_003 + step)
-        batch.update(own_latent_p=recipe.own_latent_p_at(step), own_latent_generator=gen)
+        batch.update(own_latent_p=recipe.own_latent_p_at(step), own_latent_generator=gen,
+                     own_latent_loss=recipe.scheduled_sampling_loss)
     out = model(**batch)
     tokens = tap.pop()
     cells = [it.cells for it in items]

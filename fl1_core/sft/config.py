@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 
-from ..config import FineTuneConfig, check_system_prompt, paper_setting
+from ..config import SAMPLING_LOSSES, FineTuneConfig, check_system_prompt, paper_setting
 from ..model import FutureL1Model
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,9 @@ class SFTConfig(FineTuneConfig):
     # scheduled_sampling_ramp of the steps; latent mode only
     scheduled_sampling_p: float = 0.0
     scheduled_sampling_ramp: float = 0.3
+    # what that pass trains (FutureL1Model.forward's own_latent_loss): "ce", the text after the own predictions, or
+    # "alignment", each slot's prediction after the own predictions before it (the CE stays teacher-forced)
+    scheduled_sampling_loss: str = "ce"
     # counterfactual readings (not in the release; 0 = off): with this probability per example and epoch, a
     # frame-needing chain's layout reading moves the asked object, and the conclusion follows (no loss on the moved
     # phrase), fl1_core.data.counterfactual_reading; every mode
@@ -105,6 +108,9 @@ class SFTConfig(FineTuneConfig):
         if not (0.0 <= self.scheduled_sampling_p <= 1.0 and 0.0 <= self.scheduled_sampling_ramp <= 1.0):
             raise ValueError("scheduled_sampling_p and scheduled_sampling_ramp must be in [0, 1], got "
                              f"{self.scheduled_sampling_p}, {self.scheduled_sampling_ramp}")
+        if self.scheduled_sampling_loss not in SAMPLING_LOSSES:
+            raise ValueError(f"scheduled_sampling_loss must be one of {SAMPLING_LOSSES}, "
+                             f"got {self.scheduled_sampling_loss!r}")
         if not 0.0 <= self.reading_swap_p <= 1.0:
             raise ValueError(f"reading_swap_p must be in [0, 1], got {self.reading_swap_p}")
         if self.save_every < 0:

@@ -261,7 +261,8 @@ def train_sft(
                 if mode == "latent" and cfg.scheduled_sampling_p > 0:
                     seed = ((cfg.seed * 1_000_003 + step) * 64 + m) * 4096 + rank
                     batch.update(own_latent_p=cfg.own_latent_p_at(step, total_steps),
-                                 own_latent_generator=torch.Generator().manual_seed(seed))
+                                 own_latent_generator=torch.Generator().manual_seed(seed),
+                                 own_latent_loss=cfg.scheduled_sampling_loss)
                 with accelerator.accumulate(wrapped), mixed_forward:
                     out = wrapped(**batch)
                     loss = out.loss
