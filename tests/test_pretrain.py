@@ -205,10 +205,14 @@ def test_the_shipped_card_text_is_written_from_its_recipe(shipped_card):
     assert text == model_card_markdown(shipped_card)
     phases = shipped_card["recipe"].get("phases", [shipped_card["recipe"]])
     sampled = any(p.get("scheduled_sampling_p", 0) > 0 for p in phases)
-    assert ("scheduled sampling on its own predictions" in text) == sampled
+    assert ("per span, by scheduled sampling" in text) == sampled
     assert ("no scheduled sampling" in text) == (not sampled)
     changed = dict(shipped_card, recipe=dict(phases[-1], scheduled_sampling_p=0.5))
-    assert "up to 0.5 per span, by scheduled sampling" in model_card_markdown(changed)
+    assert "up to 0.5 per span, by scheduled sampling (the text after the model's own predictions)" in \
+        model_card_markdown(changed)
+    imagining = dict(shipped_card, recipe=dict(phases[-1], scheduled_sampling_p=1.0, scheduled_sampling_loss="alignment"))
+    assert "(the alignment of each slot after the model's own earlier predictions)" in model_card_markdown(imagining)
+    assert ("## Imagination: alignment MSE per slot row" in text) == ("imagination_mse" in shipped_card["metrics"])
 
 
 def test_first_steps_of_the_recipe_reproduce_the_card(shipped_card, tmp_path):

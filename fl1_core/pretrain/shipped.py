@@ -17,6 +17,7 @@ from ..world_base import CARD_FILE, CARD_MD, WORLD_BASE_DIR, file_hashes, tokeni
 from .chain import read_training_log, total_examples, total_steps
 from .evaluate import heldout_mcq_by_group, lookup_accuracy, read_heldout, scene_accuracy
 from .following import follow_accuracy
+from .imagination import ROWS, imagination_error
 from .reading import latent_reading_accuracy
 
 
@@ -51,8 +52,11 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     share = max((p.get("frame_share", 0) if p.get("frame_questions") else 0) for p in imagination) if imagination else 0
     follows = any(p.get("tasks", {}).get("follow_reading", 0) > 0 for p in phases)
     sampled = max((p.get("scheduled_sampling_p", 0) for p in imagination), default=0)
+    trains = {p.get("scheduled_sampling_loss", "ce") for p in imagination if p.get("scheduled_sampling_p", 0) > 0}
+    what = ("the alignment of each slot after the model's own earlier predictions" if trains == {"alignment"} else
+            "the text after the model's own predictions" if trains == {"ce"} else "both")
     feedback = ("trained by the alignment loss and, with probability up to "
-                f"{sampled:g} per span, by scheduled sampling on its own predictions" if sampled > 0 else
+                f"{sampled:g} per span, by scheduled sampling ({what})" if sampled > 0 else
                 "trained by the alignment loss on gold frames (no scheduled sampling)")
     lines = [
         "# World base: the tiny Qwen3-VL pretrained on the synthetic future world",
@@ -85,6 +89,15 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         if isinstance(m, dict) and "accuracy" in m:
             lo, hi = m["ci95"]
             lines.append(f"| {name} | {m['n']} | {100 * m['accuracy']:.1f} % | [{100 * lo:.1f}, {100 * hi:.1f}] |")
+    imagined = card.get("metrics", {}).get("imagination_mse")
+    if imagined:
+        lines += ["", f"## Imagination: alignment MSE per slot row ({imagined['n_chains']} chains, "
+                  "fl1_core.pretrain.imagination)", "", "| prediction or baseline | top | middle | bottom | all |",
+                  "|---|---|---|---|---|"]
+        for name in ("model", "own", "slot_mean", "present"):
+            rows = imagined[name]["by_row"]
+            lines.append(f"| {name} | " + " | ".join(f"{rows.get(r, float('nan')):.3f}" for r in ROWS)
+                         + f" | {imagined[name]['all']:.3f} |")
     if len(card.get("phases", [])) > 1:
         lines += ["", "## Phases", "", "| phase | steps | CPU minutes | step wall-clock minutes |", "|---|---|---|---|"]
         lines += [f"| {p['phase']} | {p['steps']} | {p['cpu_minutes']:.1f} | {p['step_wall_minutes']:.1f} |"
@@ -123,6 +136,7 @@ def final_metrics(model, processor, world_dir: str | Path, eval_mcq: int | None 
     reading = latent_reading_accuracy(model, processor, n=200)
     follow = follow_accuracy(model, processor, n=200)
     return {
+        "imagination_mse": imagination_error(model, processor, n=64),
         "layout_reading_image": reading["image"]["exact"],
         "layout_reading_latent_slots": reading["latent"]["exact"],
         "layout_reading_shuffled_slots": reading["shuffled"]["exact"],
