@@ -207,7 +207,7 @@ def test_the_shipped_card_text_is_written_from_its_recipe(shipped_card):
     sampled = any(p.get("scheduled_sampling_p", 0) > 0 for p in phases)
     assert ("per span, by scheduled sampling" in text) == sampled
     assert ("no scheduled sampling" in text) == (not sampled)
-    changed = dict(shipped_card, recipe=dict(phases[-1], scheduled_sampling_p=0.5))
+    changed = dict(shipped_card, recipe=dict(phases[-1], scheduled_sampling_p=0.5, scheduled_sampling_loss="ce"))
     assert "up to 0.5 per span, by scheduled sampling (the text after the model's own predictions)" in \
         model_card_markdown(changed)
     imagining = dict(shipped_card, recipe=dict(phases[-1], scheduled_sampling_p=1.0, scheduled_sampling_loss="alignment"))
