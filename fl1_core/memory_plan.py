@@ -23,9 +23,10 @@ What the trainers do, and so what is counted (N parameters, N_t trainable, G GPU
 - **RL, update phase**: gradients, activations of one micro-batch (context tokens per row), the LM head's chunked
   fp32 scoring ``3 · chunk · V · 4 B``;
 - **SFT step**: activations and the full-vocabulary fp32 logits and their gradient ``2 · tokens · V · 4 B``. With
-  scheduled sampling (``SFTConfig.scheduled_sampling_p > 0``) every step runs one more forward, without grad, whose
-  hidden states are fed back: a *sampling pass* phase (``tokens · e (3h + 3I)``) and ``tokens · h · 2 B`` kept into
-  the step;
+  scheduled sampling (``SFTConfig.scheduled_sampling_p > 0``) every step runs a second forward on the fed
+  predictions, and the backward needs both passes' activations (``scheduled_sampling_loss="ce"``: the CE's gradient
+  reaches the first pass through the fed predictions; ``"alignment"``: both passes' alignment losses), plus the fed
+  inputs ``tokens · h · 2 B``;
 - **curation** (inference, bf16 weights): ``mode=rollouts`` decodes ``2 · batch_size · n_rollouts`` rows per call
   (KV cache, prefill, sampler as above); ``likelihood`` runs one no-grad forward over ``2 · batch_size`` rows.
 """
@@ -209,8 +210,7 @@ def _plan(base, inputs: PlanInputs) -> MemoryPlan:
     if i.stage == "sft":
         step["logits"] = 2 * rows_tokens * dims.vocab * 4  # SFT's cross-entropy takes the full-vocabulary logits
         if i.scheduled_sampling:
-            phases["sampling pass"] = {**held, **grads,
-                                       "nograd_forward": rows_tokens * dims.nograd_bytes_per_token(2)}
+            step["scheduled_sampling_activations"] = step["activations"]
             step["scheduled_sampling_inputs"] = rows_tokens * dims.h * 2
         phases["step"] = {**held, **grads, **step}
     else:

@@ -7,7 +7,7 @@ Per token and row (``e`` = bytes of one element in the compute dtype):
 - training activations, one decoder layer: ``2 · (10 h + 4 n_kv d + 5 I)`` (norm inputs/outputs, q k v, RoPE,
   attention output, MLP gate/up/activation; flash attention or SDPA, so no ``[T, T]`` scores); with gradient
   checkpointing each layer keeps only its input (``2 h``) and one layer is recomputed at a time;
-- a no-grad forward (prefill, likelihood scoring, the scheduled-sampling pass): ``e · (3 h + 3 I)``, one layer alive
+- a no-grad forward (prefill, likelihood scoring): ``e · (3 h + 3 I)``, one layer alive
   at a time, its peak in the MLP (gate, up and their product beside the residual stream, the layer input and output).
 """
 
