@@ -251,13 +251,14 @@ def audit_summary(runs: Mapping[int, Path]) -> dict[str, Any]:
 
 def pool_readings(per_seed: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
     """The audit's frame-reading split (:mod:`fl1_core.audit.frame_reading`) pooled over seeds: per decode and
-    measure, the counts summed (``k = share · n``) and a Wilson interval on the sum; ``changed`` the same."""
+    measure, the counts summed (each part's ``k``; ``share · n`` for parts written before ``k`` was) and a Wilson
+    interval on the sum; ``changed`` the same."""
     def pool(blocks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key in sorted({k for b in blocks for k in b if k != "changed"}):
             parts = [b[key] for b in blocks if key in b and b[key]["n"]]
             n = sum(p["n"] for p in parts)
-            k = sum(round(p["share"] * p["n"]) for p in parts)
+            k = sum(p["k"] if "k" in p else round(p["share"] * p["n"]) for p in parts)
             out[key] = {"n": n, "share": k / n if n else None, "ci95": list(wilson_interval(k, n)) if n else None}
         if any("changed" in b for b in blocks):
             out["changed"] = pool([b["changed"] for b in blocks if "changed" in b])

@@ -79,9 +79,30 @@ def test_decomposition_shares_and_points():
     rows = reading_rows({"model": d})
     assert rows[0]["decode"] == "model" and rows[0]["reading right"].startswith("66.7 [")
     empty = reading_decomposition(["<answer>A</answer>"], metas[:1])  # no reading, no conclusion
-    assert empty["follows_reading"] == {"n": 0, "share": None, "ci95": None}
+    assert empty["follows_reading"] == {"n": 0, "k": 0, "share": None, "ci95": None}
     assert reading_points(empty)["follows_reading"] is None
     assert reading_rows({"m": empty})[0]["conclusion follows the reading"] == "— (n=0)"
+
+
+def test_changed_items_count_readings_and_conclusions_that_keep_the_present_place():
+    present = "the red ball is on the floor in the middle"  # where it was at the last observed frame
+    metas = [{"needs_frame": True, "answer_text": GOLD, "changed": True, "present_answer": present}] * 3
+    metas.append({"needs_frame": True, "answer_text": GOLD, "changed": False, "present_answer": GOLD})
+    texts = [
+        response(["x", f"{READ_MID} So, the red ball is on the floor in the middle, which is option B."]),  # present
+        response(["x", f"{READ_LEFT} So, the red ball is on the floor in the middle, which is option B."]),
+        response(["x", f"{READ_LEFT} So, the red ball is on the floor at the left, which is option A."]),
+        response(["x", f"{READ_LEFT} So, the red ball is on the floor at the left, which is option A."]),
+    ]
+    d = reading_decomposition(texts, metas)
+    assert d["changed"]["read_present"] == {"n": 3, "k": 1, "share": pytest.approx(1 / 3),
+                                            "ci95": d["changed"]["read_present"]["ci95"]}
+    assert d["changed"]["concluded_present"]["k"] == 2 and "read_present" not in d  # changed items only
+    rows = reading_rows({"m": d}, subset="changed")
+    assert rows[0]["concluded where it was at the last observed frame"].startswith("66.7 [")
+    assert "read where it was at the last observed frame" not in reading_rows({"m": d})[0]
+    older = reading_decomposition(texts, [{k: v for k, v in m.items() if k != "present_answer"} for m in metas])
+    assert "concluded_present" not in older["changed"]  # worlds written before present_answer
 
 
 def test_asked_object_rejects_an_event_answer():

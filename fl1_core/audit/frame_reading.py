@@ -10,8 +10,10 @@ free-form chain). The primary score (the concluded option) needs both steps, so 
 - **concluded right**: the conclusion states the gold place.
 
 If the conclusion always followed the reading, concluded right = reading right. So ``reading right`` is what a
-decode's latents deliver to the text, and ``P(follow)`` is how much of it reaches the answer. The shares come with
-Wilson 95 % intervals.
+decode's latents deliver to the text, and ``P(follow)`` is how much of it reaches the answer. On the changed items
+(the asked object has moved since the last observed frame), **read present** and **concluded present** count the
+responses that place it where it was at that frame (``meta.present_answer``): an imagination that copies the present.
+The shares come with Wilson 95 % intervals.
 """
 
 from __future__ import annotations
@@ -79,19 +81,20 @@ def read_frame(text: str, answer_text: str) -> FrameReading:
 
 
 def _share(flags: Sequence[bool]) -> dict[str, Any]:
-    """``{"n", "share", "ci95"}``; share and interval are ``None`` when there is nothing to count."""
+    """``{"n", "k", "share", "ci95"}``; share and interval are ``None`` when there is nothing to count."""
     n, k = len(flags), int(sum(flags))
     if not n:
-        return {"n": 0, "share": None, "ci95": None}
-    return {"n": n, "share": k / n, "ci95": list(wilson_interval(k, n))}
+        return {"n": 0, "k": 0, "share": None, "ci95": None}
+    return {"n": n, "k": k, "share": k / n, "ci95": list(wilson_interval(k, n))}
 
 
 def reading_decomposition(texts: Sequence[str], metas: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Reading right, follows the reading and concluded right over the frame-needing items among ``metas`` (each a
     record's ``meta`` with ``answer_text``), with Wilson intervals; ``follows`` counts the responses that have both
     a reading of the object and a conclusion about it, and ``concluded_if_read_right`` the ones whose reading is
-    right. ``changed`` repeats the three shares on the items whose answer differs from the last observed frame."""
-    rows = [(read_frame(t, m["answer_text"]), bool(m.get("changed")))
+    right. ``changed`` repeats the three shares on the items whose answer differs from the last observed frame, with
+    ``read_present`` and ``concluded_present`` where the metas give ``present_answer``."""
+    rows = [(read_frame(t, m["answer_text"]), bool(m.get("changed")), m.get("present_answer"))
             for t, m in zip(texts, metas, strict=True) if m.get("needs_frame")]
 
     def block(sel: list[FrameReading]) -> dict[str, Any]:
@@ -103,8 +106,13 @@ def reading_decomposition(texts: Sequence[str], metas: Sequence[Mapping[str, Any
             "has_reading": _share([r.read is not None for r in sel]),
         }
 
-    out = block([r for r, _ in rows])
-    out["changed"] = block([r for r, changed in rows if changed])
+    out = block([r for r, _, _ in rows])
+    moved = [(r, present) for r, changed, present in rows if changed]
+    out["changed"] = block([r for r, _ in moved])
+    if moved and all(present for _, present in moved):
+        places = [(r, asked_object(present)[1]) for r, present in moved]
+        out["changed"]["read_present"] = _share([r.read == place for r, place in places])
+        out["changed"]["concluded_present"] = _share([r.concluded == place for r, place in places])
     return out
 
 
@@ -120,6 +128,8 @@ def reading_points(decomposition: dict[str, Any]) -> dict[str, Any]:
 
 MEASURES = {"reading_right": "reading right", "follows_reading": "conclusion follows the reading",
             "concluded_right": "concluded right", "concluded_if_read_right": "concluded right | reading right"}
+PRESENT_MEASURES = {"read_present": "read where it was at the last observed frame",
+                    "concluded_present": "concluded where it was at the last observed frame"}
 
 
 def reading_rows(by_decode: Mapping[str, Mapping[str, Any]], subset: str | None = None) -> list[dict[str, str]]:
@@ -130,9 +140,10 @@ def reading_rows(by_decode: Mapping[str, Mapping[str, Any]], subset: str | None 
     rows = []
     for name, dec in by_decode.items():
         dec = dec[subset] if subset else dec
+        measures = {**MEASURES, **{k: v for k, v in PRESENT_MEASURES.items() if k in dec}}
         rows.append({"decode": name, **{label: "— (n=0)" if dec[key]["share"] is None else
                                         f"{100 * dec[key]['share']:.1f} {interval_text(dec[key]['ci95'])} (n={dec[key]['n']})"
-                                        for key, label in MEASURES.items()}})
+                                        for key, label in measures.items()}})
     return rows
 
 
