@@ -91,6 +91,14 @@ def check_follow_reading_probe(out: str) -> None:
         assert n == 2 and lo <= accuracy <= hi and rows[0][f"{context}/last"][3] + rows[0][f"{context}/earlier"][3] == 2
 
 
+def check_imagination_probe(out: str) -> None:
+    rows = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+    assert len(rows) == 1 and rows[0]["checkpoint"].endswith("world_base") and rows[0]["n_chains"] == 2, out
+    for name in ("model", "own", "slot_mean", "present"):
+        assert set(rows[0][name]) == {"top", "middle", "bottom", "all"} and rows[0][name]["all"] > 0
+    assert rows[0]["model"]["all"] < rows[0]["slot_mean"]["all"]
+
+
 def check_letter_weight_probe(out: str) -> None:
     rows = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
     assert [r["at"] for r in rows] == ["start", "after 2 steps"], out
@@ -140,6 +148,7 @@ SMOKE = {
     "curation_speed": (["--threads", "1", "--world", "{world}", "--out", "{out}"], check_curation_speed),
     "fed_back_latents": (["--threads", "1", "--world", "{world}"], check_fed_back_latents),
     "follow_reading_probe": (["--threads", "1"], check_follow_reading_probe),
+    "imagination_probe": (["--threads", "1"], check_imagination_probe),
     "judge_load": ([], check_judge_load),
     "latent_core": (["--threads", "1"], check_latent_core),
     "letter_weight_probe": (["--threads", "1", "--world", "{world}"], check_letter_weight_probe),

@@ -1,0 +1,67 @@
+"""Diagnostic: how well does a model imagine a future frame, slot by slot? The alignment error of
+:func:`fl1_core.pretrain.imagination.imagination_error` for any number of checkpoints, one JSON line each.
+
+    python benchmarks/imagination_probe.py artifacts/world_base_follow_reading fl1_core/assets/world_base \\
+        CHECK_DIR/sft/latent/final [--n 64] [--threads 2]
+    python benchmarks/imagination_probe.py runs/world_base/phase-1-*/checkpoints/step-* \\
+        --init artifacts/world_base_follow_reading      # a pretraining run's checkpoints (model.pt)
+    python benchmarks/imagination_probe.py --smoke        # CI: the shipped base, 2 chains
+
+For each model: the MSE per element of each latent slot's projected prediction against its gold embedding, by row
+of the 3 × 3 grid (the bottom row holds the objects), teacher-forced (``model``) and after the model's own earlier
+predictions (``own``), beside the slot means and the last question image's cell (``present``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+
+def load(path: str, init: str | None):
+    """A model folder, or a pretraining checkpoint (``model.pt``) loaded into the architecture of ``init``."""
+    from fl1_core.model import load_future_l1
+
+    state = Path(path) / "model.pt"
+    if not state.exists():
+        return load_future_l1(path)
+    if init is None:
+        raise SystemExit(f"{path} is a pretraining checkpoint: give --init, the folder it continues from")
+    model, processor = load_future_l1(init)
+    model.load_state_dict(torch.load(state, map_location="cpu"))
+    return model, processor
+
+
+def main(argv: list[str] | None = None) -> int:
+    from fl1_core.pretrain.imagination import imagination_error
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    ap.add_argument("models", nargs="*", help="model folders (a world base, an SFT/RL final) or pretraining "
+                                              "checkpoints (with --init)")
+    ap.add_argument("--init", default=None, help="the model folder whose architecture pretraining checkpoints use")
+    ap.add_argument("--n", type=int, default=64, help="chains")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--smoke", action="store_true", help="the shipped base (unless models are given), 2 chains")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        from fl1_core.world_base import WORLD_BASE_DIR
+
+        args.n, args.models = 2, args.models or [str(WORLD_BASE_DIR)]
+    if not args.models:
+        ap.error("give at least one checkpoint directory")
+    torch.set_num_threads(args.threads)
+    for path in args.models:
+        model, processor = load(path, args.init)
+        out = imagination_error(model, processor, n=args.n)
+        row = {"checkpoint": path, "n_chains": out["n_chains"], "n_slots": out["n_slots"],
+               **{name: {**{r: round(v, 3) for r, v in out[name]["by_row"].items()}, "all": round(out[name]["all"], 3)}
+                  for name in ("model", "own", "slot_mean", "present")}}
+        print(json.dumps(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
