@@ -52,16 +52,22 @@ def question_anchors(model, input_ids: torch.Tensor, pixel_values: torch.Tensor 
     return torch.stack(anchors).detach()
 
 
+def span_positions(latent_mask: torch.Tensor) -> torch.Tensor:
+    """[N]: for each ``<|latent|>`` slot of ``latent_mask`` [B, T] (row-major), its index within its span."""
+    b, t = latent_mask.shape
+    starts = latent_mask & ~F.pad(latent_mask[:, :-1], (1, 0), value=False)
+    pos = torch.arange(t, device=latent_mask.device).expand(b, t)
+    span_start = torch.where(starts, pos, torch.zeros_like(pos)).cummax(dim=1).values
+    return (pos - span_start)[latent_mask]
+
+
 def slot_anchors(latent_mask: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     """[N, H]: for each ``<|latent|>`` slot of ``latent_mask`` [B, T] (row-major), ``anchors[row, k]`` with k the
     slot's index in its span. Every span must hold exactly the anchor's K tokens (a frame of the same grid);
     raises otherwise."""
     b, t = latent_mask.shape
-    starts = latent_mask & ~F.pad(latent_mask[:, :-1], (1, 0), value=False)
     ends = latent_mask & ~F.pad(latent_mask[:, 1:], (0, 1), value=False)
-    pos = torch.arange(t, device=latent_mask.device).expand(b, t)
-    span_start = torch.where(starts, pos, torch.zeros_like(pos)).cummax(dim=1).values
-    k = (pos - span_start)[latent_mask]
+    k = span_positions(latent_mask)
     lengths = (k[ends[latent_mask]] + 1).unique().tolist()
     if any(n != anchors.shape[1] for n in lengths):
         raise ValueError(f"latent spans of {lengths} slots against a question image of {anchors.shape[1]} tokens: "

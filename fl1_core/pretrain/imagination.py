@@ -23,20 +23,11 @@ import numpy as np
 import torch
 
 from ..data.collator import SFTCollator
-from ..latent_anchor import question_anchors, slot_anchors
+from ..latent_anchor import question_anchors, slot_anchors, span_positions
 from .evaluate import EVAL_SEED
 from .tasks import TaskSampler
 
 ROWS = ("top", "middle", "bottom")
-
-
-def _span_positions(latent_mask: torch.Tensor) -> torch.Tensor:
-    """[N]: the index of each ``<|latent|>`` slot (row-major) within its span."""
-    b, t = latent_mask.shape
-    starts = latent_mask & ~torch.nn.functional.pad(latent_mask[:, :-1], (1, 0), value=False)
-    pos = torch.arange(t).expand(b, t)
-    span_start = torch.where(starts, pos, torch.zeros_like(pos)).cummax(dim=1).values
-    return (pos - span_start)[latent_mask]
 
 
 @torch.no_grad()
@@ -58,21 +49,22 @@ def imagination_error(model, processor, n: int = 64, seed: int = EVAL_SEED, batc
             items = [sampler.item("chain", i).example for i in range(start, min(n, start + batch_size))]
             batch = collate(items)
             batch.pop("ids")
-            targets = model.latent_targets(batch["pixel_values_latent"], batch["image_grid_thw_latent"])
-            embeds, mask = model.embed_with_latents(batch["input_ids"], torch.cat(targets))
-            hidden = model(**{k: v for k, v in batch.items() if k != "labels"}, hidden_only=True).hidden_states
+            batch.pop("labels", None)
+            gold = torch.cat(model.latent_targets(batch.pop("pixel_values_latent"),
+                                                  batch.pop("image_grid_thw_latent")))
+            _, mask = model.embed_with_latents(batch["input_ids"], gold)
+            hidden = model(**batch, latent_vectors=gold, hidden_only=True).hidden_states
             pred = model.predicted_latents(hidden, mask)
-            own, inputs = pred, batch.copy()
-            inputs.pop("labels", None)
+            own = pred
             for _ in range(int(mask.sum(dim=1).max())):  # slot p of a row is exact after p passes
-                own_hidden = model(**inputs, latent_vectors=own, hidden_only=True).hidden_states
+                own_hidden = model(**batch, latent_vectors=own, hidden_only=True).hidden_states
                 own = model.predicted_latents(own_hidden, mask)
             own_all.append(own.float())
             anchors = question_anchors(model, batch["input_ids"], batch["pixel_values"], batch["image_grid_thw"])
             pred_all.append(pred.float())
-            gold_all.append(embeds[mask].float())
+            gold_all.append(gold.float())
             present_all.append(slot_anchors(mask, anchors).float())
-            k_all.append(_span_positions(mask))
+            k_all.append(span_positions(mask))
     finally:
         model.train(was_training)
     pred, own, gold, present, k = (torch.cat(x) for x in (pred_all, own_all, gold_all, present_all, k_all))
