@@ -97,6 +97,19 @@ def test_probes_find_a_linear_state_and_not_noise():
         fit_probe(x, y, np.zeros(300), "position")
 
 
+def test_the_ridge_penalty_is_chosen_without_near_copies_of_a_held_out_clip():
+    # five near-identical spans per clip, 400 noise features, a target unrelated to them: a leave-one-out penalty
+    # choice sees a copy of every held-out span, fits the noise and scores R² -0.17 out of fold; choosing it over
+    # clip-grouped folds shrinks to the mean
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(60), 5)
+    y = np.repeat(rng.normal(size=(60, 2)), 5, axis=0)
+    x = np.repeat(rng.normal(size=(60, 400)), 5, axis=0) + 0.05 * rng.normal(size=(300, 400))
+    _, score = fit_probe(x, y, groups, "position")
+    assert score["score"] > -0.08
+    assert len(score["alphas"]) == score["folds"] and min(score["alphas"]) >= 1e3
+
+
 def test_run_audit_end_to_end_on_the_small_world(forced_checkpoint, saved_tiny, small_world, tmp_path):
     from fl1_core.audit import run_audit
 
