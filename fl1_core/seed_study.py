@@ -346,7 +346,8 @@ def imagination_targets(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
             add(what, d["over_seeds"], d["pooled"])
     probe = (summary.get("audit") or {}).get("probes_flat_r2", {}).get("layout", {})
     for source, label in (("latent SFT · flat", "own latents"), ("untrained · flat", "untrained floor"),
-                          ("frame embedding · flat", "true frame"), ("own − untrained", "own − untrained")):
+                          ("frame embedding · flat", "true frame"), ("own − untrained", "own − untrained"),
+                          ("latent SFT · flat · read by frame embedding · flat", "own latents, true-frame probe")):
         if source in probe and probe[source]["k"]:
             add(f"layout probe R², flat: {label}", probe[source], scale=1.0)
     return rows

@@ -97,6 +97,18 @@ def test_probes_find_a_linear_state_and_not_noise():
         fit_probe(x, y, np.zeros(300), "position")
 
 
+def test_a_probe_of_real_frames_reads_imagined_ones_only_when_they_resemble_them():
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(60), 3)
+    y = rng.normal(size=(180, 2))
+    real = np.concatenate([y @ rng.normal(size=(2, 12)), rng.normal(size=(180, 12))], axis=1)
+    _, close = fit_probe(real, y, groups, "layout", apply_to=real + 0.3 * rng.normal(size=real.shape))
+    _, unrelated = fit_probe(real, y, groups, "layout", apply_to=rng.normal(size=real.shape))
+    assert close["score"] > 0.7 and unrelated["score"] < 0.0
+    with pytest.raises(ValueError, match="apply_to"):
+        fit_probe(real, y, groups, "layout", apply_to=real[:, :5])
+
+
 def test_the_ridge_penalty_is_chosen_without_near_copies_of_a_held_out_clip():
     # five near-identical spans per clip, 400 noise features, a target unrelated to them: a leave-one-out penalty
     # choice sees a copy of every held-out span, fits the noise and scores R² -0.17 out of fold; choosing it over
@@ -128,7 +140,11 @@ def test_run_audit_end_to_end_on_the_small_world(forced_checkpoint, saved_tiny, 
         sources == {"latent SFT", "frame embedding", "untrained"}
     assert {r["target"] for r in result["probes"]} == {"position", "layout", "velocity", "events_so_far", "last_event"}
     flat = {r["source"] for r in result["probes_flat"]}  # spans of the frame's length, concatenated
-    assert flat == {"latent SFT · flat", "frame embedding · flat", "untrained · flat"}
+    read = " · read by frame embedding · flat"  # the true frame's probe applied to the other sources' spans
+    assert flat == {"latent SFT · flat", "frame embedding · flat", "untrained · flat", "latent SFT · flat" + read,
+                    "untrained · flat" + read}
+    assert {r["target"] for r in result["probes_flat"] if r["source"].endswith(read)} == {"position", "layout",
+                                                                                          "velocity"}
     assert min(result["probe_spans_flat"].values()) > 0
     assert json.loads((tmp_path / "audit" / "audit.json").read_text())["items"] == 8
     from fl1_core.audit import load_audit_items

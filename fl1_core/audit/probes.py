@@ -63,10 +63,13 @@ def _folds(groups: np.ndarray, folds: int) -> int:
     return max(2, min(folds, len(np.unique(groups))))
 
 
-def fit_probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, target: str, *, folds: int = 5
-              ) -> tuple[np.ndarray, dict[str, Any]]:
+def fit_probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, target: str, *, folds: int = 5,
+              apply_to: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Out-of-fold predictions of one probe and its score (``{"metric", "score", "reference"?, "n", "folds"}``; a
-    regression probe also gives the ridge penalty each training fold chose, ``alphas``)."""
+    regression probe also gives the ridge penalty each training fold chose, ``alphas``).
+
+    ``apply_to`` (regression only): other features of the same rows; the probe is fitted on ``x`` of the training
+    clips and predicts from ``apply_to`` of the held-out clips (a probe of real frames reading imagined ones)."""
     from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_predict
@@ -76,6 +79,9 @@ def fit_probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, target: str, *, 
     if len(np.unique(groups)) < 2:
         raise ValueError(f"probe {target}: spans of at least two clips are needed for clip-grouped folds")
     k = _folds(groups, folds)
+    if apply_to is not None and (target in CLASS_TARGETS or apply_to.shape != x.shape):
+        raise ValueError(f"probe {target}: apply_to needs a regression target and features shaped like x "
+                         f"{x.shape}, got {apply_to.shape}")
     if target in CLASS_TARGETS:
         if len(np.unique(y)) < 2:
             pred = np.full_like(y, y[0])
@@ -102,7 +108,7 @@ def fit_probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, target: str, *, 
                                   cv=GroupKFold(n_splits=_folds(groups[train], folds)), scoring="r2")
             fitted.fit(x[train], y[train], groups=groups[train])
             alpha = fitted.best_params_["ridge__alpha"]
-        pred[test] = fitted.predict(x[test]).reshape(pred[test].shape)
+        pred[test] = fitted.predict((x if apply_to is None else apply_to)[test]).reshape(pred[test].shape)
         alphas.append(float(alpha))
     return pred, {"metric": "r2", "score": float(r2_score(y, pred)), "n": len(y), "folds": k, "alphas": alphas}
 
@@ -122,8 +128,12 @@ def probe_table(
     *,
     targets: Sequence[str] = STATE_TARGETS,
     folds: int = 5,
+    read_by: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per (source, target): the out-of-fold score on the shared spans, and the score per span index."""
+    """One row per (source, target): the out-of-fold score on the shared spans, and the score per span index. With
+    ``read_by`` (a source name), every other source also gets, per regression target, a row ``"<source> · read by
+    <read_by>"``: the probe fitted on ``read_by``'s spans of the training clips, applied to this source's spans of
+    the held-out clips (do imagined frames read like the real frame they stand for?)."""
     keys = common_keys(sources)
     if not keys:
         raise ValueError("the feature sources share no (item, span) pair: nothing to probe")
@@ -134,9 +144,12 @@ def probe_table(
     rows = []
     for target in targets:
         y = target_matrix(states, target)
-        for name, feats in sources.items():
-            x = np.stack([feats[k] for k in keys])
-            pred, score = fit_probe(x, y, groups, target, folds=folds)
+        fits = [(name, np.stack([feats[k] for k in keys]), None) for name, feats in sources.items()]
+        if read_by is not None and target not in CLASS_TARGETS:
+            reference = np.stack([sources[read_by][k] for k in keys])
+            fits += [(f"{name} · read by {read_by}", reference, x) for name, x, _ in fits if name != read_by]
+        for name, x, apply_to in fits:
+            pred, score = fit_probe(x, y, groups, target, folds=folds, apply_to=apply_to)
             per_span = {}
             for s in sorted(set(spans.tolist())):
                 mask = spans == s

@@ -141,7 +141,7 @@ def run_audit(
                     for it, ts in zip(items, targets)}),
                 "untrained · flat": span_features(frames, _decoded_spans(items, clean, "untrained", flat=size))}
         if all(flat.values()):
-            result["probes_flat"] = probe_table(flat, frames, clips, folds=folds)
+            result["probes_flat"] = probe_table(flat, frames, clips, folds=folds, read_by="frame embedding · flat")
             result["probe_spans_flat"] = {name: len(src) for name, src in flat.items()}
         else:
             result["skipped"]["flat probes"] = f"no spans of exactly {size} latents to flatten"
