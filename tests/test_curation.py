@@ -175,6 +175,23 @@ def test_stratified_letters_keep_each_letters_share():
     assert [x.id for x in select_by_gain(scores, config) if x.kept] == plain
 
 
+def test_centred_gain_removes_a_letter_offset_the_hints_cause():
+    """Hint images lower every A record's gain by 0.6 (a letter-prior shift); centred per stratum, an A record
+    whose gain is above its letter's mean is kept, and the letters keep their shares without stratifying."""
+    from fl1_core.curation.selection import answer_stratum
+
+    help_ = [0.0, 0.1, 0.2, 0.3]  # the visual help of records 0..3 of each letter
+    answers = {f"{letter}{i}": letter for letter in "AD" for i in range(4)}
+    scores = [gs(i, 0.3, 0.3 + help_[int(i[1:])] - (0.6 if a == "A" else 0.0)) for i, a in answers.items()]
+    strata = {i: answer_stratum(a) for i, a in answers.items()}
+    plain = {x.id for x in select_by_gain(scores, CurationConfig(), strata) if x.kept}
+    assert plain == {"D1", "D2", "D3"}  # every A record has a negative raw gain
+    decided = {x.id: x for x in select_by_gain(scores, CurationConfig(centre_gain=True), strata)}
+    assert {i for i, x in decided.items() if x.kept} == {"A2", "A3", "D2", "D3"}  # above their letter's mean 0.15
+    assert decided["A3"].selection_gain == pytest.approx(0.15) and decided["A3"].gain == pytest.approx(-0.3)
+    assert decided["A1"].reason == "negative_gain"
+
+
 def test_threshold_and_keep_fraction_modes():
     scores = [gs("a", 0.0, 0.125), gs("b", 0.0, 0.375), gs("c", 0.0, 0.75), gs("d", 0.5, 0.25)]
     d = {x.id: x for x in select_by_gain(scores, CurationConfig(min_gain=0.25))}

@@ -35,11 +35,14 @@ def select_by_gain(
     With ``config.stratify_letters`` and ``strata`` (record id → stratum, see :func:`answer_stratum`), each stratum
     keeps its own top ``⌊K · n_s / N⌋`` (n_s of the N scored records are in it), so the kept set keeps the input's
     share of each answer letter; a stratum with fewer eligible records keeps them all (its quota is not passed on).
+    With ``config.centre_gain`` and ``strata``, g is replaced by ``g − ḡ_s``, the mean gain of the record's stratum
+    over all scored records, everywhere above (the thresholds, the ranking).
     """
     reasons: dict[str, str] = {}
     eligible: list[GainScore] = []
+    gains = _selection_gains(scores, strata if config.centre_gain else None)
     for s in scores:
-        g = s.gain
+        g = gains[s.id]
         if s.p_text >= config.easy_threshold:
             reasons[s.id] = "easy"
         elif g < 0:
@@ -50,7 +53,7 @@ def select_by_gain(
             reasons[s.id] = "below_min_gain"
         else:
             eligible.append(s)
-    eligible.sort(key=lambda s: (-s.gain, s.id))
+    eligible.sort(key=lambda s: (-gains[s.id], s.id))
     if config.top_k is not None:
         k = config.top_k
     elif config.keep_fraction is not None:
@@ -68,9 +71,21 @@ def select_by_gain(
         Decision(
             id=s.id, p_text=s.p_text, p_hint=s.p_hint, gain=s.gain, kept=reasons[s.id] == "kept", reason=reasons[s.id],
             rank=ranks.get(s.id), question_kind=s.question_kind, needs_vision=s.needs_vision,
+            selection_gain=gains[s.id],
         )
         for s in scores
     ]
+
+
+def _selection_gains(scores: Sequence[GainScore], strata: Mapping[str, str] | None) -> dict[str, float]:
+    """Per id the gain selection uses: ``g``, or with ``strata`` ``g − mean(g over the record's stratum)``."""
+    if strata is None:
+        return {s.id: s.gain for s in scores}
+    by_stratum: dict[str, list[float]] = {}
+    for s in scores:
+        by_stratum.setdefault(strata.get(s.id, "free-form"), []).append(s.gain)
+    means = {name: sum(gs) / len(gs) for name, gs in by_stratum.items()}
+    return {s.id: s.gain - means[strata.get(s.id, "free-form")] for s in scores}
 
 
 def answer_stratum(answer: str) -> str:
