@@ -1,0 +1,79 @@
+"""Paired differences between held-out response files (``fl1 heldout``'s ``<out>.<name>.jsonl``), item by item.
+
+Every file holds one row per record (``id``, ``answer``, ``pred``, ``correct``, ``concluded``, ``group``); the rows
+of a reference file and another file are matched by ``id``. Per group (``event kinds`` = text-solvable and
+vision-dependent, ``frame`` = frame-needing, and ``all``) and per score:
+
+    event_i  = 1[concluded_i = answer_i]      (the final thought names the gold option)
+    letter_i = correct_i                      (the answer letter)
+    Δ = mean_i(s_i(model) − s_i(reference)), 95 % interval Δ ± 1.96 · sd(d) / √n
+
+(:func:`fl1_core.audit.ablations.paired_difference`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+GROUPS = {"event kinds": ("text", "vision"), "frame": ("frame",)}
+
+
+def read_rows(path: str | Path) -> dict[str, dict[str, Any]]:
+    """``{id: row}`` of one response file; a file without the needed fields is refused, naming it."""
+    rows = {}
+    for n, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        missing = [k for k in ("id", "answer", "correct", "concluded", "group") if k not in row]
+        if missing:
+            raise ValueError(f"{path}:{n}: not a held-out response row (missing {', '.join(missing)})")
+        rows[row["id"]] = row
+    if not rows:
+        raise ValueError(f"{path}: no response rows")
+    return rows
+
+
+def _scores(row: Mapping[str, Any]) -> dict[str, bool]:
+    return {"event": row["concluded"] == row["answer"], "letter": bool(row["correct"])}
+
+
+def paired_table(reference: Mapping[str, Mapping], others: Mapping[str, Mapping[str, Mapping]]
+                 ) -> list[dict[str, Any]]:
+    """One row per (model, group): accuracies of both and the paired Δ of each score (ids both files hold)."""
+    from ..audit.ablations import paired_difference
+
+    out = []
+    for name, rows in others.items():
+        ids = sorted(set(reference) & set(rows))
+        if not ids:
+            raise ValueError(f"{name}: no record id in common with the reference file")
+        for group, members in {**GROUPS, "all": None}.items():
+            chosen = [i for i in ids if members is None or reference[i]["group"] in members]
+            if not chosen:
+                continue
+            row: dict[str, Any] = {"model": name, "group": group, "n": len(chosen)}
+            for score in ("event", "letter"):
+                ref = [_scores(reference[i])[score] for i in chosen]
+                new = [_scores(rows[i])[score] for i in chosen]
+                row[f"{score} reference"] = sum(ref) / len(ref)
+                row[f"{score}"] = sum(new) / len(new)
+                row[f"{score} delta"] = paired_difference(new, ref)
+            out.append(row)
+    return out
+
+
+def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The table as aligned text, in points."""
+    lines = []
+    for r in rows:
+        cells = [f"{r['model']:<16} {r['group']:<12} n={r['n']:<4}"]
+        for score in ("event", "letter"):
+            d = r[f"{score} delta"]
+            cells.append(f"{score} {100 * r[f'{score} reference']:.1f} -> {100 * r[score]:.1f}  Δ {100 * d['delta']:+.1f} "
+                         f"[{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]")
+        lines.append("   ".join(cells))
+    return "\n".join(lines)

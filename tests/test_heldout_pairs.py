@@ -1,0 +1,49 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fl1_core.evaluation.heldout_pairs import paired_table, read_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _row(i, group, concluded, correct):
+    return {"id": f"q{i}", "answer": "B", "pred": "B" if correct else "A", "correct": correct,
+            "concluded": concluded, "group": group}
+
+
+def test_paired_differences_per_group_match_a_hand_count(tmp_path):
+    ref = _write(tmp_path / "ref.jsonl", [_row(0, "vision", "B", True), _row(1, "text", "A", False),
+                                          _row(2, "frame", "B", False), _row(3, "frame", "C", True)])
+    new = _write(tmp_path / "new.jsonl", [_row(0, "vision", "B", False), _row(1, "text", "B", True),
+                                          _row(2, "frame", "B", True), _row(3, "frame", "B", True),
+                                          _row(9, "frame", "B", True)])  # an id the reference lacks is ignored
+    table = {r["group"]: r for r in paired_table(read_rows(ref), {"new": read_rows(new)})}
+    assert table["event kinds"]["n"] == 2 and table["frame"]["n"] == 2 and table["all"]["n"] == 4
+    assert table["event kinds"]["event delta"]["delta"] == pytest.approx(0.5)  # q1 concluded right now
+    assert table["event kinds"]["letter delta"]["delta"] == pytest.approx(0.0)  # q0 lost, q1 gained
+    assert table["frame"]["event delta"]["delta"] == pytest.approx(0.5)
+    assert table["frame"]["letter"] == pytest.approx(1.0) and table["frame"]["letter reference"] == pytest.approx(0.5)
+    lo, hi = table["all"]["event delta"]["ci95"]
+    assert lo < table["all"]["event delta"]["delta"] < hi
+
+
+def test_bad_files_are_refused_naming_them(tmp_path):
+    bad = _write(tmp_path / "bad.jsonl", [{"id": "q0", "answer": "B"}])
+    with pytest.raises(ValueError, match="bad.jsonl:1: not a held-out response row"):
+        read_rows(bad)
+    ref = _write(tmp_path / "ref.jsonl", [_row(0, "frame", "B", True)])
+    other = _write(tmp_path / "other.jsonl", [_row(5, "frame", "B", True)])
+    with pytest.raises(ValueError, match="no record id in common"):
+        paired_table(read_rows(ref), {"other": read_rows(other)})
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "heldout_pairs.py"), str(ref), "oops"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "NAME=FILE" in done.stderr
