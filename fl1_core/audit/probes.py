@@ -28,6 +28,7 @@ scored on the same spans.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -70,9 +71,10 @@ def fit_probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, target: str, *, 
 
     ``apply_to`` (regression only): other features of the same rows; the probe is fitted on ``x`` of the training
     clips and predicts from ``apply_to`` of the held-out clips (a probe of real frames reading imagined ones)."""
-    from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
+    from scipy.linalg import LinAlgWarning
+    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, r2_score
-    from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_predict
+    from sklearn.model_selection import GroupKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -99,6 +101,20 @@ def fit_probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, target: str, *, 
                       "reference": float(counts.max() / counts.sum()), "n": len(y), "folds": k}
     pred = np.zeros_like(y, dtype=np.float64)
     alphas = []
+    with warnings.catch_warnings():  # the smallest penalties solve ill-conditioned systems; the search rejects them
+        warnings.simplefilter("ignore", LinAlgWarning)
+        _ridge_folds(x, y, groups, k, folds, pred, alphas, apply_to)
+    return pred, {"metric": "r2", "score": float(r2_score(y, pred)), "n": len(y), "folds": k, "alphas": alphas}
+
+
+def _ridge_folds(x: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int, folds: int, pred: np.ndarray,
+                 alphas: list[float], apply_to: np.ndarray | None) -> None:
+    """Fill ``pred`` out of fold: per outer fold, the penalty chosen over clip-grouped inner folds."""
+    from sklearn.linear_model import Ridge, RidgeCV
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     for train, test in GroupKFold(n_splits=k).split(x, y, groups):
         if len(np.unique(groups[train])) < 2:  # one clip to train on: no grouped choice, leave-one-out instead
             fitted = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS)).fit(x[train], y[train])
@@ -110,7 +126,6 @@ def fit_probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, target: str, *, 
             alpha = fitted.best_params_["ridge__alpha"]
         pred[test] = fitted.predict((x if apply_to is None else apply_to)[test]).reshape(pred[test].shape)
         alphas.append(float(alpha))
-    return pred, {"metric": "r2", "score": float(r2_score(y, pred)), "n": len(y), "folds": k, "alphas": alphas}
 
 
 def _score(y: np.ndarray, pred: np.ndarray, target: str) -> float:
