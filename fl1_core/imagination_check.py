@@ -94,7 +94,8 @@ def run_check(world_seed: int, train_seed: int, out_dir: str | Path, *, sft_step
     the shipped world base with a candidate checkpoint folder."""
     import torch
 
-    from .audit.ablations import paired_difference, run_ablations
+    from .audit.ablations import run_ablations
+    from .intervals import paired_difference
     from .audit.decode import decode_items, load_audit_items
     from .audit.frame_reading import reading_decomposition, reading_points
     from .audit.world_states import read_clips
@@ -209,7 +210,7 @@ def pool_checks(out_dirs: list[str | Path]) -> dict[str, Any]:
     """Several checks (e.g. training seeds 0, 1, 2 on one world) pooled: for each difference of the JSON line, the
     mean over checks with its t-interval over checks, and the item-level paired interval pooled over all their items
     (``d̄ ± 1.96 · sd(d) / √n``). Reads each ``OUT_DIR/predictions``."""
-    from .audit.ablations import paired_difference
+    from .intervals import paired_difference
     from .runs import read_jsonl
     from .seed_study import t_interval
 

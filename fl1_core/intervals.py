@@ -1,8 +1,11 @@
-"""Confidence intervals of accuracies measured on n items (the base's card, the baselines, the audit)."""
+"""Confidence intervals of accuracies measured on n items (the base's card, the baselines, the audit) and of paired
+differences between two models on the same items."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -16,4 +19,18 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-__all__ = ["wilson_interval"]
+def paired_difference(a: Sequence[bool], b: Sequence[bool]) -> dict[str, Any]:
+    """Mean of ``1[a_i] − 1[b_i]`` with its normal 95 % interval ``d̄ ± 1.96 · sd(d) / √n`` (same items in the same
+    order)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired difference over {len(a)} and {len(b)} items")
+    d = [float(x) - float(y) for x, y in zip(a, b)]
+    if not d:
+        return {"n": 0, "delta": float("nan"), "ci95": [float("nan"), float("nan")]}
+    mean = sum(d) / len(d)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1)) if len(d) > 1 else 0.0
+    half = 1.96 * sd / math.sqrt(len(d))
+    return {"n": len(d), "delta": mean, "ci95": [mean - half, mean + half]}
+
+
+__all__ = ["paired_difference", "wilson_interval"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 import shutil
 
 import numpy as np
@@ -147,6 +148,12 @@ def test_run_audit_end_to_end_on_the_small_world(forced_checkpoint, saved_tiny, 
                                                                                           "velocity"}
     assert min(result["probe_spans_flat"].values()) > 0
     assert json.loads((tmp_path / "audit" / "audit.json").read_text())["items"] == 8
+    saved = [json.loads(line) for line in (tmp_path / "audit" / "decodes.jsonl").read_text().splitlines()]
+    by_decode = Counter(r["decode"] for r in saved)  # every decode of every item, the texts the scores came from
+    assert by_decode["latent SFT"] == 8 and by_decode["latent SFT · oracle"] == 8 and by_decode["text-only SFT"] == 8
+    assert set(by_decode.values()) == {8} and "latent SFT · none" not in by_decode
+    mine = {r["id"]: r for r in saved if r["decode"] == "latent SFT · zeros"}
+    assert sum(r["correct"] for r in mine.values()) / 8 == pytest.approx(result["ablations"]["zeros"]["all"]["accuracy"])
     from fl1_core.audit import load_audit_items
 
     frame = sum(it.group == "frame" for it in load_audit_items(small_world / "heldout_mcq.jsonl", 8))

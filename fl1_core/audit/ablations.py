@@ -13,14 +13,13 @@ If the latents carry nothing the answer uses, every Δ is near 0 (and the table 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..intervals import wilson_interval
+from ..intervals import paired_difference, wilson_interval
 from .decode import AuditItem, DecodedItem, decode_items
 from .interventions import (
     ABLATIONS,
@@ -42,17 +41,6 @@ def accuracy(flags: Sequence[bool]) -> dict[str, Any]:
     k = int(sum(bool(f) for f in flags))
     lo, hi = wilson_interval(k, n) if n else (float("nan"), float("nan"))
     return {"n": n, "accuracy": k / n if n else float("nan"), "ci95": [lo, hi]}
-
-
-def paired_difference(a: Sequence[bool], b: Sequence[bool]) -> dict[str, Any]:
-    """Mean of ``1[a_i] − 1[b_i]`` with its normal 95 % interval (same items in the same order)."""
-    if len(a) != len(b):
-        raise ValueError(f"paired difference over {len(a)} and {len(b)} items")
-    d = np.asarray([float(x) - float(y) for x, y in zip(a, b)])
-    if not len(d):
-        return {"n": 0, "delta": float("nan"), "ci95": [float("nan"), float("nan")]}
-    half = 1.96 * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else 0.0
-    return {"n": len(d), "delta": float(d.mean()), "ci95": [float(d.mean() - half), float(d.mean() + half)]}
 
 
 def subsets(items: Sequence[AuditItem], hops: bool = False) -> dict[str, list[int]]:

@@ -3,7 +3,9 @@
 :func:`run_audit` decodes the held-out MCQ items with the latent checkpoint (as is, and under each ablation), the
 text-only checkpoint (for its reasoning states) and, when there is one, the pause-token checkpoint; fits the probes
 when the data has world states; on frame-needing items, splits each decode's score into reading the frame and
-following the reading (:mod:`fl1_core.audit.frame_reading`); writes ``<out>/audit.json`` and returns the same dict.
+following the reading (:mod:`fl1_core.audit.frame_reading`); writes ``<out>/audit.json`` (and returns the same
+dict) and ``<out>/decodes.jsonl``: every decode's response per item (``decode``, ``id``, ``pred``, ``correct``,
+``event_correct``, ``latents``, ``text``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import torch
 
 from ..config import CONFIG_KEY
 from ..evaluation.heldout import HELDOUT_MAX_NEW_TOKENS
-from ..runs import atomic_write_json
+from ..runs import atomic_write_json, write_jsonl
 from .feedback import fed_back_fidelity
-from .ablations import CONDITIONS, accuracy, paired_difference, reasoning_frame_targets, run_ablations
+from ..intervals import paired_difference
+from .ablations import CONDITIONS, accuracy, reasoning_frame_targets, run_ablations
 from .decode import decode_items, load_audit_items, span_flats, span_means
 from .frame_reading import reading_decomposition
 from .probes import probe_table, span_features
@@ -105,11 +108,13 @@ def run_audit(
     if targets is not None:
         result["fed_back"] = fed_back_fidelity([d.latents for d in clean], [d.span_counts for d in clean], targets)
     decodes = {"latent SFT": clean}  # what the frame-reading decomposition reads, by name
+    saved = {"latent SFT": clean}  # every decode, written to decodes.jsonl
     if any(d.latents.shape[0] for d in clean):
         ablations = run_ablations(model, processor, items, clips=clips, conditions=conditions, seed=seed,
                                   clean=clean, frame_targets=targets, **kw)
         result["ablations"], result["skipped"] = ablations["conditions"], dict(ablations["skipped"])
         result["contrasts"] = ablations["contrasts"]
+        saved.update({f"latent SFT · {name}": rows for name, rows in ablations["decoded"].items() if name != "none"})
         decodes.update({f"latent SFT · {name}": rows for name, rows in ablations["decoded"].items()
                         if name in ("oracle", "oracle_shuffled")})
     else:
@@ -148,11 +153,16 @@ def run_audit(
     else:
         result["skipped"]["probes"] = f"{data_dir} has no world states (events.jsonl): nothing to probe against"
     result["pause_comparison"], compared = _pause_comparison(items, clean, text_decoded, pause_checkpoint, kw)
+    saved.update({name: rows for name, rows in compared.items() if name != "latent SFT"})
     if any(it.group == "frame" for it in items):
         decodes.update({name: rows for name, rows in compared.items() if name != "latent SFT"})
         result["frame_reading"] = {name: reading_decomposition([d.text for d in rows], [it.meta for it in items])
                                    for name, rows in decodes.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out_dir / "decodes.jsonl", [
+        {"decode": name, "id": it.record.id, "pred": d.pred, "correct": d.correct, "event_correct": d.event_correct,
+         "latents": int(d.latents.shape[0]), "text": d.text}
+        for name, rows in saved.items() for it, d in zip(items, rows)])
     atomic_write_json(out_dir / "audit.json", result)
     return result
 

@@ -8,7 +8,7 @@ vision-dependent, ``frame`` = frame-needing, and ``all``) and per score:
     letter_i = correct_i                      (the answer letter)
     Δ = mean_i(s_i(model) − s_i(reference)), 95 % interval Δ ± 1.96 · sd(d) / √n
 
-(:func:`fl1_core.audit.ablations.paired_difference`).
+(:func:`fl1_core.intervals.paired_difference`).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _scores(row: Mapping[str, Any]) -> dict[str, bool]:
 def paired_table(reference: Mapping[str, Mapping], others: Mapping[str, Mapping[str, Mapping]]
                  ) -> list[dict[str, Any]]:
     """One row per (model, group): accuracies of both and the paired Δ of each score (ids both files hold)."""
-    from ..audit.ablations import paired_difference
+    from ..intervals import paired_difference
 
     out = []
     for name, rows in others.items():
