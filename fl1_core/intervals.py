@@ -7,6 +7,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion: ``(p̂ + z²/2n ± z·sqrt(p̂(1−p̂)/n + z²/4n²)) / (1 + z²/n)``."""
@@ -24,13 +26,11 @@ def paired_difference(a: Sequence[bool], b: Sequence[bool]) -> dict[str, Any]:
     order)."""
     if len(a) != len(b):
         raise ValueError(f"paired difference over {len(a)} and {len(b)} items")
-    d = [float(x) - float(y) for x, y in zip(a, b)]
-    if not d:
+    d = np.asarray([float(x) - float(y) for x, y in zip(a, b)])
+    if not len(d):
         return {"n": 0, "delta": float("nan"), "ci95": [float("nan"), float("nan")]}
-    mean = sum(d) / len(d)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1)) if len(d) > 1 else 0.0
-    half = 1.96 * sd / math.sqrt(len(d))
-    return {"n": len(d), "delta": mean, "ci95": [mean - half, mean + half]}
+    half = 1.96 * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else 0.0
+    return {"n": len(d), "delta": float(d.mean()), "ci95": [float(d.mean() - half), float(d.mean() + half)]}
 
 
 __all__ = ["paired_difference", "wilson_interval"]

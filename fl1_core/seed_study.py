@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 
 from .data.world.world_types import TEXT_KINDS
+from .evaluation.heldout_pairs import METRICS, hit
+from .intervals import paired_difference
 from .intervals import wilson_interval
 from .run_summary import CHECKPOINT_LABELS
 from .runs import read_jsonl
@@ -82,22 +84,6 @@ def heldout_rows(run_dir: str | Path) -> dict[str, list[dict]]:
     return out
 
 
-METRICS = ("letter", "event")  # strict option letter (the paper's score) / concluded option (fl1_core.answers)
-
-
-def hit(row: Mapping, metric: str = "letter") -> bool:
-    """One held-out row scored by ``metric``: ``letter`` → its strict letter is right; ``event`` → its final thought
-    states the right option (``concluded``, written by :func:`fl1_core.evaluation.heldout.evaluate_heldout_mcq`)."""
-    if metric == "letter":
-        return bool(row["correct"])
-    if metric == "event":
-        if "concluded" not in row:
-            raise KeyError("held-out rows without 'concluded' (written before event accuracy existed); "
-                           "re-run `fl1 heldout` on the checkpoints")
-        return row["concluded"] == row["answer"]
-    raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
-
-
 def _group(rows: Sequence[Mapping], group: str) -> list[Mapping]:
     """The rows of a group (:data:`GROUPS`); rows written before the frame-needing kinds have no ``group``."""
     frame = [r.get("group") == "frame" for r in rows]
@@ -146,22 +132,21 @@ def paired_delta(runs: Mapping[int, Path], a: str, b: str, group: str = "all", m
 
 def _paired_delta(per_seed: Mapping[int, Mapping[str, list[dict]]], a: str, b: str, group: str, metric: str
                   ) -> dict[str, Any]:
-    seeds, diffs = [], []
+    seeds, hits_a, hits_b = [], [], []
     for rows in per_seed.values():
         if a not in rows or b not in rows:
             continue
         right = {r["id"]: hit(r, metric) for r in _group(rows[b], group)}
-        d = [float(hit(r, metric)) - float(right[r["id"]]) for r in _group(rows[a], group) if r["id"] in right]
-        if d:
-            seeds.append(float(np.mean(d)))
-            diffs.extend(d)
-    if not diffs:
+        pairs = [(hit(r, metric), right[r["id"]]) for r in _group(rows[a], group) if r["id"] in right]
+        if pairs:
+            seeds.append(paired_difference(*zip(*pairs))["delta"])
+            hits_a.extend(x for x, _ in pairs)
+            hits_b.extend(y for _, y in pairs)
+    if not hits_a:
         return {"a": a, "b": b, "group": group, "k": 0}
-    d = np.asarray(diffs)
-    half = 1.96 * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else 0.0
+    pooled = paired_difference(hits_a, hits_b)
     return {"a": a, "b": b, "group": group, "metric": metric, "over_seeds": t_interval(seeds),
-            "pooled": {"mean": float(d.mean()), "ci95": [float(d.mean() - half), float(d.mean() + half)],
-                       "n_items": len(d)}}
+            "pooled": {"mean": pooled["delta"], "ci95": pooled["ci95"], "n_items": pooled["n"]}}
 
 
 def curation_delta(runs: Mapping[int, Path]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from fl1_core import seed_study
+from fl1_core.evaluation import heldout_pairs
 from fl1_core.runs import atomic_write_json, write_jsonl
 
 
@@ -91,9 +92,9 @@ def test_event_metric_scores_the_concluded_option_and_joins_the_summary(tmp_path
     summary = seed_study.summarize(tmp_path)
     assert summary["event_stages"] and all(x["metric"] == "event" for x in summary["event_deltas"])
     with pytest.raises(ValueError, match="unknown metric"):
-        seed_study.hit({"correct": True}, "judge")
+        heldout_pairs.hit({"correct": True}, "judge")
     with pytest.raises(KeyError, match="re-run `fl1 heldout`"):
-        seed_study.hit({"correct": True, "answer": "A"}, "event")
+        heldout_pairs.hit({"correct": True, "answer": "A"}, "event")
 
 
 def test_pool_paired_recovers_the_item_level_interval():

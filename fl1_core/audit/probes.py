@@ -22,8 +22,8 @@ training and the test folds. The ridge penalty is chosen inside each training fo
 (``GridSearchCV``): several items share a clip and its frames, so a leave-one-out choice (``RidgeCV``'s default)
 sees a near-copy of every held-out span and picks too weak a penalty for 1,152-wide flat spans. Measured on latent
 SFT's spans (world 0, 322 spans of 120 clips): flat layout R² from the true frame 0.49 → 0.68, from the own latents
-−0.10 → 0.07, from the untrained floor −0.20 → 0.05 (the grouped choice lands at α 300–30,000). Only the (item, span) keys every compared source has are used, so all sources are
-scored on the same spans.
+−0.10 → 0.07, from the untrained floor −0.20 → 0.05 (the grouped choice lands at α 300–30,000). Only the (item,
+span) keys every compared source has are used, so all sources are scored on the same spans.
 """
 
 from __future__ import annotations
@@ -99,22 +99,23 @@ def fit_probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, target: str, *, 
                           "note": "a fold had one class: majority-class predictions"}
         return pred, {"metric": "accuracy", "score": float(accuracy_score(y, pred)),
                       "reference": float(counts.max() / counts.sum()), "n": len(y), "folds": k}
-    pred = np.zeros_like(y, dtype=np.float64)
-    alphas = []
     with warnings.catch_warnings():  # the smallest penalties solve ill-conditioned systems; the search rejects them
         warnings.simplefilter("ignore", LinAlgWarning)
-        _ridge_folds(x, y, groups, k, folds, pred, alphas, apply_to)
+        pred, alphas = _ridge_folds(x, y, groups, k, folds, apply_to)
     return pred, {"metric": "r2", "score": float(r2_score(y, pred)), "n": len(y), "folds": k, "alphas": alphas}
 
 
-def _ridge_folds(x: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int, folds: int, pred: np.ndarray,
-                 alphas: list[float], apply_to: np.ndarray | None) -> None:
-    """Fill ``pred`` out of fold: per outer fold, the penalty chosen over clip-grouped inner folds."""
+def _ridge_folds(x: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int, folds: int, apply_to: np.ndarray | None
+                 ) -> tuple[np.ndarray, list[float]]:
+    """Out-of-fold ridge predictions over ``k`` clip-grouped folds, and the penalty each training fold chose over
+    its own clip-grouped inner folds."""
     from sklearn.linear_model import Ridge, RidgeCV
     from sklearn.model_selection import GridSearchCV, GroupKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    pred = np.zeros_like(y, dtype=np.float64)
+    alphas = []
     for train, test in GroupKFold(n_splits=k).split(x, y, groups):
         if len(np.unique(groups[train])) < 2:  # one clip to train on: no grouped choice, leave-one-out instead
             fitted = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS)).fit(x[train], y[train])
@@ -126,6 +127,7 @@ def _ridge_folds(x: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int, folds
             alpha = fitted.best_params_["ridge__alpha"]
         pred[test] = fitted.predict((x if apply_to is None else apply_to)[test]).reshape(pred[test].shape)
         alphas.append(float(alpha))
+    return pred, alphas
 
 
 def _score(y: np.ndarray, pred: np.ndarray, target: str) -> float:

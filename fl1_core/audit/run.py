@@ -20,9 +20,9 @@ import torch
 
 from ..config import CONFIG_KEY
 from ..evaluation.heldout import HELDOUT_MAX_NEW_TOKENS
+from ..intervals import paired_difference
 from ..runs import atomic_write_json, write_jsonl
 from .feedback import fed_back_fidelity
-from ..intervals import paired_difference
 from .ablations import CONDITIONS, accuracy, reasoning_frame_targets, run_ablations
 from .decode import decode_items, load_audit_items, span_flats, span_means
 from .frame_reading import reading_decomposition
@@ -30,6 +30,8 @@ from .probes import probe_table, span_features
 from .world_states import has_world_states, read_clips, span_frames
 
 logger = logging.getLogger(__name__)
+
+SPLIT_ABLATIONS = ("oracle", "oracle_shuffled")  # the ablated decodes whose frame reading the audit splits
 
 
 def require_latent_checkpoint(path: str | Path) -> Path:
@@ -107,16 +109,13 @@ def run_audit(
                               "ablations": {}, "skipped": {}}
     if targets is not None:
         result["fed_back"] = fed_back_fidelity([d.latents for d in clean], [d.span_counts for d in clean], targets)
-    decodes = {"latent SFT": clean}  # what the frame-reading decomposition reads, by name
-    saved = {"latent SFT": clean}  # every decode, written to decodes.jsonl
+    decodes = {"latent SFT": clean}  # every decode by name: decodes.jsonl, and the frame-reading split of some
     if any(d.latents.shape[0] for d in clean):
         ablations = run_ablations(model, processor, items, clips=clips, conditions=conditions, seed=seed,
                                   clean=clean, frame_targets=targets, **kw)
         result["ablations"], result["skipped"] = ablations["conditions"], dict(ablations["skipped"])
         result["contrasts"] = ablations["contrasts"]
-        saved.update({f"latent SFT · {name}": rows for name, rows in ablations["decoded"].items() if name != "none"})
-        decodes.update({f"latent SFT · {name}": rows for name, rows in ablations["decoded"].items()
-                        if name in ("oracle", "oracle_shuffled")})
+        decodes.update({f"latent SFT · {name}": rows for name, rows in ablations["decoded"].items() if name != "none"})
     else:
         result["skipped"]["ablations"] = (f"{latent_checkpoint} wrote no latent spans on these {len(items)} items: "
                                           "there is nothing to ablate, and its answers cannot depend on latents")
@@ -153,16 +152,16 @@ def run_audit(
     else:
         result["skipped"]["probes"] = f"{data_dir} has no world states (events.jsonl): nothing to probe against"
     result["pause_comparison"], compared = _pause_comparison(items, clean, text_decoded, pause_checkpoint, kw)
-    saved.update({name: rows for name, rows in compared.items() if name != "latent SFT"})
+    decodes.update({name: rows for name, rows in compared.items() if name != "latent SFT"})
     if any(it.group == "frame" for it in items):
-        decodes.update({name: rows for name, rows in compared.items() if name != "latent SFT"})
         result["frame_reading"] = {name: reading_decomposition([d.text for d in rows], [it.meta for it in items])
-                                   for name, rows in decodes.items()}
+                                   for name, rows in decodes.items()
+                                   if name.partition(" · ")[2] in ("", *SPLIT_ABLATIONS)}
     out_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(out_dir / "decodes.jsonl", [
         {"decode": name, "id": it.record.id, "pred": d.pred, "correct": d.correct, "event_correct": d.event_correct,
          "latents": int(d.latents.shape[0]), "text": d.text}
-        for name, rows in saved.items() for it, d in zip(items, rows)])
+        for name, rows in decodes.items() for it, d in zip(items, rows)])
     atomic_write_json(out_dir / "audit.json", result)
     return result
 

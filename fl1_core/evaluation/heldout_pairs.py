@@ -1,4 +1,5 @@
-"""Paired differences between held-out response files (``fl1 heldout``'s ``<out>.<name>.jsonl``), item by item.
+"""Held-out response rows (``fl1 heldout``'s ``<out>.<name>.jsonl``): each scored by letter or event (:func:`hit`),
+and the paired differences between two files, item by item.
 
 Every file holds one row per record (``id``, ``answer``, ``pred``, ``correct``, ``concluded``, ``group``); the rows
 of a reference file and another file are matched by ``id``. Per group (``event kinds`` = text-solvable and
@@ -17,6 +18,8 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from ..intervals import paired_difference
 
 GROUPS = {"event kinds": ("text", "vision"), "frame": ("frame",)}
 
@@ -37,15 +40,25 @@ def read_rows(path: str | Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def _scores(row: Mapping[str, Any]) -> dict[str, bool]:
-    return {"event": row["concluded"] == row["answer"], "letter": bool(row["correct"])}
+METRICS = ("letter", "event")  # strict option letter (the paper's score) / concluded option (fl1_core.answers)
+
+
+def hit(row: Mapping, metric: str = "letter") -> bool:
+    """One held-out row scored by ``metric``: ``letter`` → its strict letter is right; ``event`` → its final thought
+    states the right option (``concluded``, written by :func:`fl1_core.evaluation.heldout.evaluate_heldout_mcq`)."""
+    if metric == "letter":
+        return bool(row["correct"])
+    if metric == "event":
+        if "concluded" not in row:
+            raise KeyError("held-out rows without 'concluded' (written before event accuracy existed); "
+                           "re-run `fl1 heldout` on the checkpoints")
+        return row["concluded"] == row["answer"]
+    raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
 
 
 def paired_table(reference: Mapping[str, Mapping], others: Mapping[str, Mapping[str, Mapping]]
                  ) -> list[dict[str, Any]]:
     """One row per (model, group): accuracies of both and the paired Δ of each score (ids both files hold)."""
-    from ..intervals import paired_difference
-
     out = []
     for name, rows in others.items():
         ids = sorted(set(reference) & set(rows))
@@ -56,9 +69,9 @@ def paired_table(reference: Mapping[str, Mapping], others: Mapping[str, Mapping[
             if not chosen:
                 continue
             row: dict[str, Any] = {"model": name, "group": group, "n": len(chosen)}
-            for score in ("event", "letter"):
-                ref = [_scores(reference[i])[score] for i in chosen]
-                new = [_scores(rows[i])[score] for i in chosen]
+            for score in METRICS:
+                ref = [hit(reference[i], score) for i in chosen]
+                new = [hit(rows[i], score) for i in chosen]
                 row[f"{score} reference"] = sum(ref) / len(ref)
                 row[f"{score}"] = sum(new) / len(new)
                 row[f"{score} delta"] = paired_difference(new, ref)
@@ -71,7 +84,7 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
     lines = []
     for r in rows:
         cells = [f"{r['model']:<16} {r['group']:<12} n={r['n']:<4}"]
-        for score in ("event", "letter"):
+        for score in METRICS:
             d = r[f"{score} delta"]
             cells.append(f"{score} {100 * r[f'{score} reference']:.1f} -> {100 * r[score]:.1f}  Δ {100 * d['delta']:+.1f} "
                          f"[{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]")

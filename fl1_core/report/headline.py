@@ -2,7 +2,7 @@
 differences, each with its 95 % interval.
 
 * Held-out MCQ (``metrics/rl_heldout*.<checkpoint>.jsonl``, written by notebook 04): per checkpoint, the strict
-  letter accuracy and the concluded-event accuracy (:func:`fl1_core.seed_study.hit`), on every item and on the
+  letter accuracy and the concluded-event accuracy (:func:`fl1_core.evaluation.heldout_pairs.hit`), on every item and on the
   frame-needing items, each with its Wilson interval over the items.
 * The audit (``**/audit.json``, notebook 07): oracle − shuffled oracle latents and latent − pause-token SFT, paired
   on the same items, ``d̄ ± 1.96·sd(d)/√n``, scored by the concluded event (the primary score) and the letter.
@@ -19,7 +19,7 @@ from typing import Any
 from ..audit.ablations import accuracy
 from ..display import interval_text
 from ..run_summary import CHECKPOINT_LABELS
-from ..seed_study import hit
+from ..evaluation.heldout_pairs import hit
 
 _HELDOUT = re.compile(r"^rl_heldout(?:_chain)?\.(.+)\.jsonl$")
 
