@@ -13,29 +13,18 @@ asked object is listed last (Wilson 95 % CIs). Chance is 25 %; copying the most 
 
 from __future__ import annotations
 
-import argparse
 import json
 
-import torch
+from checkpoint_probe_args import checkpoint_parser, parse_checkpoint_args
 
 
 def main(argv: list[str] | None = None) -> int:
     from fl1_core.model import load_future_l1
     from fl1_core.pretrain.following import follow_accuracy
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    ap.add_argument("models", nargs="*", help="checkpoint directories (a world base or an SFT/RL final)")
-    ap.add_argument("--n", type=int, default=200, help="questions per context")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--smoke", action="store_true", help="the shipped base (unless models are given), 2 questions")
-    args = ap.parse_args(argv)
-    if args.smoke:
-        from fl1_core.world_base import WORLD_BASE_DIR
-
-        args.n, args.models = 2, args.models or [str(WORLD_BASE_DIR)]
-    if not args.models:
-        ap.error("give at least one checkpoint directory")
-    torch.set_num_threads(args.threads)
+    ap = checkpoint_parser(__doc__.splitlines()[1], 200, "questions per context",
+                           "checkpoint directories (a world base or an SFT/RL final)")
+    args = parse_checkpoint_args(ap, argv)
     for path in args.models:
         model, processor = load_future_l1(path)
         out = follow_accuracy(model, processor, n=args.n)

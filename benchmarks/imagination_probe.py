@@ -14,11 +14,11 @@ predictions (``own``), beside the slot means and the last question image's cell 
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import torch
+from checkpoint_probe_args import checkpoint_parser, parse_checkpoint_args
 
 
 def load(path: str, init: str | None):
@@ -38,21 +38,10 @@ def load(path: str, init: str | None):
 def main(argv: list[str] | None = None) -> int:
     from fl1_core.pretrain.imagination import imagination_error
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    ap.add_argument("models", nargs="*", help="model folders (a world base, an SFT/RL final) or pretraining "
-                                              "checkpoints (with --init)")
+    ap = checkpoint_parser(__doc__.splitlines()[1], 64, "chains", "model folders (a world base, an SFT/RL final) or "
+                                                                   "pretraining checkpoints (with --init)")
     ap.add_argument("--init", default=None, help="the model folder whose architecture pretraining checkpoints use")
-    ap.add_argument("--n", type=int, default=64, help="chains")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--smoke", action="store_true", help="the shipped base (unless models are given), 2 chains")
-    args = ap.parse_args(argv)
-    if args.smoke:
-        from fl1_core.world_base import WORLD_BASE_DIR
-
-        args.n, args.models = 2, args.models or [str(WORLD_BASE_DIR)]
-    if not args.models:
-        ap.error("give at least one checkpoint directory")
-    torch.set_num_threads(args.threads)
+    args = parse_checkpoint_args(ap, argv)
     for path in args.models:
         model, processor = load(path, args.init)
         out = imagination_error(model, processor, n=args.n)

@@ -21,7 +21,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
-IMPORTED_ONLY = {"reference_decode"}  # the frozen decode loop static_decode.py imports, not a script
+IMPORTED_ONLY = {"reference_decode", "checkpoint_probe_args"}  # modules the scripts import, not scripts
 NUMBER = r"([-+]?\d+(?:\.\d+)?)"
 
 
