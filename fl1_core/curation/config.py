@@ -36,9 +36,10 @@ class CurationConfig(SamplingConfig):
     Measured with the shipped base on world 0 (likelihood mode, keep_fraction 0.5): the hint images move the answer
     letter's probability from A/B to C/D (mean P_v − P_t: A −0.24, B −0.18, C +0.18, D +0.21), so the plain
     selection keeps 476 records whose MCQ letters are D 90, C 79, A 7, B 5. Centred and stratified it keeps 857
-    (D 73, A 70, B 66, C 51). Latent SFT on each (226 steps, seed 0), against the base on 400 event-kind and 320
-    frame-needing held-out items, concluded option / letter: plain −4.8 / −7.8 and −0.6 / −3.4 points, centred
-    −6.2 / −6.8 and −1.2 / +1.6, a random 857 records +0.8 / −1.0 and −3.1 / −3.8.
+    (D 73, A 70, B 66, C 51). Latent SFT on each (226 steps, one seed), concluded option paired against the base
+    on 400 event-kind held-out items: plain −4.8 [−9.0, −0.5], centred −6.2 [−10.5, −2.0], a random 857 records
+    +0.8 [−3.5, +5.0] points; letters on the 320 frame-needing items, centred against plain, +5.0 [−0.2, +10.2]
+    (README, "Where the event-kind losses come from").
 
     The paper probes with 8 sampled answers each (``mode="rollouts"``, ``n_rollouts`` 8) and gives no thresholds;
     ``likelihood`` mode and the selection defaults are the workbook's (docs/PAPER.md#curation,

@@ -224,7 +224,8 @@ class RLConfig(FineTuneConfig, SamplingConfig):
 
         The learning rate was 1e-4 until 2026-12-05. Measured from one curated latent SFT checkpoint (world 0, seed
         0, LA-DAPO, 30 steps, the local judge; paired over 400 held-out event-kind items), the concluded event moved
-        by −8.5 [−13.2, −3.8] points at 1e-4 and by −1.5 [−4.8, +1.8] at 3e-5; letters +1.0 and +0.8.
+        by −8.5 [−13.2, −3.8] points at 1e-4 and by −1.5 [−4.8, +1.8] at 3e-5; letters +1.0 [−1.8, +3.8] and +0.8
+        [−1.0, +2.5].
 
         Deviation from the release (documented): the vision tower is frozen (the release trains it in RL; here it
         was shaped by the world base's cell loss, which RL does not have)."""
