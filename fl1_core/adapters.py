@@ -114,7 +114,7 @@ def fully_trained_parameters(model) -> dict[str, torch.nn.Parameter]:
 def adapters_disabled(model):
     """Within the block ``model`` computes with the base weights of its adapted layers and the latent token rows as
     loaded; tensors that train in full (:func:`fully_trained_parameters`) keep their current values (the RL
-    reference swaps those too: :class:`fl1_core.rl.reference.LoraReference`). A model without adapters is unchanged."""
+    reference swaps those too: :class:`fl1_core.reference.LoraReference`). A model without adapters is unchanged."""
     layers = list(_tuner_layers(model))
     for m in layers:
         m.enable_adapters(False)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "causal_ce_loss",
+    "init_kl_loss",
     "latent_alignment_loss",
     "latent_sft_loss",
     "policy_objective",
@@ -325,6 +326,23 @@ def causal_ce_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Te
     per_token = F.cross_entropy(flat_logits, flat_labels, ignore_index=-100, reduction="none")
     w = weights[:, 1:].reshape(-1).float() * (flat_labels != -100).float()
     return (per_token * w).sum() / w.sum().clamp_min(1e-12)
+
+
+def init_kl_loss(logits: torch.Tensor, init_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """KL from the initial model's next-token distribution to the trained one's, averaged over the CE positions
+    (fp32; ``init_logits`` are detached):
+
+        KL = (1/|S|) Σ_{t ∈ S} Σ_v π_init(v | t) · (log π_init(v | t) − log π_θ(v | t)),   S = {t : labels[t+1] ≠ −100}
+
+    The forward direction is distillation from the initial model: every token it finds likely keeps mass.
+    """
+
+    mask = labels[:, 1:] != -100
+    if not bool(mask.any()):
+        return logits.sum() * 0.0
+    logp = F.log_softmax(logits[:, :-1][mask].float(), dim=-1)
+    init_logp = F.log_softmax(init_logits[:, :-1][mask].detach().float(), dim=-1)
+    return F.kl_div(logp, init_logp, log_target=True, reduction="batchmean")
 
 
 def latent_alignment_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:

@@ -26,7 +26,9 @@ What the trainers do, and so what is counted (N parameters, N_t trainable, G GPU
   scheduled sampling (``SFTConfig.scheduled_sampling_p > 0``) every step runs a second forward on the fed
   predictions, and the backward needs both passes' activations (``scheduled_sampling_loss="ce"``: the CE's gradient
   reaches the first pass through the fed predictions; ``"alignment"``: both passes' alignment losses), plus the fed
-  inputs ``tokens · h · 2 B``;
+  inputs ``tokens · h · 2 B``. With a KL to the initial model (``SFTConfig.init_kl > 0``) a frozen copy of it is held
+  in the load dtype, whole on every process (under LoRA only the full-trained parts), and its no-grad logits
+  ``tokens · V · 4 B`` sit beside the step's;
 - **curation** (inference, bf16 weights): ``mode=rollouts`` decodes ``2 · batch_size · n_rollouts`` rows per call
   (KV cache, prefill, sampler as above); ``likelihood`` runs one no-grad forward over ``2 · batch_size`` rows.
 """
@@ -80,6 +82,7 @@ class PlanInputs:
     head_dim: int | None = None
     fsdp_sync_every_micro_batch: bool = True
     kl_reference: bool = True  # RL: a KL reference is held (RLConfig.kl_beta != 0)
+    init_kl_reference: bool = False  # SFT: the initial model is held for the KL to it (SFTConfig.init_kl > 0)
     load_bytes: int = 2  # bytes per frozen weight (bf16)
     headroom: float = 0.9  # usable share of GPU memory (allocator fragmentation, CUDA context, buffers)
 
@@ -209,6 +212,9 @@ def _plan(base, inputs: PlanInputs) -> MemoryPlan:
     phases: dict[str, dict[str, int]] = {}
     if i.stage == "sft":
         step["logits"] = 2 * rows_tokens * dims.vocab * 4  # SFT's cross-entropy takes the full-vocabulary logits
+        if i.init_kl_reference:
+            held["reference_model"] = (full_in_lora(base, head) if i.lora else total) * i.load_bytes
+            step["init_logits"] = rows_tokens * dims.vocab * 4
         if i.scheduled_sampling:
             step["scheduled_sampling_activations"] = step["activations"]
             step["scheduled_sampling_inputs"] = rows_tokens * dims.h * 2

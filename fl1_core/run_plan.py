@@ -6,8 +6,8 @@
   R / mini_batches, R / mini_batches)``; context ``max_prompt_tokens + max_new_tokens``; LoRA, checkpointing,
   vision freezing, the log-prob chunk and the KL reference (``kl_beta != 0``) as configured;
 - SFT (:class:`~fl1_core.sft.config.SFTConfig`): micro-batch ``per_device_batch_size``, tokens per record
-  ``max_length`` (else the given length), checkpointing, LoRA, and scheduled sampling when
-  ``scheduled_sampling_p > 0``;
+  ``max_length`` (else the given length), checkpointing, LoRA, scheduled sampling when
+  ``scheduled_sampling_p > 0``, and the initial model held for the KL to it when ``init_kl > 0``;
 - curation (:class:`~fl1_core.curation.config.CurationConfig`): a chunk holds ``batch_size`` records, two probes
   each; ``mode=rollouts`` decodes ``2 · batch_size · n_rollouts`` rows per call with ``max_new_tokens``;
   ``likelihood`` scores ``2 · batch_size`` rows of prompt + reference answer.
@@ -49,12 +49,13 @@ def rl_plan_inputs(cfg: Any, *, gpus: int, gpu_mem_gb: float = 80.0, prompt_toke
 
 def sft_plan_inputs(cfg: Any, *, gpus: int, gpu_mem_gb: float = 80.0, tokens_per_row: int = 4096,
                     **extra: Any) -> PlanInputs:
-    """:class:`PlanInputs` of an SFT run with ``cfg`` (``scheduled_sampling_p`` read with default 0)."""
+    """:class:`PlanInputs` of an SFT run with ``cfg`` (``scheduled_sampling_p`` and ``init_kl`` read with default 0)."""
     lora, rank = _lora(cfg.lora)
     return PlanInputs(stage="sft", gpus=gpus, gpu_mem_gb=gpu_mem_gb, lora=lora, lora_rank=rank,
                       micro_batch=cfg.per_device_batch_size, tokens_per_row=cfg.max_length or tokens_per_row,
                       gradient_checkpointing=cfg.gradient_checkpointing, freeze_vision=cfg.freeze_vision,
-                      scheduled_sampling=float(getattr(cfg, "scheduled_sampling_p", 0.0)) > 0.0, **extra)
+                      scheduled_sampling=float(getattr(cfg, "scheduled_sampling_p", 0.0)) > 0.0,
+                      init_kl_reference=float(getattr(cfg, "init_kl", 0.0)) > 0.0, **extra)
 
 
 def curation_plan_inputs(cfg: Any, *, gpu_mem_gb: float = 80.0, prompt_tokens: int, **extra: Any) -> PlanInputs:

@@ -12,7 +12,7 @@ from fl1_core.model import load_future_l1
 from fl1_core.rl.config import RLConfig
 from fl1_core.rl.trainer import RLTrainer
 from fl1_core.rl.update import StopTraining
-from fl1_core.rl.reference import LoraReference
+from fl1_core.reference import LoraReference
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

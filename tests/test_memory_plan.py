@@ -71,6 +71,30 @@ def test_plan_bytes_equal_the_real_tiny_model(saved_tiny, tiny_with_head, lora, 
     assert {k: plan.phases["step"][k] for k in real} == real
 
 
+@pytest.mark.parametrize("lora", [False, True])
+def test_sfts_kl_reference_is_counted_as_the_copy_it_holds(saved_tiny, lora):
+    from fl1_core.reference import InitReference
+    from fl1_core.sft import SFTConfig
+
+    model, _ = load_future_l1(saved_tiny, dtype=torch.bfloat16, device=None)
+    model.freeze_vision(True)
+    if lora:
+        apply_lora(model)
+    reference = InitReference(model, lora=lora)
+    held = (reference.lora.nbytes if lora else
+            sum(p.numel() * p.element_size() for p in reference.copy.parameters()))
+    cfg = SFTConfig.cpu_world(init_kl=0.5, lora={"r": 16} if lora else None, max_length=256)
+    plan = plan_memory(saved_tiny, sft_plan_inputs(cfg, gpus=1))
+    counted = plan.phases["step"]["reference_model"]
+    if lora:  # the plan also counts the latent token rows, which peft keeps apart and the reference need not copy
+        assert held <= counted <= 1.01 * held
+    else:
+        assert counted == held
+    assert plan.phases["step"]["init_logits"] == cfg.per_device_batch_size * 256 * model.base.lm_head.weight.shape[0] * 4
+    plain = plan_memory(saved_tiny, sft_plan_inputs(cfg.replace(init_kl=0.0), gpus=1))
+    assert "reference_model" not in plain.phases["step"] and plan.total > plain.total
+
+
 def _capture_caches(model) -> tuple[list, object]:
     """The decode caches (the preallocated ones the steps write into; the prefill's own cache is copied into them)."""
     from fl1_core.decoding.prefill import WindowedStaticCache

@@ -8,7 +8,7 @@ One *step* = one rollout batch of ``prompts_per_step`` groups × ``group_size`` 
                  ``replay_latents``; with one optimiser step per rollout π_old = π_θ, so log π_θ.detach() is
                  used unless ``recompute_old_logprobs`` — ρ ≡ 1 either way)
     log π_ref  = replay(frozen copy of the initial model; under LoRA the actor with its adapters off and its
-                 fully trained heads swapped for their values at RL start: fl1_core.rl.reference)
+                 fully trained heads swapped for their values at RL start: fl1_core.reference)
     ℓ_t        = DAPO clipped loss (the algorithm's ε_low, ε_high; dual clip c = 3) on tokens of the loss mask
     loss       = agg(ℓ) + β · agg(k3(log π_ref − log π_θ)),   β = 0.01
     mask       = emitted tokens, minus forced ones (``<|latent|>``, budget-forced ``<|latent_end|>``,
@@ -60,7 +60,7 @@ from fl1_core.distributed import ProcessGroup
 from fl1_core.judge.config import JudgeConfig
 from fl1_core.placement import autocast, enable_activation_checkpointing, upcast_trainable
 from fl1_core.rl.config import RLConfig
-from fl1_core.rl.reference import LoraReference
+from fl1_core.reference import LoraReference, frozen_copy
 from fl1_core.rl.prompt_cache import PromptCache
 from fl1_core.rl.rollout import (
     Response,
@@ -72,7 +72,7 @@ from fl1_core.rl.dynamic_sampling import SamplingResult, dynamic_sampling_rounds
 from fl1_core.rl.sharded import RolloutWeights, gathered_copy, sharded_reference
 from fl1_core.sharding import skeleton
 from fl1_core.rl.trainer_state import METRICS_FILE, TrainerState
-from fl1_core.rl.update import PolicyUpdate, RLResult, _mix_seed, _reference_copy
+from fl1_core.rl.update import PolicyUpdate, RLResult, _mix_seed
 from fl1_core.metrics import Trackers
 from fl1_core.runs import atomic_directory, append_jsonl, read_jsonl, write_jsonl, write_manifest
 
@@ -165,7 +165,7 @@ class RLTrainer(PolicyUpdate, TrainerState):
         self.lora_reference: LoraReference | None = None
         if self.cfg.kl_beta != 0.0 and not self.cfg.lora:
             self.ref_model = (sharded_reference(model, self.cfg.ref_dtype) if self.dist.sharded
-                              else _reference_copy(model, self.cfg.ref_dtype))
+                              else frozen_copy(model, self.cfg.ref_dtype))
         if self.cfg.lora:
             from fl1_core.adapters import LoraSettings, apply_lora
 

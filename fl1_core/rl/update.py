@@ -4,7 +4,6 @@ DDP-bucketed gradient sums, the optimiser step; and the results / batch types of
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import logging
 import math
@@ -18,7 +17,7 @@ import torch
 
 from fl1_core.decoding import replay
 from fl1_core.losses import policy_objective
-from fl1_core.placement import autocast, bf16_supported, scalar
+from fl1_core.placement import autocast, scalar
 from fl1_core.rl.advantages import group_advantages
 from fl1_core.rl.rollout import Response, collate_responses
 
@@ -59,24 +58,13 @@ def _mix_seed(*parts: int) -> int:
     return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
 
 
-def _reference_copy(model: torch.nn.Module, ref_dtype: str) -> torch.nn.Module:
-    """The frozen reference π_ref: one copy per process, in bf16 on a bf16 GPU (``"auto"``) or when asked."""
-    ref = copy.deepcopy(model).eval()
-    if ref_dtype == "bf16" or (ref_dtype == "auto" and bf16_supported(model.device)):
-        ref.to(torch.bfloat16)
-    for p in ref.parameters():
-        p.requires_grad_(False)
-    return ref
-
-
-
 class PolicyUpdate:
     """Mixin of :class:`fl1_core.rl.trainer.RLTrainer`: everything from a rollout batch to an optimiser step."""
 
     # --------------------------------------------------------------------------------------------- log-probs
     def _replay_logprobs(self, model: Any, rows: Sequence[Response], batch: int) -> list[torch.Tensor]:
         """No-grad log-probs of ``rows`` under ``model`` (``None`` = the LoRA reference: the actor with its adapters
-        off and its fully trained tensors as at RL start, :class:`fl1_core.rl.reference.LoraReference`)."""
+        off and its fully trained tensors as at RL start, :class:`fl1_core.reference.LoraReference`)."""
         out: list[torch.Tensor] = []
         reference = model is None
         model = self.model if reference else model

@@ -7,7 +7,8 @@ One loop for one CPU process, ``accelerate launch`` (DDP / FSDP / DeepSpeed ZeRO
   (P processes) from a seeded per-epoch permutation ``perm_e = default_rng([seed, e]).permutation(n)``; process p takes
   micro-batch m of step s from ``perm_e[pos + (m·P + p)·b : … + b]`` with ``pos = (s mod steps_per_epoch)·G``;
   ``steps_per_epoch = ⌊n / G⌋`` (the remainder of an epoch is dropped, so every process always has data);
-* loss per micro-batch = CE + λ·MSE (:class:`~fl1_core.model.FutureL1Model`); the gradient of a step is the mean over
+* loss per micro-batch = CE + λ·MSE (:class:`~fl1_core.model.FutureL1Model`), plus ``init_kl`` · KL(π_init ‖ π_θ) when
+  set (:func:`fl1_core.losses.init_kl_loss`, :class:`InitReference`); the gradient of a step is the mean over
   its micro-batches (``accelerator.backward`` divides by the accumulation count) and over processes (DDP);
 * AdamW (decoupled weight decay on ≥2-D weights only), gradient clipping to ``max_grad_norm``, cosine schedule with
   linear warmup over ``⌈warmup_ratio · total_steps⌉`` steps (``get_cosine_schedule_with_warmup``), stepped once per
@@ -44,7 +45,9 @@ from ..data.collator import SFTCollator, SFTExample
 from ..distributed import ProcessGroup, accelerator_settings
 from ..data.formats import load_sft_records
 from ..data.records import Reject, SFTRecord, write_rejects
+from ..losses import init_kl_loss
 from ..model import FutureL1Model, load_future_l1
+from ..reference import InitReference
 from ..adapters import LoraSettings, apply_lora, has_lora, merge_lora
 from ..metrics import Trackers
 from ..placement import autocast, enable_activation_checkpointing, scalar, to_device, upcast_trainable
@@ -145,6 +148,7 @@ def train_sft(
         apply_lora(model, LoraSettings.from_dict(cfg.lora))  # adapters already there are merged first
     elif has_lora(model):
         merge_lora(model)  # full fine-tuning of an adapter checkpoint: fold its adapters in first
+    init_reference = InitReference(model, lora=cfg.lora is not None) if cfg.init_kl > 0 else None
     upcast_trainable(model)  # fp32 master weights: a bf16-loaded checkpoint would lose updates below bf16 resolution
     if cfg.gradient_checkpointing:
         enable_activation_checkpointing(model.base)
@@ -252,7 +256,7 @@ def train_sft(
             epoch = step // steps_per_epoch
             lr = scheduler.get_last_lr()[0]
             t0 = time.perf_counter()
-            sums = torch.zeros(5, dtype=torch.float64)  # loss, ce, latent, latent pairs, tokens
+            sums = torch.zeros(6, dtype=torch.float64)  # loss, ce, latent, latent pairs, tokens, init KL
             grad_norm = None
             for m in range(cfg.gradient_accumulation_steps):
                 batch = next(stream)
@@ -266,6 +270,10 @@ def train_sft(
                 with accelerator.accumulate(wrapped), mixed_forward:
                     out = wrapped(**batch)
                     loss = out.loss
+                    init_kl = torch.zeros(())
+                    if init_reference is not None:
+                        init_kl = init_kl_loss(out.logits, init_reference.logits(batch), batch["labels"])
+                        loss = loss + cfg.init_kl * init_kl
                     # checked on every process BEFORE backward: under DeepSpeed, backward at the accumulation
                     # boundary also steps the engine, so a check after it would come too late
                     bad = not bool(torch.isfinite(loss.detach()))
@@ -279,7 +287,7 @@ def train_sft(
                     accelerator.backward(loss)
                     sums += torch.tensor(
                         [float(loss.detach()), float(out.ce_loss.detach()), float(out.latent_loss.detach()),
-                         float(out.num_latent_pairs), float(batch["attention_mask"].sum())],
+                         float(out.num_latent_pairs), float(batch["attention_mask"].sum()), float(init_kl.detach())],
                         dtype=torch.float64,
                     )
                     if accelerator.sync_gradients:
@@ -307,6 +315,7 @@ def train_sft(
                 "loss/total": float(stats[0] / n_micro),
                 "loss/ce": float(stats[1] / n_micro),
                 "loss/latent": float(stats[2] / n_micro),
+                **({"loss/init_kl": float(stats[5] / n_micro)} if init_reference is not None else {}),
                 "optim/lr": lr,
                 "optim/grad_norm": grad_norm,
                 "data/latent_pairs": int(stats[3]),

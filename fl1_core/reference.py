@@ -1,4 +1,10 @@
-"""The KL reference π_ref of a LoRA RL run: the initial (SFT) model, without a second copy of it.
+"""KL references: the model a stage starts from, frozen.
+
+- :func:`frozen_copy`: a second copy of the weights (RL's π_ref under full fine-tuning);
+- :class:`LoraReference`: the initial model of a LoRA run without a second copy of it (below);
+- :class:`InitReference`: SFT's π_init (``SFTConfig.init_kl``), either of the two.
+
+The KL reference π_ref of a LoRA RL run is the initial (SFT) model.
 
 Under LoRA the adapters hold only part of what trains: ``lm_head`` and the latent head train in full
 (:func:`fl1_core.adapters.fully_trained_parameters`). Switching the adapters off therefore gives the base weights
@@ -16,11 +22,32 @@ rows are the ones loaded. The copy is taken from the model passed to the trainer
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 
 import torch
 
 from fl1_core.adapters import adapters_disabled, fully_trained_parameters
+from fl1_core.placement import autocast, bf16_supported
+
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+               "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks")
+
+
+def frozen_copy(model: torch.nn.Module, dtype: str = "auto") -> torch.nn.Module:
+    """A frozen copy of ``model`` in eval mode: bf16 when ``dtype`` is ``"bf16"`` or ``"auto"`` on a bf16-capable
+    GPU, else the model's own dtype. The copy carries none of the forward and backward hooks registered on the model
+    (a profiling or debugging hook would otherwise see the reference's passes as the model's)."""
+    ref = copy.deepcopy(model).eval()
+    for module in ref.modules():
+        for hooks in _HOOK_DICTS:
+            getattr(module, hooks).clear()
+    if dtype == "bf16" or (dtype == "auto" and bf16_supported(model.device)):
+        ref.to(torch.bfloat16)
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref
 
 
 class LoraReference:
@@ -58,4 +85,27 @@ class LoraReference:
                     param.data = data
 
 
-__all__ = ["LoraReference"]
+#: batch keys that configure a training pass only (scheduled sampling); π_init is always teacher-forced
+_TRAINING_ONLY = ("own_latent_p", "own_latent_generator", "own_latent_loss", "labels", "label_weights")
+
+
+class InitReference:
+    """Next-token logits of the initial model on a training batch, without gradient. Build it after LoRA is applied
+    and before the first update: under LoRA it is the model itself with :class:`LoraReference` active, else a
+    :func:`frozen_copy`."""
+
+    def __init__(self, model: torch.nn.Module, lora: bool = False) -> None:
+        self.model = model
+        self.lora = LoraReference(model) if lora else None
+        self.copy = None if lora else frozen_copy(model)
+
+    def logits(self, batch: dict) -> torch.Tensor:
+        """Logits [B, L, V] of π_init on ``batch`` (the same inputs and latent vectors as the training pass)."""
+        inputs = {k: v for k, v in batch.items() if k not in _TRAINING_ONLY}
+        model = self.copy if self.copy is not None else self.model
+        context = self.lora.active(model) if self.lora is not None else contextlib.nullcontext()
+        with torch.no_grad(), context, autocast(model):
+            return model(**inputs).logits
+
+
+__all__ = ["InitReference", "LoraReference", "frozen_copy"]
