@@ -105,3 +105,13 @@ def test_a_larger_weight_keeps_the_run_closer_to_where_it_started(small_world, t
 def test_a_negative_weight_is_refused():
     with pytest.raises(ValueError, match="init_kl"):
         SFTConfig.cpu_world(init_kl=-0.1)
+
+
+@pytest.mark.parametrize("mode", ["text", "pause"])
+def test_the_controls_train_without_it(small_world, tmp_path, mode):
+    records = list(load_sft_records(small_world / "sft.json").records)[:4]
+    model, processor = build_tiny_future_l1(seed=0)
+    cfg = CFG.replace(init_kl=5.0, max_steps=1)
+    result = train_sft(model, processor, records, cfg, tmp_path, mode=mode)
+    assert "loss/init_kl" not in result.metrics[-1]
+    assert result.metrics[-1]["loss/total"] == result.metrics[-1]["loss/ce"]

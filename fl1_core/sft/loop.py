@@ -7,8 +7,8 @@ One loop for one CPU process, ``accelerate launch`` (DDP / FSDP / DeepSpeed ZeRO
   (P processes) from a seeded per-epoch permutation ``perm_e = default_rng([seed, e]).permutation(n)``; process p takes
   micro-batch m of step s from ``perm_e[pos + (m·P + p)·b : … + b]`` with ``pos = (s mod steps_per_epoch)·G``;
   ``steps_per_epoch = ⌊n / G⌋`` (the remainder of an epoch is dropped, so every process always has data);
-* loss per micro-batch = CE + λ·MSE (:class:`~fl1_core.model.FutureL1Model`), plus ``init_kl`` · KL(π_init ‖ π_θ) when
-  set (:func:`fl1_core.losses.init_kl_loss`, :class:`InitReference`); the gradient of a step is the mean over
+* loss per micro-batch = CE + λ·MSE (:class:`~fl1_core.model.FutureL1Model`), plus ``init_kl`` · KL(π_init ‖ π_θ) in
+  latent mode when set (:func:`fl1_core.losses.init_kl_loss`, :class:`InitReference`); the gradient of a step is the mean over
   its micro-batches (``accelerator.backward`` divides by the accumulation count) and over processes (DDP);
 * AdamW (decoupled weight decay on ≥2-D weights only), gradient clipping to ``max_grad_norm``, cosine schedule with
   linear warmup over ``⌈warmup_ratio · total_steps⌉`` steps (``get_cosine_schedule_with_warmup``), stepped once per
@@ -148,7 +148,12 @@ def train_sft(
         apply_lora(model, LoraSettings.from_dict(cfg.lora))  # adapters already there are merged first
     elif has_lora(model):
         merge_lora(model)  # full fine-tuning of an adapter checkpoint: fold its adapters in first
-    init_reference = InitReference(model, lora=cfg.lora is not None) if cfg.init_kl > 0 else None
+    init_reference = None
+    if cfg.init_kl > 0 and mode == "latent":
+        init_reference = InitReference(model, lora=cfg.lora is not None)
+    elif cfg.init_kl > 0:
+        logger.info("init_kl applies to latent SFT only: the %s control is trained without the KL to the initial "
+                    "model", mode)
     upcast_trainable(model)  # fp32 master weights: a bf16-loaded checkpoint would lose updates below bf16 resolution
     if cfg.gradient_checkpointing:
         enable_activation_checkpointing(model.base)
