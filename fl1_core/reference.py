@@ -4,7 +4,7 @@
 - :class:`LoraReference`: the initial model of a LoRA run without a second copy of it (below);
 - :class:`InitReference`: SFT's π_init (``SFTConfig.init_kl``), either of the two.
 
-The KL reference π_ref of a LoRA RL run is the initial (SFT) model.
+Under LoRA, RL's π_ref is the initial (SFT) model.
 
 Under LoRA the adapters hold only part of what trains: ``lm_head`` and the latent head train in full
 (:func:`fl1_core.adapters.fully_trained_parameters`). Switching the adapters off therefore gives the base weights

@@ -32,8 +32,7 @@ import numpy as np
 
 from .data.world.world_types import TEXT_KINDS
 from .evaluation.heldout_pairs import METRICS, hit
-from .intervals import paired_difference
-from .intervals import wilson_interval
+from .intervals import paired_difference, wilson_interval
 from .run_summary import CHECKPOINT_LABELS
 from .runs import read_jsonl
 

@@ -2,8 +2,8 @@
 differences, each with its 95 % interval.
 
 * Held-out MCQ (``metrics/rl_heldout*.<checkpoint>.jsonl``, written by notebook 04): per checkpoint, the strict
-  letter accuracy and the concluded-event accuracy (:func:`fl1_core.evaluation.heldout_pairs.hit`), on every item and on the
-  frame-needing items, each with its Wilson interval over the items.
+  letter accuracy and the concluded-event accuracy (:func:`fl1_core.evaluation.heldout_pairs.hit`), on every item
+  and on the frame-needing items, each with its Wilson interval over the items.
 * The audit (``**/audit.json``, notebook 07): oracle − shuffled oracle latents and latent − pause-token SFT, paired
   on the same items, ``d̄ ± 1.96·sd(d)/√n``, scored by the concluded event (the primary score) and the letter.
 """
