@@ -378,18 +378,22 @@ def combine_rewards(
     w_len: float = 0.001,
     event: float | np.ndarray | Sequence[float] = 0.0,
     w_event: float = 0.0,
+    agree: float | np.ndarray | Sequence[float] = 0.0,
+    w_agree: float = 0.0,
 ) -> float | np.ndarray:
-    """overall = w_acc·acc + w_fmt·fmt + λ_ctr·R_ctr − λ_div·C̄² − w_len·length_penalty + w_event·event.
+    """overall = w_acc·acc + w_fmt·fmt + λ_ctr·R_ctr − λ_div·C̄² − w_len·length_penalty + w_event·event + w_agree·agree.
 
     ``event`` (the workbook's optional event-consistency term, not the paper's; ``w_event = 0`` by default) is 1 when
-    an MCQ response's final thought names the right option (:func:`fl1_core.answers.concluded_option`).
+    an MCQ response's final thought names the right option (:func:`fl1_core.answers.concluded_option`). ``agree``
+    (also the workbook's, ``w_agree = 0`` by default) is 1 when it names the option of the response's own answer
+    letter, right or wrong: it ties the conclusion to the letter without rewarding the right event.
 
     Defaults are the release weights (λ_ctr = 1, λ_div = 0; the named ``release`` and ``corrected`` weights live in
     :mod:`fl1_core.rl.algorithms`). Scalars give a Python float; lists/arrays are broadcast (numpy) and give a
     float64 array.
     """
-    parts = [np.asarray(v, dtype=np.float64) for v in (acc, fmt, r_ctr, div_cos2, length_penalty, event)]
-    a, f, c, d, lp, e = parts
-    out = w_acc * a + w_fmt * f + lambda_ctr * c - lambda_div * d - w_len * lp + w_event * e
+    parts = [np.asarray(v, dtype=np.float64) for v in (acc, fmt, r_ctr, div_cos2, length_penalty, event, agree)]
+    a, f, c, d, lp, e, g = parts
+    out = w_acc * a + w_fmt * f + lambda_ctr * c - lambda_div * d - w_len * lp + w_event * e + w_agree * g
     return float(out) if out.ndim == 0 else out
 

@@ -350,3 +350,37 @@ def test_event_reward_scores_the_concluded_option_only_when_weighted(world):
         assert [r.acc for r in group] == [0.0, 0.0]  # the letter is wrong in both
         assert [r.event for r in group] == ([1.0, 0.0] if w_event else [0.0, 0.0])
         assert group[0].reward - group[1].reward == pytest.approx(w_event)
+
+
+def test_agreement_reward_ties_the_conclusion_to_the_own_letter_right_or_wrong(world):
+    """w_agree · 1[final thought names the option of the response's own letter] joins the reward; it is blind to
+    which option is right, so a wrong letter with its own option agrees and a right letter with another does not."""
+    from fl1_core.answers import option_lines
+    from fl1_core.rl.rollout import conclusion_agrees
+
+    mcq = _record(world, True)
+    options = option_lines(mcq.question_text)
+    gold = mcq.answer
+    wrong = next(k for k in options if k != gold)
+
+    def text(named: str, letter: str) -> str:
+        return f"<reason>So, {options[named]}, which is option {letter}.</reason>\n<answer>{letter}</answer>"
+
+    cases = {(gold, gold): 1.0, (wrong, wrong): 1.0, (wrong, gold): 0.0, (gold, wrong): 0.0}
+    for (named, letter), want in cases.items():
+        assert conclusion_agrees(text(named, letter), mcq) == want
+    assert conclusion_agrees(f"<reason>{options[gold]}</reason>", mcq) == 0.0  # no answer letter
+    assert conclusion_agrees(text(gold, gold), _record(world, False)) == 0.0  # free-form: no options
+
+    def resp(t):
+        return Response(group=0, prompt=SimpleNamespace(record=mcq), sequence=torch.zeros(3, dtype=torch.long),
+                        latent_mask=torch.zeros(3, dtype=torch.bool), forced_mask=torch.zeros(3, dtype=torch.bool),
+                        logprobs=torch.zeros(3), latents=torch.zeros(0, 8), span_counts=[], text=t)
+
+    for w_agree in (0.0, 0.3):
+        group = [resp(text(gold, gold)), resp(text(wrong, gold)), resp(text(wrong, wrong))]
+        score_groups([group], w_acc=0.9, w_fmt=0.1, w_agree=w_agree, lambda_ctr=0.0, lambda_div=0.0, tau=1.0)
+        assert [r.acc for r in group] == [1.0, 1.0, 0.0]
+        assert [r.agree for r in group] == ([1.0, 0.0, 1.0] if w_agree else [0.0, 0.0, 0.0])
+        assert [r.event for r in group] == [0.0, 0.0, 0.0]  # w_event stays off
+        assert group[0].reward - group[1].reward == pytest.approx(w_agree)

@@ -33,7 +33,7 @@ _HP = "docs/PAPER.md#hyperparameters"
 class RLConfig(FineTuneConfig, SamplingConfig):
     """Every knob of the RL trainer. Fields whose default is the paper's say so in their help text
     (:meth:`~fl1_core.config.ConfigBase.paper_values`); the algorithm's and implementation's values are in
-    :mod:`fl1_core.rl.algorithms`. The workbook's own: ``w_event``, ``judge_on``, ``judge_failure_policy``, several
+    :mod:`fl1_core.rl.algorithms`. The workbook's own: ``w_event``, ``w_agree``, ``judge_on``, ``judge_failure_policy``, several
     optimiser steps per rollout under ``corrected`` (docs/PAPER.md#deviations)."""
 
     mode: str = "la-dapo"  # a registered algorithm: grpo, dapo, la-dapo (fl1_core.rl.algorithms)
@@ -68,6 +68,7 @@ class RLConfig(FineTuneConfig, SamplingConfig):
     w_acc: float = paper_setting(0.9, "docs/PAPER.md#rewards")
     w_fmt: float = paper_setting(0.1, "docs/PAPER.md#rewards")
     w_event: float = 0.0  # the workbook's event-consistency term (MCQ final thought names the answer); not the paper
+    w_agree: float = 0.0  # the workbook's agreement term (MCQ final thought names the option of its own letter)
 
     # --- policy loss (clip ranges and aggregation: the algorithm's)
     dual_clip: float | None = paper_setting(3.0, "docs/PAPER.md#dapo-loss", "c of the dual clip; None = off")

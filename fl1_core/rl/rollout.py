@@ -10,7 +10,9 @@ per-span counts, and scores every response:
     R_ctr           :func:`outcome_contrastive_reward` within the group (la-dapo);
     C̄²              :func:`temporal_diversity_cos2` of the response's spans (la-dapo);
     event ∈ {0, 1}  the MCQ final thought names the right option (only when w_event ≠ 0; not in the paper);
-    overall = w_acc·acc + w_fmt·fmt + λ_ctr·R_ctr − λ_div·C̄² + w_event·event.
+    agree ∈ {0, 1}  the MCQ final thought names the option of the response's own answer letter, right or wrong
+                    (only when w_agree ≠ 0; not in the paper);
+    overall = w_acc·acc + w_fmt·fmt + λ_ctr·R_ctr − λ_div·C̄² + w_event·event + w_agree·agree.
 
 A group with a response whose judging failed is *dropped* (never scored as wrong).
 
@@ -39,7 +41,7 @@ from fl1_core.rewards import (
     repetition_score,
     temporal_diversity_cos2,
 )
-from fl1_core.answers import concluded_letter
+from fl1_core.answers import concluded_letter, extract_answer_letter
 from fl1_core.rl.accuracy import score_accuracy
 
 __all__ = [
@@ -74,6 +76,7 @@ class Response:
     r_ctr: float = 0.0
     div_cos2: float = 0.0
     event: float = 0.0  # 1 when an MCQ final thought names the answer (scored only when w_event ≠ 0)
+    agree: float = 0.0  # 1 when an MCQ final thought names the response's own letter (scored only when w_agree ≠ 0)
     reward: float = 0.0
 
     @property
@@ -204,6 +207,16 @@ def event_correct(text: str, record: RLRecord) -> float:
     return float(record.is_multiple_choice and concluded_letter(text, record) == record.answer)
 
 
+def conclusion_agrees(text: str, record: RLRecord) -> float:
+    """1.0 when ``record`` is an MCQ and the response's final thought names the option of its own strict answer
+    letter (:func:`fl1_core.answers.concluded_letter` = the answer letter, whether or not that letter is right),
+    else 0.0."""
+    if not record.is_multiple_choice:
+        return 0.0
+    letter = extract_answer_letter(text, mode="strict")
+    return float(bool(letter) and concluded_letter(text, record) == letter)
+
+
 def score_groups(
     groups: Sequence[Sequence[Response]],
     *,
@@ -213,6 +226,7 @@ def score_groups(
     lambda_div: float,
     tau: float,
     w_event: float = 0.0,
+    w_agree: float = 0.0,
     repetition_threshold: float = 0.5,
     judge_config: JudgeConfig | None = None,
     judge_on: str = "free-form",
@@ -258,10 +272,14 @@ def score_groups(
     if w_event != 0.0:
         for r in rows:
             r.event = event_correct(r.text, r.prompt.record)
+    if w_agree != 0.0:
+        for r in rows:
+            r.agree = conclusion_agrees(r.text, r.prompt.record)
     for r in rows:
         r.reward = float(
             combine_rewards(r.acc or 0.0, r.fmt, r.r_ctr, r.div_cos2, w_acc=w_acc, w_fmt=w_fmt,
-                            lambda_ctr=lambda_ctr, lambda_div=lambda_div, event=r.event, w_event=w_event)
+                            lambda_ctr=lambda_ctr, lambda_div=lambda_div, event=r.event, w_event=w_event,
+                            agree=r.agree, w_agree=w_agree)
         )
     stats.dropped_groups = sum(any(r.acc is None for r in g) for g in groups)
     return stats

@@ -235,8 +235,8 @@ class RLTrainer(PolicyUpdate, TrainerState):
                 )
             gen_tokens += sum(r.length for g in groups for r in g)
             s = score_groups(
-                groups, w_acc=cfg.w_acc, w_fmt=cfg.w_fmt, w_event=cfg.w_event, lambda_ctr=lambda_ctr,
-                lambda_div=lambda_div, tau=tau, repetition_threshold=cfg.repetition_threshold,
+                groups, w_acc=cfg.w_acc, w_fmt=cfg.w_fmt, w_event=cfg.w_event, w_agree=cfg.w_agree,
+                lambda_ctr=lambda_ctr, lambda_div=lambda_div, tau=tau, repetition_threshold=cfg.repetition_threshold,
                 judge_config=self.judge_config, judge_on=cfg.judge_on, failure_policy=cfg.judge_failure_policy,
                 retry_rounds=cfg.judge_retry_rounds, cache_dir=str(self.out_dir / "judge_cache"),
             )
@@ -281,6 +281,7 @@ class RLTrainer(PolicyUpdate, TrainerState):
             "reward/r_ctr": mean([r.r_ctr for r in rows]),
             "reward/div_cos2": mean([r.div_cos2 for r in rows]),  # C̄² (the reward subtracts λ_div·C̄²)
             "reward/event": mean([r.event for r in rows]),  # 0 unless w_event ≠ 0
+            "reward/agree": mean([r.agree for r in rows]),  # 0 unless w_agree ≠ 0
             "reward/overall": mean([r.reward for r in rows]),
             "reward/acc_all": mean([float(r.acc or 0.0) for r in drawn]),
             "reward/fmt_all": mean([r.fmt for r in drawn]),
