@@ -295,7 +295,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     elif args.stage == "sft":  # the config `fl1 sft --hardware gpu` runs with
         inputs = sft_plan_inputs(_sft_config("gpu", args.set + (["lora={r: %d}" % args.lora_rank] if args.lora
                                                                  else [])),
-                                 gpus=args.gpus, gpu_mem_gb=args.gpu_mem, tokens_per_row=args.tokens, **extra)
+                                 gpus=args.gpus, gpu_mem_gb=args.gpu_mem, tokens_per_row=args.tokens,
+                                 mode=args.sft_mode, **extra)
     else:  # the config `fl1 curate --set ...` runs with
         from .curation import CurationConfig
         from .data.prompt_caps import MAX_PROMPT_TOKENS
@@ -453,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", choices=["sft", "rl", "curation"], default="sft")
     p.add_argument("--implementation", choices=["release", "corrected"], default="corrected",
                    help="RL implementation (as fl1 rl)")
+    p.add_argument("--sft-mode", choices=["latent", "text", "pause"], default="latent",
+                   help="SFT mode (as fl1 sft --mode): the KL reference and scheduled sampling act in latent mode only")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="overrides of the stage's GPU config (SFTConfig / RLConfig / CurationConfig), as in its command")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (lora={r: RANK})")

@@ -48,14 +48,18 @@ def rl_plan_inputs(cfg: Any, *, gpus: int, gpu_mem_gb: float = 80.0, prompt_toke
 
 
 def sft_plan_inputs(cfg: Any, *, gpus: int, gpu_mem_gb: float = 80.0, tokens_per_row: int = 4096,
-                    **extra: Any) -> PlanInputs:
-    """:class:`PlanInputs` of an SFT run with ``cfg`` (``scheduled_sampling_p`` and ``init_kl`` read with default 0)."""
+                    mode: str = "latent", **extra: Any) -> PlanInputs:
+    """:class:`PlanInputs` of an SFT run of ``mode`` with ``cfg`` (``scheduled_sampling_p`` and ``init_kl`` read with
+    default 0; both act in latent mode only, so the text-only and pause-token controls hold neither)."""
+    if mode not in ("latent", "text", "pause"):
+        raise ValueError(f"unknown SFT mode {mode!r}; expected latent, text or pause")
     lora, rank = _lora(cfg.lora)
+    latent = mode == "latent"
     return PlanInputs(stage="sft", gpus=gpus, gpu_mem_gb=gpu_mem_gb, lora=lora, lora_rank=rank,
                       micro_batch=cfg.per_device_batch_size, tokens_per_row=cfg.max_length or tokens_per_row,
                       gradient_checkpointing=cfg.gradient_checkpointing, freeze_vision=cfg.freeze_vision,
-                      scheduled_sampling=float(getattr(cfg, "scheduled_sampling_p", 0.0)) > 0.0,
-                      init_kl_reference=float(getattr(cfg, "init_kl", 0.0)) > 0.0, **extra)
+                      scheduled_sampling=latent and float(getattr(cfg, "scheduled_sampling_p", 0.0)) > 0.0,
+                      init_kl_reference=latent and float(getattr(cfg, "init_kl", 0.0)) > 0.0, **extra)
 
 
 def curation_plan_inputs(cfg: Any, *, gpu_mem_gb: float = 80.0, prompt_tokens: int, **extra: Any) -> PlanInputs:

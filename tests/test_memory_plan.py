@@ -93,6 +93,11 @@ def test_sfts_kl_reference_is_counted_as_the_copy_it_holds(saved_tiny, lora):
     assert plan.phases["step"]["init_logits"] == cfg.per_device_batch_size * 256 * model.base.lm_head.weight.shape[0] * 4
     plain = plan_memory(saved_tiny, sft_plan_inputs(cfg.replace(init_kl=0.0), gpus=1))
     assert "reference_model" not in plain.phases["step"] and plan.total > plain.total
+    for control in ("text", "pause"):  # the KL acts in latent mode only: the controls hold no reference
+        other = plan_memory(saved_tiny, sft_plan_inputs(cfg, gpus=1, mode=control))
+        assert "reference_model" not in other.phases["step"] and other.total == plain.total
+    with pytest.raises(ValueError, match="unknown SFT mode"):
+        sft_plan_inputs(cfg, gpus=1, mode="pixels")
 
 
 def _capture_caches(model) -> tuple[list, object]:
