@@ -315,3 +315,30 @@ def test_counts_follow_the_config(world):
                                         split_counts(cfg.futurebench_weights, cfg.futurebench_size)))
     assert sum(c["heldout_mcq_kinds"].values()) == c["heldout_mcq"]
     assert max(c["futurebench_answers"].values()) - min(c["futurebench_answers"].values()) <= 2
+
+
+def test_rl_event_kinds_free_form_keeps_every_draw_and_only_drops_the_event_kinds_options(tmp_path):
+    """rl_event_kinds_free_form writes the event kinds' MCQ draws free-form (answer = the event text) and leaves every
+    other record, and the picks, as they were."""
+    import dataclasses
+
+    from fl1_core.data.world.generate import build_clips, make_rl
+
+    cfg = WorldConfig(**(SMALL | {"rl_size": 40, "num_train_clips": 20}))
+    clips, _ = build_clips(tmp_path, 0, cfg)
+    mixed = make_rl(clips, 0, dataclasses.replace(cfg, rl_event_kinds_free_form=False))
+    free = make_rl(clips, 0, cfg)
+    assert [r["id"] for r in free] == [r["id"] for r in mixed]
+    converted = 0
+    for a, b in zip(mixed, free):
+        assert (a["meta"]["clip_id"], a["meta"]["question_kind"]) == (b["meta"]["clip_id"], b["meta"]["question_kind"])
+        if a["meta"]["format"] == "mcq" and not a["meta"]["needs_frame"]:
+            converted += 1
+            assert b["problem_type"] == "free-form" and "options" not in b["meta"]
+            assert b["answer"] == a["meta"]["answer_text"] and "\nA. " not in b["conversations"][0]["value"]
+            assert b["meta"]["reference_thoughts"][-1] == f"So, {a['meta']['answer_text']}."
+        else:
+            assert b == a
+    assert converted > 0 and not any(r["problem_type"] == "multiple choice" and not r["meta"]["needs_frame"]
+                                     for r in free)
+    assert any(r["problem_type"] == "multiple choice" for r in free)  # the frame-needing kinds keep their MCQs

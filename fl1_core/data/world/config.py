@@ -23,6 +23,9 @@ class WorldConfig:
     sft_text_priority: float = 0.9  # P(a clip's SFT questions include a text-solvable kind when it has one)
     rl_size: int = 200
     rl_mcq_fraction: float = 0.5
+    # event-kind RL records written free-form (the answer is the event, so the accuracy reward reads it) where the
+    # draw picked MCQ; frame-needing kinds keep the MCQ share. False: the event kinds keep it too
+    rl_event_kinds_free_form: bool = True
     heldout_mcq_size: int = 400  # RL-format MCQ over test clips: held-out accuracy of SFT / RL
     heldout_text_share: float = 0.35  # P(a held-out pick prefers a text-solvable kind when the clip has one)
     heldout_frame_size: int = 320  # frame-needing MCQ over test clips, in heldout_mcq.jsonl after the event kinds

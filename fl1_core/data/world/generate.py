@@ -196,14 +196,16 @@ def make_sft(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dict[str, A
 
 def _rl_records(
     clips: list[Clip], rng: np.random.Generator, size: int, mcq_fraction: float, id_prefix: str,
-    text_share: float | None = None, frame: bool | None = None,
+    text_share: float | None = None, frame: bool | None = None, event_kinds_free_form: bool = False,
 ) -> list[dict[str, Any]]:
-    """``size`` RL-format records (MCQ with letter answers, or free-form with one-event or place answers) from
+    """``size`` RL-format records (MCQ with letter answers, or free-form with event or place answers) from
     ``clips``.
 
     With ``text_share``, each pick prefers a text-solvable question (when the clip has one) with that probability,
     so both groups of kinds are large enough to measure. ``frame``: only frame-needing kinds (True), none (False) or
-    every kind (None)."""
+    every kind (None). ``event_kinds_free_form``: an event-kind question drawn as MCQ is written free-form (its
+    answer the event sentence, or the chain ``X, then Y``) after the same draws, so every other record is
+    unchanged."""
     letters = LetterBalancer(rng, size)
     records: list[dict[str, Any]] = []
     used: set[tuple[str, str]] = set()
@@ -226,6 +228,8 @@ def _rl_records(
                 qs = [q for q in qs if q.kind in TEXT_KINDS] or qs
             q = qs[int(rng.integers(0, len(qs)))]
             rec = rl_record(c, q, f"{id_prefix}-{len(records):05d}", rng, letters.next() if mcq else None)
+            if rec is not None and mcq and event_kinds_free_form and not q.needs_frame:
+                rec = rl_record(c, q, rec["id"], rng, None)  # no draw: a free-form record takes no options
             if rec is None and (len(q.answer_events) == 1 or q.needs_frame):
                 rec = rl_record(c, q, f"{id_prefix}-{len(records):05d}", rng, None)
             if rec is not None:
@@ -240,9 +244,12 @@ def _rl_records(
 
 
 def make_rl(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dict[str, Any]]:
-    """``rl_size`` RL records from train clips (MCQ with letter answers or free-form with event answers)."""
+    """``rl_size`` RL records from train clips: MCQ with letter answers or free-form with event or place answers;
+    with ``cfg.rl_event_kinds_free_form`` the event kinds are free-form only (their MCQ letter is weakly tied to the
+    concluded event after SFT, so a letter reward there trains nothing that the event score reads)."""
     train = [c for c in clips if c.split == "train"]
-    return _rl_records(train, _rng(seed, _STREAM_RL), cfg.rl_size, cfg.rl_mcq_fraction, "world-rl")
+    return _rl_records(train, _rng(seed, _STREAM_RL), cfg.rl_size, cfg.rl_mcq_fraction, "world-rl",
+                       event_kinds_free_form=cfg.rl_event_kinds_free_form)
 
 
 def make_heldout_mcq(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dict[str, Any]]:
