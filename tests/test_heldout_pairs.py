@@ -47,3 +47,30 @@ def test_bad_files_are_refused_naming_them(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "heldout_pairs.py"), str(ref), "oops"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "NAME=FILE" in done.stderr
+
+
+def test_kept_rows_drop_the_text_and_pair_as_the_full_files_do(tmp_path):
+    """scripts/keep_heldout_rows.py keeps the scoring fields (no response text), and the paired table of the kept
+    files equals that of the full ones; a run without held-out files is a usage error."""
+    metrics = tmp_path / "run" / "metrics"
+    metrics.mkdir(parents=True)
+    full = {}
+    for name, flips in (("sft_init", ()), ("la-dapo", (1, 2))):
+        rows = []
+        for i in range(6):
+            row = _row(i, "frame" if i % 2 else "vision", "B" if (i in flips) ^ (i % 3 == 0) else "C", i % 2 == 0)
+            rows.append(row | {"text": "<reason>long response</reason>" * 20, "kind": "kth_event", "changed": None})
+        full[name] = _write(metrics / f"rl_heldout.{name}.jsonl", rows)
+    out = tmp_path / "kept"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/keep_heldout_rows.py"), str(tmp_path / "run"),
+                           str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    kept = {name: out / path.name for name, path in full.items()}
+    assert all("text" not in json.loads(line) for p in kept.values() for line in p.read_text().splitlines())
+    assert json.loads(kept["sft_init"].read_text().splitlines()[0])["kind"] == "kth_event"
+    assert kept["la-dapo"].stat().st_size < full["la-dapo"].stat().st_size / 5
+    assert (paired_table(read_rows(kept["sft_init"]), {"x": read_rows(kept["la-dapo"])})
+            == paired_table(read_rows(full["sft_init"]), {"x": read_rows(full["la-dapo"])}))
+    empty = subprocess.run([sys.executable, str(ROOT / "scripts/keep_heldout_rows.py"), str(tmp_path), str(out)],
+                           capture_output=True, text=True)
+    assert empty.returncode == 2 and "no metrics/rl_heldout" in empty.stderr
