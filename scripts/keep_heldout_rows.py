@@ -15,23 +15,19 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fl1_core.evaluation.heldout_pairs import read_rows  # noqa: E402
+
 KEPT = ("id", "kind", "group", "changed", "answer", "pred", "correct", "concluded")
 
 
 def keep_rows(src: Path, dst: Path) -> int:
-    """Write ``src``'s rows with only :data:`KEPT` to ``dst``; return the row count. A row without a kept scoring
-    field is refused, naming the file and line."""
-    lines = []
-    for n, line in enumerate(src.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        missing = [k for k in ("id", "answer", "correct", "concluded", "group") if k not in row]
-        if missing:
-            raise ValueError(f"{src}:{n}: not a held-out response row (missing {', '.join(missing)})")
-        lines.append(json.dumps({k: row.get(k) for k in KEPT}))
-    dst.write_text("".join(f"{line}\n" for line in lines))
-    return len(lines)
+    """Write ``src``'s rows with only :data:`KEPT` to ``dst``; return the row count. A file whose rows lack a scoring
+    field is refused (:func:`~fl1_core.evaluation.heldout_pairs.read_rows`), naming the file and line."""
+    rows = read_rows(src).values()
+    dst.write_text("".join(json.dumps({k: row.get(k) for k in KEPT}) + "\n" for row in rows))
+    return len(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
