@@ -215,6 +215,15 @@ def test_the_shipped_card_text_is_written_from_its_recipe(shipped_card):
     assert ("## Imagination: alignment MSE per slot row" in text) == ("imagination_mse" in shipped_card["metrics"])
 
 
+def test_cpu_vector_flags_read_the_first_flags_line(tmp_path):
+    from fl1_core.pretrain.shipped import cpu_vector_flags
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor : 0\nflags : fpu sse2 avx2 fma amx_tile avx512f ht\nprocessor : 1\nflags : avx\n")
+    assert cpu_vector_flags(info) == ["amx_tile", "avx2", "avx512f", "fma"]
+    assert cpu_vector_flags(tmp_path / "missing") == []
+
+
 def test_first_steps_of_the_recipe_reproduce_the_card(shipped_card, tmp_path):
     from fl1_core.pretrain.chain import read_training_log, recipe_from_dict
 
@@ -227,12 +236,15 @@ def test_first_steps_of_the_recipe_reproduce_the_card(shipped_card, tmp_path):
     finally:
         torch.set_num_threads(before)
     losses = [r["loss"] for r in read_training_log(tmp_path / "again")]
-    here, there = torch.backends.cpu.get_cpu_capability(), shipped_card.get("cpu_capability")
+    from fl1_core.pretrain.shipped import cpu_vector_flags
+
+    here = (torch.backends.cpu.get_cpu_capability(), cpu_vector_flags())
+    there = (shipped_card.get("cpu_capability"), shipped_card.get("cpu_vector_flags"))
     if here == there:
         assert losses == shipped_card["first_losses"]  # same SIMD kernels: bit-exact
     else:
-        # another CPU (e.g. AVX2 here, AVX512 where the card was made; older cards do not say) sums floats in
-        # another order: the losses agree to float32 rounding, not bit for bit
+        # another CPU (AVX2 against AVX512, or AMX kernels where the card's CPU had none; a card without its
+        # vector flags cannot say) sums floats in another order: the losses agree to float32 rounding only
         assert losses == pytest.approx(shipped_card["first_losses"], rel=1e-5, abs=0), (here, there)
 
 

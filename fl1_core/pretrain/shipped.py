@@ -21,6 +21,20 @@ from .imagination import ROWS, imagination_error
 from .reading import latent_reading_accuracy
 
 
+
+def cpu_vector_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> list[str]:
+    """The vector-extension flags (``avx*``, ``amx*``, ``fma``) of this CPU's first ``flags`` line in ``cpuinfo``,
+    sorted; ``[]`` where the file is missing (not Linux). With torch's CPU capability they decide which float
+    kernels run."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return []
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return sorted(f for f in line.split(":", 1)[1].split() if f.startswith(("avx", "amx")) or f == "fma")
+    return []
+
 def ship_world_base(run_dir: str | Path, card_fields: dict[str, Any], dest: str | Path = WORLD_BASE_DIR) -> Path:
     """Copy ``<run_dir>/final`` (and the run's recipe, step log and evaluations under ``training/``) to ``dest`` and
     write its card (``card_fields`` + the sha256 of every file)."""
@@ -193,8 +207,10 @@ def card_from_run(run_dir: str | Path, world_dir: str | Path, *, first_steps: in
         "recipe": recipe,
         "command": f"fl1 pretrain --out {run_dir} --threads {threads} && fl1 ship-base {run_dir}",
         "threads": threads,
-        # the SIMD kernels torch chose (AVX512, AVX2, ...): float sums, hence losses, are bit-exact only on the same
+        # the SIMD kernels torch chose (AVX512, AVX2, ...) and the CPU's vector extensions (oneDNN also picks AMX or
+        # VNNI kernels by them): float sums, hence losses, are bit-exact only where both are the same
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_vector_flags": cpu_vector_flags(),
         "cpu_minutes": log[-1]["cpu_s"] / 60.0,
         "step_wall_minutes": sum(r["wall_s"] for r in log) / 60.0,
         "phases": _phase_summary(log),
