@@ -455,7 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--implementation", choices=["release", "corrected"], default="corrected",
                    help="RL implementation (as fl1 rl)")
     p.add_argument("--sft-mode", choices=["latent", "text", "pause"], default="latent",
-                   help="SFT mode (as fl1 sft --mode): the KL reference and scheduled sampling act in latent mode only")
+                   help="SFT mode (as fl1 sft --mode): the KL reference and scheduled sampling act in latent mode "
+                        "only")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="overrides of the stage's GPU config (SFTConfig / RLConfig / CurationConfig), as in its command")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (lora={r: RANK})")

@@ -381,7 +381,8 @@ def combine_rewards(
     agree: float | np.ndarray | Sequence[float] = 0.0,
     w_agree: float = 0.0,
 ) -> float | np.ndarray:
-    """overall = w_acc·acc + w_fmt·fmt + λ_ctr·R_ctr − λ_div·C̄² − w_len·length_penalty + w_event·event + w_agree·agree.
+    """overall = w_acc·acc + w_fmt·fmt + λ_ctr·R_ctr − λ_div·C̄² − w_len·length_penalty + w_event·event
+    + w_agree·agree.
 
     ``event`` (the workbook's optional event-consistency term, not the paper's; ``w_event = 0`` by default) is 1 when
     an MCQ response's final thought names the right option (:func:`fl1_core.answers.concluded_option`). ``agree``

@@ -21,7 +21,6 @@ from .imagination import ROWS, imagination_error
 from .reading import latent_reading_accuracy
 
 
-
 def cpu_vector_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> list[str]:
     """The vector-extension flags (``avx*``, ``amx*``, ``fma``) of this CPU's first ``flags`` line in ``cpuinfo``,
     sorted; ``[]`` where the file is missing (not Linux). With torch's CPU capability they decide which float
@@ -34,6 +33,7 @@ def cpu_vector_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> list[str]:
         if line.startswith("flags"):
             return sorted(f for f in line.split(":", 1)[1].split() if f.startswith(("avx", "amx")) or f == "fma")
     return []
+
 
 def ship_world_base(run_dir: str | Path, card_fields: dict[str, Any], dest: str | Path = WORLD_BASE_DIR) -> Path:
     """Copy ``<run_dir>/final`` (and the run's recipe, step log and evaluations under ``training/``) to ``dest`` and

@@ -33,8 +33,8 @@ _HP = "docs/PAPER.md#hyperparameters"
 class RLConfig(FineTuneConfig, SamplingConfig):
     """Every knob of the RL trainer. Fields whose default is the paper's say so in their help text
     (:meth:`~fl1_core.config.ConfigBase.paper_values`); the algorithm's and implementation's values are in
-    :mod:`fl1_core.rl.algorithms`. The workbook's own: ``w_event``, ``w_agree``, ``judge_on``, ``judge_failure_policy``, several
-    optimiser steps per rollout under ``corrected`` (docs/PAPER.md#deviations)."""
+    :mod:`fl1_core.rl.algorithms`. The workbook's own: ``w_event``, ``w_agree``, ``judge_on``,
+    ``judge_failure_policy``, several optimiser steps per rollout under ``corrected`` (docs/PAPER.md#deviations)."""
 
     mode: str = "la-dapo"  # a registered algorithm: grpo, dapo, la-dapo (fl1_core.rl.algorithms)
     implementation: str = "corrected"  # a registered implementation: release, corrected
