@@ -7,7 +7,8 @@
   vision freezing, the log-prob chunk and the KL reference (``kl_beta != 0``) as configured;
 - SFT (:class:`~fl1_core.sft.config.SFTConfig`): micro-batch ``per_device_batch_size``, tokens per record
   ``max_length`` (else the given length), checkpointing, LoRA, scheduled sampling when
-  ``scheduled_sampling_p > 0``, and the initial model held for the KL to it when ``init_kl > 0``;
+  ``scheduled_sampling_p > 0``, and the initial model held for the KL to it when ``init_kl > 0`` (both in latent SFT
+  only, by ``SFTConfig.latent_terms_in``);
 - curation (:class:`~fl1_core.curation.config.CurationConfig`): a chunk holds ``batch_size`` records, two probes
   each; ``mode=rollouts`` decodes ``2 · batch_size · n_rollouts`` rows per call with ``max_new_tokens``;
   ``likelihood`` scores ``2 · batch_size`` rows of prompt + reference answer.
@@ -49,17 +50,16 @@ def rl_plan_inputs(cfg: Any, *, gpus: int, gpu_mem_gb: float = 80.0, prompt_toke
 
 def sft_plan_inputs(cfg: Any, *, gpus: int, gpu_mem_gb: float = 80.0, tokens_per_row: int = 4096,
                     mode: str = "latent", **extra: Any) -> PlanInputs:
-    """:class:`PlanInputs` of an SFT run of ``mode`` with ``cfg`` (``scheduled_sampling_p`` and ``init_kl`` read with
-    default 0; both act in latent mode only, so the text-only and pause-token controls hold neither)."""
+    """:class:`PlanInputs` of an SFT run of ``mode`` with ``cfg`` (an ``SFTConfig``): scheduled sampling and the KL
+    reference are counted where ``cfg.latent_terms_in(mode)`` turns them on, as training does (latent SFT only)."""
     if mode not in ("latent", "text", "pause"):
         raise ValueError(f"unknown SFT mode {mode!r}; expected latent, text or pause")
     lora, rank = _lora(cfg.lora)
-    latent = mode == "latent"
+    sampling_p, init_kl = cfg.latent_terms_in(mode)
     return PlanInputs(stage="sft", gpus=gpus, gpu_mem_gb=gpu_mem_gb, lora=lora, lora_rank=rank,
                       micro_batch=cfg.per_device_batch_size, tokens_per_row=cfg.max_length or tokens_per_row,
                       gradient_checkpointing=cfg.gradient_checkpointing, freeze_vision=cfg.freeze_vision,
-                      scheduled_sampling=latent and float(getattr(cfg, "scheduled_sampling_p", 0.0)) > 0.0,
-                      init_kl_reference=latent and float(getattr(cfg, "init_kl", 0.0)) > 0.0, **extra)
+                      scheduled_sampling=sampling_p > 0.0, init_kl_reference=init_kl > 0.0, **extra)
 
 
 def curation_plan_inputs(cfg: Any, *, gpu_mem_gb: float = 80.0, prompt_tokens: int, **extra: Any) -> PlanInputs:

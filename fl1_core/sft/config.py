@@ -125,6 +125,13 @@ class SFTConfig(FineTuneConfig):
             raise ValueError("save_every must be >= 0")
         check_system_prompt(self)
 
+    def latent_terms_in(self, mode: str) -> tuple[float, float]:
+        """(scheduled-sampling p, init_kl β) of an SFT run of ``mode``: this config's in latent SFT, (0, 0) in the
+        text-only and pause-token controls (held to a base that writes latent spans, a control would stop being
+        one). The loop trains and ``fl1 plan`` counts memory by this one rule."""
+        data_structure(mode)  # refuses an unknown mode
+        return (self.scheduled_sampling_p, self.init_kl) if mode == "latent" else (0.0, 0.0)
+
     def own_latent_p_at(self, step: int, total_steps: int) -> float:
         """Scheduled-sampling probability at 0-based optimizer ``step``: ``p·min(1, (s+1)/(ramp·S))``."""
         ramp = self.scheduled_sampling_ramp * total_steps

@@ -148,8 +148,9 @@ def train_sft(
         apply_lora(model, LoraSettings.from_dict(cfg.lora))  # adapters already there are merged first
     elif has_lora(model):
         merge_lora(model)  # full fine-tuning of an adapter checkpoint: fold its adapters in first
+    sampling_p, init_kl_beta = cfg.latent_terms_in(mode)
     init_reference = None
-    if cfg.init_kl > 0 and mode == "latent":
+    if init_kl_beta > 0:
         init_reference = InitReference(model, lora=cfg.lora is not None)
     elif cfg.init_kl > 0:
         logger.info("init_kl applies to latent SFT only: the %s control is trained without the KL to the initial "
@@ -267,7 +268,7 @@ def train_sft(
                 batch = next(stream)
                 batch.pop("ids", None)
                 batch = to_device(batch, accelerator.device)
-                if mode == "latent" and cfg.scheduled_sampling_p > 0:
+                if sampling_p > 0:
                     seed = ((cfg.seed * 1_000_003 + step) * 64 + m) * 4096 + rank
                     batch.update(own_latent_p=cfg.own_latent_p_at(step, total_steps),
                                  own_latent_generator=torch.Generator().manual_seed(seed),
