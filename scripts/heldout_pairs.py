@@ -3,7 +3,10 @@
     python scripts/heldout_pairs.py REFERENCE.jsonl NAME=OTHER.jsonl [NAME=OTHER.jsonl ...]
 
 The files are what ``fl1 heldout --out X.json`` writes beside X (``X.<name>.jsonl``); see
-:mod:`fl1_core.evaluation.heldout_pairs`.
+:mod:`fl1_core.evaluation.heldout_pairs`. Comma-separated files pool several training seeds, paired seed by seed
+(the k-th file of a model with the k-th reference file):
+
+    python scripts/heldout_pairs.py S0/ref.jsonl,S1/ref.jsonl NAME=S0/rl.jsonl,S1/rl.jsonl
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fl1_core.evaluation.heldout_pairs import format_table, paired_table, read_rows  # noqa: E402
+from fl1_core.evaluation.heldout_pairs import format_table, paired_table, read_pooled  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,13 +25,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("reference")
     p.add_argument("others", nargs="+", metavar="NAME=FILE")
     args = p.parse_args(argv)
+    references = args.reference.split(",")
     others = {}
     for spec in args.others:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
+        name, sep, paths = spec.partition("=")
+        if not sep or not name or not paths:
             p.error(f"expected NAME=FILE, got {spec!r}")
-        others[name] = read_rows(path)
-    print(format_table(paired_table(read_rows(args.reference), others)))
+        if len(paths.split(",")) != len(references):
+            p.error(f"{name}: {len(paths.split(','))} files against {len(references)} reference files")
+        others[name] = read_pooled(paths.split(","))
+    print(format_table(paired_table(read_pooled(references), others)))
     return 0
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fl1_core.evaluation.heldout_pairs import paired_table, read_rows
+from fl1_core.evaluation.heldout_pairs import paired_table, read_pooled, read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,3 +74,25 @@ def test_kept_rows_drop_the_text_and_pair_as_the_full_files_do(tmp_path):
     empty = subprocess.run([sys.executable, str(ROOT / "scripts/keep_heldout_rows.py"), str(tmp_path), str(out)],
                            capture_output=True, text=True)
     assert empty.returncode == 2 and "no metrics/rl_heldout" in empty.stderr
+
+
+def test_pooled_seeds_pair_each_seed_with_its_own_reference(tmp_path):
+    """Two seeds share ids; pooling pairs seed k's model rows with seed k's reference only. Here each seed's model
+    equals its own reference, so the pooled Δ is 0 with a zero-width CI; pairing across seeds would give a wide one.
+    The script refuses a model with another number of files than the reference."""
+    seed0 = [_row(0, "frame", "B", True), _row(1, "frame", "C", False)]
+    seed1 = [_row(0, "frame", "C", False), _row(1, "frame", "B", True)]
+    ref0, ref1 = _write(tmp_path / "ref0.jsonl", seed0), _write(tmp_path / "ref1.jsonl", seed1)
+    new0, new1 = _write(tmp_path / "new0.jsonl", seed0), _write(tmp_path / "new1.jsonl", seed1)
+    pooled = read_pooled([new0, new1])
+    assert len(pooled) == 4 and pooled["1:q0"]["concluded"] == "C" and pooled["0:q0"]["concluded"] == "B"
+    own = {r["group"]: r for r in paired_table(read_pooled([ref0, ref1]), {"new": pooled})}["frame"]
+    assert own["n"] == 4 and own["event delta"]["ci95"] == pytest.approx([0.0, 0.0])
+    crossed = {r["group"]: r for r in paired_table(read_pooled([ref1, ref0]), {"new": pooled})}["frame"]
+    assert crossed["event delta"]["ci95"][1] - crossed["event delta"]["ci95"][0] > 1.0
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "heldout_pairs.py"), f"{ref0},{ref1}",
+                           f"new={new0}"], capture_output=True, text=True)
+    assert done.returncode == 2 and "1 files against 2 reference files" in done.stderr
+    ok = subprocess.run([sys.executable, str(ROOT / "scripts" / "heldout_pairs.py"), f"{ref0},{ref1}",
+                         f"new={new0},{new1}"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "n=4" in ok.stdout and "Δ +0.0 [+0.0, +0.0]" in ok.stdout

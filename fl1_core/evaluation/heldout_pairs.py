@@ -40,6 +40,16 @@ def read_rows(path: str | Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
+def read_pooled(paths: Sequence[str | Path]) -> dict[str, dict[str, Any]]:
+    """The rows of several files (one per training seed) as one pool: the k-th file's ids become ``<k>:<id>``, so a
+    pooled paired difference pairs seed k's rows with seed k's rows only."""
+    if not paths:
+        raise ValueError("no response files to pool")
+    if len(paths) == 1:
+        return read_rows(paths[0])
+    return {f"{k}:{i}": row for k, path in enumerate(paths) for i, row in read_rows(path).items()}
+
+
 METRICS = ("letter", "event")  # strict option letter (the paper's score) / concluded option (fl1_core.answers)
 
 
