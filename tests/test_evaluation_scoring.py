@@ -214,3 +214,8 @@ def test_judge_rules() -> None:
     assert rule_answer_score("B", "(b)") == 5 and rule_answer_score("B", "a ball") == 0
     assert rule_yes_no("the lamp turns on", "The lamp turns on.") is True
     assert rule_yes_no("the lamp turns on", "the lamp turns off") is False
+    # token F1 ignores order: a swapped collision (F1 1.0) or a flipped side (F1 0.9) is never a match
+    assert rule_answer_score("the purple box hits the yellow ball", "the yellow ball hits the purple box") == 4
+    assert rule_yes_no("the purple box hits the yellow ball", "the yellow ball hits the purple box") is False
+    assert rule_yes_no("the green ball is on the floor at the left",
+                       "the green ball is on the floor at the right") is False
