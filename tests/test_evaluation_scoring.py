@@ -219,3 +219,8 @@ def test_judge_rules() -> None:
     assert rule_yes_no("the purple box hits the yellow ball", "the yellow ball hits the purple box") is False
     assert rule_yes_no("the green ball is on the floor at the left",
                        "the green ball is on the floor at the right") is False
+    # containment holds only without extra chained events: a listed chain is not its first event
+    assert rule_yes_no("the yellow box falls off the ledge",
+                       "the yellow box falls off the ledge, then the green ball bounces off the right wall") is False
+    assert rule_yes_no("the red ball hits the wall, then the red ball stops",
+                       "so the red ball hits the wall, then the red ball stops.") is True

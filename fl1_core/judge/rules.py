@@ -8,7 +8,8 @@ Normalisation: lower-case, every non-alphanumeric character becomes a space, whi
   normalised model reasoning on word boundaries. A reference without sentences scores 0.
 - Answer score: when the ground truth is an option letter (``B``, ``(b)``, ``B.``), 5 iff the strict option-letter
   reading of the model answer is that letter, else 0. Otherwise 5 iff the normalised model answer equals or contains
-  (on word boundaries) the normalised ground truth; else ``min(4, round_half_up(5 × F1))`` of the token multisets.
+  (on word boundaries) the normalised ground truth and chains no more events than it (events are joined by "then":
+  "A, then B, then C" does not match "A"); else ``min(4, round_half_up(5 × F1))`` of the token multisets.
   The cap: F1 ignores word order, so "the yellow ball hits the purple box" has F1 1 against "the purple box hits the
   yellow ball", and "… on the floor at the right" 0.9 against "… at the left"; such answers are partly right at
   best, never a match. An empty ground truth scores 0.
@@ -63,6 +64,11 @@ def rule_cot_score(reference_reasoning: str, model_reasoning: str) -> int:
     return round_half_up(5 * matched / len(sentences))
 
 
+def _events(normalized: str) -> int:
+    """Events chained in a normalised answer: one more than its standalone words "then"."""
+    return normalized.split().count("then") + 1
+
+
 def _f1(pred: list[str], gold: list[str]) -> float:
     common = sum((Counter(pred) & Counter(gold)).values())
     if common == 0:
@@ -72,7 +78,8 @@ def _f1(pred: list[str], gold: list[str]) -> float:
 
 
 def rule_answer_score(ground_truth: str, model_answer: str) -> int:
-    """Answer score 0–5 (letter match, containment, else token F1 × 5 capped at 4)."""
+    """Answer score 0–5 (letter match, containment without extra chained events, else token F1 × 5
+    capped at 4)."""
     letter = reference_letter(ground_truth)
     if letter:
         return 5 if read_option_letter(_clean(model_answer)) == letter else 0
@@ -80,7 +87,7 @@ def rule_answer_score(ground_truth: str, model_answer: str) -> int:
     if not gold:
         return 0
     pred = normalize_text(model_answer)
-    if pred == gold or _contains(pred, gold):
+    if pred == gold or (_contains(pred, gold) and _events(pred) <= _events(gold)):
         return 5
     return min(4, round_half_up(5 * _f1(pred.split(), gold.split())))
 
