@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import shutil
 from types import SimpleNamespace
@@ -194,6 +195,10 @@ def test_faulty_judge_neither_hangs_nor_misscores(world, tmp_path, policy):
     assert res.judge_failures > 0
     for c, t, src in zip(res.correct, truth, res.source):  # every judged item is right; failures are None
         assert c is None and src == "judge_failed" or c == t and src == "judge"
+    # every item sent to the judge is kept with its final verdict (None where the judge failed)
+    assert [j["verdict"] for j in res.judged] == [None if c is None else c == 1.0 for c in res.correct]
+    assert res.judged[1] == {"id": records[1].id, "reference": records[1].answer, "answer": "so " + records[1].answer,
+                             "verdict": res.judged[1]["verdict"]}
     if policy == "retry":
         assert len(unresolved) < res.judge_failures  # retries recovered some failures
 
@@ -260,9 +265,27 @@ def _run(tiny, world, out, cfg):
     return RLTrainer(fresh_model(tiny), tiny[1], world, cfg, out).train()
 
 
+@pytest.fixture
+def judged_first_response(token_reward, monkeypatch):
+    """On top of ``token_reward``: every scored round reports one judge verdict (its first response's text), as a
+    judge on free-form answers would, so the trainer's verdict log has rows to write and to cut back on resume."""
+    import fl1_core.rl.trainer as trainer_mod
+
+    scored = trainer_mod.score_groups
+
+    def with_verdict(groups, **kw):
+        stats = scored(groups, **kw)
+        first = groups[0][0]
+        stats.judged = [{"id": first.prompt.record.id, "reference": first.prompt.record.answer,
+                         "answer": first.text, "verdict": first.length % 2 == 0}]
+        return stats
+
+    monkeypatch.setattr(trainer_mod, "score_groups", with_verdict)
+
+
 @pytest.mark.timeout(600)
 def test_a_damaged_newest_checkpoint_is_set_aside_and_rl_resumes_from_the_older_one(tiny, world, tmp_path,
-                                                                                     token_reward):
+                                                                                     judged_first_response):
     """A copy of the uninterrupted run cut back to its checkpoints of steps 1 and 2 (as if stopped during step 3,
     whose metrics row is written), with step 2's weights truncated: the re-run warns naming the file, resumes from
     step 1 and ends with the uninterrupted run's metrics and weights (refill rounds and mini-batches included)."""
@@ -280,6 +303,10 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_rl_resumes_from_the_older_
     assert resumed.resumed_from == 1 and len(resumed.metrics) == 3
     strip = lambda rows: [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in rows]  # noqa: E731
     assert strip(resumed.metrics) == strip(ref.metrics)
+    # the judge's verdicts: one row per judged answer and step, cut back to step 1 on resume, then the same rows
+    verdicts = [json.loads(line) for line in (ref.out_dir / "judge_verdicts.jsonl").read_text().splitlines()]
+    assert sorted({v["step"] for v in verdicts}) == [1, 2, 3] and {"reference", "answer", "verdict"} <= set(verdicts[0])
+    assert (run / "judge_verdicts.jsonl").read_text() == (ref.out_dir / "judge_verdicts.jsonl").read_text()
     assert ref.metrics[-1]["policy/kl"] > 0 and ref.metrics[-1]["optim/grad_norm"] > 0  # the run actually learns
     w_ref, w_res = load_file(ref.final_dir / "model.safetensors"), load_file(resumed.final_dir / "model.safetensors")
     assert w_ref.keys() == w_res.keys() and all(torch.equal(w_ref[k], w_res[k]) for k in w_ref)

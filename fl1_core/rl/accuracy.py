@@ -44,6 +44,8 @@ class AccuracyResult:
     judge_failures: int = 0  # items whose judging failed in some round
     judge_unresolved: int = 0  # items still failed after all rounds
     judge_errors: dict[str, int] = field(default_factory=dict)
+    # every item sent to the judge: {"id", "reference", "answer", "verdict"} (verdict None = the judge failed)
+    judged: list[dict] = field(default_factory=list)
 
 
 def score_accuracy(
@@ -78,6 +80,7 @@ def score_accuracy(
     result = AccuracyResult(correct=correct, source=source, judge_calls=len(pending))
     if not pending:
         return result
+    sent = list(pending)
     rounds = 1 + (max(0, int(retry_rounds)) if failure_policy == "retry" else 0)
     failed_ever: set[int] = set()
     for r in range(rounds):
@@ -108,4 +111,6 @@ def score_accuracy(
         source[i] = "judge_failed"
     result.judge_failures = len(failed_ever)
     result.judge_unresolved = len(pending)
+    result.judged = [{"id": records[i].id, "reference": records[i].answer, "answer": answer_span(texts[i]),
+                      "verdict": None if correct[i] is None else correct[i] == 1.0} for i in sent]
     return result

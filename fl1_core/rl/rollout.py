@@ -94,6 +94,7 @@ class RoundStats:
     judge_unresolved: int = 0
     dropped_groups: int = 0
     judge_errors: dict[str, int] = field(default_factory=dict)
+    judged: list[dict] = field(default_factory=list)  # the judge's verdicts (AccuracyResult.judged)
 
     def add(self, other: "RoundStats") -> None:
         self.judge_calls += other.judge_calls
@@ -101,6 +102,7 @@ class RoundStats:
         self.judge_failures += other.judge_failures
         self.judge_unresolved += other.judge_unresolved
         self.dropped_groups += other.dropped_groups
+        self.judged.extend(other.judged)
         for k, v in other.judge_errors.items():
             self.judge_errors[k] = self.judge_errors.get(k, 0) + v
 
@@ -255,6 +257,7 @@ def score_groups(
     stats.judge_calls, stats.judge_requests = acc.judge_calls, acc.judge_requests
     stats.judge_failures, stats.judge_unresolved = acc.judge_failures, acc.judge_unresolved
     stats.judge_errors = dict(acc.judge_errors)
+    stats.judged = list(acc.judged)
     for r, a, src in zip(rows, acc.correct, acc.source):
         r.fmt = format_reward(r.text)
         r.repetition = repetition_score(r.text)

@@ -33,7 +33,8 @@ Prompts: question frames are capped at ``question_max_pixels``; records whose pr
 Checkpoints (``out_dir/checkpoints/step-XXXXXXXX``, written every ``save_every`` steps and at the end:
 :mod:`fl1_core.rl.trainer_state`) hold the model and optimiser state, RNG states, the data cursor and the run's
 identity. A resume loads the newest intact one, refuses a changed result-affecting config, truncates
-``metrics.jsonl`` to the checkpoint step and continues;
+``metrics.jsonl`` (and the judge's verdicts, ``judge_verdicts.jsonl``: every judged answer with its reference and
+verdict) to the checkpoint step and continues;
 every random draw is a function of (seed, step, round, rank), so a killed and resumed CPU run logs the same metrics
 as an uninterrupted one.
 """
@@ -71,7 +72,7 @@ from fl1_core.rl.rollout import (
 from fl1_core.rl.dynamic_sampling import SamplingResult, dynamic_sampling_rounds
 from fl1_core.rl.sharded import RolloutWeights, gathered_copy, sharded_reference
 from fl1_core.sharding import skeleton
-from fl1_core.rl.trainer_state import METRICS_FILE, TrainerState
+from fl1_core.rl.trainer_state import METRICS_FILE, TrainerState, verdicts_file
 from fl1_core.rl.update import PolicyUpdate, RLResult, _mix_seed
 from fl1_core.metrics import Trackers
 from fl1_core.runs import atomic_directory, append_jsonl, read_jsonl, write_jsonl, write_manifest
@@ -249,6 +250,10 @@ class RLTrainer(PolicyUpdate, TrainerState):
         )
         rounds = int(self.dist.max(sampling.rounds))
         self.cursor = start + rounds * per_round
+        if stats.judged:
+            verdicts = verdicts_file(self.out_dir, self.dist.rank, self.dist.world)
+            for row in stats.judged:
+                append_jsonl(verdicts, {"step": step + 1, **row})
         return sampling, stats, gen_tokens
 
     # ------------------------------------------------------------------------------------------------- a step

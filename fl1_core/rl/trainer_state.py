@@ -3,8 +3,8 @@
 A checkpoint (``out_dir/checkpoints/step-XXXXXXXX``) holds the model and optimiser state (``model.pt``,
 ``optimizer.pt``; under FSDP every process's shards in ``sharded/``, ``torch.distributed.checkpoint``), the RNG
 states (``rng.pt``), the data cursor and the count of skipped steps. A resume loads the newest intact one, refuses a
-changed result-affecting config, another initial model, process count or sharding, and cuts ``metrics.jsonl`` back
-to the checkpoint's step.
+changed result-affecting config, another initial model, process count or sharding, and cuts ``metrics.jsonl`` and
+the judge's verdict files back to the checkpoint's step.
 """
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ from fl1_core.runs import read_jsonl, write_jsonl
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
+
+
+def verdicts_file(out_dir: Path, rank: int, world: int) -> Path:
+    """The judge's verdicts of one process, one row per judged response with its step: ``judge_verdicts.jsonl``
+    (``judge_verdicts.rank<k>.jsonl`` per process when several roll out)."""
+    return Path(out_dir) / ("judge_verdicts.jsonl" if world == 1 else f"judge_verdicts.rank{rank}.jsonl")
 SHARDED_DIR = "sharded"  # FSDP: model and optimiser shards of every process (torch.distributed.checkpoint)
 
 
@@ -97,6 +103,9 @@ class TrainerState:
         if self.dist.main:
             rows = [r for r in read_jsonl(self.out_dir / METRICS_FILE) if int(r.get("step", 0)) <= self.step]
             write_jsonl(self.out_dir / METRICS_FILE, rows)
+        verdicts = verdicts_file(self.out_dir, self.dist.rank, self.dist.world)
+        if verdicts.exists():
+            write_jsonl(verdicts, [r for r in read_jsonl(verdicts) if int(r["step"]) <= self.step])
         self.resumed_from = self.step
         log.info("resumed RL run %s from step %d", self.out_dir, self.step)
         return self.step
