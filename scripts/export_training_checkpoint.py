@@ -3,10 +3,10 @@ held-out accuracy along an RL run):
 
     python scripts/export_training_checkpoint.py RUN_DIR STEP OUT_DIR
 
-``RUN_DIR`` is a finished SFT or RL run (``fl1 sft`` / ``fl1 rl --out RUN_DIR``). Its ``final/`` folder gives the
-architecture, the processor and the latent config; ``RUN_DIR/checkpoints/step-XXXXXXXX/model.pt`` gives the weights.
-The checkpoint is verified first (:func:`fl1_core.checkpoints.integrity.verify_checkpoint`). Checkpoints written
-sharded under FSDP hold no ``model.pt`` and are refused.
+``RUN_DIR`` is a finished RL run (``fl1 rl --out RUN_DIR``). Its ``final/`` folder gives the architecture, the
+processor and the latent config; ``RUN_DIR/checkpoints/step-XXXXXXXX/model.pt`` gives the weights. The checkpoint is
+verified first (:func:`fl1_core.checkpoints.integrity.verify_checkpoint`). Checkpoints written sharded under FSDP
+hold no ``model.pt`` and are refused; SFT's checkpoints are accelerate states, which ``fl1 sft`` resumes from.
 """
 
 from __future__ import annotations

@@ -23,13 +23,13 @@ from fl1_core.runs import read_jsonl, write_jsonl
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
+SHARDED_DIR = "sharded"  # FSDP: model and optimiser shards of every process (torch.distributed.checkpoint)
 
 
 def verdicts_file(out_dir: Path, rank: int, world: int) -> Path:
     """The judge's verdicts of one process, one row per judged response with its step: ``judge_verdicts.jsonl``
     (``judge_verdicts.rank<k>.jsonl`` per process when several roll out)."""
     return Path(out_dir) / ("judge_verdicts.jsonl" if world == 1 else f"judge_verdicts.rank{rank}.jsonl")
-SHARDED_DIR = "sharded"  # FSDP: model and optimiser shards of every process (torch.distributed.checkpoint)
 
 
 def _sharded_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
