@@ -123,11 +123,13 @@ def test_the_ridge_penalty_is_chosen_without_near_copies_of_a_held_out_clip():
     assert len(score["alphas"]) == score["folds"] and min(score["alphas"]) >= 1e3
 
 
-def test_run_audit_end_to_end_on_the_small_world(forced_checkpoint, saved_tiny, small_world, tmp_path):
+def test_run_audit_end_to_end_on_the_small_world(forced_checkpoint, saved_tiny, small_world):
     from fl1_core.audit import run_audit
 
-    result = run_audit(forced_checkpoint, small_world, tmp_path / "audit", text_checkpoint=saved_tiny, limit=8,
+    run = forced_checkpoint.parent  # the audit sits in the run folder that holds the checkpoint
+    result = run_audit(forced_checkpoint, small_world, run / "audit", text_checkpoint=saved_tiny, limit=8,
                        batch_size=8, max_new_tokens=8, folds=2)
+    assert result["checkpoint"] == "run:ckpt" and result["data"] == str(small_world)  # outside run and checkout
     assert set(result["ablations"]) == {"none", "zeros", "mean", "shuffle", "noise", "oracle", "oracle_shuffled",
                                         "present"}
     contrast = result["contrasts"]["oracle - oracle_shuffled"]
@@ -147,8 +149,8 @@ def test_run_audit_end_to_end_on_the_small_world(forced_checkpoint, saved_tiny, 
     assert {r["target"] for r in result["probes_flat"] if r["source"].endswith(read)} == {"position", "layout",
                                                                                           "velocity"}
     assert min(result["probe_spans_flat"].values()) > 0
-    assert json.loads((tmp_path / "audit" / "audit.json").read_text())["items"] == 8
-    saved = [json.loads(line) for line in (tmp_path / "audit" / "decodes.jsonl").read_text().splitlines()]
+    assert json.loads((run / "audit" / "audit.json").read_text())["items"] == 8
+    saved = [json.loads(line) for line in (run / "audit" / "decodes.jsonl").read_text().splitlines()]
     by_decode = Counter(r["decode"] for r in saved)  # every decode of every item, the texts the scores came from
     assert by_decode["latent SFT"] == 8 and by_decode["latent SFT · oracle"] == 8 and by_decode["text-only SFT"] == 8
     assert set(by_decode.values()) == {8} and "latent SFT · none" not in by_decode

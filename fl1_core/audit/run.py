@@ -21,7 +21,7 @@ import torch
 from ..config import CONFIG_KEY
 from ..evaluation.heldout import HELDOUT_MAX_NEW_TOKENS
 from ..intervals import paired_difference
-from ..runs import atomic_write_json, write_jsonl
+from ..runs import atomic_write_json, portable_path, write_jsonl
 from .feedback import fed_back_fidelity
 from .ablations import CONDITIONS, accuracy, reasoning_frame_targets, run_ablations
 from .decode import decode_items, load_audit_items, span_flats, span_means
@@ -105,8 +105,9 @@ def run_audit(
     clean = decode_items(model, processor, items, replay_models={"untrained": untrained} if untrained else None,
                          desc="audit: as is", **kw)
     targets = reasoning_frame_targets(model, processor, items, clips) if states else None
-    result: dict[str, Any] = {"items": len(items), "checkpoint": str(latent_checkpoint), "data": str(data_dir),
-                              "ablations": {}, "skipped": {}}
+    # paths as a manifest records them: "run:…" inside the run folder the audit sits in, else relative to the checkout
+    result: dict[str, Any] = {"items": len(items), "checkpoint": portable_path(latent_checkpoint, out_dir.parent),
+                              "data": portable_path(data_dir, out_dir.parent), "ablations": {}, "skipped": {}}
     if targets is not None:
         result["fed_back"] = fed_back_fidelity([d.latents for d in clean], [d.span_counts for d in clean], targets)
     decodes = {"latent SFT": clean}  # every decode by name: decodes.jsonl, and the frame-reading split of some
