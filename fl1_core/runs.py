@@ -89,10 +89,15 @@ def write_jsonl(path: str | Path, rows: list[dict]) -> Path:
 
 def append_jsonl(path: str | Path, row: dict) -> None:
     """Append one JSON line and flush it to disk (metrics logs; resumes rewrite the file up to their step)."""
+    append_jsonl_rows(path, [row])
+
+
+def append_jsonl_rows(path: str | Path, rows: list[dict]) -> None:
+    """Append JSON lines in one write and flush them to disk."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row, default=str) + "\n")
+        fh.write("".join(json.dumps(row, default=str) + "\n" for row in rows))
         fh.flush()
         os.fsync(fh.fileno())
 

@@ -17,14 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-
-from fl1_core.checkpoints import save_model  # noqa: E402
-from fl1_core.checkpoints.integrity import verify_checkpoint  # noqa: E402
-from fl1_core.checkpoints.layout import STATE_FILE, checkpoint_path  # noqa: E402
+from fl1_core.checkpoints import (  # noqa: E402
+    STATE_FILE, Checkpoint, checkpoint_path, read_state, save_model, verify_checkpoint,
+)
 from fl1_core.model import load_future_l1  # noqa: E402
-
-MODEL_FILE = "model.pt"
+from fl1_core.rl.trainer_state import MODEL_STATE_FILE  # noqa: E402
 
 
 def export_checkpoint(run_dir: Path, step: int, out_dir: Path) -> Path:
@@ -38,12 +35,12 @@ def export_checkpoint(run_dir: Path, step: int, out_dir: Path) -> Path:
     problems = verify_checkpoint(ckpt)
     if problems:
         raise ValueError(f"{ckpt} fails its file check: {'; '.join(problems)}")
-    if not (ckpt / MODEL_FILE).is_file():
-        raise ValueError(f"{ckpt}: no {MODEL_FILE} (a sharded FSDP checkpoint; export it on its GPUs)")
+    if not (ckpt / MODEL_STATE_FILE).is_file():
+        raise ValueError(f"{ckpt}: no {MODEL_STATE_FILE} (a sharded FSDP checkpoint; export it on its GPUs)")
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ValueError(f"{out_dir} exists and is not empty")
     model, processor = load_future_l1(final, device=None)
-    model.load_state_dict(torch.load(ckpt / MODEL_FILE, map_location="cpu", weights_only=True))
+    model.load_state_dict(Checkpoint(ckpt, read_state(ckpt)).load(MODEL_STATE_FILE))
     return save_model(model, processor, out_dir)
 
 

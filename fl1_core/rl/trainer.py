@@ -75,7 +75,7 @@ from fl1_core.sharding import skeleton
 from fl1_core.rl.trainer_state import METRICS_FILE, TrainerState, verdicts_file
 from fl1_core.rl.update import PolicyUpdate, RLResult, _mix_seed
 from fl1_core.metrics import Trackers
-from fl1_core.runs import atomic_directory, append_jsonl, read_jsonl, write_jsonl, write_manifest
+from fl1_core.runs import atomic_directory, append_jsonl, append_jsonl_rows, read_jsonl, write_jsonl, write_manifest
 
 __all__ = ["RLTrainer", "train_rl", "run_rl", "TIMING_KEYS"]
 
@@ -251,9 +251,8 @@ class RLTrainer(PolicyUpdate, TrainerState):
         rounds = int(self.dist.max(sampling.rounds))
         self.cursor = start + rounds * per_round
         if stats.judged:
-            verdicts = verdicts_file(self.out_dir, self.dist.rank, self.dist.world)
-            for row in stats.judged:
-                append_jsonl(verdicts, {"step": step + 1, **row})
+            append_jsonl_rows(verdicts_file(self.out_dir, self.dist.rank, self.dist.world),
+                              [{"step": step + 1, **row} for row in stats.judged])
         return sampling, stats, gen_tokens
 
     # ------------------------------------------------------------------------------------------------- a step

@@ -23,6 +23,7 @@ from fl1_core.runs import read_jsonl, write_jsonl
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
+MODEL_STATE_FILE = "model.pt"  # the actor's full state dict (unsharded runs)
 SHARDED_DIR = "sharded"  # FSDP: model and optimiser shards of every process (torch.distributed.checkpoint)
 
 
@@ -74,7 +75,7 @@ class TrainerState:
             def write(folder: Path) -> None:
                 dcp.save(_sharded_state(self.model, self.optimizer), checkpoint_id=str(folder / SHARDED_DIR))
         elif self.dist.main:
-            tensors["model.pt"] = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+            tensors[MODEL_STATE_FILE] = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
             tensors["optimizer.pt"] = self.optimizer.state_dict()
         progress = {"cursor": self.cursor, "skipped_steps": self.skipped_steps}
         return save_checkpoint(self.out_dir, self.step, identity=self.run_identity(), progress=progress,
@@ -94,7 +95,7 @@ class TrainerState:
             set_state_dict(self.model, self.optimizer, model_state_dict=sharded["model"],
                            optim_state_dict=sharded["optim"])
         else:
-            self.model.load_state_dict(ckpt.load("model.pt"))
+            self.model.load_state_dict(ckpt.load(MODEL_STATE_FILE))
             self.optimizer.load_state_dict(ckpt.load("optimizer.pt", map_location=self.device, weights_only=False))
         _set_rng_states(ckpt.load("rng.pt", weights_only=False))
         self.step = ckpt.step
