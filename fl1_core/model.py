@@ -60,6 +60,7 @@ class FutureL1Output:
     num_latent_pairs: int = 0
     token_logprobs: torch.Tensor | None = None  # replay scoring (``score_targets``): log π(y_t) [B, T]
     entropy: torch.Tensor | None = None  # and, when asked, H_t [B, T] (no gradient)
+    latent_inputs: torch.Tensor | None = None  # [N, H] the vectors the (first) teacher-forced pass fed at latent slots
 
 
 class FutureL1Model(nn.Module):
@@ -265,6 +266,7 @@ class FutureL1Model(nn.Module):
                 targets = self.latent_targets(pixel_values_latent, image_grid_thw_latent)
                 latent_vectors = torch.cat(targets, dim=0) if targets else None
             embeds, latent_mask = self.embed_with_latents(input_ids, latent_vectors)
+        gold_inputs = latent_vectors if bool(latent_mask.any()) else None
         if position_ids is None:
             position_ids = self.position_ids(input_ids, attention_mask, mm_token_type_ids, image_grid_thw,
                                              video_grid_thw)
@@ -295,16 +297,16 @@ class FutureL1Model(nn.Module):
                                                  anchors)
                 own_aligned = run(fed)
         if hidden_only:
-            return FutureL1Output(None, None, None, None, hidden)
+            return FutureL1Output(None, None, None, None, hidden, latent_inputs=gold_inputs)
         logits = self.base.lm_head(hidden)
         if labels is None:
-            return FutureL1Output(None, None, None, logits, hidden)
+            return FutureL1Output(None, None, None, logits, hidden, latent_inputs=gold_inputs)
         ce = causal_ce_loss(logits, labels, label_weights)
         latent_loss, n_pairs = self.latent_alignment_loss(aligned, embeds, latent_mask, anchors)
         if own_aligned is not None:
             latent_loss = 0.5 * (latent_loss + self.latent_alignment_loss(own_aligned, embeds, latent_mask, anchors)[0])
         loss = latent_sft_loss(ce, latent_loss, self.latent_config.latent_lambda)
-        return FutureL1Output(loss, ce, latent_loss, logits, hidden, n_pairs)
+        return FutureL1Output(loss, ce, latent_loss, logits, hidden, n_pairs, latent_inputs=gold_inputs)
 
     def own_latent_inputs(
         self,

@@ -87,6 +87,8 @@ class LoraReference:
 
 #: batch keys that configure a training pass only (scheduled sampling); π_init is always teacher-forced
 _TRAINING_ONLY = ("own_latent_p", "own_latent_generator", "own_latent_loss", "labels", "label_weights")
+#: batch keys the latent targets are encoded from
+_FUTURE_FRAMES = ("pixel_values_latent", "image_grid_thw_latent")
 
 
 class InitReference:
@@ -99,9 +101,15 @@ class InitReference:
         self.lora = LoraReference(model) if lora else None
         self.copy = None if lora else frozen_copy(model)
 
-    def logits(self, batch: dict) -> torch.Tensor:
-        """Logits [B, L, V] of π_init on ``batch`` (the same inputs and latent vectors as the training pass)."""
+    def logits(self, batch: dict, latent_inputs: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, L, V] of π_init on ``batch`` (the same inputs and latent vectors as the training pass).
+
+        ``latent_inputs``: the vectors the training pass fed at the latent slots (``FutureL1Output.latent_inputs``);
+        given, they are fed as they are instead of encoding the batch's future frames again."""
         inputs = {k: v for k, v in batch.items() if k not in _TRAINING_ONLY}
+        if latent_inputs is not None:
+            inputs = {k: v for k, v in inputs.items() if k not in _FUTURE_FRAMES}
+            inputs["latent_vectors"] = latent_inputs.detach()
         model = self.copy if self.copy is not None else self.model
         context = self.lora.active(model) if self.lora is not None else contextlib.nullcontext()
         with torch.no_grad(), context, autocast(model):

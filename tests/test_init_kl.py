@@ -75,6 +75,30 @@ def test_the_reference_keeps_the_initial_logits_while_the_model_moves(lora, rng)
             assert torch.allclose(model(**{k: v for k, v in batch.items() if k != "labels"}).logits, after)
 
 
+def test_the_reference_reuses_the_training_pass_latents_instead_of_encoding_the_frames_again(rng):
+    model, processor = build_tiny_future_l1(seed=0)
+    batch = SFTCollator(processor, model.latent_config)(make_examples(rng))
+    batch.pop("ids")
+    reference = InitReference(model)
+    encoded = []
+    hook = reference.copy.base.model.visual.register_forward_hook(lambda *_: encoded.append(1))
+    try:
+        with torch.no_grad():
+            out = model(**batch)
+        assert out.latent_inputs is not None and out.latent_inputs.shape[0] == int(
+            (batch["input_ids"] == model.latent_config.latent_token_id).sum())
+        recomputed = reference.logits(batch)
+        calls_recomputing = len(encoded)
+        encoded.clear()
+        reused = reference.logits(batch, out.latent_inputs)
+    finally:
+        hook.remove()
+    assert torch.equal(reused, recomputed)
+    assert len(encoded) == calls_recomputing - 1  # the video is encoded, the future frames are not
+    # the vectors are what the reference feeds: other vectors give other logits
+    assert not torch.allclose(reference.logits(batch, out.latent_inputs * 0.5), recomputed, atol=1e-4)
+
+
 def _kl_to_start(model, start, processor, records) -> float:
     """KL(π_start ‖ π_model) on the first records of the run (their latent-mode examples)."""
     source = ExampleSource(records, "latent")

@@ -278,7 +278,8 @@ def train_sft(
                     loss = out.loss
                     init_kl = torch.zeros(())
                     if init_reference is not None:
-                        init_kl = init_kl_loss(out.logits, init_reference.logits(batch), batch["labels"])
+                        init_kl = init_kl_loss(out.logits, init_reference.logits(batch, out.latent_inputs),
+                                               batch["labels"])
                         loss = loss + cfg.init_kl * init_kl
                     # checked on every process BEFORE backward: under DeepSpeed, backward at the accumulation
                     # boundary also steps the engine, so a check after it would come too late
