@@ -30,6 +30,8 @@ import yaml
 
 logger = logging.getLogger("fl1")
 WORLD_BASE_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "world_base" / "recipe.yaml"
+#: ``fl1 rl --mode``: the registered algorithms (fl1_core.rl.algorithms), named here so that the CLI loads without torch
+RL_MODES = ("grpo", "dapo", "la-dapo", "grpo-token-mean", "grpo-dynamic-sampling")
 
 
 def _parse_params(items: list[str]) -> dict:
@@ -392,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", required=True, help="the (latent) SFT checkpoint directory")
     p.add_argument("--data", required=True, help="RL records (JSONL)")
     p.add_argument("--out", required=True)
-    p.add_argument("--mode", choices=["grpo", "dapo", "la-dapo"], default="la-dapo")
+    p.add_argument("--mode", choices=RL_MODES, default="la-dapo",
+                   help="grpo, dapo, la-dapo (the paper's), or an ablation between GRPO and DAPO (fl1_core.rl.algorithms)")
     p.add_argument("--implementation", choices=["release", "corrected"], default="corrected",
                    help="release = what the authors' code ran, corrected = its defects fixed (fl1_core.rl.algorithms)")
     p.add_argument("--hardware", choices=["cpu", "gpu"], default="cpu", help="cpu = world sizes, gpu = the release's sizes (docs/PAPER.md#hyperparameters)")

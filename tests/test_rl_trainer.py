@@ -154,6 +154,22 @@ def test_named_algorithms_and_implementations():
     assert la.result_dict()["algorithm_settings"]["eps_high"] == 0.28
 
 
+def test_the_ablations_between_grpo_and_dapo_each_take_one_dapo_ingredient():
+    from fl1_core.cli import RL_MODES, build_parser
+    from fl1_core.rl.algorithms import ALGORITHMS
+
+    grpo, dapo = RLConfig(mode="grpo").algorithm, RLConfig(mode="dapo").algorithm
+    fields = ("dynamic_sampling", "eps_low", "eps_high", "loss_agg", "latent_rewards")
+    for name, ingredient in (("grpo-token-mean", "loss_agg"), ("grpo-dynamic-sampling", "dynamic_sampling")):
+        algo = RLConfig(mode=name).algorithm
+        differs = {f for f in fields if getattr(algo, f) != getattr(grpo, f)}
+        assert differs == {ingredient} and getattr(algo, ingredient) == getattr(dapo, ingredient), name
+    # the CLI offers registered algorithms only (tests and benchmarks register more of their own)
+    assert set(RL_MODES) <= set(ALGORITHMS) and {"grpo-token-mean", "grpo-dynamic-sampling"} <= set(RL_MODES)
+    args = build_parser().parse_args(["rl", "--init", "i", "--data", "d", "--out", "o", "--mode", "grpo-token-mean"])
+    assert args.mode == "grpo-token-mean"
+
+
 # ------------------------------------------------------------------------------------------------------ accuracy
 def _record(world, mcq: bool):
     return next(r for r in world if r.is_multiple_choice == mcq)

@@ -3,7 +3,7 @@
 - :mod:`~fl1_core.rl.advantages` — ``group_advantages`` (pure function);
 - :mod:`~fl1_core.rl.dynamic_sampling` — ``dynamic_sampling_keep``, the refill rounds;
 - :mod:`~fl1_core.rl.algorithms` — the named algorithm and implementation settings (``grpo`` / ``dapo`` /
-  ``la-dapo``; ``release`` / ``corrected``);
+  ``la-dapo``, and the ablations ``grpo-token-mean`` / ``grpo-dynamic-sampling``; ``release`` / ``corrected``);
 - :mod:`~fl1_core.rl.config` — ``RLConfig``;
 - :mod:`~fl1_core.rl.accuracy` — rule check + LLM-judge fallback;
 - :mod:`~fl1_core.rl.rollout` — rollouts with latent recording and rewards;

@@ -9,6 +9,12 @@ Algorithms (docs/PAPER.md#la-dapo):
   token-mean aggregation (docs/PAPER.md#dapo-loss), no latent rewards;
 - ``la-dapo`` — ``dapo`` plus R_ctr and R_div with the implementation's weights (docs/PAPER.md#rewards).
 
+Two ablations between GRPO and DAPO, each ``grpo`` with one DAPO ingredient (not in the paper; they ask which
+ingredient makes DAPO keep its SFT init where GRPO loses):
+
+- ``grpo-token-mean`` — ``grpo`` with DAPO's token-mean aggregation;
+- ``grpo-dynamic-sampling`` — ``grpo`` with DAPO's dynamic sampling.
+
 Implementations:
 
 - ``release`` — what the authors' code ran: log-probs recomputed WITHOUT latent replay (the static ``<|latent|>``
@@ -111,6 +117,10 @@ register_algorithm(Algorithm("dapo", dynamic_sampling=True, eps_low=0.2, eps_hig
                              latent_rewards=False))
 register_algorithm(Algorithm("la-dapo", dynamic_sampling=True, eps_low=0.2, eps_high=0.28, loss_agg="token",
                              latent_rewards=True))
+register_algorithm(Algorithm("grpo-token-mean", dynamic_sampling=False, eps_low=0.2, eps_high=0.2, loss_agg="token",
+                             latent_rewards=False))
+register_algorithm(Algorithm("grpo-dynamic-sampling", dynamic_sampling=True, eps_low=0.2, eps_high=0.2,
+                             loss_agg="seq", latent_rewards=False))
 register_implementation(Implementation("release", replay_latents=False, mask_forced=False,
                                        one_update_per_rollout=True, lambda_ctr=1.0, lambda_div=0.0, tau=0.5))
 register_implementation(Implementation("corrected", replay_latents=True, mask_forced=True,
