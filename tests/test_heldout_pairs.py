@@ -32,6 +32,13 @@ def test_paired_differences_per_group_match_a_hand_count(tmp_path):
     assert table["event kinds"]["letter delta"]["delta"] == pytest.approx(0.0)  # q0 lost, q1 gained
     assert table["frame"]["event delta"]["delta"] == pytest.approx(0.5)
     assert table["frame"]["letter"] == pytest.approx(1.0) and table["frame"]["letter reference"] == pytest.approx(0.5)
+    # q1's final thought named option A, then B: neither names no option; add one that names none
+    assert table["all"]["unnamed delta"]["delta"] == pytest.approx(0.0)
+    none = _write(tmp_path / "none.jsonl", [_row(0, "vision", "", False), _row(1, "text", "", False),
+                                           _row(2, "frame", "B", True), _row(3, "frame", "C", True)])
+    table = {r["group"]: r for r in paired_table(read_rows(ref), {"none": read_rows(none)})}
+    assert table["event kinds"]["unnamed"] == pytest.approx(1.0) and table["event kinds"]["unnamed reference"] == 0.0
+    assert table["frame"]["unnamed delta"]["delta"] == pytest.approx(0.0)
     lo, hi = table["all"]["event delta"]["ci95"]
     assert lo < table["all"]["event delta"]["delta"] < hi
 

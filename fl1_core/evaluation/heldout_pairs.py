@@ -5,8 +5,9 @@ Every file holds one row per record (``id``, ``answer``, ``pred``, ``correct``, 
 of a reference file and another file are matched by ``id``. Per group (``event kinds`` = text-solvable and
 vision-dependent, ``frame`` = frame-needing, and ``all``) and per score:
 
-    event_i  = 1[concluded_i = answer_i]      (the final thought names the gold option)
-    letter_i = correct_i                      (the answer letter)
+    event_i    = 1[concluded_i = answer_i]      (the final thought names the gold option)
+    letter_i   = correct_i                      (the answer letter)
+    unnamed_i  = 1[concluded_i is empty]        (the final thought names no option: a diagnostic, not a score)
     Δ = mean_i(s_i(model) − s_i(reference)), 95 % interval Δ ± 1.96 · sd(d) / √n
 
 (:func:`fl1_core.intervals.paired_difference`).
@@ -50,12 +51,14 @@ def read_pooled(paths: Sequence[str | Path]) -> dict[str, dict[str, Any]]:
     return {f"{k}:{i}": row for k, path in enumerate(paths) for i, row in read_rows(path).items()}
 
 
-METRICS = ("letter", "event")  # strict option letter (the paper's score) / concluded option (fl1_core.answers)
+# strict option letter (the paper's score) / concluded option (fl1_core.answers) / no option concluded
+METRICS = ("letter", "event", "unnamed")
 
 
 def hit(row: Mapping, metric: str = "letter") -> bool:
     """One held-out row scored by ``metric``: ``letter`` → its strict letter is right; ``event`` → its final thought
-    states the right option (``concluded``, written by :func:`fl1_core.evaluation.heldout.evaluate_heldout_mcq`)."""
+    states the right option (``concluded``, written by :func:`fl1_core.evaluation.heldout.evaluate_heldout_mcq`);
+    ``unnamed`` → its final thought names none of the options (``concluded`` empty)."""
     if metric == "letter":
         return bool(row["correct"])
     if metric == "event":
@@ -63,6 +66,8 @@ def hit(row: Mapping, metric: str = "letter") -> bool:
             raise KeyError("held-out rows without 'concluded' (written before event accuracy existed); "
                            "re-run `fl1 heldout` on the checkpoints")
         return row["concluded"] == row["answer"]
+    if metric == "unnamed":
+        return row["concluded"] == ""
     raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
 
 
