@@ -32,7 +32,7 @@ def test_paired_differences_per_group_match_a_hand_count(tmp_path):
     assert table["event kinds"]["letter delta"]["delta"] == pytest.approx(0.0)  # q0 lost, q1 gained
     assert table["frame"]["event delta"]["delta"] == pytest.approx(0.5)
     assert table["frame"]["letter"] == pytest.approx(1.0) and table["frame"]["letter reference"] == pytest.approx(0.5)
-    # q1's final thought named option A, then B: neither names no option; add one that names none
+    # every row of both files names some option; a file whose event-kind rows name none moves only that group
     assert table["all"]["unnamed delta"]["delta"] == pytest.approx(0.0)
     none = _write(tmp_path / "none.jsonl", [_row(0, "vision", "", False), _row(1, "text", "", False),
                                            _row(2, "frame", "B", True), _row(3, "frame", "C", True)])
