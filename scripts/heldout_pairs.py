@@ -7,6 +7,8 @@ The files are what ``fl1 heldout --out X.json`` writes beside X (``X.<name>.json
 (the k-th file of a model with the k-th reference file):
 
     python scripts/heldout_pairs.py S0/ref.jsonl,S1/ref.jsonl NAME=S0/rl.jsonl,S1/rl.jsonl
+
+``--by kind`` gives one row per question kind instead of per group.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fl1_core.evaluation.heldout_pairs import format_table, paired_table, read_pooled  # noqa: E402
+from fl1_core.evaluation.heldout_pairs import BREAKDOWNS, format_table, paired_table, read_pooled  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("reference")
     p.add_argument("others", nargs="+", metavar="NAME=FILE")
+    p.add_argument("--by", choices=BREAKDOWNS, default="group", help="rows per group (default) or per question kind")
     args = p.parse_args(argv)
     references = args.reference.split(",")
     others = {}
@@ -34,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(paths.split(",")) != len(references):
             p.error(f"{name}: {len(paths.split(','))} files against {len(references)} reference files")
         others[name] = read_pooled(paths.split(","))
-    print(format_table(paired_table(read_pooled(references), others)))
+    print(format_table(paired_table(read_pooled(references), others, by=args.by)))
     return 0
 
 

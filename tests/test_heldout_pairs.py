@@ -43,6 +43,30 @@ def test_paired_differences_per_group_match_a_hand_count(tmp_path):
     assert lo < table["all"]["event delta"]["delta"] < hi
 
 
+def test_the_breakdown_by_kind_pairs_each_question_kind_alone_frame_needing_kinds_last(tmp_path):
+    kinds = ("where_at_time", "kth_event", "where_at_time", "interpolation")
+    groups = ("frame", "vision", "frame", "text")
+    ref = _write(tmp_path / "ref.jsonl", [_row(i, g, "A", False) | {"kind": k}
+                                          for i, (k, g) in enumerate(zip(kinds, groups))])
+    new = _write(tmp_path / "new.jsonl", [_row(i, g, "B" if i in (0, 3) else "A", i == 1) | {"kind": k}
+                                          for i, (k, g) in enumerate(zip(kinds, groups))])
+    rows = paired_table(read_rows(ref), {"new": read_rows(new)}, by="kind")
+    assert [r["group"] for r in rows] == ["kth_event", "interpolation", "where_at_time"]
+    table = {r["group"]: r for r in rows}
+    assert table["where_at_time"]["n"] == 2 and table["where_at_time"]["event delta"]["delta"] == pytest.approx(0.5)
+    assert table["interpolation"]["event delta"]["delta"] == pytest.approx(1.0)
+    assert table["kth_event"]["event delta"]["delta"] == 0.0 and table["kth_event"]["letter"] == 1.0
+    with pytest.raises(KeyError, match="without 'kind'"):
+        paired_table(read_rows(_write(tmp_path / "old.jsonl", [_row(0, "frame", "A", False)])),
+                     {"new": read_rows(new)}, by="kind")
+    with pytest.raises(ValueError, match="unknown breakdown"):
+        paired_table(read_rows(ref), {"new": read_rows(new)}, by="seed")
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "heldout_pairs.py"), "--by", "kind", str(ref),
+                           f"new={new}"], capture_output=True, text=True)
+    assert done.returncode == 0 and [line.split()[1] for line in done.stdout.splitlines()] == \
+        ["kth_event", "interpolation", "where_at_time"]
+
+
 def test_bad_files_are_refused_naming_them(tmp_path):
     bad = _write(tmp_path / "bad.jsonl", [{"id": "q0", "answer": "B"}])
     with pytest.raises(ValueError, match="bad.jsonl:1: not a held-out response row"):

@@ -3,7 +3,7 @@ and the paired differences between two files, item by item.
 
 Every file holds one row per record (``id``, ``answer``, ``pred``, ``correct``, ``concluded``, ``group``); the rows
 of a reference file and another file are matched by ``id``. Per group (``event kinds`` = text-solvable and
-vision-dependent, ``frame`` = frame-needing, and ``all``) and per score:
+vision-dependent, ``frame`` = frame-needing, and ``all``), or per question kind (``by="kind"``), and per score:
 
     event_i    = 1[concluded_i = answer_i]      (the final thought names the gold option)
     letter_i   = correct_i                      (the answer letter)
@@ -71,16 +71,37 @@ def hit(row: Mapping, metric: str = "letter") -> bool:
     raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
 
 
-def paired_table(reference: Mapping[str, Mapping], others: Mapping[str, Mapping[str, Mapping]]
+BREAKDOWNS = ("group", "kind")
+
+
+def _subsets(reference: Mapping[str, Mapping], by: str) -> dict[str, Any]:
+    """``{name: predicate on a reference row}``: the groups and ``all`` (``by="group"``), or each question kind in
+    the reference file's order of first appearance, frame-needing kinds last (``by="kind"``)."""
+    if by == "group":
+        subsets = {g: (lambda row, m=members: row["group"] in m) for g, members in GROUPS.items()}
+        return {**subsets, "all": lambda row: True}
+    if by != "kind":
+        raise ValueError(f"unknown breakdown {by!r}; expected one of {BREAKDOWNS}")
+    missing = sorted(i for i, row in reference.items() if "kind" not in row)
+    if missing:
+        raise KeyError(f"reference rows without 'kind' (e.g. {missing[0]}); re-run `fl1 heldout` on the checkpoints")
+    kinds = {row["kind"]: row["group"] == "frame" for row in reference.values()}
+    ordered = sorted(kinds, key=lambda k: kinds[k])  # stable: event kinds first, then frame-needing ones
+    return {k: (lambda row, kind=k: row["kind"] == kind) for k in ordered}
+
+
+def paired_table(reference: Mapping[str, Mapping], others: Mapping[str, Mapping[str, Mapping]], by: str = "group"
                  ) -> list[dict[str, Any]]:
-    """One row per (model, group): accuracies of both and the paired Δ of each score (ids both files hold)."""
+    """One row per (model, group) or (model, question kind) with ``by="kind"``: accuracies of both and the paired Δ
+    of each score (ids both files hold)."""
+    subsets = _subsets(reference, by)
     out = []
     for name, rows in others.items():
         ids = sorted(set(reference) & set(rows))
         if not ids:
             raise ValueError(f"{name}: no record id in common with the reference file")
-        for group, members in {**GROUPS, "all": None}.items():
-            chosen = [i for i in ids if members is None or reference[i]["group"] in members]
+        for group, member in subsets.items():
+            chosen = [i for i in ids if member(reference[i])]
             if not chosen:
                 continue
             row: dict[str, Any] = {"model": name, "group": group, "n": len(chosen)}
@@ -98,7 +119,7 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """The table as aligned text, in points."""
     lines = []
     for r in rows:
-        cells = [f"{r['model']:<16} {r['group']:<12} n={r['n']:<4}"]
+        cells = [f"{r['model']:<16} {r['group']:<18} n={r['n']:<4}"]
         for score in METRICS:
             d = r[f"{score} delta"]
             cells.append(f"{score} {100 * r[f'{score} reference']:.1f} -> {100 * r[score]:.1f}  Δ {100 * d['delta']:+.1f} "
