@@ -28,10 +28,10 @@ from pathlib import Path
 
 import yaml
 
+from fl1_core.rl.algorithms import ALGORITHMS, IMPLEMENTATIONS
+
 logger = logging.getLogger("fl1")
 WORLD_BASE_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "world_base" / "recipe.yaml"
-#: ``fl1 rl --mode``: the registered algorithms (fl1_core.rl.algorithms), named here so that the CLI loads without torch
-RL_MODES = ("grpo", "dapo", "la-dapo", "grpo-token-mean", "grpo-dynamic-sampling")
 
 
 def _parse_params(items: list[str]) -> dict:
@@ -394,9 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", required=True, help="the (latent) SFT checkpoint directory")
     p.add_argument("--data", required=True, help="RL records (JSONL)")
     p.add_argument("--out", required=True)
-    p.add_argument("--mode", choices=RL_MODES, default="la-dapo",
+    p.add_argument("--mode", choices=sorted(ALGORITHMS), default="la-dapo",
                    help="grpo, dapo, la-dapo (the paper's), or an ablation between GRPO and DAPO (fl1_core.rl.algorithms)")
-    p.add_argument("--implementation", choices=["release", "corrected"], default="corrected",
+    p.add_argument("--implementation", choices=sorted(IMPLEMENTATIONS), default="corrected",
                    help="release = what the authors' code ran, corrected = its defects fixed (fl1_core.rl.algorithms)")
     p.add_argument("--hardware", choices=["cpu", "gpu"], default="cpu", help="cpu = world sizes, gpu = the release's sizes (docs/PAPER.md#hyperparameters)")
     p.add_argument("--judge", choices=["none", "local", "env"], default="none",
@@ -455,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=int, default=1, help="processes, one per GPU (curation: per GPU)")
     p.add_argument("--gpu-mem", type=float, default=80.0, metavar="GB")
     p.add_argument("--stage", choices=["sft", "rl", "curation"], default="sft")
-    p.add_argument("--implementation", choices=["release", "corrected"], default="corrected",
+    p.add_argument("--implementation", choices=sorted(IMPLEMENTATIONS), default="corrected",
                    help="RL implementation (as fl1 rl)")
     p.add_argument("--sft-mode", choices=["latent", "text", "pause"], default="latent",
                    help="SFT mode (as fl1 sft --mode): the KL reference and scheduled sampling act in latent mode "

@@ -8,6 +8,9 @@ import dataclasses
 import json
 import math
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -155,8 +158,7 @@ def test_named_algorithms_and_implementations():
 
 
 def test_the_ablations_between_grpo_and_dapo_each_take_one_dapo_ingredient():
-    from fl1_core.cli import RL_MODES, build_parser
-    from fl1_core.rl.algorithms import ALGORITHMS
+    from fl1_core.cli import build_parser
 
     grpo, dapo = RLConfig(mode="grpo").algorithm, RLConfig(mode="dapo").algorithm
     fields = ("dynamic_sampling", "eps_low", "eps_high", "loss_agg", "latent_rewards")
@@ -164,10 +166,23 @@ def test_the_ablations_between_grpo_and_dapo_each_take_one_dapo_ingredient():
         algo = RLConfig(mode=name).algorithm
         differs = {f for f in fields if getattr(algo, f) != getattr(grpo, f)}
         assert differs == {ingredient} and getattr(algo, ingredient) == getattr(dapo, ingredient), name
-    # the CLI offers registered algorithms only (tests and benchmarks register more of their own)
-    assert set(RL_MODES) <= set(ALGORITHMS) and {"grpo-token-mean", "grpo-dynamic-sampling"} <= set(RL_MODES)
-    args = build_parser().parse_args(["rl", "--init", "i", "--data", "d", "--out", "o", "--mode", "grpo-token-mean"])
-    assert args.mode == "grpo-token-mean"
+    # the CLI offers every registered algorithm, read off the registry, and nothing else
+    parser = build_parser()
+    for name in ("grpo-token-mean", "grpo-dynamic-sampling"):
+        assert parser.parse_args(["rl", "--init", "i", "--data", "d", "--out", "o", "--mode", name]).mode == name
+    with pytest.raises(SystemExit):
+        parser.parse_args(["rl", "--init", "i", "--data", "d", "--out", "o", "--mode", "grpo-unregistered"])
+
+
+def test_the_fl1_command_reads_the_registered_algorithms_without_loading_torch():
+    code = ("import sys; from fl1_core.cli import build_parser; build_parser(); "
+            "from fl1_core.rl.algorithms import ALGORITHMS; import fl1_core.rl; "
+            "assert 'torch' not in sys.modules, 'torch loaded'; "
+            "assert callable(fl1_core.rl.group_advantages) and 'torch' in sys.modules; print(*sorted(ALGORITHMS))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert {"grpo", "dapo", "la-dapo", "grpo-token-mean", "grpo-dynamic-sampling"} <= set(done.stdout.split())
 
 
 # ------------------------------------------------------------------------------------------------------ accuracy
