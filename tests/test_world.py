@@ -317,15 +317,23 @@ def test_counts_follow_the_config(world):
     assert max(c["futurebench_answers"].values()) - min(c["futurebench_answers"].values()) <= 2
 
 
-def test_rl_event_kinds_free_form_keeps_every_draw_and_only_drops_the_event_kinds_options(tmp_path):
-    """rl_event_kinds_free_form writes the event kinds' MCQ draws free-form (answer = the event text) and leaves every
-    other record, and the picks, as they were."""
-    import dataclasses
-
-    from fl1_core.data.world.generate import build_clips, make_rl
+@pytest.fixture(scope="module")
+def rl_clips(tmp_path_factory):
+    from fl1_core.data.world.generate import build_clips
 
     cfg = WorldConfig(**(SMALL | {"rl_size": 40, "num_train_clips": 20}))
-    clips, _ = build_clips(tmp_path, 0, cfg)
+    root = tmp_path_factory.mktemp("rl_clips")
+    return build_clips(root, 0, cfg)[0], cfg, root
+
+
+def test_rl_event_kinds_free_form_keeps_every_draw_and_only_drops_the_event_kinds_options(rl_clips):
+    """rl_event_kinds_free_form writes the event kinds' MCQ draws free-form (answer = the event text) and leaves every
+    other record, and the picks, as they were; without candidates the question is bare."""
+    import dataclasses
+
+    from fl1_core.data.world.generate import make_rl
+
+    clips, cfg, _ = rl_clips
     mixed = make_rl(clips, 0, dataclasses.replace(cfg, rl_event_kinds_free_form=False))
     free = make_rl(clips, 0, cfg)
     assert [r["id"] for r in free] == [r["id"] for r in mixed]
@@ -334,7 +342,7 @@ def test_rl_event_kinds_free_form_keeps_every_draw_and_only_drops_the_event_kind
         assert (a["meta"]["clip_id"], a["meta"]["question_kind"]) == (b["meta"]["clip_id"], b["meta"]["question_kind"])
         if a["meta"]["format"] == "mcq" and not a["meta"]["needs_frame"]:
             converted += 1
-            assert b["problem_type"] == "free-form" and "options" not in b["meta"]
+            assert b["problem_type"] == "free-form" and "options" not in b["meta"] and "candidates" not in b["meta"]
             assert b["answer"] == a["meta"]["answer_text"] and "\nA. " not in b["conversations"][0]["value"]
             assert b["meta"]["reference_thoughts"][-1] == f"So, {a['meta']['answer_text']}."
         else:
@@ -342,3 +350,35 @@ def test_rl_event_kinds_free_form_keeps_every_draw_and_only_drops_the_event_kind
     assert converted > 0 and not any(r["problem_type"] == "multiple choice" and not r["meta"]["needs_frame"]
                                      for r in free)
     assert any(r["problem_type"] == "multiple choice" for r in free)  # the frame-needing kinds keep their MCQs
+
+
+def test_free_form_event_records_list_their_mcq_draws_options_as_candidates_without_letters(rl_clips):
+    """With rl_event_kinds_candidates a converted record shows the options of its MCQ draw, in their order and
+    without letters, and stays free-form with the event as its answer; every other record is unchanged."""
+    import dataclasses
+
+    from fl1_core.data.formats import load_rl_records
+    from fl1_core.data.world.generate import make_rl
+
+    clips, cfg, root = rl_clips
+    mixed = make_rl(clips, 0, dataclasses.replace(cfg, rl_event_kinds_free_form=False))
+    bare = make_rl(clips, 0, cfg)
+    listed = make_rl(clips, 0, dataclasses.replace(cfg, rl_event_kinds_candidates=True))
+    shown = 0
+    for a, b, c in zip(mixed, bare, listed):
+        if a["meta"]["format"] == "mcq" and not a["meta"]["needs_frame"]:
+            shown += 1
+            options = list(a["meta"]["options"].values())
+            assert c["meta"]["candidates"] == options and c["answer"] == a["meta"]["answer_text"] in options
+            lines = c["conversations"][0]["value"].split("\n")
+            assert lines[0] == b["conversations"][0]["value"]
+            assert lines[1:] == ["Candidates:", *(f"- {o}" for o in options)]
+            assert c["problem_type"] == "free-form" and "options" not in c["meta"]
+            assert {k: v for k, v in c["meta"].items() if k != "candidates"} == b["meta"]
+        else:
+            assert c == b
+    assert shown > 0
+    path = root / "rl_listed.jsonl"  # beside the clips' videos
+    path.write_text("".join(json.dumps(r) + "\n" for r in listed))
+    loaded = load_rl_records(path).records
+    assert len(loaded) == len(listed) and sum("Candidates:" in r.prompt_text for r in loaded) == shown

@@ -26,6 +26,10 @@ class WorldConfig:
     # event-kind RL records written free-form (the answer is the event, so the accuracy reward reads it) where the
     # draw picked MCQ; frame-needing kinds keep the MCQ share. False: the event kinds keep it too
     rl_event_kinds_free_form: bool = True
+    # those free-form records list the options of their MCQ draw, without letters, under "Candidates:" (the answer
+    # is still the event sentence). Off: measured 2026-12-06 (GRPO / DAPO, 3 seeds) it kept more conclusions on an
+    # option but did not lift the held-out event score (README, "More looks at RL")
+    rl_event_kinds_candidates: bool = False
     heldout_mcq_size: int = 400  # RL-format MCQ over test clips: held-out accuracy of SFT / RL
     heldout_text_share: float = 0.35  # P(a held-out pick prefers a text-solvable kind when the clip has one)
     heldout_frame_size: int = 320  # frame-needing MCQ over test clips, in heldout_mcq.jsonl after the event kinds

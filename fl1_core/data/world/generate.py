@@ -197,6 +197,7 @@ def make_sft(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dict[str, A
 def _rl_records(
     clips: list[Clip], rng: np.random.Generator, size: int, mcq_fraction: float, id_prefix: str,
     text_share: float | None = None, frame: bool | None = None, event_kinds_free_form: bool = False,
+    event_kinds_candidates: bool = False,
 ) -> list[dict[str, Any]]:
     """``size`` RL-format records (MCQ with letter answers, or free-form with event or place answers) from
     ``clips``.
@@ -205,7 +206,7 @@ def _rl_records(
     so both groups of kinds are large enough to measure. ``frame``: only frame-needing kinds (True), none (False) or
     every kind (None). ``event_kinds_free_form``: an event-kind question drawn as MCQ is written free-form (its
     answer the event sentence, or the chain ``X, then Y``) after the same draws, so every other record is
-    unchanged."""
+    unchanged; with ``event_kinds_candidates`` it lists the options drawn for it, without letters."""
     letters = LetterBalancer(rng, size)
     records: list[dict[str, Any]] = []
     used: set[tuple[str, str]] = set()
@@ -229,7 +230,8 @@ def _rl_records(
             q = qs[int(rng.integers(0, len(qs)))]
             rec = rl_record(c, q, f"{id_prefix}-{len(records):05d}", rng, letters.next() if mcq else None)
             if rec is not None and mcq and event_kinds_free_form and not q.needs_frame:
-                rec = rl_record(c, q, rec["id"], rng, None)  # no draw: a free-form record takes no options
+                listed = list(rec["meta"]["options"].values()) if event_kinds_candidates else None
+                rec = rl_record(c, q, rec["id"], rng, None, listed)  # no draw: a free-form record takes no options
             if rec is None and (len(q.answer_events) == 1 or q.needs_frame):
                 rec = rl_record(c, q, f"{id_prefix}-{len(records):05d}", rng, None)
             if rec is not None:
@@ -246,10 +248,12 @@ def _rl_records(
 def make_rl(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dict[str, Any]]:
     """``rl_size`` RL records from train clips: MCQ with letter answers or free-form with event or place answers;
     with ``cfg.rl_event_kinds_free_form`` the event kinds are free-form only (their MCQ letter is weakly tied to the
-    concluded event after SFT, so a letter reward there trains nothing that the event score reads)."""
+    concluded event after SFT, so a letter reward there trains nothing that the event score reads), listing the
+    options of their MCQ draw as candidates with ``cfg.rl_event_kinds_candidates``."""
     train = [c for c in clips if c.split == "train"]
     return _rl_records(train, _rng(seed, _STREAM_RL), cfg.rl_size, cfg.rl_mcq_fraction, "world-rl",
-                       event_kinds_free_form=cfg.rl_event_kinds_free_form)
+                       event_kinds_free_form=cfg.rl_event_kinds_free_form,
+                       event_kinds_candidates=cfg.rl_event_kinds_candidates)
 
 
 def make_heldout_mcq(clips: list[Clip], seed: int, cfg: WorldConfig) -> list[dict[str, Any]]:

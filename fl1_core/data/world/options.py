@@ -111,6 +111,11 @@ def options_block(options: dict[str, str]) -> str:
     return "\n".join(f"{k}. {v}" for k, v in options.items())
 
 
+def candidates_block(candidates: list[str]) -> str:
+    """'Candidates:' and one '- …' line per candidate (a free-form question's options, without letters)."""
+    return "\n".join(["Candidates:", *(f"- {c}" for c in candidates)])
+
+
 class LetterBalancer:
     """Balanced answer letters: A-D repeated and shuffled by the seeded RNG, consumed in order."""
 

@@ -14,7 +14,7 @@ from .physics import Event, pool_bin
 
 from .description import observation
 from .frame_questions import frame_trajectory
-from .options import build_options, options_block
+from .options import build_options, candidates_block, options_block
 from .world_types import RIMAGE, Clip, Question, answer_text
 
 
@@ -114,9 +114,12 @@ def sft_record(
 
 
 def rl_record(
-    clip: Clip, q: Question, rec_id: str, rng: np.random.Generator, letter: str | None = None
+    clip: Clip, q: Question, rec_id: str, rng: np.random.Generator, letter: str | None = None,
+    candidates: list[str] | None = None,
 ) -> dict[str, Any] | None:
-    """RL record (docs/PAPER.md#data-formats): MCQ (options lines, letter answer) when ``letter`` is given, else free-form."""
+    """RL record (docs/PAPER.md#data-formats): MCQ (options lines, letter answer) when ``letter`` is given, else
+    free-form; a free-form record with ``candidates`` lists them after the question ("Candidates:", one "- …" line
+    each, no letters) and keeps the answer sentence as its answer."""
     ans = answer_text(clip, q)
     meta = _meta(clip, q, "mcq" if letter else "free-form")
     if letter is not None:
@@ -125,6 +128,11 @@ def rl_record(
             return None
         meta["options"] = options
         value, answer, ptype = f"{q.text}\n{options_block(options)}", letter, "multiple choice"
+    elif candidates:
+        if ans not in candidates:
+            raise ValueError(f"{rec_id}: the answer {ans!r} is not among its candidates")
+        meta["candidates"] = list(candidates)
+        value, answer, ptype = f"{q.text}\n{candidates_block(candidates)}", ans, "free-form"
     else:
         value, answer, ptype = q.text, ans, "free-form"
     thoughts, rimg = trajectory(clip, q, conclusion(ans, letter))
