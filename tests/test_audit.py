@@ -123,11 +123,12 @@ def test_the_ridge_penalty_is_chosen_without_near_copies_of_a_held_out_clip():
     assert len(score["alphas"]) == score["folds"] and min(score["alphas"]) >= 1e3
 
 
-def test_run_audit_end_to_end_on_the_small_world(forced_checkpoint, saved_tiny, small_world):
+def test_run_audit_end_to_end_on_the_small_world(forced_checkpoint, saved_tiny, small_world, tmp_path):
     from fl1_core.audit import run_audit
 
-    run = forced_checkpoint.parent  # the audit sits in the run folder that holds the checkpoint
-    result = run_audit(forced_checkpoint, small_world, run / "audit", text_checkpoint=saved_tiny, limit=8,
+    run = tmp_path / "run"  # the audit sits in the run folder that holds the checkpoint (a copy: the fixture is shared)
+    shutil.copytree(forced_checkpoint, run / "ckpt")
+    result = run_audit(run / "ckpt", small_world, run / "audit", text_checkpoint=saved_tiny, limit=8,
                        batch_size=8, max_new_tokens=8, folds=2)
     assert result["checkpoint"] == "run:ckpt" and result["data"] == str(small_world)  # outside run and checkout
     assert set(result["ablations"]) == {"none", "zeros", "mean", "shuffle", "noise", "oracle", "oracle_shuffled",
