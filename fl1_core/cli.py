@@ -28,10 +28,28 @@ from pathlib import Path
 
 import yaml
 
-from fl1_core.rl.algorithms import ALGORITHMS, IMPLEMENTATIONS
-
 logger = logging.getLogger("fl1")
 WORLD_BASE_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "world_base" / "recipe.yaml"
+
+
+class _Registered:
+    """The names in one registry of :mod:`fl1_core.rl.algorithms` as argparse ``choices``, read when a value is
+    checked or the help lists them (the option has a ``metavar``, so building the parser lists nothing): every verb
+    but ``rl`` and ``plan`` loads no torch, and a newly registered algorithm is offered without being named here."""
+
+    def __init__(self, registry: str) -> None:
+        self.registry = registry
+
+    def _names(self) -> list[str]:
+        from fl1_core.rl import algorithms
+
+        return sorted(getattr(algorithms, self.registry))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
 
 
 def _parse_params(items: list[str]) -> dict:
@@ -394,10 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", required=True, help="the (latent) SFT checkpoint directory")
     p.add_argument("--data", required=True, help="RL records (JSONL)")
     p.add_argument("--out", required=True)
-    p.add_argument("--mode", choices=sorted(ALGORITHMS), default="la-dapo",
-                   help="grpo, dapo, la-dapo (the paper's), or an ablation between GRPO and DAPO (fl1_core.rl.algorithms)")
-    p.add_argument("--implementation", choices=sorted(IMPLEMENTATIONS), default="corrected",
-                   help="release = what the authors' code ran, corrected = its defects fixed (fl1_core.rl.algorithms)")
+    p.add_argument("--mode", choices=_Registered("ALGORITHMS"), default="la-dapo", metavar="MODE",
+                   help="grpo, dapo, la-dapo (the paper's), or an ablation between GRPO and DAPO; registered in "
+                        "fl1_core.rl.algorithms: %(choices)s (default %(default)s)")
+    p.add_argument("--implementation", choices=_Registered("IMPLEMENTATIONS"), default="corrected", metavar="IMPL",
+                   help="release = what the authors' code ran, corrected = its defects fixed (fl1_core.rl.algorithms; "
+                        "default %(default)s)")
     p.add_argument("--hardware", choices=["cpu", "gpu"], default="cpu", help="cpu = world sizes, gpu = the release's sizes (docs/PAPER.md#hyperparameters)")
     p.add_argument("--judge", choices=["none", "local", "env"], default="none",
                    help="LLM judge for rule failures: none, the local world judge, or $FL1_JUDGE_* endpoint")
@@ -455,8 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=int, default=1, help="processes, one per GPU (curation: per GPU)")
     p.add_argument("--gpu-mem", type=float, default=80.0, metavar="GB")
     p.add_argument("--stage", choices=["sft", "rl", "curation"], default="sft")
-    p.add_argument("--implementation", choices=sorted(IMPLEMENTATIONS), default="corrected",
-                   help="RL implementation (as fl1 rl)")
+    p.add_argument("--implementation", choices=_Registered("IMPLEMENTATIONS"), default="corrected", metavar="IMPL",
+                   help="RL implementation (as fl1 rl): %(choices)s")
     p.add_argument("--sft-mode", choices=["latent", "text", "pause"], default="latent",
                    help="SFT mode (as fl1 sft --mode): the KL reference and scheduled sampling act in latent mode "
                         "only")

@@ -175,10 +175,13 @@ def test_the_ablations_between_grpo_and_dapo_each_take_one_dapo_ingredient():
 
 
 def test_the_fl1_command_reads_the_registered_algorithms_without_loading_torch():
-    code = ("import sys; from fl1_core.cli import build_parser; build_parser(); "
-            "from fl1_core.rl.algorithms import ALGORITHMS; import fl1_core.rl; "
-            "assert 'torch' not in sys.modules, 'torch loaded'; "
-            "assert callable(fl1_core.rl.group_advantages) and 'torch' in sys.modules; print(*sorted(ALGORITHMS))")
+    code = ("import sys; from fl1_core.cli import build_parser; p = build_parser(); "
+            "p.parse_args(['world', '--out', 'w']); assert 'torch' not in sys.modules, 'torch loaded'; "
+            "a = p.parse_args(['rl', '--init', 'i', '--data', 'd', '--out', 'o', '--mode', 'grpo-token-mean', "
+            "'--implementation', 'release']); assert (a.mode, a.implementation) == ('grpo-token-mean', 'release'); "
+            "from fl1_core.rl.algorithms import ALGORITHMS; "
+            "mode = next(x for x in p._actions if x.dest == 'command').choices['rl']._option_string_actions['--mode']; "
+            "assert list(mode.choices) == sorted(ALGORITHMS); print(*mode.choices)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr

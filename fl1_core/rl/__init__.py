@@ -12,19 +12,10 @@
 - :mod:`~fl1_core.rl.scaling` — ``rl_data_scaling`` (held-out MCQ accuracy, the yardstick of RL, is
   :mod:`fl1_core.evaluation.heldout`).
 
-Importing this package loads nothing: ``group_advantages`` and ``dynamic_sampling_keep`` (torch) load when first
-named, so the ``fl1`` command reads :mod:`~fl1_core.rl.algorithms` without torch; the trainer and its transformers
-imports load with their modules.
+Importing this package stays light (torch only): the trainer and its transformers imports load with their modules.
 """
 
-from importlib import import_module
-from typing import Any
+from fl1_core.rl.advantages import group_advantages
+from fl1_core.rl.dynamic_sampling import dynamic_sampling_keep
 
 __all__ = ["dynamic_sampling_keep", "group_advantages"]
-_HOMES = {"group_advantages": "fl1_core.rl.advantages", "dynamic_sampling_keep": "fl1_core.rl.dynamic_sampling"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(import_module(_HOMES[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
