@@ -82,9 +82,9 @@ def _subsets(reference: Mapping[str, Mapping], by: str) -> dict[str, Any]:
         return {**subsets, "all": lambda row: True}
     if by != "kind":
         raise ValueError(f"unknown breakdown {by!r}; expected one of {BREAKDOWNS}")
-    missing = sorted(i for i, row in reference.items() if "kind" not in row)
-    if missing:
-        raise KeyError(f"reference rows without 'kind' (e.g. {missing[0]}); re-run `fl1 heldout` on the checkpoints")
+    missing = next((i for i, row in reference.items() if "kind" not in row), None)
+    if missing is not None:
+        raise KeyError(f"reference rows without 'kind' (e.g. {missing}); re-run `fl1 heldout` on the checkpoints")
     kinds = {row["kind"]: row["group"] == "frame" for row in reference.values()}
     ordered = sorted(kinds, key=lambda k: kinds[k])  # stable: event kinds first, then frame-needing ones
     return {k: (lambda row, kind=k: row["kind"] == kind) for k in ordered}
