@@ -131,3 +131,21 @@ def test_fsdp_sharded_checkpoint_resumes(inputs, fsdp_run):
     assert step2 > 1e-4
     for k in w1:  # the resumed step repeats the same arithmetic on the same processes
         torch.testing.assert_close(w2[k], w1[k], atol=1e-6, rtol=0, msg=lambda m, k=k: f"{k}: {m}")
+
+
+@pytest.mark.slow
+def test_the_sft_anchor_trains_the_same_model_under_ddp_and_fsdp(inputs, fsdp_run):
+    """The anchor's gradient is the mean over processes under DDP (averaged) and FSDP (summed, then divided by P):
+    two anchored 2-process runs, one per wrapper, train the same model, and not the model of the run without it."""
+    anchor = {"FL1_TEST_SFT_ANCHOR": str(inputs / "world" / "sft.json")}
+    ddp_env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "FL1_DEVICE": "cpu", **anchor}
+    _run([*_torchrun(29539), *_args(inputs), str(inputs / "ddp_anchor")], inputs, ddp_env)
+    _run([*_torchrun(29541), *_args(inputs), str(inputs / "fsdp_anchor")], inputs, {**fsdp_env(2), **anchor})
+    _same_run(inputs / "ddp_anchor", inputs / "fsdp_anchor")
+    ddp_rows, fsdp_rows = _rows(inputs / "ddp_anchor"), _rows(inputs / "fsdp_anchor")
+    for a, b in zip(ddp_rows, fsdp_rows):
+        assert a["loss/sft_anchor"] > 0
+        assert b["loss/sft_anchor"] == pytest.approx(a["loss/sft_anchor"], rel=1e-4)
+    w_plain = load_file(fsdp_run / "final" / "model.safetensors")
+    w_anchor = load_file(inputs / "fsdp_anchor" / "final" / "model.safetensors")
+    assert max(float((w_anchor[k].float() - w_plain[k].float()).abs().max()) for k in w_plain) > 1e-3

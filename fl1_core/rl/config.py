@@ -34,7 +34,8 @@ class RLConfig(FineTuneConfig, SamplingConfig):
     """Every knob of the RL trainer. Fields whose default is the paper's say so in their help text
     (:meth:`~fl1_core.config.ConfigBase.paper_values`); the algorithm's and implementation's values are in
     :mod:`fl1_core.rl.algorithms`. The workbook's own: ``w_event``, ``w_agree``, ``judge_on``,
-    ``judge_failure_policy``, several optimiser steps per rollout under ``corrected`` (docs/PAPER.md#deviations)."""
+    ``judge_failure_policy``, several optimiser steps per rollout under ``corrected``, the SFT anchor
+    (``sft_anchor``, :mod:`fl1_core.rl.sft_anchor`) (docs/PAPER.md#deviations)."""
 
     mode: str = "la-dapo"  # a registered algorithm: grpo, dapo, la-dapo (fl1_core.rl.algorithms)
     implementation: str = "corrected"  # a registered implementation: release, corrected
@@ -79,6 +80,11 @@ class RLConfig(FineTuneConfig, SamplingConfig):
     # a separate no-grad replay for log π_old also when a rollout gets a single optimiser step (then π_old = π_θ, so
     # log π_θ.detach() is used and one forward is saved); with more steps per rollout it always runs
     recompute_old_logprobs: bool = False
+    # the workbook's SFT anchor (fl1_core.rl.sft_anchor; not the release): γ · (CE + λ·MSE) on a micro-batch of
+    # ``sft_anchor_batch`` records of ``sft_anchor_data`` added to every optimiser step; 0 = off
+    sft_anchor: float = 0.0
+    sft_anchor_data: str | None = None
+    sft_anchor_batch: int = 4
 
     # --- optimiser
     learning_rate: float = paper_setting(1e-6, _HP)
@@ -114,6 +120,10 @@ class RLConfig(FineTuneConfig, SamplingConfig):
         if impl.one_update_per_rollout and self.updates_per_rollout != 1:
             raise ValueError(f"implementation {impl.name!r} takes one optimiser step per rollout: mini_batches and "
                              f"epochs_per_rollout must be 1, got {self.mini_batches} and {self.epochs_per_rollout}")
+        if self.sft_anchor < 0 or (self.sft_anchor > 0 and not self.sft_anchor_data) or self.sft_anchor_batch < 1:
+            raise ValueError(f"sft_anchor must be >= 0, and > 0 needs sft_anchor_data (an SFT records file) and "
+                             f"sft_anchor_batch >= 1; got {self.sft_anchor}, {self.sft_anchor_data!r}, "
+                             f"{self.sft_anchor_batch}")
         if self.judge_failure_policy not in ("retry", "drop_group"):
             raise ValueError(f"judge_failure_policy must be 'retry' or 'drop_group', got {self.judge_failure_policy!r}")
         if self.lr_scheduler not in ("constant", "cosine") or self.warmup_steps < 0:
@@ -197,6 +207,7 @@ class RLConfig(FineTuneConfig, SamplingConfig):
             "rl_lambda_div": lambda_div,
             "rl_judge_failure_policy": self.judge_failure_policy,
             "rl_old_logprobs_pass": self.old_logprobs_pass,
+            "rl_sft_anchor": self.sft_anchor,
         }
 
     # ------------------------------------------------------------------------------------------ hardware presets

@@ -11,6 +11,7 @@ One *step* = one rollout batch of ``prompts_per_step`` groups × ``group_size`` 
                  fully trained heads swapped for their values at RL start: fl1_core.reference)
     ℓ_t        = DAPO clipped loss (the algorithm's ε_low, ε_high; dual clip c = 3) on tokens of the loss mask
     loss       = agg(ℓ) + β · agg(k3(log π_ref − log π_θ)),   β = 0.01
+                 (+ γ · (CE + λ·MSE) on a micro-batch of SFT records with the SFT anchor, fl1_core.rl.sft_anchor)
     mask       = emitted tokens, minus forced ones (``<|latent|>``, budget-forced ``<|latent_end|>``,
                  forced initial ``<|latent_start|>``) iff the implementation's ``mask_forced``
 
@@ -185,6 +186,14 @@ class RLTrainer(PolicyUpdate, TrainerState):
             self.params, lr=self.cfg.learning_rate, betas=(self.cfg.adam_beta1, self.cfg.adam_beta2), eps=self.cfg.adam_epsilon,
             weight_decay=self.cfg.weight_decay,
         )
+        self.sft_anchor = None
+        if self.cfg.sft_anchor > 0:
+            from fl1_core.rl.sft_anchor import SFTAnchor, load_anchor_records
+
+            self.sft_anchor = SFTAnchor(
+                load_anchor_records(self.cfg.sft_anchor_data), processor, model.latent_config,
+                weight=self.cfg.sft_anchor, batch=self.cfg.sft_anchor_batch, seed=self.cfg.seed,
+                system_prompt=self.cfg.system_prompt, rank=self.dist.rank, processes=self.dist.world)
         self.total_steps = self.cfg.steps_for(len(self.records))
         self.step = 0
         self.cursor = 0

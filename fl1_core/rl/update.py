@@ -209,6 +209,7 @@ class PolicyUpdate:
         norms: list[float] = []
         opt_steps = 0
         first_pass: dict[str, float] | None = None
+        anchor_losses: list[float] = []
         for epoch in range(cfg.epochs_per_rollout):
             g = torch.Generator().manual_seed(_mix_seed(cfg.seed, step, 104729, epoch, self.dist.rank))
             order = torch.randperm(n, generator=g).tolist() if cfg.mini_batches > 1 else list(range(n))
@@ -220,6 +221,11 @@ class PolicyUpdate:
                 num_seqs = self.dist.sum(local_seq)
                 if (num_tokens if cfg.algorithm.loss_agg == "token" else num_seqs) <= 0:
                     continue
+                if self.sft_anchor is not None:  # its gradient joins the policy's at the step's synced backward
+                    anchor_losses.append(self.sft_anchor.backward(
+                        self.actor, self.model, step * cfg.updates_per_rollout + len(norms),
+                        no_sync=self.actor is not self.model, processes_summed=self.dist.world
+                        if self.dist.sharded else 1))
                 part = self.loss_and_backward(batch, mb, num_tokens=num_tokens, num_seqs=num_seqs)
                 norm, stepped = self._optimizer_step()
                 norms.append(norm)
@@ -250,5 +256,6 @@ class PolicyUpdate:
             "policy/ratio_max": tot.get("ratio_max", 0.0),
             "optim/grad_norm": float(np.mean(norms)) if norms else 0.0,
             "optim/steps": float(opt_steps),
+            **({"loss/sft_anchor": float(np.mean(anchor_losses))} if anchor_losses else {}),
         }
 

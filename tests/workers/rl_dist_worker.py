@@ -5,6 +5,8 @@
 
 Under the environment of an FSDP launch (tests/fsdp_launch.py) the actor and the reference are sharded (FSDP2).
 STOP_AT: stop (as if killed) once step STOP_AT is logged, before its checkpoint; a checkpoint is written every step.
+With ``FL1_TEST_SFT_ANCHOR=SFT_JSON`` in the environment the run adds the SFT anchor (weight 1, 2 records per process
+and step) on those records.
 
 Rewards are the share of even token ids of each response (a random model answers nothing right), so advantages are
 non-zero and the update does something. Sampling is rank-invariant (per-group seeds, one group per generate call),
@@ -13,10 +15,16 @@ dynamic sampling is off and one mini-batch per rollout: 1 and 2 processes must t
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import torch
+
+
+def anchor_settings() -> dict:
+    path = os.environ.get("FL1_TEST_SFT_ANCHOR")
+    return {"sft_anchor": 1.0, "sft_anchor_data": path, "sft_anchor_batch": 2} if path else {}
 
 
 def main() -> None:
@@ -39,7 +47,8 @@ def main() -> None:
     records = load_rl_records(data).records
     cfg = RLConfig(group_size=4, prompts_per_step=4, max_new_tokens=10, latent={"loose_cap": 3, "force_initial_latent": True},
                    learning_rate=1e-3, max_steps=2, save_every=1, max_rounds=1, progress_bar=False, mode=ALL_GROUPS,
-                   mini_batches=1, micro_batch_size=3, rollout_batch_size=4, kl_beta=0.01)
+                   mini_batches=1, micro_batch_size=3, rollout_batch_size=4, kl_beta=0.01,
+                   **anchor_settings())
 
     def stop(trainer, step, row) -> None:
         if step == stop_at:

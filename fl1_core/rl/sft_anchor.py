@@ -1,0 +1,100 @@
+"""The SFT anchor of RL: a supervised term on SFT records added to every optimiser step (a workbook deviation; the
+release trains RL on rewards alone, docs/PAPER.md#deviations).
+
+With weight γ = ``RLConfig.sft_anchor`` > 0, each optimiser step of RL minimises
+
+    loss = policy objective (+ β·KL)  +  γ · (CE + λ·MSE)(one micro-batch of SFT records)
+
+where CE + λ·MSE is the latent SFT loss of :class:`~fl1_core.model.FutureL1Model` (gold future-frame embeddings at
+the latent slots, the alignment MSE of the slots). It is the pretraining-mix term of RLHF with PPO (InstructGPT's
+"PPO-ptx") applied to the SFT data: the policy keeps what SFT taught (reading the observed video, the chain's
+wording) on the records RL does not reward, while the reward moves it on the ones it does.
+
+The records are drawn in a seeded order: optimiser step u (counted over the whole run: rollout step × updates per
+rollout + the update's index) on process p takes ``batch`` indices of the permutation of epoch
+``u // steps_per_epoch`` (:func:`fl1_core.sft.data.micro_batch_indices`), so a resumed run draws what an
+uninterrupted one would. Under DDP / FSDP every process makes one anchor pass per optimiser step, and the anchor's
+gradient is the mean over processes of their batches' gradients, as in SFT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fl1_core.data.collator import SFTCollator
+from fl1_core.data.records import SFTRecord
+from fl1_core.placement import autocast, to_device
+from fl1_core.sft.data import ExampleSource, micro_batch_indices, validate_examples
+
+__all__ = ["SFTAnchor", "load_anchor_records"]
+
+
+def load_anchor_records(path: str | Path) -> list[SFTRecord]:
+    """The SFT records of the anchor (``.json`` list or ``.jsonl``; relative media paths resolve against the file's
+    folder). A file that yields no valid record is refused."""
+    from fl1_core.data.formats import load_sft_records
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"sft_anchor_data: no such file {path} (the SFT records the init was trained on, "
+                                "e.g. a run's curation/sft_curated.json)")
+    loaded = load_sft_records(path, on_error="skip")
+    if not loaded.records:
+        raise ValueError(f"sft_anchor_data {path}: no valid SFT record ({len(loaded.rejects)} rejected)")
+    return list(loaded.records)
+
+
+class SFTAnchor:
+    """The anchor's data and loss for one process (see the module docstring).
+
+    ``structure`` is the SFT example structure of the policy: ``"latent"`` (a latent or pause-token checkpoint: the
+    spans are kept, and a pause model feeds its learned embedding at the slots as in its own SFT)."""
+
+    def __init__(self, records: Sequence[SFTRecord], processor: Any, latent_config: Any, *, weight: float,
+                 batch: int, seed: int, system_prompt: str, rank: int = 0, processes: int = 1):
+        if weight <= 0:
+            raise ValueError(f"the SFT anchor's weight must be > 0, got {weight}")
+        if batch < 1:
+            raise ValueError(f"sft_anchor_batch must be >= 1, got {batch}")
+        self.weight = float(weight)
+        self.batch = int(batch)
+        self.seed = int(seed)
+        self.rank, self.processes = rank, processes
+        self.collator = SFTCollator(processor, latent_config, system_prompt=system_prompt, mode="latent")
+        source = ExampleSource(records, "latent", cache=True)
+        good, bad = validate_examples(source, self.collator)
+        if not good:
+            raise ValueError(f"none of the {len(source)} SFT anchor records can be collated; first: {bad[0]}")
+        self.source = source.subset(good) if bad else source
+        self.rejects = bad
+        self.steps_per_epoch = len(self.source) // (self.batch * processes)
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"{len(self.source)} SFT anchor records are fewer than one anchor batch "
+                             f"({self.batch} × {processes} processes)")
+
+    def indices(self, update: int) -> list[int]:
+        """Example indices of optimiser step ``update`` (0-based, over the whole run) on this process."""
+        return micro_batch_indices(self.seed, len(self.source), update, self.steps_per_epoch, self.batch, 1,
+                                   self.processes, self.rank)[0]
+
+    def backward(self, actor: torch.nn.Module, model: Any, update: int, *, no_sync: bool,
+                 processes_summed: int = 1) -> float:
+        """Backward of ``weight · (CE + λ·MSE) / processes_summed`` on the anchor batch of ``update`` through
+        ``actor`` (the DDP wrapper, or the model itself, sharded in place under FSDP). ``no_sync`` holds back DDP's
+        gradient average (the policy's last backward of the step runs it); under FSDP, whose gradients are summed
+        over the P processes, ``processes_summed = P`` makes that sum the mean over processes as under DDP. Returns
+        the unweighted anchor loss."""
+        batch = self.collator([self.source[i] for i in self.indices(update)])
+        batch.pop("ids", None)
+        batch = to_device(batch, model.device)
+        sync = actor.no_sync() if no_sync else contextlib.nullcontext()
+        with sync, autocast(model):
+            out = actor(**batch)
+            loss = out.loss
+            (self.weight / processes_summed * loss).backward()
+        return float(loss.detach())

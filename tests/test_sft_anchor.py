@@ -1,0 +1,89 @@
+"""The SFT anchor of RL (fl1_core.rl.sft_anchor): its settings, its seeded draw of SFT records, and that its term in
+the optimiser step pulls the policy toward the SFT data."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from fl1_core.data.formats import load_rl_records
+from fl1_core.rl.config import RLConfig
+from fl1_core.rl.sft_anchor import SFTAnchor, load_anchor_records
+from fl1_core.rl.trainer import RLTrainer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def anchor_file(small_world, tmp_path_factory):
+    rows = json.loads((small_world / "sft.json").read_text())[:8]
+    for row in rows:  # absolute media paths, as a run's curated file has them
+        row["video"] = str(small_world / row["video"])
+    path = tmp_path_factory.mktemp("anchor") / "sft_anchor.json"
+    path.write_text(json.dumps(rows))
+    return path
+
+
+def _trainer(tiny, small_world, out, **kw) -> RLTrainer:
+    model = copy.deepcopy(tiny[0])
+    cfg = RLConfig(group_size=4, prompts_per_step=2, max_new_tokens=12, latent={"loose_cap": 4}, max_steps=1,
+                   max_rounds=1, progress_bar=False, mode="grpo", learning_rate=1e-3, kl_beta=0.0, **kw)
+    return RLTrainer(model, tiny[1], load_rl_records(small_world / "rl.jsonl").records[:4], cfg, out)
+
+
+def test_an_anchor_weight_needs_an_sft_file_and_a_missing_file_is_named():
+    with pytest.raises(ValueError, match="sft_anchor_data"):
+        RLConfig(sft_anchor=0.5)
+    with pytest.raises(ValueError, match="sft_anchor must be >= 0"):
+        RLConfig(sft_anchor=-1.0, sft_anchor_data="x.json")
+    with pytest.raises(FileNotFoundError, match="sft_anchor_data: no such file"):
+        load_anchor_records("/nonexistent/sft_curated.json")
+    assert RLConfig().sft_anchor == 0.0  # off by default: the release trains on rewards alone
+    assert RLConfig.cpu_world().sft_anchor == 0.0 and RLConfig.gpu_release().sft_anchor == 0.0
+
+
+def test_the_anchor_draws_every_record_once_per_epoch_and_the_same_on_every_call(tiny, anchor_file):
+    records = load_anchor_records(anchor_file)
+    anchor = SFTAnchor(records, tiny[1], tiny[0].latent_config, weight=1.0, batch=3, seed=5,
+                       system_prompt="interleaved")
+    assert anchor.steps_per_epoch == len(anchor.source) // 3 == 2
+    epoch0 = [i for u in range(anchor.steps_per_epoch) for i in anchor.indices(u)]
+    assert len(set(epoch0)) == len(epoch0) == 6
+    assert anchor.indices(1) == anchor.indices(1)  # a resumed run draws what an uninterrupted one did
+    assert [anchor.indices(u) for u in (2, 3)] != [anchor.indices(u) for u in (0, 1)]  # a new order each epoch
+    # two processes split each step's draw without overlap
+    halves = [SFTAnchor(records, tiny[1], tiny[0].latent_config, weight=1.0, batch=2, seed=5,
+                        system_prompt="interleaved", rank=r, processes=2).indices(0) for r in (0, 1)]
+    assert not set(halves[0]) & set(halves[1])
+
+
+def test_an_anchored_update_adds_the_weighted_sft_gradient_and_lowers_the_sft_loss(tiny, small_world, anchor_file,
+                                                                                   tmp_path):
+    plain = _trainer(tiny, small_world, tmp_path / "plain")
+    anchored = _trainer(tiny, small_world, tmp_path / "anchored", sft_anchor=50.0, sft_anchor_data=str(anchor_file),
+                        sft_anchor_batch=4)
+    groups = plain.collect(0)[0].groups
+    for g in groups:  # a reward that varies within each group, so the policy term has a gradient too
+        for r in g:
+            r.reward = float((r.sequence % 2 == 0).float().mean())
+    anchor = anchored.sft_anchor
+    batch = anchor.collator([anchor.source[i] for i in anchor.indices(0)])
+    batch.pop("ids", None)
+
+    def sft_loss(model) -> float:
+        with torch.no_grad():
+            return float(model(**batch).loss)
+
+    before = sft_loss(anchored.model)
+    assert sft_loss(plain.model) == pytest.approx(before)
+    m_plain = plain.update(plain.prepare_batch(groups), step=0)
+    m_anchor = anchored.update(anchored.prepare_batch(groups), step=0)
+    assert "loss/sft_anchor" not in m_plain
+    assert m_anchor["loss/sft_anchor"] == pytest.approx(before, rel=1e-4)
+    # the anchored step moved the model toward the SFT batch; the reward-only step did not do so as much
+    assert sft_loss(anchored.model) < sft_loss(plain.model)
+    assert sft_loss(anchored.model) < before
+    assert anchored.cfg.flags()["rl_sft_anchor"] == 50.0
