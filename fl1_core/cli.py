@@ -311,7 +311,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
         config = RLConfig.gpu_release(implementation=args.implementation, **overrides)
         inputs = rl_plan_inputs(config, gpus=args.gpus, gpu_mem_gb=args.gpu_mem,
-                                prompt_tokens=args.prompt_tokens, **extra)
+                                prompt_tokens=args.prompt_tokens, tokens_per_row=args.tokens, **extra)
     elif args.stage == "sft":  # the config `fl1 sft --hardware gpu` runs with
         inputs = sft_plan_inputs(_sft_config("gpu", args.set + (["lora={r: %d}" % args.lora_rank] if args.lora
                                                                  else [])),
@@ -484,7 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="overrides of the stage's GPU config (SFTConfig / RLConfig / CurationConfig), as in its command")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (lora={r: RANK})")
     p.add_argument("--lora-rank", type=int, default=16)
-    p.add_argument("--tokens", type=int, default=4096, help="SFT: tokens per record when max_length is not set")
+    p.add_argument("--tokens", type=int, default=4096, help="SFT: tokens per record when max_length is not set; RL: tokens per record of the "
+                   "SFT anchor (--set sft_anchor=G sft_anchor_data=F)")
     p.add_argument("--prompt-tokens", type=int, default=None,
                    help="prompt tokens (RL: default max_prompt_tokens; curation: default the RL cap)")
     p.add_argument("--projection-head", action="store_true", help="count the latent projection head (a checkpoint "

@@ -22,6 +22,8 @@ What the trainers do, and so what is counted (N parameters, N_t trainable, G GPU
   on one GPU);
 - **RL, update phase**: gradients, activations of one micro-batch (context tokens per row), the LM head's chunked
   fp32 scoring ``3 · chunk · V · 4 B``;
+- **RL, SFT anchor** (``RLConfig.sft_anchor > 0``): before each update, one SFT step's activations and logits (as
+  below) on ``sft_anchor_rows`` records of ``tokens_per_row`` tokens, freed before the policy's micro-batches;
 - **SFT step**: activations and the full-vocabulary fp32 logits and their gradient ``2 · tokens · V · 4 B``. With
   scheduled sampling (``SFTConfig.scheduled_sampling_p > 0``) every step runs a second forward on the fed
   predictions, and the backward needs both passes' activations (``scheduled_sampling_loss="ce"``: the CE's gradient
@@ -60,7 +62,7 @@ SAMPLER_BUFFERS = 10  # fp32-sized [rows, V] buffers of one sampling step (see t
 @dataclass
 class PlanInputs:
     """What the plan is for (per process). ``tokens_per_row``: SFT tokens of one record (RL trains on
-    ``prompt_tokens + max_new_tokens``); ``rollout_rows``: rows of one decode call on one process (RL rollouts,
+    ``prompt_tokens + max_new_tokens``; its SFT anchor on records of ``tokens_per_row``); ``rollout_rows``: rows of one decode call on one process (RL rollouts,
     curation); ``projection_head`` None: as the checkpoint's latent config says."""
 
     stage: str = "sft"
@@ -83,6 +85,7 @@ class PlanInputs:
     fsdp_sync_every_micro_batch: bool = True
     kl_reference: bool = True  # RL: a KL reference is held (RLConfig.kl_beta != 0)
     init_kl_reference: bool = False  # SFT: the initial model is held for the KL to it (SFTConfig.init_kl > 0)
+    sft_anchor_rows: int = 0  # RL: SFT records per anchor pass (RLConfig.sft_anchor_batch when sft_anchor > 0)
     load_bytes: int = 2  # bytes per frozen weight (bf16)
     headroom: float = 0.9  # usable share of GPU memory (allocator fragmentation, CUDA context, buffers)
 
@@ -225,6 +228,11 @@ def _plan(base, inputs: PlanInputs) -> MemoryPlan:
         phases["rollout"] = {**held, **gathered, **_decode(i, dims, e)}
         step["logits_chunk"] = 3 * min(i.logprob_chunk, rows_tokens) * dims.vocab * 4
         phases["update"] = {**held, **grads, **step}
+        if i.sft_anchor_rows:
+            anchor_tokens = i.sft_anchor_rows * i.tokens_per_row
+            phases["sft_anchor"] = {**held, **grads,
+                                    "activations": anchor_tokens * dims.train_bytes_per_token(i.gradient_checkpointing),
+                                    "logits": 2 * anchor_tokens * dims.vocab * 4}
     plan = MemoryPlan(i, total, trainable, phases)
     plan.advice = _advice(plan)
     return plan

@@ -210,6 +210,21 @@ def test_full_parameter_rl_on_8x80_fits_with_numbers_derived_by_hand():
     assert not replicated.fits and replicated.phases["rollout"]["kv_cache"] == 2 * roll["kv_cache"]  # fp32 masters
 
 
+def test_the_rl_sft_anchor_is_a_phase_of_one_sft_step_beside_the_update():
+    plain = rl_plan_inputs(RLConfig.gpu_release(implementation="corrected"), gpus=8)
+    assert plain.sft_anchor_rows == 0 and "sft_anchor" not in plan_memory("qwen3-vl-8b", plain).phases
+    cfg = RLConfig.gpu_release(implementation="corrected", sft_anchor=0.5, sft_anchor_data="sft.json",
+                               sft_anchor_batch=2)
+    plan = plan_memory("qwen3-vl-8b", rl_plan_inputs(cfg, gpus=8, tokens_per_row=4096))
+    anchor, upd = plan.phases["sft_anchor"], plan.phases["update"]
+    sft = plan_memory("qwen3-vl-8b", dataclasses.replace(rl_plan_inputs(cfg, gpus=8), stage="sft", micro_batch=2,
+                                                         tokens_per_row=4096)).phases["step"]
+    assert anchor["activations"] == sft["activations"] and anchor["logits"] == sft["logits"] == 2 * 8192 * 151936 * 4
+    assert anchor["gradients"] == upd["gradients"] and "logits_chunk" not in anchor  # freed before the update
+    long = plan_memory("qwen3-vl-8b", rl_plan_inputs(dataclasses.replace(cfg, sft_anchor_batch=16), gpus=8))
+    assert long.phases["sft_anchor"]["logits"] == 8 * anchor["logits"] and long.peak_phase == "sft_anchor"
+
+
 def test_scheduled_sampling_and_projection_head_are_counted():
     from fl1_core.sft import SFTConfig
 
