@@ -1,0 +1,75 @@
+"""How a checkpoint's held-out answers moved against a reference's, split by whether its first thought changed:
+
+    python scripts/first_thought_flips.py REF.jsonl[,REF2…] OTHER.jsonl[,OTHER2…]
+
+Both are ``fl1 heldout`` response files (``…/H.<name>.jsonl``, with ``text``), comma-separated over seeds in the
+same order. The first thought is the first ``<reason>`` span up to its "Next," (what the last observed frame shows).
+On the event kinds (every kind but the frame-needing ones) it prints the share of items whose first thought differs,
+and the concluded-event flips (+ right now and wrong before, − the reverse) among the items where it differs and
+where it does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fl1_core.data.world.world_types import FRAME_KINDS  # noqa: E402
+
+_REASON = re.compile(r"<reason>(.*?)</reason>", re.S)
+
+
+def first_thought(text: str) -> str:
+    """The first reasoning span up to its "Next," ("" when the response has none)."""
+    m = _REASON.search(text or "")
+    return m.group(1).split(" Next,")[0].strip() if m else ""
+
+
+def flips(pairs: list[tuple[dict, dict]]) -> dict[str, int]:
+    """Counts over (reference row, other row) pairs of event-kind items: items, changed first thoughts, and the
+    concluded-event flips among changed and unchanged ones."""
+    out = {"items": 0, "changed": 0, "changed_up": 0, "changed_down": 0, "same_up": 0, "same_down": 0}
+    for ref, other in pairs:
+        if ref["kind"] in FRAME_KINDS:
+            continue
+        out["items"] += 1
+        before, after = ref["concluded"] == ref["answer"], other["concluded"] == other["answer"]
+        key = "changed" if first_thought(ref["text"]) != first_thought(other["text"]) else "same"
+        out["changed"] += key == "changed"
+        out[f"{key}_up"] += after and not before
+        out[f"{key}_down"] += before and not after
+    return out
+
+
+def _rows(path: str) -> dict[str, dict]:
+    return {r["id"]: r for r in map(json.loads, Path(path).read_text().splitlines())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("reference")
+    p.add_argument("other")
+    args = p.parse_args(argv)
+    refs, others = args.reference.split(","), args.other.split(",")
+    if len(refs) != len(others):
+        p.error(f"{len(refs)} reference files but {len(others)} other files")
+    pairs = []
+    for ref_path, other_path in zip(refs, others):
+        ref, other = _rows(ref_path), _rows(other_path)
+        if ref.keys() != other.keys():
+            p.error(f"{ref_path} and {other_path} hold different items")
+        pairs += [(ref[k], other[k]) for k in ref]
+    c = flips(pairs)
+    print(f"{c['items']} event-kind items; first thought changed on {c['changed']} "
+          f"({100 * c['changed'] / max(1, c['items']):.1f} %); concluded event where it changed "
+          f"+{c['changed_up']} / -{c['changed_down']}, where it did not +{c['same_up']} / -{c['same_down']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""scripts/first_thought_flips.py: the first thought and the flips of the concluded event, split by whether it
+changed, counted by hand on four items."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from first_thought_flips import first_thought, flips, main  # noqa: E402
+
+SEEN = "<reason>At the end of the video, the red ball is rolling left. Next, the red ball hits the wall.</reason>"
+OTHER = "<reason>At the end of the video, the red ball is rolling right. Next, the red ball stops.</reason>"
+
+
+def row(i: str, kind: str, concluded: str, text: str) -> dict:
+    return {"id": i, "kind": kind, "answer": "A", "concluded": concluded, "text": text}
+
+
+def test_first_thought_stops_at_next_and_flips_are_split_by_it(tmp_path, capsys):
+    assert first_thought(SEEN) == "At the end of the video, the red ball is rolling left."
+    assert first_thought("no reasoning") == ""
+    ref = [row("1", "next_event", "A", SEEN), row("2", "next_event", "B", SEEN), row("3", "kth_event", "A", SEEN),
+           row("4", "where_at_time", "A", SEEN)]
+    new = [row("1", "next_event", "B", OTHER), row("2", "next_event", "A", SEEN), row("3", "kth_event", "A", OTHER),
+           row("4", "where_at_time", "B", OTHER)]
+    counts = flips(list(zip(ref, new)))
+    assert counts == {"items": 3, "changed": 2, "changed_up": 0, "changed_down": 1, "same_up": 1, "same_down": 0}
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("".join(json.dumps(r) + "\n" for r in ref))
+    b.write_text("".join(json.dumps(r) + "\n" for r in new))
+    assert main([str(a), str(b)]) == 0
+    assert "changed on 2 (66.7 %)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([f"{a},{a}", str(b)])
