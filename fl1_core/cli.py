@@ -484,8 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="overrides of the stage's GPU config (SFTConfig / RLConfig / CurationConfig), as in its command")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (lora={r: RANK})")
     p.add_argument("--lora-rank", type=int, default=16)
-    p.add_argument("--tokens", type=int, default=4096, help="SFT: tokens per record when max_length is not set; RL: tokens per record of the "
-                   "SFT anchor (--set sft_anchor=G sft_anchor_data=F)")
+    p.add_argument("--tokens", type=int, default=4096,
+                   help="SFT: tokens per record when max_length is not set; RL: tokens per record of the SFT anchor "
+                   "(--set sft_anchor=G sft_anchor_data=F)")
     p.add_argument("--prompt-tokens", type=int, default=None,
                    help="prompt tokens (RL: default max_prompt_tokens; curation: default the RL cap)")
     p.add_argument("--projection-head", action="store_true", help="count the latent projection head (a checkpoint "

@@ -62,8 +62,9 @@ SAMPLER_BUFFERS = 10  # fp32-sized [rows, V] buffers of one sampling step (see t
 @dataclass
 class PlanInputs:
     """What the plan is for (per process). ``tokens_per_row``: SFT tokens of one record (RL trains on
-    ``prompt_tokens + max_new_tokens``; its SFT anchor on records of ``tokens_per_row``); ``rollout_rows``: rows of one decode call on one process (RL rollouts,
-    curation); ``projection_head`` None: as the checkpoint's latent config says."""
+    ``prompt_tokens + max_new_tokens``, its SFT anchor on records of ``tokens_per_row``); ``rollout_rows``: rows of
+    one decode call on one process (RL rollouts, curation); ``projection_head`` None: as the checkpoint's latent
+    config says."""
 
     stage: str = "sft"
     gpus: int = 1

@@ -29,7 +29,7 @@ import torch
 from fl1_core.data.collator import SFTCollator
 from fl1_core.data.records import SFTRecord
 from fl1_core.placement import autocast, to_device
-from fl1_core.sft.data import ExampleSource, micro_batch_indices, validate_examples
+from fl1_core.sft.data import ExampleSource, micro_batch_indices
 
 __all__ = ["SFTAnchor", "load_anchor_records"]
 
@@ -52,8 +52,9 @@ def load_anchor_records(path: str | Path) -> list[SFTRecord]:
 class SFTAnchor:
     """The anchor's data and loss for one process (see the module docstring).
 
-    ``structure`` is the SFT example structure of the policy: ``"latent"`` (a latent or pause-token checkpoint: the
-    spans are kept, and a pause model feeds its learned embedding at the slots as in its own SFT)."""
+    Examples are built as latent SFT builds them, one at a time when drawn (nothing is decoded or held up front, so a
+    50K-record file costs only its batches); a pause-token checkpoint feeds its learned embedding at the slots, as in
+    its own SFT. A record that cannot be collated is left out of its batch and kept in ``collator.rejects``."""
 
     def __init__(self, records: Sequence[SFTRecord], processor: Any, latent_config: Any, *, weight: float,
                  batch: int, seed: int, system_prompt: str, rank: int = 0, processes: int = 1):
@@ -65,13 +66,9 @@ class SFTAnchor:
         self.batch = int(batch)
         self.seed = int(seed)
         self.rank, self.processes = rank, processes
-        self.collator = SFTCollator(processor, latent_config, system_prompt=system_prompt, mode="latent")
-        source = ExampleSource(records, "latent", cache=True)
-        good, bad = validate_examples(source, self.collator)
-        if not good:
-            raise ValueError(f"none of the {len(source)} SFT anchor records can be collated; first: {bad[0]}")
-        self.source = source.subset(good) if bad else source
-        self.rejects = bad
+        self.collator = SFTCollator(processor, latent_config, system_prompt=system_prompt, mode="latent",
+                                    on_error="skip")
+        self.source = ExampleSource(records, "latent", cache=False)
         self.steps_per_epoch = len(self.source) // (self.batch * processes)
         if self.steps_per_epoch < 1:
             raise ValueError(f"{len(self.source)} SFT anchor records are fewer than one anchor batch "
