@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 
+from fl1_core.data.examples import sft_example
 from fl1_core.data.formats import load_rl_records
 from fl1_core.rl.config import RLConfig
 from fl1_core.rl.sft_anchor import SFTAnchor, load_anchor_records
@@ -70,7 +71,7 @@ def test_an_anchored_update_adds_the_weighted_sft_gradient_and_lowers_the_sft_lo
         for r in g:
             r.reward = float((r.sequence % 2 == 0).float().mean())
     anchor = anchored.sft_anchor
-    batch = anchor.collator([anchor.source[i] for i in anchor.indices(0)])
+    batch = anchor.collator([sft_example(anchor.source[i], with_future=True) for i in anchor.indices(0)])
     batch.pop("ids", None)
 
     def sft_loss(model) -> float:

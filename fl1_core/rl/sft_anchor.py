@@ -11,9 +11,9 @@ the latent slots, the alignment MSE of the slots). It is the pretraining-mix ter
 wording) on the records RL does not reward, while the reward moves it on the ones it does.
 
 The records are drawn in a seeded order: optimiser step u (counted over the whole run: rollout step × updates per
-rollout + the update's index) on process p takes ``batch`` indices of the permutation of epoch
-``u // steps_per_epoch`` (:func:`fl1_core.sft.data.micro_batch_indices`), so a resumed run draws what an
-uninterrupted one would. Under DDP / FSDP every process makes one anchor pass per optimiser step, and the anchor's
+rollout + the update's index) on process p takes ``perm_e[(u mod S)·b·P + p·b :][:b]`` with ``perm_e =
+default_rng([seed, e]).permutation(n)``, ``e = u // S`` and ``S = ⌊n / (b·P)⌋`` steps per epoch (the order of the
+SFT loop), so a resumed run draws what an uninterrupted one would. Under DDP / FSDP every process makes one anchor pass per optimiser step, and the anchor's
 gradient is the mean over processes of their batches' gradients, as in SFT.
 """
 
@@ -24,12 +24,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from fl1_core.data.collator import SFTCollator
 from fl1_core.data.records import SFTRecord
 from fl1_core.placement import autocast, to_device
-from fl1_core.sft.data import ExampleSource, micro_batch_indices
+from fl1_core.data.examples import sft_example
 
 __all__ = ["SFTAnchor", "load_anchor_records"]
 
@@ -68,7 +69,7 @@ class SFTAnchor:
         self.rank, self.processes = rank, processes
         self.collator = SFTCollator(processor, latent_config, system_prompt=system_prompt, mode="latent",
                                     on_error="skip")
-        self.source = ExampleSource(records, "latent", cache=False)
+        self.source = list(records)
         self.steps_per_epoch = len(self.source) // (self.batch * processes)
         if self.steps_per_epoch < 1:
             raise ValueError(f"{len(self.source)} SFT anchor records are fewer than one anchor batch "
@@ -76,8 +77,9 @@ class SFTAnchor:
 
     def indices(self, update: int) -> list[int]:
         """Example indices of optimiser step ``update`` (0-based, over the whole run) on this process."""
-        return micro_batch_indices(self.seed, len(self.source), update, self.steps_per_epoch, self.batch, 1,
-                                   self.processes, self.rank)[0]
+        perm = np.random.default_rng([self.seed, update // self.steps_per_epoch]).permutation(len(self.source))
+        start = (update % self.steps_per_epoch) * self.batch * self.processes + self.rank * self.batch
+        return perm[start : start + self.batch].tolist()
 
     def backward(self, actor: torch.nn.Module, model: Any, update: int, *, no_sync: bool,
                  processes_summed: int = 1) -> float:
@@ -86,7 +88,7 @@ class SFTAnchor:
         gradient average (the policy's last backward of the step runs it); under FSDP, whose gradients are summed
         over the P processes, ``processes_summed = P`` makes that sum the mean over processes as under DDP. Returns
         the unweighted anchor loss."""
-        batch = self.collator([self.source[i] for i in self.indices(update)])
+        batch = self.collator([sft_example(self.source[i], with_future=True) for i in self.indices(update)])
         batch.pop("ids", None)
         batch = to_device(batch, model.device)
         sync = actor.no_sync() if no_sync else contextlib.nullcontext()
