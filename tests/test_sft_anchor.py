@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -59,6 +61,10 @@ def test_the_anchor_draws_every_record_once_per_epoch_and_the_same_on_every_call
     halves = [SFTAnchor(records, tiny[1], tiny[0].latent_config, weight=1.0, batch=2, seed=5,
                         system_prompt="interleaved", rank=r, processes=2).indices(0) for r in (0, 1)]
     assert not set(halves[0]) & set(halves[1])
+    # the SFT loop's order (one micro-batch per step), written out: the measured anchored runs drew exactly these
+    perm1 = np.random.default_rng([5, 1]).permutation(len(records))
+    assert anchor.indices(3) == perm1[3:6].tolist()
+    assert halves[1] == np.random.default_rng([5, 0]).permutation(len(records))[2:4].tolist()
 
 
 def test_an_anchored_update_adds_the_weighted_sft_gradient_and_lowers_the_sft_loss(tiny, small_world, anchor_file,
@@ -88,3 +94,29 @@ def test_an_anchored_update_adds_the_weighted_sft_gradient_and_lowers_the_sft_lo
     assert sft_loss(anchored.model) < sft_loss(plain.model)
     assert sft_loss(anchored.model) < before
     assert anchored.cfg.flags()["rl_sft_anchor"] == 50.0
+
+
+def test_rejected_anchor_records_are_written_with_their_reasons(tiny, small_world, anchor_file, tmp_path):
+    rows = json.loads(anchor_file.read_text())[:4]
+    moved_video = tmp_path / "moved.mp4"
+    shutil.copy(rows[0]["video"], moved_video)
+    rows.append(dict(rows[0], id="moved-away", video=str(moved_video)))  # valid on load, gone when collated
+    rows.append({k: v for k, v in rows[1].items() if k != "conversations"} | {"id": "no-turns"})  # invalid on load
+    path = tmp_path / "anchor.json"
+    path.write_text(json.dumps(rows))
+    out = tmp_path / "run"
+    records = load_anchor_records(path, out / "sft_anchor_rejects.jsonl")
+    assert [r.id for r in records] == [r["id"] for r in rows[:5]]
+    load_rejects = [json.loads(line) for line in (out / "sft_anchor_rejects.jsonl").read_text().splitlines()]
+    assert [r["record_id"] for r in load_rejects] == ["no-turns"]
+
+    moved_video.unlink()
+    model = copy.deepcopy(tiny[0])
+    anchor = SFTAnchor(records, tiny[1], model.latent_config, weight=1.0, batch=5, seed=0,
+                       system_prompt="interleaved", rejects_out=out / "collate_rejects.jsonl")
+    assert sorted(anchor.indices(0)) == [0, 1, 2, 3, 4]
+    loss = anchor.backward(model, model, 0, no_sync=False)
+    assert np.isfinite(loss)  # the four good records still train
+    collate_rejects = [json.loads(line) for line in (out / "collate_rejects.jsonl").read_text().splitlines()]
+    assert [(r["record_id"], r["update"]) for r in collate_rejects] == [("moved-away", 0)]
+    assert collate_rejects[0]["reason"]

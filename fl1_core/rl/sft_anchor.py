@@ -10,34 +10,40 @@ the latent slots, the alignment MSE of the slots). It is the pretraining-mix ter
 "PPO-ptx") applied to the SFT data: the policy keeps what SFT taught (reading the observed video, the chain's
 wording) on the records RL does not reward, while the reward moves it on the ones it does.
 
-The records are drawn in a seeded order: optimiser step u (counted over the whole run: rollout step × updates per
-rollout + the update's index) on process p takes ``perm_e[(u mod S)·b·P + p·b :][:b]`` with ``perm_e =
-default_rng([seed, e]).permutation(n)``, ``e = u // S`` and ``S = ⌊n / (b·P)⌋`` steps per epoch (the order of the
-SFT loop), so a resumed run draws what an uninterrupted one would. Under DDP / FSDP every process makes one anchor pass per optimiser step, and the anchor's
-gradient is the mean over processes of their batches' gradients, as in SFT.
+The records are drawn in the seeded order of SFT (:mod:`fl1_core.data.order`, one micro-batch per step): optimiser
+step u (counted over the whole run: rollout step × updates per rollout + the update's index) on process p takes the
+indices that SFT step u would, so a resumed run draws what an uninterrupted one would. Under DDP / FSDP every process
+makes one anchor pass per optimiser step, and the anchor's gradient is the mean over processes of their batches'
+gradients, as in SFT.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from fl1_core.data.collator import SFTCollator
-from fl1_core.data.records import SFTRecord
-from fl1_core.placement import autocast, to_device
+from fl1_core.data.order import micro_batch_indices
 from fl1_core.data.examples import sft_example
+from fl1_core.data.frames import VideoError
+from fl1_core.data.records import SFTRecord, write_rejects
+from fl1_core.placement import autocast, to_device
+from fl1_core.runs import append_jsonl_rows
 
 __all__ = ["SFTAnchor", "load_anchor_records"]
 
+log = logging.getLogger(__name__)
 
-def load_anchor_records(path: str | Path) -> list[SFTRecord]:
+
+def load_anchor_records(path: str | Path, rejects_out: str | Path | None = None) -> list[SFTRecord]:
     """The SFT records of the anchor (``.json`` list or ``.jsonl``; relative media paths resolve against the file's
-    folder). A file that yields no valid record is refused."""
+    folder). Invalid records are left out and, with ``rejects_out``, written there (one JSON line each, as
+    :func:`~fl1_core.data.records.write_rejects`); a file that yields no valid record is refused."""
     from fl1_core.data.formats import load_sft_records
 
     path = Path(path)
@@ -47,6 +53,9 @@ def load_anchor_records(path: str | Path) -> list[SFTRecord]:
     loaded = load_sft_records(path, on_error="skip")
     if not loaded.records:
         raise ValueError(f"sft_anchor_data {path}: no valid SFT record ({len(loaded.rejects)} rejected)")
+    if loaded.rejects and rejects_out is not None:
+        write_rejects(loaded.rejects, rejects_out)
+        log.warning("%d SFT anchor record(s) rejected; see %s", len(loaded.rejects), rejects_out)
     return list(loaded.records)
 
 
@@ -55,10 +64,14 @@ class SFTAnchor:
 
     Examples are built as latent SFT builds them, one at a time when drawn (nothing is decoded or held up front, so a
     50K-record file costs only its batches); a pause-token checkpoint feeds its learned embedding at the slots, as in
-    its own SFT. A record that cannot be collated is left out of its batch and kept in ``collator.rejects``."""
+    its own SFT. A record whose frames cannot be decoded when drawn or that cannot be collated is left out of its
+    batch, kept in ``collator.rejects`` and, with
+    ``rejects_out``, appended there with the optimiser step that drew it (``{"record_id", "field", "reason",
+    "update"}``; a record is rejected again each epoch that draws it)."""
 
     def __init__(self, records: Sequence[SFTRecord], processor: Any, latent_config: Any, *, weight: float,
-                 batch: int, seed: int, system_prompt: str, rank: int = 0, processes: int = 1):
+                 batch: int, seed: int, system_prompt: str, rank: int = 0, processes: int = 1,
+                 rejects_out: str | Path | None = None):
         if weight <= 0:
             raise ValueError(f"the SFT anchor's weight must be > 0, got {weight}")
         if batch < 1:
@@ -70,6 +83,7 @@ class SFTAnchor:
         self.collator = SFTCollator(processor, latent_config, system_prompt=system_prompt, mode="latent",
                                     on_error="skip")
         self.source = list(records)
+        self.rejects_out = None if rejects_out is None else Path(rejects_out)
         self.steps_per_epoch = len(self.source) // (self.batch * processes)
         if self.steps_per_epoch < 1:
             raise ValueError(f"{len(self.source)} SFT anchor records are fewer than one anchor batch "
@@ -77,9 +91,8 @@ class SFTAnchor:
 
     def indices(self, update: int) -> list[int]:
         """Example indices of optimiser step ``update`` (0-based, over the whole run) on this process."""
-        perm = np.random.default_rng([self.seed, update // self.steps_per_epoch]).permutation(len(self.source))
-        start = (update % self.steps_per_epoch) * self.batch * self.processes + self.rank * self.batch
-        return perm[start : start + self.batch].tolist()
+        return micro_batch_indices(self.seed, len(self.source), update, self.steps_per_epoch, self.batch, 1,
+                                   self.processes, self.rank)[0]
 
     def backward(self, actor: torch.nn.Module, model: Any, update: int, *, no_sync: bool,
                  processes_summed: int = 1) -> float:
@@ -88,7 +101,17 @@ class SFTAnchor:
         gradient average (the policy's last backward of the step runs it); under FSDP, whose gradients are summed
         over the P processes, ``processes_summed = P`` makes that sum the mean over processes as under DDP. Returns
         the unweighted anchor loss."""
-        batch = self.collator([sft_example(self.source[i], with_future=True) for i in self.indices(update)])
+        seen = len(self.collator.rejects)
+        examples = []
+        for i in self.indices(update):
+            try:
+                examples.append(sft_example(self.source[i], with_future=True))
+            except VideoError as err:  # the file changed since it was validated on load
+                self.collator.rejects.append((self.source[i].id, str(err)))
+        batch = self.collator(examples)
+        if self.rejects_out is not None and len(self.collator.rejects) > seen:
+            append_jsonl_rows(self.rejects_out, [{"record_id": rid, "field": "sft_anchor", "reason": why,
+                                                  "update": update} for rid, why in self.collator.rejects[seen:]])
         batch.pop("ids", None)
         batch = to_device(batch, model.device)
         sync = actor.no_sync() if no_sync else contextlib.nullcontext()

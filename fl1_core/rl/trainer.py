@@ -90,6 +90,7 @@ _SUM_KEYS = ("judge/calls", "judge/requests", "judge/failures", "judge/unresolve
 TIMING_KEYS = ("time/step_s", "rollout/tokens_per_s", "time/rollout_s", "time/update_s")
 
 PROMPT_REJECTS_FILE = "prompt_rejects.jsonl"  # prompts longer than RLConfig.max_prompt_tokens, by id
+ANCHOR_REJECTS_FILE = "sft_anchor_rejects.jsonl"  # invalid records of RLConfig.sft_anchor_data
 
 
 # ------------------------------------------------------------------------------------------------------ trainer
@@ -190,10 +191,13 @@ class RLTrainer(PolicyUpdate, TrainerState):
         if self.cfg.sft_anchor > 0:
             from fl1_core.rl.sft_anchor import SFTAnchor, load_anchor_records
 
+            rank_suffix = "" if self.dist.rank == 0 else f".rank{self.dist.rank}"
             self.sft_anchor = SFTAnchor(
-                load_anchor_records(self.cfg.sft_anchor_data), processor, model.latent_config,
-                weight=self.cfg.sft_anchor, batch=self.cfg.sft_anchor_batch, seed=self.cfg.seed,
-                system_prompt=self.cfg.system_prompt, rank=self.dist.rank, processes=self.dist.world)
+                load_anchor_records(self.cfg.sft_anchor_data,
+                                    self.out_dir / ANCHOR_REJECTS_FILE if self.dist.main else None),
+                processor, model.latent_config, weight=self.cfg.sft_anchor, batch=self.cfg.sft_anchor_batch,
+                seed=self.cfg.seed, system_prompt=self.cfg.system_prompt, rank=self.dist.rank,
+                processes=self.dist.world, rejects_out=self.out_dir / f"sft_anchor_collate_rejects{rank_suffix}.jsonl")
         self.total_steps = self.cfg.steps_for(len(self.records))
         self.step = 0
         self.cursor = 0

@@ -1,4 +1,5 @@
-"""SFT data: examples by index, validation sharded over processes, the seeded data order and the batch stream."""
+"""SFT data: examples by index, validation sharded over processes and the batch stream (in the seeded order of
+:mod:`fl1_core.data.order`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import logging
 import re
 from collections.abc import Sequence
 
-import numpy as np
 from torch.utils.data import Dataset
 
 from ..data.collator import CollateError, SFTCollator, SFTExample
@@ -17,6 +17,7 @@ from ..data.examples import sft_example
 from ..data.counterfactual_reading import CounterfactualReadings
 from ..data.records import Reject, SFTRecord
 from ..data.frames import clear_reader_cache
+from ..data.order import micro_batch_indices
 
 from .config import Mode, SFTConfig
 
@@ -100,20 +101,6 @@ def validate_examples(source: ExampleSource, collator: SFTCollator, rank: int = 
             reason = str(err) if isinstance(err, CollateError) else f"{type(err).__name__}: {err}"
             rejects.append(Reject(source.item_id(i), m.group(1) if m else "<frames>", reason, position=i, source="sft"))
     return good, rejects
-
-
-def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
-    """The data order of one epoch: ``default_rng([seed, epoch]).permutation(n)``."""
-    return np.random.default_rng([seed, epoch]).permutation(n)
-
-
-def micro_batch_indices(
-    seed: int, n: int, step: int, steps_per_epoch: int, batch: int, accumulation: int, processes: int, rank: int
-) -> list[list[int]]:
-    """Example indices of the micro-batches of optimizer step ``step`` (0-based) for process ``rank``."""
-    perm = epoch_permutation(seed, step // steps_per_epoch, n)
-    pos = (step % steps_per_epoch) * batch * accumulation * processes
-    return [perm[pos + (m * processes + rank) * batch :][:batch].tolist() for m in range(accumulation)]
 
 
 def _fresh_readers(worker_id: int) -> None:
