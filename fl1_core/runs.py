@@ -156,6 +156,24 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]
     return out
 
 
+def cpu_description() -> dict[str, Any]:
+    """The CPU a run computed on: its model name, logical cores and the vector kernels torch dispatches to (``AVX2``,
+    ``AVX512``, ...). Float results on CPU can differ between kernel sets, so a manifest records them."""
+    model = platform.processor() or None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    try:
+        import torch
+
+        capability = torch.backends.cpu.get_cpu_capability()
+    except (ImportError, AttributeError):
+        capability = None
+    return {"model": model, "logical_cores": os.cpu_count(), "torch_kernels": capability}
+
+
 def redact(obj: Any) -> Any:
     """Drop values of keys that look like secrets (defence in depth: configs should only hold env var names)."""
     if isinstance(obj, dict):
@@ -216,6 +234,7 @@ def write_manifest(
             "git_commit": git_commit(),
             "python": sys.version.split()[0],
             "platform": platform.platform(),
+            "cpu": cpu_description(),
             "packages": package_versions(),
         }
     )

@@ -4,6 +4,7 @@ manifest records data paths relative to the run or the checkout."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -80,3 +81,11 @@ def test_manifest_paths_are_relative_to_the_run_or_checkout(tmp_path):
     assert resolve_data_path("run:world/sft.json", run) == run / "world" / "sft.json"
     assert resolve_data_path("README.md", run) == readme
     assert portable_path("/elsewhere/x.json", run) == "/elsewhere/x.json"
+
+
+def test_the_manifest_records_the_cpu_and_its_kernels(run):
+    import torch
+
+    cpu = json.loads((run / "manifest.json").read_text())["cpu"]
+    assert cpu["torch_kernels"] == torch.backends.cpu.get_cpu_capability()
+    assert cpu["logical_cores"] == os.cpu_count() and cpu["model"]
