@@ -2,8 +2,8 @@
 
     python scripts/interpolate_checkpoints.py INIT_DIR TUNED_DIR OUT_DIR ALPHA
 
-writes θ = θ_init + α (θ_tuned − θ_init) for every floating-point weight (α = 0 gives the init, 1 the tuned model;
-integer buffers are the tuned model's). Both folders are model folders of one architecture (``fl1 rl``'s
+writes θ = θ_init + α (θ_tuned − θ_init) for every floating-point weight (α = 0 gives the init, 1 the tuned
+model; integer buffers are the tuned model's). Both folders are model folders of one architecture (``fl1 rl``'s
 ``final/``, an SFT ``final/``); the output takes the tuned folder's processor and latent config. Adapter folders
 are refused: merge them first.
 """

@@ -64,10 +64,9 @@ class SFTAnchor:
 
     Examples are built as latent SFT builds them, one at a time when drawn (nothing is decoded or held up front, so a
     50K-record file costs only its batches); a pause-token checkpoint feeds its learned embedding at the slots, as in
-    its own SFT. A record whose frames cannot be decoded when drawn or that cannot be collated is left out of its
-    batch, kept in ``collator.rejects`` and, with
-    ``rejects_out``, appended there with the optimiser step that drew it (``{"record_id", "field", "reason",
-    "update"}``; a record is rejected again each epoch that draws it)."""
+    its own SFT. A record whose frames cannot be decoded when drawn, or that cannot be collated, is left out of its
+    batch, kept in ``collator.rejects`` and, with ``rejects_out``, appended there with the optimiser step that drew
+    it (``{"record_id", "field", "reason", "update"}``; a record is rejected again in each epoch that draws it)."""
 
     def __init__(self, records: Sequence[SFTRecord], processor: Any, latent_config: Any, *, weight: float,
                  batch: int, seed: int, system_prompt: str, rank: int = 0, processes: int = 1,

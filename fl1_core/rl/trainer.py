@@ -91,6 +91,7 @@ TIMING_KEYS = ("time/step_s", "rollout/tokens_per_s", "time/rollout_s", "time/up
 
 PROMPT_REJECTS_FILE = "prompt_rejects.jsonl"  # prompts longer than RLConfig.max_prompt_tokens, by id
 ANCHOR_REJECTS_FILE = "sft_anchor_rejects.jsonl"  # invalid records of RLConfig.sft_anchor_data
+ANCHOR_DRAW_REJECTS_FILE = "sft_anchor_draw_rejects{rank}.jsonl"  # anchor records that failed when drawn
 
 
 # ------------------------------------------------------------------------------------------------------ trainer
@@ -191,13 +192,13 @@ class RLTrainer(PolicyUpdate, TrainerState):
         if self.cfg.sft_anchor > 0:
             from fl1_core.rl.sft_anchor import SFTAnchor, load_anchor_records
 
-            rank_suffix = "" if self.dist.rank == 0 else f".rank{self.dist.rank}"
+            rank = "" if self.dist.rank == 0 else f".rank{self.dist.rank}"
             self.sft_anchor = SFTAnchor(
                 load_anchor_records(self.cfg.sft_anchor_data,
                                     self.out_dir / ANCHOR_REJECTS_FILE if self.dist.main else None),
                 processor, model.latent_config, weight=self.cfg.sft_anchor, batch=self.cfg.sft_anchor_batch,
                 seed=self.cfg.seed, system_prompt=self.cfg.system_prompt, rank=self.dist.rank,
-                processes=self.dist.world, rejects_out=self.out_dir / f"sft_anchor_collate_rejects{rank_suffix}.jsonl")
+                processes=self.dist.world, rejects_out=self.out_dir / ANCHOR_DRAW_REJECTS_FILE.format(rank=rank))
         self.total_steps = self.cfg.steps_for(len(self.records))
         self.step = 0
         self.cursor = 0
