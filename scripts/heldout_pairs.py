@@ -14,6 +14,7 @@ The files are what ``fl1 heldout --out X.json`` writes beside X (``X.<name>.json
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -36,8 +37,15 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"expected NAME=FILE, got {spec!r}")
         if len(paths.split(",")) != len(references):
             p.error(f"{name}: {len(paths.split(','))} files against {len(references)} reference files")
-        others[name] = read_pooled(paths.split(","))
-    print(format_table(paired_table(read_pooled(references), others, by=args.by)))
+        others[name] = paths.split(",")
+    missing = [f for f in [*references, *(f for files in others.values() for f in files)] if not Path(f).is_file()]
+    if missing:
+        p.error(f"no such response file: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    try:
+        pooled = {name: read_pooled(files) for name, files in others.items()}
+        print(format_table(paired_table(read_pooled(references), pooled, by=args.by)))
+    except (ValueError, json.JSONDecodeError) as err:
+        p.error(str(err))
     return 0
 
 

@@ -78,6 +78,12 @@ def test_bad_files_are_refused_naming_them(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "heldout_pairs.py"), str(ref), "oops"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "NAME=FILE" in done.stderr
+    script = [sys.executable, str(ROOT / "scripts" / "heldout_pairs.py"), str(ref)]
+    missing = subprocess.run([*script, f"other={tmp_path / 'not_yet.jsonl'}"], capture_output=True, text=True)
+    assert missing.returncode == 2 and "no such response file" in missing.stderr and "not_yet.jsonl" in missing.stderr
+    unpaired = subprocess.run([*script, f"other={other}"], capture_output=True, text=True)
+    assert unpaired.returncode == 2 and "no record id in common" in unpaired.stderr
+    assert "Traceback" not in missing.stderr + unpaired.stderr
 
 
 def test_kept_rows_drop_the_text_and_pair_as_the_full_files_do(tmp_path):
