@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -156,6 +157,7 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]
     return out
 
 
+@functools.cache
 def cpu_description() -> dict[str, Any]:
     """The CPU a run computed on: its model name, logical cores and the vector kernels torch dispatches to (``AVX2``,
     ``AVX512``, ...). Float results on CPU can differ between kernel sets, so a manifest records them."""

@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fl1_core.data.world.world_types import FRAME_KINDS  # noqa: E402
+from fl1_core.evaluation.heldout_pairs import read_rows  # noqa: E402
 
 _REASON = re.compile(r"<reason>(.*?)</reason>", re.S)
 
@@ -46,10 +47,6 @@ def flips(pairs: list[tuple[dict, dict]]) -> dict[str, int]:
     return out
 
 
-def _rows(path: str) -> dict[str, dict]:
-    return {r["id"]: r for r in map(json.loads, Path(path).read_text().splitlines())}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("reference")
@@ -60,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"{len(refs)} reference files but {len(others)} other files")
     pairs = []
     for ref_path, other_path in zip(refs, others):
-        ref, other = _rows(ref_path), _rows(other_path)
+        try:
+            ref, other = read_rows(ref_path), read_rows(other_path)
+        except (ValueError, json.JSONDecodeError) as err:
+            p.error(str(err))
         if ref.keys() != other.keys():
             p.error(f"{ref_path} and {other_path} hold different items")
         pairs += [(ref[k], other[k]) for k in ref]

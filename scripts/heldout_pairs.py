@@ -38,9 +38,6 @@ def main(argv: list[str] | None = None) -> int:
         if len(paths.split(",")) != len(references):
             p.error(f"{name}: {len(paths.split(','))} files against {len(references)} reference files")
         others[name] = paths.split(",")
-    missing = [f for f in [*references, *(f for files in others.values() for f in files)] if not Path(f).is_file()]
-    if missing:
-        p.error(f"no such response file: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     try:
         pooled = {name: read_pooled(files) for name, files in others.items()}
         print(format_table(paired_table(read_pooled(references), pooled, by=args.by)))

@@ -18,7 +18,8 @@ OTHER = "<reason>At the end of the video, the red ball is rolling right. Next, t
 
 
 def row(i: str, kind: str, concluded: str, text: str) -> dict:
-    return {"id": i, "kind": kind, "answer": "A", "concluded": concluded, "text": text}
+    return {"id": i, "kind": kind, "answer": "A", "concluded": concluded, "text": text, "correct": False,
+            "group": "frame" if kind == "where_at_time" else "vision"}
 
 
 def test_first_thought_stops_at_next_and_flips_are_split_by_it(tmp_path, capsys):

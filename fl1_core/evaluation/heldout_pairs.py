@@ -26,7 +26,9 @@ GROUPS = {"event kinds": ("text", "vision"), "frame": ("frame",)}
 
 
 def read_rows(path: str | Path) -> dict[str, dict[str, Any]]:
-    """``{id: row}`` of one response file; a file without the needed fields is refused, naming it."""
+    """``{id: row}`` of one response file; a missing file or one without the needed fields is refused, naming it."""
+    if not Path(path).is_file():
+        raise ValueError(f"no such response file: {path}")
     rows = {}
     for n, line in enumerate(Path(path).read_text().splitlines(), start=1):
         if not line.strip():

@@ -73,7 +73,7 @@ from fl1_core.rl.rollout import (
 from fl1_core.rl.dynamic_sampling import SamplingResult, dynamic_sampling_rounds
 from fl1_core.rl.sharded import RolloutWeights, gathered_copy, sharded_reference
 from fl1_core.sharding import skeleton
-from fl1_core.rl.trainer_state import METRICS_FILE, TrainerState, verdicts_file
+from fl1_core.rl.trainer_state import METRICS_FILE, VERDICTS_LOG, TrainerState, process_file
 from fl1_core.rl.update import PolicyUpdate, RLResult, _mix_seed
 from fl1_core.metrics import Trackers
 from fl1_core.runs import atomic_directory, append_jsonl, append_jsonl_rows, read_jsonl, write_jsonl, write_manifest
@@ -91,7 +91,7 @@ TIMING_KEYS = ("time/step_s", "rollout/tokens_per_s", "time/rollout_s", "time/up
 
 PROMPT_REJECTS_FILE = "prompt_rejects.jsonl"  # prompts longer than RLConfig.max_prompt_tokens, by id
 ANCHOR_REJECTS_FILE = "sft_anchor_rejects.jsonl"  # invalid records of RLConfig.sft_anchor_data
-ANCHOR_DRAW_REJECTS_FILE = "sft_anchor_draw_rejects{rank}.jsonl"  # anchor records that failed when drawn
+ANCHOR_DRAW_REJECTS_LOG = "sft_anchor_draw_rejects"  # process_file stem: anchor records that failed when drawn
 
 
 # ------------------------------------------------------------------------------------------------------ trainer
@@ -192,13 +192,13 @@ class RLTrainer(PolicyUpdate, TrainerState):
         if self.cfg.sft_anchor > 0:
             from fl1_core.rl.sft_anchor import SFTAnchor, load_anchor_records
 
-            rank = "" if self.dist.rank == 0 else f".rank{self.dist.rank}"
             self.sft_anchor = SFTAnchor(
                 load_anchor_records(self.cfg.sft_anchor_data,
                                     self.out_dir / ANCHOR_REJECTS_FILE if self.dist.main else None),
                 processor, model.latent_config, weight=self.cfg.sft_anchor, batch=self.cfg.sft_anchor_batch,
                 seed=self.cfg.seed, system_prompt=self.cfg.system_prompt, rank=self.dist.rank,
-                processes=self.dist.world, rejects_out=self.out_dir / ANCHOR_DRAW_REJECTS_FILE.format(rank=rank))
+                processes=self.dist.world,
+                rejects_out=process_file(self.out_dir, ANCHOR_DRAW_REJECTS_LOG, self.dist.rank, self.dist.world))
         self.total_steps = self.cfg.steps_for(len(self.records))
         self.step = 0
         self.cursor = 0
@@ -265,7 +265,7 @@ class RLTrainer(PolicyUpdate, TrainerState):
         rounds = int(self.dist.max(sampling.rounds))
         self.cursor = start + rounds * per_round
         if stats.judged:
-            append_jsonl_rows(verdicts_file(self.out_dir, self.dist.rank, self.dist.world),
+            append_jsonl_rows(process_file(self.out_dir, VERDICTS_LOG, self.dist.rank, self.dist.world),
                               [{"step": step + 1, **row} for row in stats.judged])
         return sampling, stats, gen_tokens
 

@@ -24,13 +24,14 @@ log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 MODEL_STATE_FILE = "model.pt"  # the actor's full state dict (unsharded runs)
+VERDICTS_LOG = "judge_verdicts"  # process_file stem of the judge's verdicts
 SHARDED_DIR = "sharded"  # FSDP: model and optimiser shards of every process (torch.distributed.checkpoint)
 
 
-def verdicts_file(out_dir: Path, rank: int, world: int) -> Path:
-    """The judge's verdicts of one process, one row per judged response with its step: ``judge_verdicts.jsonl``
-    (``judge_verdicts.rank<k>.jsonl`` per process when several roll out)."""
-    return Path(out_dir) / ("judge_verdicts.jsonl" if world == 1 else f"judge_verdicts.rank{rank}.jsonl")
+def process_file(out_dir: Path, stem: str, rank: int, world: int) -> Path:
+    """A JSONL log that each process appends to on its own: ``<stem>.jsonl`` (``<stem>.rank<k>.jsonl`` per process
+    when several run), e.g. the judge's verdicts (``judge_verdicts``, one row per judged response with its step)."""
+    return Path(out_dir) / (f"{stem}.jsonl" if world == 1 else f"{stem}.rank{rank}.jsonl")
 
 
 def _sharded_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
@@ -104,7 +105,7 @@ class TrainerState:
         if self.dist.main:
             rows = [r for r in read_jsonl(self.out_dir / METRICS_FILE) if int(r.get("step", 0)) <= self.step]
             write_jsonl(self.out_dir / METRICS_FILE, rows)
-        verdicts = verdicts_file(self.out_dir, self.dist.rank, self.dist.world)
+        verdicts = process_file(self.out_dir, VERDICTS_LOG, self.dist.rank, self.dist.world)
         if verdicts.exists():
             write_jsonl(verdicts, [r for r in read_jsonl(verdicts) if int(r["step"]) <= self.step])
         self.resumed_from = self.step
