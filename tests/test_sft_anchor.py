@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ from fl1_core.data.formats import load_rl_records
 from fl1_core.rl.config import RLConfig
 from fl1_core.rl.sft_anchor import SFTAnchor, load_anchor_records
 from fl1_core.rl.trainer import RLTrainer
+from fl1_core.rl.trainer_state import TrainerState
+from fl1_core.runs import read_jsonl, write_jsonl
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -120,3 +123,24 @@ def test_rejected_anchor_records_are_written_with_their_reasons(tiny, small_worl
     collate_rejects = [json.loads(line) for line in (out / "collate_rejects.jsonl").read_text().splitlines()]
     assert [(r["record_id"], r["update"]) for r in collate_rejects] == [("moved-away", 0)]
     assert collate_rejects[0]["reason"]
+    assert anchor.rejected == 1 and anchor.collator.rejects == []  # counted, not held per reject
+    anchor.backward(model, model, 1, no_sync=False)  # the next epoch draws it again
+    collate_rejects = [json.loads(line) for line in (out / "collate_rejects.jsonl").read_text().splitlines()]
+    assert [(r["record_id"], r["update"]) for r in collate_rejects] == [("moved-away", 0), ("moved-away", 1)]
+    assert anchor.rejected == 2
+
+
+@pytest.mark.parametrize("rank, world", [(0, 1), (1, 2)])
+def test_a_resume_cuts_the_logs_back_to_the_checkpoint_step(tmp_path, rank, world):
+    """Resumed at step 2 with 2 optimiser steps per rollout: the rows of step 3 (updates 4 and 5) go, the rest stay,
+    in this process's own files (and the metrics only on the main process)."""
+    suffix = "" if world == 1 else f".rank{rank}"
+    write_jsonl(tmp_path / "metrics.jsonl", [{"step": s} for s in (1, 2, 3)])
+    write_jsonl(tmp_path / f"judge_verdicts{suffix}.jsonl", [{"step": s, "verdict": True} for s in (1, 2, 2, 3)])
+    write_jsonl(tmp_path / f"sft_anchor_draw_rejects{suffix}.jsonl", [{"record_id": "r", "update": u} for u in range(6)])
+    trainer = SimpleNamespace(out_dir=tmp_path, step=2, dist=SimpleNamespace(main=rank == 0, rank=rank, world=world),
+                              cfg=SimpleNamespace(updates_per_rollout=2))
+    TrainerState.cut_logs(trainer)
+    assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == ([1, 2] if rank == 0 else [1, 2, 3])
+    assert [r["step"] for r in read_jsonl(tmp_path / f"judge_verdicts{suffix}.jsonl")] == [1, 2, 2]
+    assert [r["update"] for r in read_jsonl(tmp_path / f"sft_anchor_draw_rejects{suffix}.jsonl")] == [0, 1, 2, 3]

@@ -65,8 +65,9 @@ class SFTAnchor:
     Examples are built as latent SFT builds them, one at a time when drawn (nothing is decoded or held up front, so a
     50K-record file costs only its batches); a pause-token checkpoint feeds its learned embedding at the slots, as in
     its own SFT. A record whose frames cannot be decoded when drawn, or that cannot be collated, is left out of its
-    batch, kept in ``collator.rejects`` and, with ``rejects_out``, appended there with the optimiser step that drew
-    it (``{"record_id", "field", "reason", "update"}``; a record is rejected again in each epoch that draws it)."""
+    batch, counted in ``rejected`` and, with ``rejects_out``, appended there with the optimiser step that drew it
+    (``{"record_id", "field", "reason", "update"}``; a record is rejected again in each epoch that draws it). Nothing
+    is kept in memory per reject, so a long run with a bad file does not grow."""
 
     def __init__(self, records: Sequence[SFTRecord], processor: Any, latent_config: Any, *, weight: float,
                  batch: int, seed: int, system_prompt: str, rank: int = 0, processes: int = 1,
@@ -83,6 +84,7 @@ class SFTAnchor:
                                     on_error="skip")
         self.source = list(records)
         self.rejects_out = None if rejects_out is None else Path(rejects_out)
+        self.rejected = 0  # records left out of their batch when drawn, over the run
         self.steps_per_epoch = len(self.source) // (self.batch * processes)
         if self.steps_per_epoch < 1:
             raise ValueError(f"{len(self.source)} SFT anchor records are fewer than one anchor batch "
@@ -100,17 +102,22 @@ class SFTAnchor:
         gradient average (the policy's last backward of the step runs it); under FSDP, whose gradients are summed
         over the P processes, ``processes_summed = P`` makes that sum the mean over processes as under DDP. Returns
         the unweighted anchor loss."""
-        seen = len(self.collator.rejects)
+        rejects = self.collator.rejects  # the collator appends the examples it cannot collate
+        rejects.clear()
         examples = []
         for i in self.indices(update):
             try:
                 examples.append(sft_example(self.source[i], with_future=True))
             except VideoError as err:  # the file changed since it was validated on load
-                self.collator.rejects.append((self.source[i].id, str(err)))
-        batch = self.collator(examples)
-        if self.rejects_out is not None and len(self.collator.rejects) > seen:
-            append_jsonl_rows(self.rejects_out, [{"record_id": rid, "field": "sft_anchor", "reason": why,
-                                                  "update": update} for rid, why in self.collator.rejects[seen:]])
+                rejects.append((self.source[i].id, str(err)))
+        try:
+            batch = self.collator(examples)
+        finally:
+            self.rejected += len(rejects)
+            if self.rejects_out is not None and rejects:
+                append_jsonl_rows(self.rejects_out, [{"record_id": rid, "field": "sft_anchor", "reason": why,
+                                                      "update": update} for rid, why in rejects])
+            rejects.clear()
         batch.pop("ids", None)
         batch = to_device(batch, model.device)
         sync = actor.no_sync() if no_sync else contextlib.nullcontext()

@@ -35,7 +35,7 @@ Checkpoints (``out_dir/checkpoints/step-XXXXXXXX``, written every ``save_every``
 :mod:`fl1_core.rl.trainer_state`) hold the model and optimiser state, RNG states, the data cursor and the run's
 identity. A resume loads the newest intact one, refuses a changed result-affecting config, truncates
 ``metrics.jsonl`` (and the judge's verdicts, ``judge_verdicts.jsonl``: every judged answer with its reference and
-verdict) to the checkpoint step and continues;
+verdict, and the SFT anchor's draw rejects) to the checkpoint step and continues;
 every random draw is a function of (seed, step, round, rank), so a killed and resumed CPU run logs the same metrics
 as an uninterrupted one.
 """
@@ -73,7 +73,13 @@ from fl1_core.rl.rollout import (
 from fl1_core.rl.dynamic_sampling import SamplingResult, dynamic_sampling_rounds
 from fl1_core.rl.sharded import RolloutWeights, gathered_copy, sharded_reference
 from fl1_core.sharding import skeleton
-from fl1_core.rl.trainer_state import METRICS_FILE, VERDICTS_LOG, TrainerState, process_file
+from fl1_core.rl.trainer_state import (
+    ANCHOR_DRAW_REJECTS_LOG,
+    METRICS_FILE,
+    VERDICTS_LOG,
+    TrainerState,
+    process_file,
+)
 from fl1_core.rl.update import PolicyUpdate, RLResult, _mix_seed
 from fl1_core.metrics import Trackers
 from fl1_core.runs import atomic_directory, append_jsonl, append_jsonl_rows, read_jsonl, write_jsonl, write_manifest
@@ -91,7 +97,6 @@ TIMING_KEYS = ("time/step_s", "rollout/tokens_per_s", "time/rollout_s", "time/up
 
 PROMPT_REJECTS_FILE = "prompt_rejects.jsonl"  # prompts longer than RLConfig.max_prompt_tokens, by id
 ANCHOR_REJECTS_FILE = "sft_anchor_rejects.jsonl"  # invalid records of RLConfig.sft_anchor_data
-ANCHOR_DRAW_REJECTS_LOG = "sft_anchor_draw_rejects"  # process_file stem: anchor records that failed when drawn
 
 
 # ------------------------------------------------------------------------------------------------------ trainer

@@ -3,8 +3,8 @@
 A checkpoint (``out_dir/checkpoints/step-XXXXXXXX``) holds the model and optimiser state (``model.pt``,
 ``optimizer.pt``; under FSDP every process's shards in ``sharded/``, ``torch.distributed.checkpoint``), the RNG
 states (``rng.pt``), the data cursor and the count of skipped steps. A resume loads the newest intact one, refuses a
-changed result-affecting config, another initial model, process count or sharding, and cuts ``metrics.jsonl`` and
-the judge's verdict files back to the checkpoint's step.
+changed result-affecting config, another initial model, process count or sharding, and cuts ``metrics.jsonl``, the
+judge's verdict files and the SFT anchor's draw rejects back to the checkpoint's step (:meth:`TrainerState.cut_logs`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
 MODEL_STATE_FILE = "model.pt"  # the actor's full state dict (unsharded runs)
 VERDICTS_LOG = "judge_verdicts"  # process_file stem of the judge's verdicts
+ANCHOR_DRAW_REJECTS_LOG = "sft_anchor_draw_rejects"  # process_file stem: anchor records that failed when drawn
 SHARDED_DIR = "sharded"  # FSDP: model and optimiser shards of every process (torch.distributed.checkpoint)
 
 
@@ -102,12 +103,22 @@ class TrainerState:
         self.step = ckpt.step
         self.cursor = int(ckpt.progress["cursor"])
         self.skipped_steps = int(ckpt.progress["skipped_steps"])
-        if self.dist.main:
-            rows = [r for r in read_jsonl(self.out_dir / METRICS_FILE) if int(r.get("step", 0)) <= self.step]
-            write_jsonl(self.out_dir / METRICS_FILE, rows)
-        verdicts = process_file(self.out_dir, VERDICTS_LOG, self.dist.rank, self.dist.world)
-        if verdicts.exists():
-            write_jsonl(verdicts, [r for r in read_jsonl(verdicts) if int(r["step"]) <= self.step])
+        self.cut_logs()
         self.resumed_from = self.step
         log.info("resumed RL run %s from step %d", self.out_dir, self.step)
         return self.step
+
+    def cut_logs(self) -> None:
+        """Drop the log rows written after the checkpoint of ``self.step``, which the resumed run writes again: metrics
+        and judge verdicts (1-based ``step`` > ``self.step``) and anchor draw rejects (0-based optimiser ``update`` ≥
+        ``self.step · updates_per_rollout``)."""
+        def cut(path: Path, keep) -> None:
+            if path.exists():
+                write_jsonl(path, [r for r in read_jsonl(path) if keep(r)])
+
+        if self.dist.main:
+            cut(self.out_dir / METRICS_FILE, lambda r: int(r.get("step", 0)) <= self.step)
+        cut(process_file(self.out_dir, VERDICTS_LOG, self.dist.rank, self.dist.world),
+            lambda r: int(r["step"]) <= self.step)
+        cut(process_file(self.out_dir, ANCHOR_DRAW_REJECTS_LOG, self.dist.rank, self.dist.world),
+            lambda r: int(r["update"]) < self.step * self.cfg.updates_per_rollout)
