@@ -26,7 +26,7 @@ from fl1_core.rl.accuracy import score_accuracy
 from fl1_core.rl.config import RLConfig
 from fl1_core.rl.dynamic_sampling import dynamic_sampling_rounds
 from fl1_core.rl.rollout import Response, score_groups
-from fl1_core.rl.trainer import TIMING_KEYS as TIME_KEYS
+from fl1_core.rl.step_metrics import TIMING_KEYS as TIME_KEYS
 from fl1_core.rl.trainer import RLTrainer
 
 

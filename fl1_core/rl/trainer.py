@@ -49,7 +49,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from fl1_core.adapters import has_lora, merge_lora
@@ -71,6 +70,7 @@ from fl1_core.rl.rollout import (
     score_groups,
 )
 from fl1_core.rl.dynamic_sampling import SamplingResult, dynamic_sampling_rounds
+from fl1_core.rl.step_metrics import SUM_KEYS, step_row
 from fl1_core.rl.sharded import RolloutWeights, gathered_copy, sharded_reference
 from fl1_core.sharding import skeleton
 from fl1_core.rl.trainer_state import (
@@ -84,16 +84,9 @@ from fl1_core.rl.update import PolicyUpdate, RLResult, _mix_seed
 from fl1_core.metrics import Trackers
 from fl1_core.runs import atomic_directory, append_jsonl, append_jsonl_rows, read_jsonl, write_jsonl, write_manifest
 
-__all__ = ["RLTrainer", "train_rl", "run_rl", "TIMING_KEYS"]
+__all__ = ["RLTrainer", "train_rl", "run_rl"]
 
 log = logging.getLogger(__name__)
-
-_SUM_KEYS = ("judge/calls", "judge/requests", "judge/failures", "judge/unresolved", "sampling/dropped_groups",
-             "sampling/drawn_groups", "sampling/kept_groups", "sampling/train_groups", "sampling/train_responses",
-             "rollout/gen_tokens", "loss/tokens", "loss/total", "loss/policy", "loss/kl")
-# (losses are normalised by global counts: process parts add up)
-#: metrics fields that depend on wall-clock time (everything else is reproducible on CPU)
-TIMING_KEYS = ("time/step_s", "rollout/tokens_per_s", "time/rollout_s", "time/update_s")
 
 PROMPT_REJECTS_FILE = "prompt_rejects.jsonl"  # prompts longer than RLConfig.max_prompt_tokens, by id
 ANCHOR_REJECTS_FILE = "sft_anchor_rejects.jsonl"  # invalid records of RLConfig.sft_anchor_data
@@ -283,8 +276,6 @@ class RLTrainer(PolicyUpdate, TrainerState):
             group["lr"] = lr
         sampling, jstats, gen_tokens = self.collect(step)
         t1 = time.perf_counter()
-        rows = [r for g in sampling.groups for r in g]
-        drawn = [r for g in sampling.drawn for r in g]
         upd: dict[str, float] = {}
         if self.dist.all(len(sampling.groups) > 0):
             batch = self.prepare_batch(sampling.groups)
@@ -292,51 +283,10 @@ class RLTrainer(PolicyUpdate, TrainerState):
         else:
             log.warning("step %d: no trainable group (all judge-dropped); no update", step)
         t2 = time.perf_counter()
-
-        def mean(vals: list[float]) -> float:
-            return float(np.mean(vals)) if vals else 0.0
-
-        row: dict[str, Any] = {
-            "step": step + 1,
-            # rewards of the trained responses (kept groups), then of everything drawn
-            "reward/acc": mean([float(r.acc or 0.0) for r in rows]),
-            "reward/fmt": mean([r.fmt for r in rows]),
-            "reward/r_ctr": mean([r.r_ctr for r in rows]),
-            "reward/div_cos2": mean([r.div_cos2 for r in rows]),  # C̄² (the reward subtracts λ_div·C̄²)
-            "reward/event": mean([r.event for r in rows]),  # 0 unless w_event ≠ 0
-            "reward/agree": mean([r.agree for r in rows]),  # 0 unless w_agree ≠ 0
-            "reward/overall": mean([r.reward for r in rows]),
-            "reward/acc_all": mean([float(r.acc or 0.0) for r in drawn]),
-            "reward/fmt_all": mean([r.fmt for r in drawn]),
-            "reward/overall_all": mean([r.reward for r in drawn]),
-            "sampling/kept_group_frac": sampling.kept_fraction,
-            "sampling/refill_rounds": sampling.rounds - 1,
-            "sampling/fallback": float(sampling.fallback),
-            "sampling/short_batch": float(sampling.short),
-            "sampling/drawn_groups": sampling.drawn_groups,
-            "sampling/kept_groups": sampling.kept_groups,
-            "sampling/train_groups": len(sampling.groups),
-            "sampling/train_responses": len(rows),
-            "sampling/dropped_groups": sampling.dropped_groups,
-            "rollout/response_len": mean([float(r.length) for r in drawn]),
-            # share of drawn responses cut by the token budget (no end-of-turn token: they score 0)
-            "rollout/truncated": mean([float(int(r.sequence[-1]) != self.eos_id) for r in drawn]),
-            "rollout/max_new_tokens": self.cfg.max_new_tokens,
-            "rollout/latent_spans": mean([float(len(r.span_counts)) for r in drawn]),
-            "rollout/latents_per_response": mean([float(r.latents.shape[0]) for r in drawn]),
-            "rollout/gen_tokens": gen_tokens,
-            "judge/calls": jstats.judge_calls,
-            "judge/requests": jstats.judge_requests,
-            "judge/failures": jstats.judge_failures,
-            "judge/unresolved": jstats.judge_unresolved,
-            **upd,  # loss/*, policy/*, optim/grad_norm, optim/steps
-            "optim/skipped_steps": self.skipped_steps,
-            "optim/lr": lr,
-            "time/rollout_s": t1 - t0,
-            "time/update_s": t2 - t1,
-            "time/step_s": t2 - t0,
-        }
-        row = self.dist.reduce_metrics(row, _SUM_KEYS)
+        row = step_row(step, sampling, jstats, upd, gen_tokens=gen_tokens, eos_id=self.eos_id,
+                       max_new_tokens=self.cfg.max_new_tokens, skipped_steps=self.skipped_steps, lr=lr,
+                       times=(t0, t1, t2))
+        row = self.dist.reduce_metrics(row, SUM_KEYS)
         row["rollout/tokens_per_s"] = row["rollout/gen_tokens"] / row["time/step_s"] if row["time/step_s"] > 0 else 0.0
         row["step"] = step + 1
         return row
