@@ -252,6 +252,18 @@ def pool_readings(per_seed: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[s
     return {name: pool([r[name] for r in per_seed if name in r]) for name in decodes}
 
 
+def run_machines(runs: Mapping[int, Path]) -> list[dict[str, Any]]:
+    """The CPUs the runs computed on, as their manifests record them (``runs.cpu_description``), each with its seeds:
+    CPU float results can differ between kernel sets, so a re-run elsewhere is compared knowing this. A run whose
+    manifest has no CPU record (written before manifests kept one) is listed under ``"cpu": None``."""
+    seeds_by_cpu: dict[str, list[int]] = {}
+    for seed, run in sorted(runs.items()):
+        path = Path(run) / "manifest.json"
+        cpu = json.loads(path.read_text()).get("cpu") if path.is_file() else None
+        seeds_by_cpu.setdefault(json.dumps(cpu, sort_keys=True), []).append(seed)
+    return [{"cpu": json.loads(cpu), "seeds": seeds} for cpu, seeds in seeds_by_cpu.items()]
+
+
 def summarize(runs_root: str | Path, name: str = "seed-study") -> dict[str, Any]:
     """Everything the seed-study notebook shows, as one JSON-friendly dict."""
     runs = seed_runs(runs_root, name)
@@ -270,6 +282,7 @@ def summarize(runs_root: str | Path, name: str = "seed-study") -> dict[str, Any]
 
     return {
         "seeds": sorted(runs),
+        "machines": run_machines(runs),
         "stages": _stage_table(per_seed, "letter"),
         "deltas": deltas("letter"),
         "event_stages": _stage_table(per_seed, "event") if "event" in metrics else [],

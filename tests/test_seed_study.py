@@ -54,6 +54,18 @@ def test_stage_table_and_paired_deltas(tmp_path):
     assert seed_study.delta_table(summary["deltas"])[0]["comparison"] == "latent SFT − text-only SFT"
 
 
+def test_the_summary_names_the_cpus_the_seeds_ran_on(tmp_path):
+    kinds = ["next_event", "kth_event"]
+    cpus = [{"model": "AMD EPYC", "logical_cores": 2, "torch_kernels": "AVX2"},
+            {"model": "Intel Xeon", "logical_cores": 2, "torch_kernels": "AVX512"}]
+    for seed, cpu in ((0, cpus[0]), (1, cpus[1]), (2, cpus[0]), (3, None)):
+        run = _run(tmp_path, seed, {"sft_init": [True, False]}, kinds)
+        if cpu is not None:
+            atomic_write_json(run / "manifest.json", {"cpu": cpu, "git_commit": "abc"})
+    assert seed_study.summarize(tmp_path)["machines"] == [
+        {"cpu": cpus[0], "seeds": [0, 2]}, {"cpu": cpus[1], "seeds": [1]}, {"cpu": None, "seeds": [3]}]
+
+
 def test_no_runs_says_how_to_make_them(tmp_path):
     with pytest.raises(FileNotFoundError, match="fl1 batch configs/seed_study.yaml"):
         seed_study.summarize(tmp_path)
