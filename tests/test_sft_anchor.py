@@ -91,8 +91,9 @@ def test_an_anchored_update_adds_the_weighted_sft_gradient_and_lowers_the_sft_lo
     assert sft_loss(plain.model) == pytest.approx(before)
     m_plain = plain.update(plain.prepare_batch(groups), step=0)
     m_anchor = anchored.update(anchored.prepare_batch(groups), step=0)
-    assert "loss/sft_anchor" not in m_plain
+    assert "loss/sft_anchor" not in m_plain and "data/sft_anchor_rejected" not in m_plain
     assert m_anchor["loss/sft_anchor"] == pytest.approx(before, rel=1e-4)
+    assert m_anchor["data/sft_anchor_rejected"] == 0.0
     # the anchored step moved the model toward the SFT batch; the reward-only step did not do so as much
     assert sft_loss(anchored.model) < sft_loss(plain.model)
     assert sft_loss(anchored.model) < before
@@ -128,6 +129,22 @@ def test_rejected_anchor_records_are_written_with_their_reasons(tiny, small_worl
     collate_rejects = [json.loads(line) for line in (out / "collate_rejects.jsonl").read_text().splitlines()]
     assert [(r["record_id"], r["update"]) for r in collate_rejects] == [("moved-away", 0), ("moved-away", 1)]
     assert anchor.rejected == 2
+
+
+def test_the_step_metrics_count_the_anchor_records_its_draw_left_out(tiny, small_world, anchor_file, tmp_path):
+    rows = json.loads(anchor_file.read_text())[:4]
+    moved_video = tmp_path / "moved.mp4"
+    shutil.copy(rows[0]["video"], moved_video)
+    rows.append(dict(rows[0], id="moved-away", video=str(moved_video)))
+    path = tmp_path / "anchor.json"
+    path.write_text(json.dumps(rows))
+    trainer = _trainer(tiny, small_world, tmp_path / "run", sft_anchor=1.0, sft_anchor_data=str(path),
+                       sft_anchor_batch=5)
+    moved_video.unlink()
+    metrics = trainer.update(trainer.prepare_batch(trainer.collect(0)[0].groups), step=0)
+    assert metrics["data/sft_anchor_rejected"] == 1.0 and np.isfinite(metrics["loss/sft_anchor"])
+    logged = read_jsonl(tmp_path / "run" / "sft_anchor_draw_rejects.jsonl")
+    assert [(r["record_id"], r["update"]) for r in logged] == [("moved-away", 0)]
 
 
 @pytest.mark.parametrize("rank, world", [(0, 1), (1, 2)])

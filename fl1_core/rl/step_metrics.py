@@ -19,7 +19,7 @@ from fl1_core.rl.rollout import Response, RoundStats
 #: every other field is averaged
 SUM_KEYS = ("judge/calls", "judge/requests", "judge/failures", "judge/unresolved", "sampling/dropped_groups",
             "sampling/drawn_groups", "sampling/kept_groups", "sampling/train_groups", "sampling/train_responses",
-            "rollout/gen_tokens", "loss/tokens", "loss/total", "loss/policy", "loss/kl")
+            "rollout/gen_tokens", "loss/tokens", "loss/total", "loss/policy", "loss/kl", "data/sft_anchor_rejected")
 #: fields that depend on wall-clock time (everything else is reproducible on CPU)
 TIMING_KEYS = ("time/step_s", "rollout/tokens_per_s", "time/rollout_s", "time/update_s")
 

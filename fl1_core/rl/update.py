@@ -210,6 +210,7 @@ class PolicyUpdate:
         opt_steps = 0
         first_pass: dict[str, float] | None = None
         anchor_losses: list[float] = []
+        anchor_rejected = self.sft_anchor.rejected if self.sft_anchor is not None else 0
         for epoch in range(cfg.epochs_per_rollout):
             g = torch.Generator().manual_seed(_mix_seed(cfg.seed, step, 104729, epoch, self.dist.rank))
             order = torch.randperm(n, generator=g).tolist() if cfg.mini_batches > 1 else list(range(n))
@@ -256,6 +257,9 @@ class PolicyUpdate:
             "policy/ratio_max": tot.get("ratio_max", 0.0),
             "optim/grad_norm": float(np.mean(norms)) if norms else 0.0,
             "optim/steps": float(opt_steps),
-            **({"loss/sft_anchor": float(np.mean(anchor_losses))} if anchor_losses else {}),
+            # the anchor's loss, and its records left out when this step drew them
+            **({"loss/sft_anchor": float(np.mean(anchor_losses)),
+                "data/sft_anchor_rejected": float(self.sft_anchor.rejected - anchor_rejected)}
+               if anchor_losses else {}),
         }
 
