@@ -1,0 +1,126 @@
+"""Every RL run kept under a seed study, paired against its SFT init, in one table, then per algorithm:
+
+    python scripts/rl_replicate_summary.py docs/seed_study [--group "event kinds"] [--score event]
+
+A *run set* is the study's ``heldout_rows/`` or a folder below its ``rl_replicates/`` that holds ``seed0/``,
+``seed1/``, ... with ``rl_heldout.<model>.jsonl`` in each (what ``fl1 heldout`` writes, one file per training
+seed); a model is every name found in all of its seeds, except the references (``sft_init`` and the SFT and base
+controls). Each is paired, seed by seed and pooled, with
+``<reference folder>/seedS/rl_heldout.sft_init.jsonl``: ``heldout_rows`` (the study's own inits), or the folder that
+``rl_replicates/references.json`` names for the run set (``{"run set": "reference folder"}``, paths relative to the
+study folder), for runs made from other inits.
+
+The second table groups the runs by algorithm (the model name's prefix: ``la-dapo``, ``dapo``, ``grpo``) and gives
+the spread of the chosen score's Δ, and how many runs meet "≥ 0": the mean ≥ 0 and the 95 % CI's low ≥ −2
+points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fl1_core.evaluation.heldout_pairs import GROUPS, METRICS, paired_table, read_pooled  # noqa: E402
+
+REFERENCE = "sft_init"
+CONTROLS = ("sft_init", "base", "base_chain", "pause_sft", "text_sft")
+ALGORITHMS = ("la-dapo", "dapo", "grpo")  # longest prefix first
+
+
+def run_sets(study: Path) -> list[Path]:
+    """``study/heldout_rows`` and the folders below ``study/rl_replicates`` that hold ``seed0/`` with
+    ``rl_heldout.*.jsonl``, in path order."""
+    found = {seed0.parent for seed0 in (study / "rl_replicates").rglob("seed0")
+             if any(seed0.glob("rl_heldout.*.jsonl"))}
+    return [study / "heldout_rows", *sorted(found)]
+
+
+def seed_dirs(run_set: Path) -> list[Path]:
+    """``seed0/``, ``seed1/``, ... up to the first missing one."""
+    out = []
+    while (run_set / f"seed{len(out)}").is_dir():
+        out.append(run_set / f"seed{len(out)}")
+    return out
+
+
+def models(run_set: Path) -> list[str]:
+    """The model names whose rows every seed of ``run_set`` holds, the references and controls left out."""
+    names = [{f.name[len("rl_heldout."):-len(".jsonl")] for f in d.glob("rl_heldout.*.jsonl")}
+             for d in seed_dirs(run_set)]
+    return sorted(set.intersection(*names) - set(CONTROLS)) if names else []
+
+
+def algorithm(model: str) -> str | None:
+    return next((a for a in ALGORITHMS if model == a or model.startswith(a + "-")), None)
+
+
+def summary_rows(study: Path, group: str) -> list[dict]:
+    """One row per (run set, model): its paired Δ of every score on ``group`` against its reference."""
+    references = {}
+    ref_file = study / "rl_replicates" / "references.json"
+    if ref_file.is_file():
+        references = {study / k: study / v for k, v in json.loads(ref_file.read_text()).items()}
+    rows = []
+    for run_set in run_sets(study):
+        reference = references.get(run_set, study / "heldout_rows")
+        seeds = seed_dirs(run_set)
+        ref = read_pooled([reference / d.name / f"rl_heldout.{REFERENCE}.jsonl" for d in seeds])
+        others = {m: read_pooled([d / f"rl_heldout.{m}.jsonl" for d in seeds]) for m in models(run_set)}
+        if not others:
+            continue
+        for row in paired_table(ref, others):
+            if row["group"] == group:
+                rows.append({"run set": run_set.relative_to(study).as_posix(), "seeds": len(seeds), **row})
+    return rows
+
+
+def meets(delta: dict) -> bool:
+    """The target's "≥ 0": the mean ≥ 0 and the CI's low ≥ −2 points."""
+    return delta["delta"] >= 0 and delta["ci95"][0] >= -0.02
+
+
+def format_rows(rows: list[dict]) -> str:
+    def cell(d: dict) -> str:
+        return f"{100 * d['delta']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]"
+
+    lines = ["run set | model | n | " + " | ".join(f"{s} Δ" for s in METRICS)]
+    lines += [f"{r['run set']} | {r['model']} | {r['n']} | " + " | ".join(cell(r[f"{s} delta"]) for s in METRICS)
+              for r in rows]
+    return "\n".join(lines)
+
+
+def by_algorithm(rows: list[dict], score: str) -> str:
+    lines = [f"algorithm | runs | {score} Δ mean over runs | lowest | highest | runs meeting ≥ 0"]
+    for a in ALGORITHMS[::-1]:
+        mine = [r[f"{score} delta"] for r in rows if algorithm(r["model"]) == a]
+        if mine:
+            means = [100 * d["delta"] for d in mine]
+            lines.append(f"{a} | {len(mine)} | {sum(means) / len(means):+.1f} | {min(means):+.1f} | {max(means):+.1f}"
+                         f" | {sum(meets(d) for d in mine)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("study", type=Path, help="a seed study's folder (docs/seed_study)")
+    p.add_argument("--group", choices=sorted(GROUPS), default="event kinds")
+    p.add_argument("--score", choices=METRICS, default="event", help="the score of the per-algorithm table")
+    args = p.parse_args(argv)
+    if not (args.study / "heldout_rows").is_dir():
+        p.error(f"{args.study}: no heldout_rows/ folder (not a seed study's folder)")
+    try:
+        rows = summary_rows(args.study, args.group)
+    except (ValueError, json.JSONDecodeError) as err:
+        p.error(str(err))
+    print(f"{args.group}, Δ points against each run's SFT init (pooled over seeds, paired, 95 % CI)\n")
+    print(format_rows(rows) + "\n")
+    print(by_algorithm(rows, args.score))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

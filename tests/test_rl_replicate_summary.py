@@ -1,0 +1,52 @@
+"""scripts/rl_replicate_summary.py: every RL run of a seed study paired against the right SFT init, per algorithm."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "rl_replicate_summary.py"
+
+
+def _rows(folder: Path, name: str, concluded: list[str]) -> None:
+    """Four event-kind items whose gold option is B; ``concluded`` is each one's concluded option ("" = none)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"id": f"q{i}", "answer": "B", "pred": "B", "correct": True, "concluded": c, "group": "vision"}
+            for i, c in enumerate(concluded)]
+    (folder / f"rl_heldout.{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _run(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True)
+
+
+def test_each_run_set_is_paired_with_its_own_init(tmp_path):
+    study = tmp_path / "study"
+    for s in (0, 1):
+        _rows(study / "heldout_rows" / f"seed{s}", "sft_init", ["B", "B", "A", "A"])  # the study's init: 2 of 4
+        _rows(study / "heldout_rows" / f"seed{s}", "grpo", ["B"] * 4)  # +50 points
+        _rows(study / "heldout_rows" / f"seed{s}", "pause_sft", ["A"] * 4)  # a control: not an RL run
+        _rows(study / "rl_replicates" / "other_inits" / f"seed{s}", "sft_init", ["B"] * 4)  # other inits: 4 of 4
+        _rows(study / "rl_replicates" / "other_inits" / f"seed{s}", "dapo", ["B", "B", "B", ""])  # −25 against them
+        _rows(study / "rl_replicates" / "more" / f"seed{s}", "la-dapo-x", ["B", "A", "A", "A"])  # −25 vs the study
+    _rows(study / "rl_replicates" / "more" / "seed0", "grpo-only-one-seed", ["B"] * 4)  # not in every seed: left out
+    (study / "rl_replicates" / "references.json").write_text(
+        json.dumps({"rl_replicates/other_inits": "rl_replicates/other_inits"}))
+    out = _run(study)
+    assert out.returncode == 0, out.stderr
+    _, runs, algorithms = out.stdout.strip().split("\n\n")
+    rows = [line.split(" | ") for line in runs.splitlines()[1:]]
+    got = {(r[0], r[1]): (r[2], r[4].split()[0], r[5].split()[0]) for r in rows}
+    assert got == {("heldout_rows", "grpo"): ("8", "+50.0", "+0.0"),
+                   ("rl_replicates/other_inits", "dapo"): ("8", "-25.0", "+25.0"),
+                   ("rl_replicates/more", "la-dapo-x"): ("8", "-25.0", "+0.0")}
+    per_algorithm = {line.split(" | ")[0]: line.split(" | ")[1:] for line in algorithms.splitlines()[1:]}
+    assert per_algorithm == {"grpo": ["1", "+50.0", "+50.0", "+50.0", "1"],
+                             "dapo": ["1", "-25.0", "-25.0", "-25.0", "0"],
+                             "la-dapo": ["1", "-25.0", "-25.0", "-25.0", "0"]}
+
+
+def test_a_folder_that_is_not_a_seed_study_is_a_usage_error(tmp_path):
+    out = _run(tmp_path)
+    assert out.returncode == 2 and "no heldout_rows/" in out.stderr
