@@ -154,7 +154,8 @@ def test_a_resume_cuts_the_logs_back_to_the_checkpoint_step(tmp_path, rank, worl
     suffix = "" if world == 1 else f".rank{rank}"
     write_jsonl(tmp_path / "metrics.jsonl", [{"step": s} for s in (1, 2, 3)])
     write_jsonl(tmp_path / f"judge_verdicts{suffix}.jsonl", [{"step": s, "verdict": True} for s in (1, 2, 2, 3)])
-    write_jsonl(tmp_path / f"sft_anchor_draw_rejects{suffix}.jsonl", [{"record_id": "r", "update": u} for u in range(6)])
+    write_jsonl(tmp_path / f"sft_anchor_draw_rejects{suffix}.jsonl",
+                [{"record_id": "r", "update": u} for u in range(6)])
     trainer = SimpleNamespace(out_dir=tmp_path, step=2, dist=SimpleNamespace(main=rank == 0, rank=rank, world=world),
                               cfg=SimpleNamespace(updates_per_rollout=2))
     TrainerState.cut_logs(trainer)
