@@ -256,12 +256,16 @@ def run_machines(runs: Mapping[int, Path]) -> list[dict[str, Any]]:
     """The CPUs the runs computed on, as their manifests record them (``runs.cpu_description``), each with its seeds:
     CPU float results can differ between kernel sets, so a re-run elsewhere is compared knowing this. A run whose
     manifest has no CPU record (written before manifests kept one) is listed under ``"cpu": None``."""
-    seeds_by_cpu: dict[str, list[int]] = {}
+    machines: list[dict[str, Any]] = []
     for seed, run in sorted(runs.items()):
         path = Path(run) / "manifest.json"
         cpu = json.loads(path.read_text()).get("cpu") if path.is_file() else None
-        seeds_by_cpu.setdefault(json.dumps(cpu, sort_keys=True), []).append(seed)
-    return [{"cpu": json.loads(cpu), "seeds": seeds} for cpu, seeds in seeds_by_cpu.items()]
+        same = next((m for m in machines if m["cpu"] == cpu), None)
+        if same is None:
+            machines.append({"cpu": cpu, "seeds": [seed]})
+        else:
+            same["seeds"].append(seed)
+    return machines
 
 
 def summarize(runs_root: str | Path, name: str = "seed-study") -> dict[str, Any]:

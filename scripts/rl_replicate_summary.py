@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fl1_core.evaluation.heldout_pairs import GROUPS, METRICS, paired_table, read_pooled  # noqa: E402
 
 REFERENCE = "sft_init"
-CONTROLS = ("sft_init", "base", "base_chain", "pause_sft", "text_sft")
+CONTROLS = (REFERENCE, "base", "base_chain", "pause_sft", "text_sft")
 ALGORITHMS = ("la-dapo", "dapo", "grpo")  # longest prefix first
 
 
