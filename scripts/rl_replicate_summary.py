@@ -1,6 +1,7 @@
 """Every RL run kept under a seed study, paired against its SFT init, in one table, then per algorithm:
 
     python scripts/rl_replicate_summary.py docs/seed_study [--group "event kinds"] [--score event]
+        [--kind KIND ...] [--drop-kind KIND ...]
 
 A *run set* is the study's ``heldout_rows/`` or a folder below its ``rl_replicates/`` that holds ``seed0/``,
 ``seed1/``, ... with ``rl_heldout.<model>.jsonl`` in each (what ``fl1 heldout`` writes, one file per training
@@ -9,6 +10,10 @@ controls). Each is paired, seed by seed and pooled, with
 ``<reference folder>/seedS/rl_heldout.sft_init.jsonl``: ``heldout_rows`` (the study's own inits), or the folder that
 ``rl_replicates/references.json`` names for the run set (``{"run set": "reference folder"}``, paths relative to the
 study folder), for runs made from other inits.
+
+``--kind`` keeps only the items of those question kinds, ``--drop-kind`` leaves those kinds out (both
+repeatable; the group still applies): ``--kind interpolation`` and ``--drop-kind interpolation`` split the event
+kinds in two.
 
 The second table groups the runs by algorithm (the model name's prefix: ``la-dapo``, ``dapo``, ``grpo``) and gives
 the spread of the chosen score's Δ, and how many runs meet "≥ 0": the mean ≥ 0 and the 95 % CI's low ≥ −2
@@ -58,8 +63,21 @@ def algorithm(model: str) -> str | None:
     return next((a for a in ALGORITHMS if model == a or model.startswith(a + "-")), None)
 
 
-def summary_rows(study: Path, group: str) -> list[dict]:
-    """One row per (run set, model): its paired Δ of every score on ``group`` against its reference."""
+def of_kinds(rows: dict[str, dict], kinds: set[str] | None, drop_kinds: set[str]) -> dict[str, dict]:
+    """The rows whose question kind is in ``kinds`` (all when ``None``) and not in ``drop_kinds``; ``ValueError``
+    when a kind is asked for and a row has none."""
+    if kinds is None and not drop_kinds:
+        return rows
+    missing = next((i for i, r in rows.items() if "kind" not in r), None)
+    if missing is not None:
+        raise ValueError(f"row {missing} has no question kind; re-run `fl1 heldout` to select by kind")
+    return {i: r for i, r in rows.items() if (kinds is None or r["kind"] in kinds) and r["kind"] not in drop_kinds}
+
+
+def summary_rows(study: Path, group: str, kinds: set[str] | None = None, drop_kinds: frozenset[str] = frozenset()
+                 ) -> list[dict]:
+    """One row per (run set, model): its paired Δ of every score on ``group`` (the items of ``kinds``, less those
+    of ``drop_kinds``, :func:`of_kinds`) against its reference."""
     references = {}
     ref_file = study / "rl_replicates" / "references.json"
     if ref_file.is_file():
@@ -68,7 +86,10 @@ def summary_rows(study: Path, group: str) -> list[dict]:
     for run_set in run_sets(study):
         reference = references.get(run_set, study / "heldout_rows")
         seeds = seed_dirs(run_set)
-        ref = read_pooled([reference / d.name / f"rl_heldout.{REFERENCE}.jsonl" for d in seeds])
+        ref = of_kinds(read_pooled([reference / d.name / f"rl_heldout.{REFERENCE}.jsonl" for d in seeds]), kinds,
+                       set(drop_kinds))
+        if not ref:
+            raise ValueError(f"{reference.relative_to(study)}: no item of the chosen question kinds")
         others = {m: read_pooled([d / f"rl_heldout.{m}.jsonl" for d in seeds]) for m in models(run_set)}
         if not others:
             continue
@@ -109,14 +130,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("study", type=Path, help="a seed study's folder (docs/seed_study)")
     p.add_argument("--group", choices=sorted(GROUPS), default="event kinds")
     p.add_argument("--score", choices=METRICS, default="event", help="the score of the per-algorithm table")
+    p.add_argument("--kind", action="append", default=None, help="keep only this question kind (repeatable)")
+    p.add_argument("--drop-kind", action="append", default=[], help="leave this question kind out (repeatable)")
     args = p.parse_args(argv)
     if not (args.study / "heldout_rows").is_dir():
         p.error(f"{args.study}: no heldout_rows/ folder (not a seed study's folder)")
     try:
-        rows = summary_rows(args.study, args.group)
+        rows = summary_rows(args.study, args.group, set(args.kind) if args.kind else None, frozenset(args.drop_kind))
     except (ValueError, json.JSONDecodeError) as err:
         p.error(str(err))
-    print(f"{args.group}, Δ points against each run's SFT init (pooled over seeds, paired, 95 % CI)\n")
+    if not rows:
+        p.error(f"no item of {args.group} is left with --kind {args.kind} --drop-kind {args.drop_kind}")
+    chosen = "".join([f", kinds {', '.join(args.kind)}" if args.kind else "",
+                      f", without {', '.join(args.drop_kind)}" if args.drop_kind else ""])
+    print(f"{args.group}{chosen}, Δ points against each run's SFT init (pooled over seeds, paired, 95 % CI)\n")
     print(format_rows(rows) + "\n")
     print(by_algorithm(rows, args.score))
     return 0

@@ -56,3 +56,18 @@ def test_bad_inputs_are_refused(saved_tiny, tuned, tmp_path):
     usage = subprocess.run([*script, str(saved_tiny), str(tuned), str(tmp_path / "o"), "half"],
                            capture_output=True, text=True)
     assert usage.returncode == 2 and "invalid float value" in usage.stderr
+
+
+def test_a_permuted_update_keeps_each_weights_values_in_another_order(saved_tiny, tuned, tmp_path):
+    out = interpolate_checkpoints(saved_tiny, tuned, tmp_path / "perm", 1.0, permute_seed=0)
+    again = interpolate_checkpoints(saved_tiny, tuned, tmp_path / "perm_again", 1.0, permute_seed=0)
+    other = interpolate_checkpoints(saved_tiny, tuned, tmp_path / "perm_other", 1.0, permute_seed=1)
+    start, end, mixed, same, diff = (load_future_l1(d, device=None)[0].state_dict()
+                                     for d in (saved_tiny, tuned, out, again, other))
+    moved = [k for k in end if end[k].is_floating_point() and end[k].numel() > 1 and not torch.equal(start[k], end[k])]
+    assert len(moved) > 10
+    for k in moved:
+        update, shuffled = (end[k] - start[k]).flatten(), (mixed[k] - start[k]).flatten()
+        torch.testing.assert_close(shuffled.sort().values, update.sort().values)  # the same values, so the same norm
+        assert not torch.allclose(shuffled, update)  # in another order
+        assert torch.equal(mixed[k], same[k]) and not torch.equal(mixed[k], diff[k])  # fixed by the seed

@@ -10,10 +10,11 @@ SCRIPT = ROOT / "scripts" / "rl_replicate_summary.py"
 
 
 def _rows(folder: Path, name: str, concluded: list[str]) -> None:
-    """Four event-kind items whose gold option is B; ``concluded`` is each one's concluded option ("" = none)."""
+    """Four event-kind items whose gold option is B, the first two of kind ``interpolation`` and the others
+    ``next_event``; ``concluded`` is each one's concluded option ("" = none)."""
     folder.mkdir(parents=True, exist_ok=True)
-    rows = [{"id": f"q{i}", "answer": "B", "pred": "B", "correct": True, "concluded": c, "group": "vision"}
-            for i, c in enumerate(concluded)]
+    rows = [{"id": f"q{i}", "answer": "B", "pred": "B", "correct": True, "concluded": c, "group": "vision",
+             "kind": "interpolation" if i < 2 else "next_event"} for i, c in enumerate(concluded)]
     (folder / f"rl_heldout.{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -50,3 +51,28 @@ def test_each_run_set_is_paired_with_its_own_init(tmp_path):
 def test_a_folder_that_is_not_a_seed_study_is_a_usage_error(tmp_path):
     out = _run(tmp_path)
     assert out.returncode == 2 and "no heldout_rows/" in out.stderr
+
+
+def test_kinds_split_the_items(tmp_path):
+    study = tmp_path / "study"
+    for s in (0, 1):
+        _rows(study / "heldout_rows" / f"seed{s}", "sft_init", ["B", "B", "A", "A"])
+        _rows(study / "heldout_rows" / f"seed{s}", "grpo", ["A", "B", "B", "B"])  # −50 on interpolation, +100 else
+
+    def event_delta(*args) -> str:
+        out = _run(study, *args)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip().split("\n\n")[1].splitlines()[1].split(" | ")[4].split()[0]
+
+    assert event_delta() == "+25.0"
+    assert event_delta("--kind", "interpolation") == "-50.0"
+    assert event_delta("--drop-kind", "interpolation") == "+100.0"
+    assert event_delta("--kind", "interpolation", "--kind", "next_event") == "+25.0"
+    out = _run(study, "--kind", "kth_event")
+    assert out.returncode == 2 and "no item of the chosen question kinds" in out.stderr
+    for s in (0, 1):  # rows written before they kept the kind
+        path = study / "heldout_rows" / f"seed{s}" / "rl_heldout.sft_init.jsonl"
+        rows = [{k: v for k, v in json.loads(line).items() if k != "kind"} for line in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = _run(study, "--kind", "interpolation")
+    assert out.returncode == 2 and "has no question kind" in out.stderr
