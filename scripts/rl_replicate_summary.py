@@ -82,12 +82,14 @@ def summary_rows(study: Path, group: str, kinds: set[str] | None = None, drop_ki
     ref_file = study / "rl_replicates" / "references.json"
     if ref_file.is_file():
         references = {study / k: study / v for k, v in json.loads(ref_file.read_text()).items()}
-    rows = []
+    rows, read = [], {}  # read: each reference's pooled rows, read once per seed count
     for run_set in run_sets(study):
         reference = references.get(run_set, study / "heldout_rows")
         seeds = seed_dirs(run_set)
-        ref = of_kinds(read_pooled([reference / d.name / f"rl_heldout.{REFERENCE}.jsonl" for d in seeds]), kinds,
-                       set(drop_kinds))
+        if (reference, len(seeds)) not in read:
+            pooled = read_pooled([reference / d.name / f"rl_heldout.{REFERENCE}.jsonl" for d in seeds])
+            read[reference, len(seeds)] = of_kinds(pooled, kinds, set(drop_kinds))
+        ref = read[reference, len(seeds)]
         if not ref:
             raise ValueError(f"{reference.relative_to(study)}: no item of the chosen question kinds")
         others = {m: read_pooled([d / f"rl_heldout.{m}.jsonl" for d in seeds]) for m in models(run_set)}
