@@ -1,4 +1,5 @@
-"""Move a fine-tuned model part of the way back to its init, weight by weight (WiSE-FT's interpolation):
+"""Move a fine-tuned model part of the way back to its init, weight by weight (WiSE-FT's interpolation), or
+along a random direction as far as it moved:
 
     python scripts/interpolate_checkpoints.py INIT_DIR TUNED_DIR OUT_DIR ALPHA [--permute-update SEED]
 
@@ -15,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import math
-
-import torch
 import sys
 from pathlib import Path
+
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

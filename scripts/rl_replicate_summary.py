@@ -141,10 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = summary_rows(args.study, args.group, set(args.kind) if args.kind else None, frozenset(args.drop_kind))
     except (ValueError, json.JSONDecodeError) as err:
         p.error(str(err))
-    if not rows:
-        p.error(f"no item of {args.group} is left with --kind {args.kind} --drop-kind {args.drop_kind}")
     chosen = "".join([f", kinds {', '.join(args.kind)}" if args.kind else "",
                       f", without {', '.join(args.drop_kind)}" if args.drop_kind else ""])
+    if not rows:
+        p.error(f"no item of {args.group}{chosen}")
     print(f"{args.group}{chosen}, Δ points against each run's SFT init (pooled over seeds, paired, 95 % CI)\n")
     print(format_rows(rows) + "\n")
     print(by_algorithm(rows, args.score))
