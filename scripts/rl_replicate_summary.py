@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Collection
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -63,7 +64,7 @@ def algorithm(model: str) -> str | None:
     return next((a for a in ALGORITHMS if model == a or model.startswith(a + "-")), None)
 
 
-def of_kinds(rows: dict[str, dict], kinds: set[str] | None, drop_kinds: set[str]) -> dict[str, dict]:
+def of_kinds(rows: dict[str, dict], kinds: Collection[str] | None, drop_kinds: Collection[str] = ()) -> dict[str, dict]:
     """The rows whose question kind is in ``kinds`` (all when ``None``) and not in ``drop_kinds``; ``ValueError``
     when a kind is asked for and a row has none."""
     if kinds is None and not drop_kinds:
@@ -74,7 +75,7 @@ def of_kinds(rows: dict[str, dict], kinds: set[str] | None, drop_kinds: set[str]
     return {i: r for i, r in rows.items() if (kinds is None or r["kind"] in kinds) and r["kind"] not in drop_kinds}
 
 
-def summary_rows(study: Path, group: str, kinds: set[str] | None = None, drop_kinds: frozenset[str] = frozenset()
+def summary_rows(study: Path, group: str, kinds: Collection[str] | None = None, drop_kinds: Collection[str] = ()
                  ) -> list[dict]:
     """One row per (run set, model): its paired Δ of every score on ``group`` (the items of ``kinds``, less those
     of ``drop_kinds``, :func:`of_kinds`) against its reference."""
@@ -88,7 +89,7 @@ def summary_rows(study: Path, group: str, kinds: set[str] | None = None, drop_ki
         seeds = seed_dirs(run_set)
         if (reference, len(seeds)) not in read:
             pooled = read_pooled([reference / d.name / f"rl_heldout.{REFERENCE}.jsonl" for d in seeds])
-            read[reference, len(seeds)] = of_kinds(pooled, kinds, set(drop_kinds))
+            read[reference, len(seeds)] = of_kinds(pooled, kinds, drop_kinds)
         ref = read[reference, len(seeds)]
         if not ref:
             raise ValueError(f"{reference.relative_to(study)}: no item of the chosen question kinds")
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.study / "heldout_rows").is_dir():
         p.error(f"{args.study}: no heldout_rows/ folder (not a seed study's folder)")
     try:
-        rows = summary_rows(args.study, args.group, set(args.kind) if args.kind else None, frozenset(args.drop_kind))
+        rows = summary_rows(args.study, args.group, args.kind, args.drop_kind)
     except (ValueError, json.JSONDecodeError) as err:
         p.error(str(err))
     chosen = "".join([f", kinds {', '.join(args.kind)}" if args.kind else "",
