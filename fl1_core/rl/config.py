@@ -85,6 +85,13 @@ class RLConfig(FineTuneConfig, SamplingConfig):
     sft_anchor: float = 0.0
     sft_anchor_data: str | None = None
     sft_anchor_batch: int = 4
+    # which anchor records: "uniform" = the seeded SFT order; "drift" = the groups (meta[sft_anchor_group_key]) whose
+    # SFT loss on a fixed probe of sft_anchor_probe records each rose most since the init, probed every
+    # sft_anchor_probe_every steps (fl1_core.rl.anchor_drift)
+    sft_anchor_draw: Literal["uniform", "drift"] = "uniform"
+    sft_anchor_group_key: str = "question_kind"
+    sft_anchor_probe: int = 12
+    sft_anchor_probe_every: int = 5
 
     # --- optimiser
     learning_rate: float = paper_setting(1e-6, _HP)
@@ -124,6 +131,11 @@ class RLConfig(FineTuneConfig, SamplingConfig):
             raise ValueError(f"sft_anchor must be >= 0, and > 0 needs sft_anchor_data (an SFT records file) and "
                              f"sft_anchor_batch >= 1; got {self.sft_anchor}, {self.sft_anchor_data!r}, "
                              f"{self.sft_anchor_batch}")
+        if self.sft_anchor_draw not in ("uniform", "drift") or self.sft_anchor_probe < 1 or \
+                self.sft_anchor_probe_every < 1:
+            raise ValueError(f"sft_anchor_draw must be 'uniform' or 'drift', sft_anchor_probe and "
+                             f"sft_anchor_probe_every >= 1; got {self.sft_anchor_draw!r}, {self.sft_anchor_probe}, "
+                             f"{self.sft_anchor_probe_every}")
         if self.judge_failure_policy not in ("retry", "drop_group"):
             raise ValueError(f"judge_failure_policy must be 'retry' or 'drop_group', got {self.judge_failure_policy!r}")
         if self.lr_scheduler not in ("constant", "cosine") or self.warmup_steps < 0:

@@ -12,7 +12,8 @@ wording) on the records RL does not reward, while the reward moves it on the one
 
 The records are drawn in the seeded order of SFT (:mod:`fl1_core.data.order`, one micro-batch per step): optimiser
 step u (counted over the whole run: rollout step × updates per rollout + the update's index) on process p takes the
-indices that SFT step u would, so a resumed run draws what an uninterrupted one would. Under DDP / FSDP every process
+indices that SFT step u would, so a resumed run draws what an uninterrupted one would. With ``draw="drift"`` the
+draw goes to the groups of records whose SFT loss RL has raised (:mod:`fl1_core.rl.anchor_drift`). Under DDP / FSDP every process
 makes one anchor pass per optimiser step, and the anchor's gradient is the mean over processes of their batches'
 gradients, as in SFT.
 """
@@ -28,6 +29,7 @@ from typing import Any
 import torch
 
 from fl1_core.data.collator import SFTCollator
+from fl1_core.rl.anchor_drift import drift_weights, group_indices, probe_indices, weighted_draw
 from fl1_core.data.order import micro_batch_indices
 from fl1_core.data.examples import sft_example
 from fl1_core.data.frames import VideoError
@@ -67,11 +69,16 @@ class SFTAnchor:
     its own SFT. A record whose frames cannot be decoded when drawn, or that cannot be collated, is left out of its
     batch, counted in ``rejected`` and, with ``rejects_out``, appended there with the optimiser step that drew it
     (``{"record_id", "field", "reason", "update"}``; a record is rejected again in each epoch that draws it). Nothing
-    is kept in memory per reject, so a long run with a bad file does not grow."""
+    is kept in memory per reject, so a long run with a bad file does not grow.
+
+    ``draw="drift"`` groups the records by ``meta[group_key]`` and keeps a fixed probe of ``probe_size`` records per
+    group; :meth:`observe` takes the probe's losses (:meth:`probe_losses`), the first as the init's, and sets the
+    draw weights (:func:`~fl1_core.rl.anchor_drift.drift_weights`)."""
 
     def __init__(self, records: Sequence[SFTRecord], processor: Any, latent_config: Any, *, weight: float,
                  batch: int, seed: int, system_prompt: str, rank: int = 0, processes: int = 1,
-                 rejects_out: str | Path | None = None):
+                 rejects_out: str | Path | None = None, draw: str = "uniform", group_key: str = "question_kind",
+                 probe_size: int = 12):
         if weight <= 0:
             raise ValueError(f"the SFT anchor's weight must be > 0, got {weight}")
         if batch < 1:
@@ -89,11 +96,58 @@ class SFTAnchor:
         if self.steps_per_epoch < 1:
             raise ValueError(f"{len(self.source)} SFT anchor records are fewer than one anchor batch "
                              f"({self.batch} × {processes} processes)")
+        if draw not in ("uniform", "drift"):
+            raise ValueError(f"sft_anchor_draw must be 'uniform' or 'drift', got {draw!r}")
+        self.draw = draw
+        self.groups = group_indices(self.source, group_key) if draw == "drift" else {}
+        self.probe = probe_indices(self.groups, probe_size, self.seed) if draw == "drift" else {}
+        self.init_losses: dict[str, float] | None = None  # CE_g(θ₀) of the probe
+        self.weights: dict[str, float] = {}  # the draw's w_g; empty or all 0 → the uniform order
 
     def indices(self, update: int) -> list[int]:
         """Example indices of optimiser step ``update`` (0-based, over the whole run) on this process."""
+        if any(w > 0 for w in self.weights.values()):
+            return weighted_draw(self.groups, self.weights, seed=self.seed, update=update, batch=self.batch,
+                                 rank=self.rank)
         return micro_batch_indices(self.seed, len(self.source), update, self.steps_per_epoch, self.batch, 1,
                                    self.processes, self.rank)[0]
+
+    def probe_losses(self, actor: torch.nn.Module, model: Any) -> dict[str, float]:
+        """CE_g: the mean token CE of each group's probe records (no gradient; ``actor`` runs the forward, so all
+        processes of an FSDP run take part; every process scores the same records and gets the same values)."""
+        losses: dict[str, float] = {}
+        was_training = model.training
+        model.eval()
+        try:
+            for group, idx in self.probe.items():
+                ces = []
+                for start in range(0, len(idx), self.batch):
+                    batch = self.collator([sft_example(self.source[i], with_future=True)
+                                           for i in idx[start:start + self.batch]])
+                    self.collator.rejects.clear()  # a probe record that fails is left out of the probe
+                    batch.pop("ids", None)
+                    with torch.no_grad(), autocast(model):
+                        ces.append(float(actor(**to_device(batch, model.device)).ce_loss))
+                losses[group] = sum(ces) / len(ces)
+        finally:
+            model.train(was_training)
+        return losses
+
+    def observe(self, losses: dict[str, float]) -> dict[str, float]:
+        """Take a probe's losses: the first is the init's; later ones set the draw weights. Returns the weights."""
+        if self.init_losses is None:
+            self.init_losses = dict(losses)
+        else:
+            self.weights = drift_weights(self.init_losses, losses)
+        return self.weights
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the drift draw (JSON)."""
+        return {"init_losses": self.init_losses, "weights": self.weights}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.init_losses = state.get("init_losses")
+        self.weights = dict(state.get("weights") or {})
 
     def backward(self, actor: torch.nn.Module, model: Any, update: int, *, no_sync: bool,
                  processes_summed: int = 1) -> float:

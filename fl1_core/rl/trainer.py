@@ -75,6 +75,7 @@ from fl1_core.rl.sharded import RolloutWeights, gathered_copy, sharded_reference
 from fl1_core.sharding import skeleton
 from fl1_core.rl.trainer_state import (
     ANCHOR_DRAW_REJECTS_LOG,
+    ANCHOR_DRIFT_FILE,
     METRICS_FILE,
     VERDICTS_LOG,
     TrainerState,
@@ -196,7 +197,9 @@ class RLTrainer(PolicyUpdate, TrainerState):
                 processor, model.latent_config, weight=self.cfg.sft_anchor, batch=self.cfg.sft_anchor_batch,
                 seed=self.cfg.seed, system_prompt=self.cfg.system_prompt, rank=self.dist.rank,
                 processes=self.dist.world,
-                rejects_out=process_file(self.out_dir, ANCHOR_DRAW_REJECTS_LOG, self.dist.rank, self.dist.world))
+                rejects_out=process_file(self.out_dir, ANCHOR_DRAW_REJECTS_LOG, self.dist.rank, self.dist.world),
+                draw=self.cfg.sft_anchor_draw, group_key=self.cfg.sft_anchor_group_key,
+                probe_size=self.cfg.sft_anchor_probe)
         self.total_steps = self.cfg.steps_for(len(self.records))
         self.step = 0
         self.cursor = 0
@@ -274,6 +277,8 @@ class RLTrainer(PolicyUpdate, TrainerState):
         lr = self.cfg.lr_at(step, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        if self.sft_anchor is not None and self.sft_anchor.draw == "drift" and step % self.cfg.sft_anchor_probe_every == 0:
+            self.probe_anchor(step)
         sampling, jstats, gen_tokens = self.collect(step)
         t1 = time.perf_counter()
         upd: dict[str, float] = {}
@@ -290,6 +295,17 @@ class RLTrainer(PolicyUpdate, TrainerState):
         row["rollout/tokens_per_s"] = row["rollout/gen_tokens"] / row["time/step_s"] if row["time/step_s"] > 0 else 0.0
         row["step"] = step + 1
         return row
+
+    def probe_anchor(self, step: int) -> None:
+        """Score the drift draw's probe before step ``step`` (0-based) and set the anchor's draw weights; the main
+        process appends one row per group to ``sft_anchor_drift.jsonl`` (step, group, ce, init_ce, weight)."""
+        anchor = self.sft_anchor
+        losses = anchor.probe_losses(self.actor if self.dist.sharded else self.model, self.model)
+        weights = anchor.observe(losses)
+        if self.dist.main:
+            append_jsonl_rows(self.out_dir / ANCHOR_DRIFT_FILE, [
+                {"step": step, "group": g, "ce": ce, "init_ce": anchor.init_losses[g], "weight": weights.get(g, 0.0)}
+                for g, ce in losses.items()])
 
     # ---------------------------------------------------------------------------------------------------- loop
     def train(self) -> RLResult:

@@ -2,9 +2,10 @@
 
 A checkpoint (``out_dir/checkpoints/step-XXXXXXXX``) holds the model and optimiser state (``model.pt``,
 ``optimizer.pt``; under FSDP every process's shards in ``sharded/``, ``torch.distributed.checkpoint``), the RNG
-states (``rng.pt``), the data cursor and the count of skipped steps. A resume loads the newest intact one, refuses a
+states (``rng.pt``), the data cursor, the count of skipped steps and the SFT anchor's drift draw (its init losses and
+weights). A resume loads the newest intact one, refuses a
 changed result-affecting config, another initial model, process count or sharding, and cuts ``metrics.jsonl``, the
-judge's verdict files and the SFT anchor's draw rejects back to the checkpoint's step (:meth:`TrainerState.cut_logs`).
+judge's verdict files, the SFT anchor's draw rejects and its drift probes back to the checkpoint's step (:meth:`TrainerState.cut_logs`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ METRICS_FILE = "metrics.jsonl"
 MODEL_STATE_FILE = "model.pt"  # the actor's full state dict (unsharded runs)
 VERDICTS_LOG = "judge_verdicts"  # process_file stem of the judge's verdicts
 ANCHOR_DRAW_REJECTS_LOG = "sft_anchor_draw_rejects"  # process_file stem: anchor records that failed when drawn
+ANCHOR_DRIFT_FILE = "sft_anchor_drift.jsonl"  # the drift draw's probe losses and weights (rl.anchor_drift)
 SHARDED_DIR = "sharded"  # FSDP: model and optimiser shards of every process (torch.distributed.checkpoint)
 
 
@@ -80,6 +82,8 @@ class TrainerState:
             tensors[MODEL_STATE_FILE] = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
             tensors["optimizer.pt"] = self.optimizer.state_dict()
         progress = {"cursor": self.cursor, "skipped_steps": self.skipped_steps}
+        if self.sft_anchor is not None and self.sft_anchor.draw == "drift":
+            progress["sft_anchor_drift"] = self.sft_anchor.state()
         return save_checkpoint(self.out_dir, self.step, identity=self.run_identity(), progress=progress,
                                tensors=tensors, write=write, keep=self.cfg.keep_checkpoints, processes=self.dist,
                                size_estimate=training_state_bytes(self.model))
@@ -103,6 +107,8 @@ class TrainerState:
         self.step = ckpt.step
         self.cursor = int(ckpt.progress["cursor"])
         self.skipped_steps = int(ckpt.progress["skipped_steps"])
+        if self.sft_anchor is not None and "sft_anchor_drift" in ckpt.progress:
+            self.sft_anchor.load_state(ckpt.progress["sft_anchor_drift"])
         self.cut_logs()
         self.resumed_from = self.step
         log.info("resumed RL run %s from step %d", self.out_dir, self.step)
@@ -122,3 +128,5 @@ class TrainerState:
             lambda r: int(r["step"]) <= self.step)
         cut(process_file(self.out_dir, ANCHOR_DRAW_REJECTS_LOG, self.dist.rank, self.dist.world),
             lambda r: int(r["update"]) < self.step * self.cfg.updates_per_rollout)
+        if self.dist.main:  # the probe before step self.step runs again
+            cut(self.out_dir / ANCHOR_DRIFT_FILE, lambda r: int(r["step"]) < self.step)
