@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from fl1_core.data.formats import load_rl_records
-from fl1_core.data.order import micro_batch_indices
-from fl1_core.rl.anchor_drift import NO_GROUP, drift_weights, group_indices, probe_indices, weighted_draw
+from fl1_core.rl.anchor_drift import NO_GROUP, drawable, drift_weights, group_indices, probe_indices, weighted_draw
 from fl1_core.rl.config import RLConfig
 from fl1_core.rl.sft_anchor import SFTAnchor, load_anchor_records
 from fl1_core.rl.trainer import RLTrainer
@@ -34,9 +33,12 @@ def test_groups_and_the_fixed_probe():
                                                                    SimpleNamespace(meta=None)]
     groups = group_indices(records, "kind")
     assert groups == {NO_GROUP: [4, 5], "a": [0, 2], "b": [1, 3]}
-    big = {"x": list(range(100)), "y": [7]}
+    big = {"x": list(range(100)), "y": [7], "z": [1, 2, 3]}
     probe = probe_indices(big, 5, seed=3)
-    assert len(probe["x"]) == 5 and set(probe["x"]) <= set(range(100)) and probe["y"] == [7]
+    assert len(probe["x"]) == 5 and set(probe["x"]) <= set(range(100))
+    assert len(probe["z"]) == 1 and "y" not in probe  # at most half a group; a group of one has no probe
+    left = drawable(big, probe)
+    assert set(left) == {"x", "z"} and len(left["x"]) == 95 and not set(left["x"]) & set(probe["x"])
     assert probe == probe_indices(big, 5, seed=3) and probe != probe_indices(big, 5, seed=4)
     with pytest.raises(ValueError, match="sft_anchor_probe"):
         probe_indices(big, 0, seed=3)
@@ -65,12 +67,15 @@ def anchor_file(small_world, tmp_path_factory):
     return path
 
 
-def test_the_anchor_draws_uniformly_until_a_group_loss_rises_then_only_from_risen_groups(tiny, anchor_file):
+def test_the_anchor_never_draws_its_probe_and_then_only_from_risen_groups(tiny, anchor_file):
     records = load_anchor_records(anchor_file)
     anchor = SFTAnchor(records, tiny[1], tiny[0].latent_config, weight=1.0, batch=3, seed=5,
                        system_prompt="interleaved", draw="drift", probe_size=2)
-    uniform = micro_batch_indices(5, len(records), 0, anchor.steps_per_epoch, 3, 1, 1, 0)[0]
-    assert anchor.indices(0) == uniform
+    probed = {i for ix in anchor.probe.values() for i in ix}
+    drawn = [i for u in range(60) for i in anchor.indices(u)]
+    assert probed and not probed & set(drawn)
+    assert set(drawn) == {i for ix in anchor.groups.values() for i in ix}  # before any rise: every other record
+    uniform = anchor.indices(0)
     losses = anchor.probe_losses(anchor_model := copy.deepcopy(tiny[0]), anchor_model)
     assert set(losses) == set(anchor.groups) and all(np.isfinite(v) and v > 0 for v in losses.values())
     assert losses == anchor.probe_losses(anchor_model, anchor_model)  # the same records each time
@@ -83,6 +88,11 @@ def test_the_anchor_draws_uniformly_until_a_group_loss_rises_then_only_from_rise
                       system_prompt="interleaved", draw="drift", probe_size=2)
     again.load_state(json.loads(json.dumps(anchor.state())))  # what a checkpoint keeps
     assert again.indices(3) == anchor.indices(3)
+    one_each = [records[ix[0]] for ix in group_indices(records, "question_kind").values()]
+    assert len(one_each) >= 3
+    with pytest.raises(ValueError, match="no group"):  # every kind a single record: nothing to probe
+        SFTAnchor(one_each, tiny[1], tiny[0].latent_config, weight=1.0, batch=3, seed=5,
+                  system_prompt="interleaved", draw="drift")
     with pytest.raises(ValueError, match="sft_anchor_draw"):
         RLConfig(sft_anchor_draw="kinds")
     with pytest.raises(ValueError, match="sft_anchor_draw"):

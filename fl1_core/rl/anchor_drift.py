@@ -1,16 +1,19 @@
 """The SFT anchor's draw aimed at what RL forgets (``RLConfig.sft_anchor_draw = "drift"``; a workbook deviation).
 
 The anchor's records are grouped by ``meta[sft_anchor_group_key]`` (the world's question kind; records without the
-key form one group). A fixed probe of ``sft_anchor_probe`` records per group is scored before the first update
-(the init, θ₀) and every ``sft_anchor_probe_every`` steps after it (θ): CE_g is the probe's mean token CE of group
-g. Each anchor slot then draws group g with probability
+key form one group). A probe of ``sft_anchor_probe`` records per group (at most half of the group; a group of one
+record has none and is never drawn) is set apart: the anchor never trains on it, so its loss measures what RL
+changes, not what the anchor fits. The probe is scored before the first update (the init, θ₀) and every
+``sft_anchor_probe_every`` steps after it (θ): CE_g is the probe's mean token CE of group g. Each anchor slot then
+draws group g with probability
 
     w_g = max(0, CE_g(θ) − CE_g(θ₀)) / Σ_h max(0, CE_h(θ) − CE_h(θ₀))
 
-and a record of g uniformly. Until a group's loss has risen (before the first probe after the init, or when none
-has), the anchor draws in the uniform seeded order of SFT. Only the anchor's SFT records are read: which groups to
-hold comes from the training data, never from held-out items. Every draw depends on (seed, update, rank) and the
-weights, which checkpoints keep, so a resumed run draws what an uninterrupted one would.
+and one of its other records uniformly. Until a group's loss has risen (before the first probe after the init, or
+when none has), every slot draws uniformly from all records outside the probe (w_g ∝ their count). Only the anchor's
+SFT records are read: which groups to hold comes from the training data, never from held-out items. Every draw
+depends on (seed, update, rank) and the weights, which checkpoints keep, so a resumed run draws what an
+uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 
 from fl1_core.data.records import SFTRecord
 
-__all__ = ["NO_GROUP", "drift_weights", "group_indices", "probe_indices", "weighted_draw"]
+__all__ = ["NO_GROUP", "drawable", "drift_weights", "group_indices", "probe_indices", "weighted_draw"]
 
 NO_GROUP = "(none)"  # the group of records whose meta lacks the group key
 
@@ -36,12 +39,19 @@ def group_indices(records: Sequence[SFTRecord], key: str) -> dict[str, list[int]
 
 
 def probe_indices(groups: Mapping[str, Sequence[int]], size: int, seed: int) -> dict[str, list[int]]:
-    """The fixed probe: ``size`` indices of each group (all of a smaller group), a seeded choice without
-    replacement, the same at every probe so that CE_g(θ) − CE_g(θ₀) compares the same records."""
+    """The probe: min(``size``, ⌊n_g / 2⌋) indices of each group g, a seeded choice without replacement, the same at
+    every probe so that CE_g(θ) − CE_g(θ₀) compares the same records. Groups too small for one are left out."""
     if size < 1:
         raise ValueError(f"sft_anchor_probe must be >= 1, got {size}")
     rng = np.random.default_rng([seed, 65537])
-    return {g: sorted(int(i) for i in rng.permutation(np.asarray(ix))[:size]) for g, ix in groups.items()}
+    probe = {g: sorted(int(i) for i in rng.permutation(np.asarray(ix))[:min(size, len(ix) // 2)])
+             for g, ix in groups.items()}
+    return {g: ix for g, ix in probe.items() if ix}
+
+
+def drawable(groups: Mapping[str, Sequence[int]], probe: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
+    """Each probed group's records outside its probe (what the drift draw may train on)."""
+    return {g: [i for i in groups[g] if i not in set(probe[g])] for g in probe}
 
 
 def drift_weights(init: Mapping[str, float], now: Mapping[str, float]) -> dict[str, float]:

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from fl1_core.data.collator import SFTCollator
-from fl1_core.rl.anchor_drift import drift_weights, group_indices, probe_indices, weighted_draw
+from fl1_core.rl.anchor_drift import drawable, drift_weights, group_indices, probe_indices, weighted_draw
 from fl1_core.data.order import micro_batch_indices
 from fl1_core.data.examples import sft_example
 from fl1_core.data.frames import VideoError
@@ -71,8 +71,8 @@ class SFTAnchor:
     (``{"record_id", "field", "reason", "update"}``; a record is rejected again in each epoch that draws it). Nothing
     is kept in memory per reject, so a long run with a bad file does not grow.
 
-    ``draw="drift"`` groups the records by ``meta[group_key]`` and keeps a fixed probe of ``probe_size`` records per
-    group; :meth:`observe` takes the probe's losses (:meth:`probe_losses`), the first as the init's, and sets the
+    ``draw="drift"`` groups the records by ``meta[group_key]`` and sets apart a probe of up to ``probe_size`` records
+    per group, never drawn; :meth:`observe` takes the probe's losses (:meth:`probe_losses`), the first as the init's, and sets the
     draw weights (:func:`~fl1_core.rl.anchor_drift.drift_weights`)."""
 
     def __init__(self, records: Sequence[SFTRecord], processor: Any, latent_config: Any, *, weight: float,
@@ -99,15 +99,24 @@ class SFTAnchor:
         if draw not in ("uniform", "drift"):
             raise ValueError(f"sft_anchor_draw must be 'uniform' or 'drift', got {draw!r}")
         self.draw = draw
-        self.groups = group_indices(self.source, group_key) if draw == "drift" else {}
-        self.probe = probe_indices(self.groups, probe_size, self.seed) if draw == "drift" else {}
+        self.groups: dict[str, list[int]] = {}  # drift: each probed group's records outside the probe
+        self.probe: dict[str, list[int]] = {}
+        if draw == "drift":
+            groups = group_indices(self.source, group_key)
+            self.probe = probe_indices(groups, probe_size, self.seed)
+            self.groups = drawable(groups, self.probe)
+            if not self.probe:
+                raise ValueError(f"sft_anchor_draw='drift': no group of meta[{group_key!r}] has the 2 records a "
+                                 f"probe needs ({len(self.source)} records)")
         self.init_losses: dict[str, float] | None = None  # CE_g(θ₀) of the probe
         self.weights: dict[str, float] = {}  # the draw's w_g; empty or all 0 → the uniform order
 
     def indices(self, update: int) -> list[int]:
         """Example indices of optimiser step ``update`` (0-based, over the whole run) on this process."""
-        if any(w > 0 for w in self.weights.values()):
-            return weighted_draw(self.groups, self.weights, seed=self.seed, update=update, batch=self.batch,
+        if self.draw == "drift":
+            weights = self.weights if any(w > 0 for w in self.weights.values()) else \
+                {g: float(len(ix)) for g, ix in self.groups.items()}  # no rise yet: all drawable records alike
+            return weighted_draw(self.groups, weights, seed=self.seed, update=update, batch=self.batch,
                                  rank=self.rank)
         return micro_batch_indices(self.seed, len(self.source), update, self.steps_per_epoch, self.batch, 1,
                                    self.processes, self.rank)[0]
