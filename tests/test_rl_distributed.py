@@ -149,3 +149,20 @@ def test_the_sft_anchor_trains_the_same_model_under_ddp_and_fsdp(inputs, fsdp_ru
     w_plain = load_file(fsdp_run / "final" / "model.safetensors")
     w_anchor = load_file(inputs / "fsdp_anchor" / "final" / "model.safetensors")
     assert max(float((w_anchor[k].float() - w_plain[k].float()).abs().max()) for k in w_plain) > 1e-3
+
+
+@pytest.mark.slow
+def test_the_drift_draw_probes_and_trains_the_same_under_ddp_and_fsdp(inputs):
+    """The drift draw's probe runs through the sharded actor on every process: DDP and FSDP runs log the same probe
+    losses and weights, and train the same model."""
+    anchor = {"FL1_TEST_SFT_ANCHOR": str(inputs / "world" / "sft.json"), "FL1_TEST_SFT_ANCHOR_DRIFT": "1"}
+    ddp_env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "FL1_DEVICE": "cpu", **anchor}
+    _run([*_torchrun(29543), *_args(inputs), str(inputs / "ddp_drift")], inputs, ddp_env)
+    _run([*_torchrun(29545), *_args(inputs), str(inputs / "fsdp_drift")], inputs, {**fsdp_env(2), **anchor})
+    _same_run(inputs / "ddp_drift", inputs / "fsdp_drift")
+    probes = [[json.loads(x) for x in (inputs / run / "sft_anchor_drift.jsonl").read_text().splitlines()]
+              for run in ("ddp_drift", "fsdp_drift")]
+    assert len(probes[0]) == len(probes[1]) and {r["step"] for r in probes[0]} == {0, 1}
+    for a, b in zip(*probes):
+        assert (a["step"], a["group"]) == (b["step"], b["group"])
+        assert b["ce"] == pytest.approx(a["ce"], rel=1e-4) and b["weight"] == pytest.approx(a["weight"], abs=1e-3)

@@ -6,7 +6,8 @@
 Under the environment of an FSDP launch (tests/fsdp_launch.py) the actor and the reference are sharded (FSDP2).
 STOP_AT: stop (as if killed) once step STOP_AT is logged, before its checkpoint; a checkpoint is written every step.
 With ``FL1_TEST_SFT_ANCHOR=SFT_JSON`` in the environment the run adds the SFT anchor (weight 1, 2 records per process
-and step) on those records.
+and step) on those records; with ``FL1_TEST_SFT_ANCHOR_DRIFT=1`` too, its drift draw (a probe of 2 records per kind,
+scored before every step).
 
 Rewards are the share of even token ids of each response (a random model answers nothing right), so advantages are
 non-zero and the update does something. Sampling is rank-invariant (per-group seeds, one group per generate call),
@@ -24,7 +25,9 @@ import torch
 
 def anchor_settings() -> dict:
     path = os.environ.get("FL1_TEST_SFT_ANCHOR")
-    return {"sft_anchor": 1.0, "sft_anchor_data": path, "sft_anchor_batch": 2} if path else {}
+    drift = {"sft_anchor_draw": "drift", "sft_anchor_probe": 2, "sft_anchor_probe_every": 1} \
+        if os.environ.get("FL1_TEST_SFT_ANCHOR_DRIFT") else {}
+    return {"sft_anchor": 1.0, "sft_anchor_data": path, "sft_anchor_batch": 2, **drift} if path else {}
 
 
 def main() -> None:
