@@ -162,3 +162,32 @@ def test_a_resume_cuts_the_logs_back_to_the_checkpoint_step(tmp_path, rank, worl
     assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == ([1, 2] if rank == 0 else [1, 2, 3])
     assert [r["step"] for r in read_jsonl(tmp_path / f"judge_verdicts{suffix}.jsonl")] == [1, 2, 2]
     assert [r["update"] for r in read_jsonl(tmp_path / f"sft_anchor_draw_rejects{suffix}.jsonl")] == [0, 1, 2, 3]
+
+
+def test_the_anchor_records_whose_answer_comes_before_the_chain_end_are_the_interpolation_questions(
+        tiny, small_world, anchor_file, tmp_path):
+    from fl1_core.data.formats import load_sft_records
+    from fl1_core.rl.sft_anchor import answer_before_chain_end, select_anchor_records
+
+    records = list(load_sft_records(small_world / "sft.json").records)
+    kept = select_anchor_records(records, "answer_before_chain_end")
+    assert kept and {r.meta["question_kind"] for r in kept} == {"interpolation"}
+    assert {r.id for r in kept} == {r.id for r in records if r.meta["question_kind"] == "interpolation"}
+    for r in kept:  # the conclusion names an event the chain passed before its last one
+        assert r.meta["answer_event_indices"][-1] in r.meta["chain_event_indices"][:-1]
+    assert select_anchor_records(records, "all") == records
+    others = [r for r in records if not answer_before_chain_end(r)]
+    with pytest.raises(ValueError, match="none of the"):
+        select_anchor_records(others, "answer_before_chain_end")
+    with pytest.raises(ValueError, match="sft_anchor_records"):
+        select_anchor_records(records, "interpolation")
+    with pytest.raises(ValueError, match="sft_anchor_records"):
+        RLConfig(sft_anchor_records="interpolation")
+    rows = json.loads((small_world / "sft.json").read_text())
+    for row in rows:
+        row["video"] = str(small_world / row["video"])
+    path = tmp_path / "sft_all.json"
+    path.write_text(json.dumps(rows))
+    trainer = _trainer(tiny, small_world, tmp_path / "run", sft_anchor=1.0, sft_anchor_data=str(path),
+                       sft_anchor_batch=1, sft_anchor_records="answer_before_chain_end")
+    assert [r.id for r in trainer.sft_anchor.source] == [r.id for r in kept]

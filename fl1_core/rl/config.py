@@ -89,6 +89,9 @@ class RLConfig(FineTuneConfig, SamplingConfig):
     # SFT loss on a fixed probe of sft_anchor_probe records each rose most since the init, probed every
     # sft_anchor_probe_every steps (fl1_core.rl.anchor_drift)
     sft_anchor_draw: Literal["uniform", "drift"] = "uniform"
+    # which records of sft_anchor_data: "all", or "answer_before_chain_end" (those whose answer is an event the chain
+    # passes before its last, fl1_core.rl.sft_anchor.answer_before_chain_end; on the world, interpolation)
+    sft_anchor_records: Literal["all", "answer_before_chain_end"] = "all"
     sft_anchor_group_key: str = "question_kind"
     sft_anchor_probe: int = 12
     sft_anchor_probe_every: int = 5
@@ -131,6 +134,9 @@ class RLConfig(FineTuneConfig, SamplingConfig):
             raise ValueError(f"sft_anchor must be >= 0, and > 0 needs sft_anchor_data (an SFT records file) and "
                              f"sft_anchor_batch >= 1; got {self.sft_anchor}, {self.sft_anchor_data!r}, "
                              f"{self.sft_anchor_batch}")
+        if self.sft_anchor_records not in ("all", "answer_before_chain_end"):
+            raise ValueError(f"sft_anchor_records must be 'all' or 'answer_before_chain_end', got "
+                             f"{self.sft_anchor_records!r}")
         if self.sft_anchor_draw not in ("uniform", "drift") or self.sft_anchor_probe < 1 or \
                 self.sft_anchor_probe_every < 1:
             raise ValueError(f"sft_anchor_draw must be 'uniform' or 'drift', sft_anchor_probe and "

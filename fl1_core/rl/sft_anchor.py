@@ -37,7 +37,7 @@ from fl1_core.data.records import SFTRecord, write_rejects
 from fl1_core.placement import autocast, to_device
 from fl1_core.runs import append_jsonl_rows
 
-__all__ = ["SFTAnchor", "load_anchor_records"]
+__all__ = ["ANCHOR_RECORD_RULES", "SFTAnchor", "answer_before_chain_end", "load_anchor_records", "select_anchor_records"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,30 @@ def load_anchor_records(path: str | Path, rejects_out: str | Path | None = None)
         write_rejects(loaded.rejects, rejects_out)
         log.warning("%d SFT anchor record(s) rejected; see %s", len(loaded.rejects), rejects_out)
     return list(loaded.records)
+
+
+def answer_before_chain_end(record: SFTRecord) -> bool:
+    """True when the record's answer is an event its chain passes before the chain's last event (the world's
+    ``meta.answer_event_indices[-1] != meta.chain_event_indices[-1]``, both non-empty): a conclusion that points
+    back to an earlier thought instead of restating the last one."""
+    meta = record.meta or {}
+    answer, chain = meta.get("answer_event_indices") or [], meta.get("chain_event_indices") or []
+    return bool(answer and chain) and answer[-1] != chain[-1]
+
+
+ANCHOR_RECORD_RULES = {"all": lambda record: True, "answer_before_chain_end": answer_before_chain_end}
+
+
+def select_anchor_records(records: Sequence[SFTRecord], rule: str) -> list[SFTRecord]:
+    """The anchor's records under ``RLConfig.sft_anchor_records``: ``"all"``, or ``"answer_before_chain_end"``
+    (:func:`answer_before_chain_end`; on the world, the interpolation questions). A rule no record meets is refused."""
+    if rule not in ANCHOR_RECORD_RULES:
+        raise ValueError(f"sft_anchor_records must be one of {sorted(ANCHOR_RECORD_RULES)}, got {rule!r}")
+    kept = [r for r in records if ANCHOR_RECORD_RULES[rule](r)]
+    if not kept:
+        raise ValueError(f"sft_anchor_records={rule!r}: none of the {len(records)} SFT anchor records meets it "
+                         "(it reads meta.answer_event_indices and meta.chain_event_indices, which world records have)")
+    return kept
 
 
 class SFTAnchor:

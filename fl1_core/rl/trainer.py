@@ -189,11 +189,12 @@ class RLTrainer(PolicyUpdate, TrainerState):
         )
         self.sft_anchor = None
         if self.cfg.sft_anchor > 0:
-            from fl1_core.rl.sft_anchor import SFTAnchor, load_anchor_records
+            from fl1_core.rl.sft_anchor import SFTAnchor, load_anchor_records, select_anchor_records
 
             self.sft_anchor = SFTAnchor(
-                load_anchor_records(self.cfg.sft_anchor_data,
-                                    self.out_dir / ANCHOR_REJECTS_FILE if self.dist.main else None),
+                select_anchor_records(load_anchor_records(
+                    self.cfg.sft_anchor_data, self.out_dir / ANCHOR_REJECTS_FILE if self.dist.main else None),
+                    self.cfg.sft_anchor_records),
                 processor, model.latent_config, weight=self.cfg.sft_anchor, batch=self.cfg.sft_anchor_batch,
                 seed=self.cfg.seed, system_prompt=self.cfg.system_prompt, rank=self.dist.rank,
                 processes=self.dist.world,
