@@ -13,9 +13,9 @@ wording) on the records RL does not reward, while the reward moves it on the one
 The records are drawn in the seeded order of SFT (:mod:`fl1_core.data.order`, one micro-batch per step): optimiser
 step u (counted over the whole run: rollout step × updates per rollout + the update's index) on process p takes the
 indices that SFT step u would, so a resumed run draws what an uninterrupted one would. With ``draw="drift"`` the
-draw goes to the groups of records whose SFT loss RL has raised (:mod:`fl1_core.rl.anchor_drift`). Under DDP / FSDP every process
-makes one anchor pass per optimiser step, and the anchor's gradient is the mean over processes of their batches'
-gradients, as in SFT.
+draw goes to the groups of records whose SFT loss RL has raised (:mod:`fl1_core.rl.anchor_drift`). Under DDP / FSDP
+every process makes one anchor pass per optimiser step, and the anchor's gradient is the mean over processes of
+their batches' gradients, as in SFT.
 """
 
 from __future__ import annotations
@@ -29,15 +29,16 @@ from typing import Any
 import torch
 
 from fl1_core.data.collator import SFTCollator
-from fl1_core.rl.anchor_drift import drawable, drift_weights, group_indices, probe_indices, weighted_draw
 from fl1_core.data.order import micro_batch_indices
 from fl1_core.data.examples import sft_example
 from fl1_core.data.frames import VideoError
 from fl1_core.data.records import SFTRecord, write_rejects
 from fl1_core.placement import autocast, to_device
+from fl1_core.rl.anchor_drift import drawable, drift_weights, group_indices, probe_indices, weighted_draw
 from fl1_core.runs import append_jsonl_rows
 
-__all__ = ["ANCHOR_RECORD_RULES", "SFTAnchor", "answer_before_chain_end", "load_anchor_records", "select_anchor_records"]
+__all__ = ["ANCHOR_RECORD_RULES", "SFTAnchor", "answer_before_chain_end", "load_anchor_records",
+           "select_anchor_records"]
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,8 @@ class SFTAnchor:
     is kept in memory per reject, so a long run with a bad file does not grow.
 
     ``draw="drift"`` groups the records by ``meta[group_key]`` and sets apart a probe of up to ``probe_size`` records
-    per group, never drawn; :meth:`observe` takes the probe's losses (:meth:`probe_losses`), the first as the init's, and sets the
-    draw weights (:func:`~fl1_core.rl.anchor_drift.drift_weights`)."""
+    per group, never drawn; :meth:`observe` takes the probe's losses (:meth:`probe_losses`), the first as the
+    init's, and sets the draw weights (:func:`~fl1_core.rl.anchor_drift.drift_weights`)."""
 
     def __init__(self, records: Sequence[SFTRecord], processor: Any, latent_config: Any, *, weight: float,
                  batch: int, seed: int, system_prompt: str, rank: int = 0, processes: int = 1,

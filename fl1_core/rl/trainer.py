@@ -278,7 +278,8 @@ class RLTrainer(PolicyUpdate, TrainerState):
         lr = self.cfg.lr_at(step, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        if self.sft_anchor is not None and self.sft_anchor.draw == "drift" and step % self.cfg.sft_anchor_probe_every == 0:
+        anchor = self.sft_anchor
+        if anchor is not None and anchor.draw == "drift" and step % self.cfg.sft_anchor_probe_every == 0:
             self.probe_anchor(step)
         sampling, jstats, gen_tokens = self.collect(step)
         t1 = time.perf_counter()

@@ -3,9 +3,9 @@
 A checkpoint (``out_dir/checkpoints/step-XXXXXXXX``) holds the model and optimiser state (``model.pt``,
 ``optimizer.pt``; under FSDP every process's shards in ``sharded/``, ``torch.distributed.checkpoint``), the RNG
 states (``rng.pt``), the data cursor, the count of skipped steps and the SFT anchor's drift draw (its init losses and
-weights). A resume loads the newest intact one, refuses a
-changed result-affecting config, another initial model, process count or sharding, and cuts ``metrics.jsonl``, the
-judge's verdict files, the SFT anchor's draw rejects and its drift probes back to the checkpoint's step (:meth:`TrainerState.cut_logs`).
+weights). A resume loads the newest intact one, refuses a changed result-affecting config, another initial model,
+process count or sharding, and cuts ``metrics.jsonl``, the judge's verdict files, the SFT anchor's draw rejects and
+its drift probes back to the checkpoint's step (:meth:`TrainerState.cut_logs`).
 """
 
 from __future__ import annotations
