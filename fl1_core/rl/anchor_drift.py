@@ -51,7 +51,11 @@ def probe_indices(groups: Mapping[str, Sequence[int]], size: int, seed: int) -> 
 
 def drawable(groups: Mapping[str, Sequence[int]], probe: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
     """Each probed group's records outside its probe (what the drift draw may train on)."""
-    return {g: [i for i in groups[g] if i not in probed] for g, probed in ((g, set(ix)) for g, ix in probe.items())}
+    kept = {}
+    for g, ix in probe.items():
+        probed = set(ix)
+        kept[g] = [i for i in groups[g] if i not in probed]
+    return kept
 
 
 def drift_weights(init: Mapping[str, float], now: Mapping[str, float]) -> dict[str, float]:
