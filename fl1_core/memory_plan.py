@@ -23,7 +23,9 @@ What the trainers do, and so what is counted (N parameters, N_t trainable, G GPU
 - **RL, update phase**: gradients, activations of one micro-batch (context tokens per row), the LM head's chunked
   fp32 scoring ``3 · chunk · V · 4 B``;
 - **RL, SFT anchor** (``RLConfig.sft_anchor > 0``): before each update, one SFT step's activations and logits (as
-  below) on ``sft_anchor_rows`` records of ``tokens_per_row`` tokens, freed before the policy's micro-batches;
+  below) on ``sft_anchor_rows`` records of ``tokens_per_row`` tokens, freed before the policy's micro-batches; with
+  the drift draw (``sft_anchor_draw="drift"``) a no-grad probe forward of as many records every few steps, its
+  activations and fp32 logits ``tokens · V · 4 B`` beside the held weights (gradients are freed between steps);
 - **SFT step**: activations and the full-vocabulary fp32 logits and their gradient ``2 · tokens · V · 4 B``. With
   scheduled sampling (``SFTConfig.scheduled_sampling_p > 0``) every step runs a second forward on the fed
   predictions, and the backward needs both passes' activations (``scheduled_sampling_loss="ce"``: the CE's gradient
@@ -87,6 +89,7 @@ class PlanInputs:
     kl_reference: bool = True  # RL: a KL reference is held (RLConfig.kl_beta != 0)
     init_kl_reference: bool = False  # SFT: the initial model is held for the KL to it (SFTConfig.init_kl > 0)
     sft_anchor_rows: int = 0  # RL: SFT records per anchor pass (RLConfig.sft_anchor_batch when sft_anchor > 0)
+    sft_anchor_probe: bool = False  # RL: the anchor's drift draw scores its probe (RLConfig.sft_anchor_draw="drift")
     load_bytes: int = 2  # bytes per frozen weight (bf16)
     headroom: float = 0.9  # usable share of GPU memory (allocator fragmentation, CUDA context, buffers)
 
@@ -234,6 +237,11 @@ def _plan(base, inputs: PlanInputs) -> MemoryPlan:
             phases["sft_anchor"] = {**held, **grads,
                                     "activations": anchor_tokens * dims.train_bytes_per_token(i.gradient_checkpointing),
                                     "logits": 2 * anchor_tokens * dims.vocab * 4}
+            if i.sft_anchor_probe:
+                gathered_units = {"fsdp_gathered_units": 2 * 2 * unit} if shard > 1 else {}
+                phases["sft_anchor_probe"] = {**held, **gathered_units,
+                                              "nograd_forward": anchor_tokens * dims.nograd_bytes_per_token(2),
+                                              "logits": anchor_tokens * dims.vocab * 4}
     plan = MemoryPlan(i, total, trainable, phases)
     plan.advice = _advice(plan)
     return plan

@@ -5,7 +5,8 @@
   group_size``; rows per decode call ``min(rollout_batch_size or R, R)``; micro-batch ``min(micro_batch_size or
   R / mini_batches, R / mini_batches)``; context ``max_prompt_tokens + max_new_tokens``; LoRA, checkpointing,
   vision freezing, the log-prob chunk, the KL reference (``kl_beta != 0``) and the SFT anchor's records
-  (``sft_anchor_batch`` when ``sft_anchor > 0``, of ``tokens_per_row`` tokens) as configured;
+  (``sft_anchor_batch`` when ``sft_anchor > 0``, of ``tokens_per_row`` tokens, and the drift draw's probe) as
+  configured;
 - SFT (:class:`~fl1_core.sft.config.SFTConfig`): micro-batch ``per_device_batch_size``, tokens per record
   ``max_length`` (else the given length), checkpointing, LoRA, scheduled sampling when
   ``scheduled_sampling_p > 0``, and the initial model held for the KL to it when ``init_kl > 0`` (both in latent SFT
@@ -47,7 +48,7 @@ def rl_plan_inputs(cfg: Any, *, gpus: int, gpu_mem_gb: float = 80.0, prompt_toke
                       freeze_vision=r.freeze_vision, rollout_rows=min(r.rollout_batch_size or local_rows, local_rows),
                       prompt_tokens=prompt, max_new_tokens=r.max_new_tokens, logprob_chunk=r.logprob_chunk,
                       kl_reference=r.kl_beta != 0.0, sft_anchor_rows=r.sft_anchor_batch if r.sft_anchor > 0 else 0,
-                      **extra)
+                      sft_anchor_probe=r.sft_anchor > 0 and r.sft_anchor_draw == "drift", **extra)
 
 
 def sft_plan_inputs(cfg: Any, *, gpus: int, gpu_mem_gb: float = 80.0, tokens_per_row: int = 4096,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
+from collections import Counter
 from types import SimpleNamespace
 
 import numpy as np
@@ -97,6 +99,48 @@ def test_the_anchor_never_draws_its_probe_and_then_only_from_risen_groups(tiny, 
         RLConfig(sft_anchor_draw="kinds")
     with pytest.raises(ValueError, match="sft_anchor_draw"):
         RLConfig(sft_anchor_probe_every=0)
+
+
+def test_a_probe_record_whose_video_is_gone_leaves_the_probe_and_an_all_bad_batch_is_named(tiny, small_world,
+                                                                                          tmp_path):
+    every = json.loads((small_world / "sft.json").read_text())
+    kinds = Counter(r["meta"]["question_kind"] for r in every)
+    two = [k for k, n in kinds.most_common(2)]
+    assert all(kinds[k] >= 4 for k in two)
+    rows = [dict(r, video=str(small_world / r["video"])) for k in two
+            for r in [r for r in every if r["meta"]["question_kind"] == k][:4]]
+    path = tmp_path / "anchor.json"
+    path.write_text(json.dumps(rows))
+    anchor = SFTAnchor(load_anchor_records(path), tiny[1], tiny[0].latent_config, weight=1.0, batch=3, seed=5,
+                       system_prompt="interleaved", draw="drift", probe_size=2)
+    model = copy.deepcopy(tiny[0])
+    before = anchor.probe_losses(model, model)
+    group, (gone, _) = two[0], anchor.probe[two[0]]
+    moved = tmp_path / "moved.mp4"
+    shutil.copy(rows[gone]["video"], moved)
+    broken = [dict(r, video=str(moved)) if i == gone else r for i, r in enumerate(rows)]
+    path = tmp_path / "anchor.json"
+    path.write_text(json.dumps(broken))
+    again = SFTAnchor(load_anchor_records(path), tiny[1], tiny[0].latent_config, weight=1.0, batch=3, seed=5,
+                      system_prompt="interleaved", draw="drift", probe_size=2,
+                      rejects_out=tmp_path / "rejects.jsonl")
+    assert again.probe == anchor.probe
+    moved.unlink()
+    after = again.probe_losses(model, model)
+    assert set(after) == set(before) and np.isfinite(after[group])
+    assert after[group] != before[group]  # scored on the record that is left
+    assert {g: v for g, v in after.items() if g != group} == {g: v for g, v in before.items() if g != group}
+
+    bad = tmp_path / "bad.mp4"
+    shutil.copy(rows[0]["video"], bad)
+    only_bad = tmp_path / "only_bad.json"
+    only_bad.write_text(json.dumps([dict(r, video=str(bad)) for r in rows[:3]]))
+    uniform = SFTAnchor(load_anchor_records(only_bad), tiny[1], tiny[0].latent_config, weight=1.0, batch=3, seed=0,
+                        system_prompt="interleaved", rejects_out=tmp_path / "bad_rejects.jsonl")
+    bad.unlink()
+    with pytest.raises(RuntimeError, match="every record of the SFT anchor batch of update 0"):
+        uniform.backward(model, model, 0, no_sync=False)
+    assert uniform.rejected == 3 and len(read_jsonl(tmp_path / "bad_rejects.jsonl")) == 3
 
 
 def test_the_trainer_probes_logs_and_resumes_the_drift_draw(tiny, small_world, anchor_file, tmp_path):

@@ -223,6 +223,13 @@ def test_the_rl_sft_anchor_is_a_phase_of_one_sft_step_beside_the_update():
     assert anchor["gradients"] == upd["gradients"] and "logits_chunk" not in anchor  # freed before the update
     long = plan_memory("qwen3-vl-8b", rl_plan_inputs(dataclasses.replace(cfg, sft_anchor_batch=16), gpus=8))
     assert long.phases["sft_anchor"]["logits"] == 8 * anchor["logits"] and long.peak_phase == "sft_anchor"
+    assert "sft_anchor_probe" not in plan.phases  # the uniform draw scores no probe
+    drift = plan_memory("qwen3-vl-8b", rl_plan_inputs(dataclasses.replace(cfg, sft_anchor_draw="drift"), gpus=8,
+                                                      tokens_per_row=4096))
+    probe = drift.phases["sft_anchor_probe"]
+    assert probe["logits"] == anchor["logits"] // 2 == 8192 * 151936 * 4  # no gradient of the logits
+    assert "gradients" not in probe and probe["weights"] == anchor["weights"]
+    assert probe["nograd_forward"] < anchor["activations"] and drift.total >= sum(probe.values())
 
 
 def test_scheduled_sampling_and_projection_head_are_counted():

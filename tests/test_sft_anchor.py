@@ -7,6 +7,7 @@ import copy
 import json
 import shutil
 from types import SimpleNamespace
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -14,8 +15,8 @@ import torch
 
 from fl1_core.data.examples import sft_example
 from fl1_core.data.formats import load_rl_records
-from fl1_core.rl.config import RLConfig
-from fl1_core.rl.sft_anchor import SFTAnchor, load_anchor_records
+from fl1_core.rl.config import AnchorRecords, RLConfig
+from fl1_core.rl.sft_anchor import ANCHOR_RECORD_RULES, SFTAnchor, load_anchor_records
 from fl1_core.rl.trainer import RLTrainer
 from fl1_core.rl.trainer_state import TrainerState
 from fl1_core.runs import read_jsonl, write_jsonl
@@ -183,6 +184,7 @@ def test_the_anchor_records_whose_answer_comes_before_the_chain_end_are_the_inte
         select_anchor_records(records, "interpolation")
     with pytest.raises(ValueError, match="sft_anchor_records"):
         RLConfig(sft_anchor_records="interpolation")
+    assert set(ANCHOR_RECORD_RULES) == set(get_args(AnchorRecords))  # every name RLConfig takes has its rule
     rows = json.loads((small_world / "sft.json").read_text())
     for row in rows:
         row["video"] = str(small_world / row["video"])

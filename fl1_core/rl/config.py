@@ -13,11 +13,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from fl1_core.config import FineTuneConfig, SamplingConfig, paper_setting
 from fl1_core.data.prompt_caps import MAX_PROMPT_TOKENS, QUESTION_MAX_PIXELS
 from fl1_core.rl.algorithms import Algorithm, Implementation, algorithm, implementation
+
+AnchorDraw = Literal["uniform", "drift"]  # how the SFT anchor draws its records (fl1_core.rl.sft_anchor)
+AnchorRecords = Literal["all", "answer_before_chain_end"]  # which records it keeps (sft_anchor.ANCHOR_RECORD_RULES)
 
 __all__ = ["RLConfig", "NON_RESULT_KEYS"]
 
@@ -88,10 +91,10 @@ class RLConfig(FineTuneConfig, SamplingConfig):
     # which anchor records: "uniform" = the seeded SFT order; "drift" = the groups (meta[sft_anchor_group_key]) whose
     # SFT loss on a fixed probe of sft_anchor_probe records each rose most since the init, probed every
     # sft_anchor_probe_every steps (fl1_core.rl.anchor_drift)
-    sft_anchor_draw: Literal["uniform", "drift"] = "uniform"
+    sft_anchor_draw: AnchorDraw = "uniform"
     # which records of sft_anchor_data: "all", or "answer_before_chain_end" (those whose answer is an event the chain
     # passes before its last, fl1_core.rl.sft_anchor.answer_before_chain_end; on the world, interpolation)
-    sft_anchor_records: Literal["all", "answer_before_chain_end"] = "all"
+    sft_anchor_records: AnchorRecords = "all"
     sft_anchor_group_key: str = "question_kind"
     sft_anchor_probe: int = 12
     sft_anchor_probe_every: int = 5
@@ -134,12 +137,12 @@ class RLConfig(FineTuneConfig, SamplingConfig):
             raise ValueError(f"sft_anchor must be >= 0, and > 0 needs sft_anchor_data (an SFT records file) and "
                              f"sft_anchor_batch >= 1; got {self.sft_anchor}, {self.sft_anchor_data!r}, "
                              f"{self.sft_anchor_batch}")
-        if self.sft_anchor_records not in ("all", "answer_before_chain_end"):
-            raise ValueError(f"sft_anchor_records must be 'all' or 'answer_before_chain_end', got "
+        if self.sft_anchor_records not in get_args(AnchorRecords):
+            raise ValueError(f"sft_anchor_records must be one of {get_args(AnchorRecords)}, got "
                              f"{self.sft_anchor_records!r}")
-        if self.sft_anchor_draw not in ("uniform", "drift") or self.sft_anchor_probe < 1 or \
+        if self.sft_anchor_draw not in get_args(AnchorDraw) or self.sft_anchor_probe < 1 or \
                 self.sft_anchor_probe_every < 1:
-            raise ValueError(f"sft_anchor_draw must be 'uniform' or 'drift', sft_anchor_probe and "
+            raise ValueError(f"sft_anchor_draw must be one of {get_args(AnchorDraw)}, sft_anchor_probe and "
                              f"sft_anchor_probe_every >= 1; got {self.sft_anchor_draw!r}, {self.sft_anchor_probe}, "
                              f"{self.sft_anchor_probe_every}")
         if self.judge_failure_policy not in ("retry", "drop_group"):

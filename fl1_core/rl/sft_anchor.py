@@ -24,17 +24,18 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
 
-from fl1_core.data.collator import SFTCollator
+from fl1_core.data.collator import CollateError, SFTCollator
 from fl1_core.data.order import micro_batch_indices
 from fl1_core.data.examples import sft_example
 from fl1_core.data.frames import VideoError
 from fl1_core.data.records import SFTRecord, write_rejects
 from fl1_core.placement import autocast, to_device
 from fl1_core.rl.anchor_drift import drawable, drift_weights, group_indices, probe_indices, weighted_draw
+from fl1_core.rl.config import AnchorDraw
 from fl1_core.runs import append_jsonl_rows
 
 __all__ = ["ANCHOR_RECORD_RULES", "SFTAnchor", "answer_before_chain_end", "load_anchor_records",
@@ -71,6 +72,7 @@ def answer_before_chain_end(record: SFTRecord) -> bool:
     return bool(answer and chain) and answer[-1] != chain[-1]
 
 
+# one rule per name of RLConfig.sft_anchor_records (config.AnchorRecords), which checks the name
 ANCHOR_RECORD_RULES = {"all": lambda record: True, "answer_before_chain_end": answer_before_chain_end}
 
 
@@ -121,8 +123,8 @@ class SFTAnchor:
         if self.steps_per_epoch < 1:
             raise ValueError(f"{len(self.source)} SFT anchor records are fewer than one anchor batch "
                              f"({self.batch} × {processes} processes)")
-        if draw not in ("uniform", "drift"):
-            raise ValueError(f"sft_anchor_draw must be 'uniform' or 'drift', got {draw!r}")
+        if draw not in get_args(AnchorDraw):
+            raise ValueError(f"sft_anchor_draw must be one of {get_args(AnchorDraw)}, got {draw!r}")
         self.draw = draw
         self.groups: dict[str, list[int]] = {}  # drift: each probed group's records outside the probe
         self.probe: dict[str, list[int]] = {}
@@ -146,6 +148,29 @@ class SFTAnchor:
         return micro_batch_indices(self.seed, len(self.source), update, self.steps_per_epoch, self.batch, 1,
                                    self.processes, self.rank)[0]
 
+    def _collate(self, indices: Sequence[int]) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
+        """The latent SFT batch of ``source[indices]`` (without ``ids``; ``None`` when no record is left) and the
+        ``(record_id, reason)`` of each record left out: frames that no longer decode, or examples the collator
+        cannot collate."""
+        rejects: list[tuple[str, str]] = []
+        examples = []
+        for i in indices:
+            try:
+                examples.append(sft_example(self.source[i], with_future=True))
+            except VideoError as err:  # the file changed since it was validated on load
+                rejects.append((self.source[i].id, str(err)))
+        batch = None
+        if examples:
+            try:
+                batch = self.collator(examples)
+            except CollateError:  # every example failed; their reasons are in the collator's rejects
+                batch = None
+        rejects.extend(self.collator.rejects)  # the collator appends the examples it cannot collate
+        self.collator.rejects.clear()
+        if batch is not None:
+            batch.pop("ids", None)
+        return batch, rejects
+
     def probe_losses(self, actor: torch.nn.Module, model: Any) -> dict[str, float]:
         """CE_g: the mean token CE of each group's probe records (no gradient; ``actor`` runs the forward, so all
         processes of an FSDP run take part; every process scores the same records and gets the same values)."""
@@ -156,12 +181,14 @@ class SFTAnchor:
             for group, idx in self.probe.items():
                 ces = []
                 for start in range(0, len(idx), self.batch):
-                    batch = self.collator([sft_example(self.source[i], with_future=True)
-                                           for i in idx[start:start + self.batch]])
-                    self.collator.rejects.clear()  # a probe record that fails is left out of the probe
-                    batch.pop("ids", None)
+                    batch, _ = self._collate(idx[start:start + self.batch])  # a failing record leaves the probe
+                    if batch is None:
+                        continue
                     with torch.no_grad(), autocast(model):
                         ces.append(float(actor(**to_device(batch, model.device)).ce_loss))
+                if not ces:
+                    raise RuntimeError(f"sft_anchor_draw='drift': no probe record of group {group!r} could be "
+                                       "decoded and collated")
                 losses[group] = sum(ces) / len(ces)
         finally:
             model.train(was_training)
@@ -190,23 +217,14 @@ class SFTAnchor:
         gradient average (the policy's last backward of the step runs it); under FSDP, whose gradients are summed
         over the P processes, ``processes_summed = P`` makes that sum the mean over processes as under DDP. Returns
         the unweighted anchor loss."""
-        rejects = self.collator.rejects  # the collator appends the examples it cannot collate
-        rejects.clear()
-        examples = []
-        for i in self.indices(update):
-            try:
-                examples.append(sft_example(self.source[i], with_future=True))
-            except VideoError as err:  # the file changed since it was validated on load
-                rejects.append((self.source[i].id, str(err)))
-        try:
-            batch = self.collator(examples)
-        finally:
-            self.rejected += len(rejects)
-            if self.rejects_out is not None and rejects:
-                append_jsonl_rows(self.rejects_out, [{"record_id": rid, "field": "sft_anchor", "reason": why,
-                                                      "update": update} for rid, why in rejects])
-            rejects.clear()
-        batch.pop("ids", None)
+        batch, rejects = self._collate(self.indices(update))
+        self.rejected += len(rejects)
+        if self.rejects_out is not None and rejects:
+            append_jsonl_rows(self.rejects_out, [{"record_id": rid, "field": "sft_anchor", "reason": why,
+                                                  "update": update} for rid, why in rejects])
+        if batch is None:
+            raise RuntimeError(f"every record of the SFT anchor batch of update {update} was rejected; see "
+                               f"{self.rejects_out or 'the log'}")
         batch = to_device(batch, model.device)
         sync = actor.no_sync() if no_sync else contextlib.nullcontext()
         with sync, autocast(model):
