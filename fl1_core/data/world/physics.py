@@ -10,6 +10,7 @@ an exact time; the event's ``frame`` is the first frame that shows it (``ceil(ti
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,15 @@ def event_text(etype: str, subject: str, obj: str | None = None, where: str | No
         return "the light turns on"
     raise ValueError(f"unknown event type {etype!r}; expected one of {EVENT_TYPES}")
 
+
+
+def swapped_roles(sentence: str) -> str | None:
+    """The collision ``sentence`` with its roles swapped ("the A hits the B" → "the B hits the A"; the subject of a
+    collision is the faster body), ``None`` for any other event, the switch included."""
+    m = re.fullmatch(r"the (.+?) hits the (.+)", sentence.strip())
+    if not m or m.group(2) == "switch":
+        return None
+    return f"the {m.group(2)} hits the {m.group(1)}"
 
 # --------------------------------------------------------------------------------------------------------- dataclasses
 @dataclass

@@ -1,0 +1,93 @@
+"""How many held-out conclusions name a collision with its roles swapped, and the event score read either way round:
+
+    python scripts/role_swaps.py DATA.jsonl RESPONSES.jsonl[,RESPONSES2…] [--out DIR]
+
+RESPONSES are ``fl1 heldout`` response files (``…/H.<name>.jsonl``, with ``text``) of the held-out MCQ file DATA.
+A collision's subject is the faster body ("the A hits the B"), and the world never offers the swapped sentence as a
+distractor (``fl1_core.data.world.options``), so a final thought that names no option but states one option's
+collision with the roles swapped points at that option alone. For each file, on the event kinds (every kind but the
+frame-needing ones), it prints the items, the unnamed conclusions and how many of those are such role swaps. With
+``--out DIR`` it writes each file's rows again under DIR (same file name) with ``concluded`` read either way round:
+
+    concluded_either_i = concluded_i if concluded_i ≠ "" else the one option whose role-swapped collision the final
+                         thought names ("" when none or several)
+
+so that ``python scripts/heldout_pairs.py`` pairs that reading as it pairs the strict one. The strict reading
+(:func:`fl1_core.answers.concluded_option`) stays the primary score; this is a diagnostic of where RL's loss sits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fl1_core.answers import final_thought, normalize, option_lines  # noqa: E402
+from fl1_core.data.formats import load_rl_records  # noqa: E402
+from fl1_core.data.world.physics import swapped_roles  # noqa: E402
+from fl1_core.data.world.world_types import FRAME_KINDS  # noqa: E402
+from fl1_core.evaluation.heldout_pairs import read_rows  # noqa: E402
+
+
+def swapped_option(text: str, options: dict[str, str]) -> str:
+    """The letter of the one option whose collision the final thought states with its roles swapped ("" when none
+    or several)."""
+    thought = f" {normalize(final_thought(text))} "
+    found = [k for k, v in options.items() if (s := swapped_roles(v)) and f" {normalize(s)} " in thought]
+    return found[0] if len(found) == 1 else ""
+
+
+def either_role(row: dict, options: dict[str, str]) -> dict:
+    """``row`` with ``concluded`` read either way round (see the module docstring) and ``role_swap`` marking rows
+    whose conclusion only the swapped reading names."""
+    if row["concluded"]:
+        return {**row, "role_swap": False}
+    letter = swapped_option(row.get("text") or "", options)
+    return {**row, "concluded": letter, "role_swap": bool(letter)}
+
+
+def count(rows: list[dict]) -> dict[str, int]:
+    """Event-kind items, unnamed conclusions (strict reading) and role swaps among them, over rows of
+    :func:`either_role`."""
+    kept = [r for r in rows if r.get("kind") not in FRAME_KINDS]
+    return {"items": len(kept), "unnamed": sum(not r["concluded"] or r["role_swap"] for r in kept),
+            "role_swaps": sum(r["role_swap"] for r in kept),
+            "role_swaps_gold": sum(r["role_swap"] and r["concluded"] == r["answer"] for r in kept)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", help="the held-out MCQ file the responses answer (its option lines)")
+    p.add_argument("responses", help="fl1 heldout response files, comma-separated")
+    p.add_argument("--out", type=Path, default=None, help="write the rows with the either-role reading here")
+    args = p.parse_args(argv)
+    try:
+        loaded = load_rl_records(args.data)
+    except (OSError, ValueError) as err:
+        p.error(str(err))
+    options = {r.id: option_lines(r.question_text) for r in loaded.records}
+    for path in args.responses.split(","):
+        try:
+            rows = list(read_rows(path).values())
+        except (ValueError, json.JSONDecodeError) as err:
+            p.error(str(err))
+        if any("text" not in r for r in rows):
+            p.error(f"{path}: rows without 'text' (keep the fl1 heldout response file, not the kept rows)")
+        unknown = [r["id"] for r in rows if r["id"] not in options]
+        if unknown:
+            p.error(f"{path}: {len(unknown)} item(s) not in {args.data}, e.g. {unknown[0]}")
+        read = [either_role(r, options[r["id"]]) for r in rows]
+        c = count(read)
+        print(f"{path}: {c['items']} event-kind items, {c['unnamed']} unnamed, of them {c['role_swaps']} role swaps "
+              f"({c['role_swaps_gold']} of the gold option)")
+        if args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / Path(path).name).write_text("".join(json.dumps(r) + "\n" for r in read))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

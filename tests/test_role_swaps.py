@@ -1,0 +1,71 @@
+"""scripts/role_swaps.py: a conclusion that states one option's collision with its roles swapped is counted and,
+read either way round, names that option; other conclusions keep their strict reading."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from role_swaps import count, either_role, main, swapped_option  # noqa: E402
+
+from fl1_core.answers import concluded_option, option_lines  # noqa: E402
+from fl1_core.data.formats import load_rl_records  # noqa: E402
+from fl1_core.data.world.physics import event_text, swapped_roles  # noqa: E402
+from fl1_core.data.world.world_types import FRAME_KINDS  # noqa: E402
+
+
+def said(sentence: str) -> str:
+    return f"<reason>At the end of the video, it moves.</reason>\n<reason>So, {sentence}, which is option A.</reason>" \
+           "\n<answer>A</answer>"
+
+
+def test_swapped_roles_only_turns_collisions_between_bodies():
+    assert swapped_roles(event_text("hit", "red ball", "blue box")) == "the blue box hits the red ball"
+    assert swapped_roles(event_text("switch", "red ball")) is None
+    assert swapped_roles(event_text("bounce", "red ball", where="left")) is None
+    options = {"A": "the red ball hits the blue box", "B": "the red ball stops on the floor"}
+    assert swapped_option(said("the blue box hits the red ball"), options) == "A"
+    assert concluded_option(said("the blue box hits the red ball"), options) == ""  # the strict reading
+    assert swapped_option(said("the red ball hits the blue box"), options) == ""
+    two = {"A": "the red ball hits the blue box", "B": "the blue box hits the green ball"}
+    assert swapped_option(said("the blue box hits the red ball, then the green ball hits the blue box"), two) == ""
+
+
+def test_rows_are_read_either_way_round_and_counted_on_the_event_kinds(small_world, tmp_path, capsys):
+    records = load_rl_records(small_world / "heldout_mcq.jsonl").records
+    kinds = {json.loads(line)["id"]: json.loads(line).get("meta", {}).get("question_kind")
+             for line in (small_world / "heldout_mcq.jsonl").read_text().splitlines()}
+    pick = []
+    for r in records:
+        opts = option_lines(r.question_text)
+        hit = [k for k, v in opts.items() if swapped_roles(v)]
+        if hit and kinds.get(r.id) not in FRAME_KINDS:
+            pick.append((r, opts, hit[0]))
+    assert len(pick) >= 2
+    (r1, o1, k1), (r2, o2, k2) = pick[:2]
+    rows = [
+        {"id": r1.id, "kind": "next_event", "answer": k1, "correct": False, "group": "vision",
+         "concluded": "", "text": said(swapped_roles(o1[k1]))},  # swapped gold: unnamed strictly, gold either way
+        {"id": r2.id, "kind": "next_event", "answer": k2, "correct": False, "group": "vision",
+         "concluded": k2, "text": said(o2[k2])},  # named: unchanged
+    ]
+    read = [either_role(rows[0], o1), either_role(rows[1], o2)]
+    assert read[0]["concluded"] == k1 and read[0]["role_swap"]
+    assert read[1] == {**rows[1], "role_swap": False}
+    assert count(read) == {"items": 2, "unnamed": 1, "role_swaps": 1, "role_swaps_gold": 1}
+
+    responses = tmp_path / "H.model.jsonl"
+    responses.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main([str(small_world / "heldout_mcq.jsonl"), str(responses), "--out", str(tmp_path / "either")]) == 0
+    assert "2 event-kind items, 1 unnamed, of them 1 role swaps (1 of the gold option)" in capsys.readouterr().out
+    written = [json.loads(line) for line in (tmp_path / "either" / "H.model.jsonl").read_text().splitlines()]
+    assert [w["concluded"] for w in written] == [k1, k2]
+    bare = tmp_path / "kept.jsonl"  # kept rows have no texts: refused
+    bare.write_text(json.dumps({k: v for k, v in rows[0].items() if k != "text"}) + "\n")
+    with pytest.raises(SystemExit):
+        main([str(small_world / "heldout_mcq.jsonl"), str(bare)])
