@@ -6,7 +6,8 @@ RESPONSES are ``fl1 heldout`` response files (``…/H.<name>.jsonl``, with ``tex
 A collision's subject is the faster body ("the A hits the B"), and the world never offers the swapped sentence as a
 distractor (``fl1_core.data.world.options``), so a final thought that names no option but states one option's
 collision with the roles swapped points at that option alone. For each file, on the event kinds (every kind but the
-frame-needing ones), it prints the items, the unnamed conclusions and how many of those are such role swaps. With
+frame-needing ones), it prints the items, the unnamed conclusions, how many of those are such role swaps, and the
+type of event the final thoughts conclude (the first event each states: bounce, hit, fall, …). With
 ``--out DIR`` it writes each file's rows again under DIR (same file name) with ``concluded`` read either way round:
 
     concluded_either_i = concluded_i if concluded_i ≠ "" else the one option whose role-swapped collision the final
@@ -21,13 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fl1_core.answers import final_thought, normalize, option_lines  # noqa: E402
 from fl1_core.data.formats import load_rl_records  # noqa: E402
-from fl1_core.data.world.physics import swapped_roles  # noqa: E402
+from fl1_core.data.world.physics import first_event_type, swapped_roles  # noqa: E402
 from fl1_core.data.world.world_types import FRAME_KINDS  # noqa: E402
 from fl1_core.evaluation.heldout_pairs import read_rows  # noqa: E402
 
@@ -49,13 +52,15 @@ def either_role(row: dict, options: dict[str, str]) -> dict:
     return {**row, "concluded": letter, "role_swap": bool(letter)}
 
 
-def count(rows: list[dict]) -> dict[str, int]:
-    """Event-kind items, unnamed conclusions (strict reading) and role swaps among them, over rows of
-    :func:`either_role`."""
+def count(rows: list[dict]) -> dict[str, Any]:
+    """Event-kind items, unnamed conclusions (strict reading), role swaps among them, and the concluded event types
+    (``{type: items}``, ``"none"`` for a final thought that states no event), over rows of :func:`either_role`."""
     kept = [r for r in rows if r.get("kind") not in FRAME_KINDS]
+    types = Counter(first_event_type(final_thought(r.get("text") or "")) or "none" for r in kept)
     return {"items": len(kept), "unnamed": sum(not r["concluded"] or r["role_swap"] for r in kept),
             "role_swaps": sum(r["role_swap"] for r in kept),
-            "role_swaps_gold": sum(r["role_swap"] and r["concluded"] == r["answer"] for r in kept)}
+            "role_swaps_gold": sum(r["role_swap"] and r["concluded"] == r["answer"] for r in kept),
+            "types": dict(sorted(types.items()))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         read = [either_role(r, options[r["id"]]) for r in rows]
         c = count(read)
         print(f"{path}: {c['items']} event-kind items, {c['unnamed']} unnamed, of them {c['role_swaps']} role swaps "
-              f"({c['role_swaps_gold']} of the gold option)")
+              f"({c['role_swaps_gold']} of the gold option); concluded event types: "
+              + ", ".join(f"{t} {n}" for t, n in c["types"].items()))
         if args.out is not None:
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / Path(path).name).write_text("".join(json.dumps(r) + "\n" for r in read))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from role_swaps import count, either_role, main, swapped_option  # noqa: E402
 
 from fl1_core.answers import concluded_option, option_lines  # noqa: E402
 from fl1_core.data.formats import load_rl_records  # noqa: E402
-from fl1_core.data.world.physics import event_text, swapped_roles  # noqa: E402
+from fl1_core.data.world.physics import event_text, first_event_type, swapped_roles  # noqa: E402
 from fl1_core.data.world.world_types import FRAME_KINDS  # noqa: E402
 
 
@@ -25,6 +26,11 @@ def said(sentence: str) -> str:
 
 
 def test_swapped_roles_only_turns_collisions_between_bodies():
+    chain = "So, the red ball bounces off the left wall, then the red ball hits the blue box."
+    assert first_event_type(chain) == "bounce"
+    assert first_event_type(event_text("switch", "red ball")) == "switch"
+    assert first_event_type(event_text("hit", "red ball", "blue box")) == "hit"
+    assert first_event_type("it moves") is None
     assert swapped_roles(event_text("hit", "red ball", "blue box")) == "the blue box hits the red ball"
     assert swapped_roles(event_text("switch", "red ball")) is None
     assert swapped_roles(event_text("bounce", "red ball", where="left")) is None
@@ -57,12 +63,17 @@ def test_rows_are_read_either_way_round_and_counted_on_the_event_kinds(small_wor
     read = [either_role(rows[0], o1), either_role(rows[1], o2)]
     assert read[0]["concluded"] == k1 and read[0]["role_swap"]
     assert read[1] == {**rows[1], "role_swap": False}
-    assert count(read) == {"items": 2, "unnamed": 1, "role_swaps": 1, "role_swaps_gold": 1}
+    types = Counter(first_event_type(o[k]) for o, k in ((o1, k1), (o2, k2)))
+    assert count(read) == {"items": 2, "unnamed": 1, "role_swaps": 1, "role_swaps_gold": 1,
+                           "types": dict(sorted(types.items()))}
+    assert count([{**read[1], "text": "<reason>So, nothing.</reason>"}])["types"] == {"none": 1}
 
     responses = tmp_path / "H.model.jsonl"
     responses.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main([str(small_world / "heldout_mcq.jsonl"), str(responses), "--out", str(tmp_path / "either")]) == 0
-    assert "2 event-kind items, 1 unnamed, of them 1 role swaps (1 of the gold option)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "2 event-kind items, 1 unnamed, of them 1 role swaps (1 of the gold option)" in printed
+    assert "concluded event types: " + ", ".join(f"{t} {n}" for t, n in sorted(types.items())) in printed
     written = [json.loads(line) for line in (tmp_path / "either" / "H.model.jsonl").read_text().splitlines()]
     assert [w["concluded"] for w in written] == [k1, k2]
     bare = tmp_path / "kept.jsonl"  # kept rows have no texts: refused

@@ -46,6 +46,19 @@ def event_text(etype: str, subject: str, obj: str | None = None, where: str | No
 
 
 
+_EVENT_PATTERNS = {  # event type → what its canonical sentence (event_text) says, after the subject
+    "switch": r"hits the switch", "hit": r"hits the (?!switch\b)", "bounce": r"bounces off the \w+ wall",
+    "fall": r"falls off the ledge", "land": r"lands on the floor", "stop": r"stops on the",
+    "light": r"the light turns on",
+}
+
+
+def first_event_type(text: str) -> str | None:
+    """The type (:data:`EVENT_TYPES`) of the first event sentence ``text`` states, by position; ``None`` if none."""
+    found = [(m.start(), etype) for etype, pat in _EVENT_PATTERNS.items() if (m := re.search(pat, text.lower()))]
+    return min(found)[1] if found else None
+
+
 def swapped_roles(sentence: str) -> str | None:
     """The collision ``sentence`` with its roles swapped ("the A hits the B" → "the B hits the A"; the subject of a
     collision is the faster body), ``None`` for any other event, the switch included."""
