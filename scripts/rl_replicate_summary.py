@@ -1,7 +1,10 @@
 """Every RL run kept under a seed study, paired against its SFT init, in one table, then per algorithm:
 
-    python scripts/rl_replicate_summary.py docs/seed_study [--group "event kinds"] [--score event]
-        [--kind KIND ...] [--drop-kind KIND ...]
+    python scripts/rl_replicate_summary.py docs/seed_study [docs/seed_study/world1 ...] [--group "event kinds"]
+        [--score event] [--kind KIND ...] [--drop-kind KIND ...]
+
+Several study folders (one per world, say) give one table of every run of them all; each run set is then named
+with its study folder, and the per-algorithm table adds one line per algorithm and study folder.
 
 A *run set* is the study's ``heldout_rows/`` or a folder below its ``rl_replicates/`` that holds ``seed0/``,
 ``seed1/``, ... with ``rl_heldout.<model>.jsonl`` in each (what ``fl1 heldout`` writes, one file per training
@@ -118,30 +121,42 @@ def format_rows(rows: list[dict]) -> str:
 
 
 def by_algorithm(rows: list[dict], score: str) -> str:
+    """Per algorithm, over every row, then (when the rows come from several study folders) per algorithm and study
+    folder: the runs, the mean, lowest and highest Δ of ``score`` and how many meet "≥ 0"."""
+    studies = sorted({r["study"] for r in rows if "study" in r})
     lines = [f"algorithm | runs | {score} Δ mean over runs | lowest | highest | runs meeting ≥ 0"]
-    for a in ALGORITHMS[::-1]:
-        mine = [r[f"{score} delta"] for r in rows if algorithm(r["model"]) == a]
-        if mine:
-            means = [100 * d["delta"] for d in mine]
-            lines.append(f"{a} | {len(mine)} | {sum(means) / len(means):+.1f} | {min(means):+.1f} | {max(means):+.1f}"
-                         f" | {sum(meets(d) for d in mine)}")
+    for study in [None, *studies] if len(studies) > 1 else [None]:
+        for a in ALGORITHMS[::-1]:
+            mine = [r[f"{score} delta"] for r in rows
+                    if algorithm(r["model"]) == a and (study is None or r["study"] == study)]
+            if mine:
+                means = [100 * d["delta"] for d in mine]
+                name = a if study is None else f"{a} ({study})"
+                lines.append(f"{name} | {len(mine)} | {sum(means) / len(means):+.1f} | {min(means):+.1f} | "
+                             f"{max(means):+.1f} | {sum(meets(d) for d in mine)}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("study", type=Path, help="a seed study's folder (docs/seed_study)")
+    p.add_argument("studies", type=Path, nargs="+", metavar="study",
+                   help="a seed study's folder (docs/seed_study), or several")
     p.add_argument("--group", choices=sorted(GROUPS), default="event kinds")
     p.add_argument("--score", choices=METRICS, default="event", help="the score of the per-algorithm table")
     p.add_argument("--kind", action="append", default=None, help="keep only this question kind (repeatable)")
     p.add_argument("--drop-kind", action="append", default=[], help="leave this question kind out (repeatable)")
     args = p.parse_args(argv)
-    if not (args.study / "heldout_rows").is_dir():
-        p.error(f"{args.study}: no heldout_rows/ folder (not a seed study's folder)")
-    try:
-        rows = summary_rows(args.study, args.group, args.kind, args.drop_kind)
-    except (ValueError, json.JSONDecodeError) as err:
-        p.error(str(err))
+    rows = []
+    for study in args.studies:
+        if not (study / "heldout_rows").is_dir():
+            p.error(f"{study}: no heldout_rows/ folder (not a seed study's folder)")
+        try:
+            found = summary_rows(study, args.group, args.kind, args.drop_kind)
+        except (ValueError, json.JSONDecodeError) as err:
+            p.error(f"{study}: {err}")
+        if len(args.studies) > 1:
+            found = [{**r, "study": study.as_posix(), "run set": f"{study.as_posix()}/{r['run set']}"} for r in found]
+        rows += found
     chosen = "".join([f", kinds {', '.join(args.kind)}" if args.kind else "",
                       f", without {', '.join(args.drop_kind)}" if args.drop_kind else ""])
     if not rows:

@@ -76,3 +76,22 @@ def test_kinds_split_the_items(tmp_path):
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = _run(study, "--kind", "interpolation")
     assert out.returncode == 2 and "has no question kind" in out.stderr
+
+
+def test_several_study_folders_make_one_table_and_one_line_per_algorithm_and_folder(tmp_path):
+    worlds = [tmp_path / "world0", tmp_path / "world1"]
+    for world, grpo in zip(worlds, (["B"] * 4, ["B", "B", "A", "A"])):
+        for s in (0, 1):
+            _rows(world / "heldout_rows" / f"seed{s}", "sft_init", ["B", "B", "A", "A"])
+            _rows(world / "heldout_rows" / f"seed{s}", "grpo", grpo)  # +50 on world0, +0 on world1
+    out = _run(*worlds)
+    assert out.returncode == 0, out.stderr
+    _, runs, algorithms = out.stdout.strip().split("\n\n")
+    run_sets = [line.split(" | ")[0] for line in runs.splitlines()[1:]]
+    assert run_sets == [f"{w.as_posix()}/heldout_rows" for w in worlds]
+    per_algorithm = {line.split(" | ")[0]: line.split(" | ")[1:] for line in algorithms.splitlines()[1:]}
+    assert per_algorithm == {"grpo": ["2", "+25.0", "+0.0", "+50.0", "2"],
+                             f"grpo ({worlds[0].as_posix()})": ["1", "+50.0", "+50.0", "+50.0", "1"],
+                             f"grpo ({worlds[1].as_posix()})": ["1", "+0.0", "+0.0", "+0.0", "1"]}
+    out = _run(worlds[0], tmp_path / "not_a_study")
+    assert out.returncode == 2 and "not_a_study: no heldout_rows/" in out.stderr
