@@ -13,8 +13,9 @@ type of event the final thoughts conclude (the first event each states: bounce, 
     concluded_either_i = concluded_i if concluded_i ≠ "" else the one option whose role-swapped collision the final
                          thought names ("" when none or several)
 
-so that ``python scripts/heldout_pairs.py`` pairs that reading as it pairs the strict one. The strict reading
-(:func:`fl1_core.answers.concluded_option`) stays the primary score; this is a diagnostic of where RL's loss sits.
+so that ``python scripts/heldout_pairs.py`` pairs that reading as it pairs the strict one
+(:mod:`fl1_core.evaluation.role_swaps`). The strict reading (:func:`fl1_core.answers.concluded_option`) stays the
+primary score; this is a diagnostic of where RL's loss sits.
 """
 
 from __future__ import annotations
@@ -22,45 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fl1_core.answers import final_thought, normalize, option_lines  # noqa: E402
+from fl1_core.answers import option_lines  # noqa: E402
 from fl1_core.data.formats import load_rl_records  # noqa: E402
-from fl1_core.data.world.physics import first_event_type, swapped_roles  # noqa: E402
-from fl1_core.data.world.world_types import FRAME_KINDS  # noqa: E402
 from fl1_core.evaluation.heldout_pairs import read_rows  # noqa: E402
-
-
-def swapped_option(text: str, options: dict[str, str]) -> str:
-    """The letter of the one option whose collision the final thought states with its roles swapped ("" when none
-    or several)."""
-    thought = f" {normalize(final_thought(text))} "
-    found = [k for k, v in options.items() if (s := swapped_roles(v)) and f" {normalize(s)} " in thought]
-    return found[0] if len(found) == 1 else ""
-
-
-def either_role(row: dict, options: dict[str, str]) -> dict:
-    """``row`` with ``concluded`` read either way round (see the module docstring) and ``role_swap`` marking rows
-    whose conclusion only the swapped reading names."""
-    if row["concluded"]:
-        return {**row, "role_swap": False}
-    letter = swapped_option(row.get("text") or "", options)
-    return {**row, "concluded": letter, "role_swap": bool(letter)}
-
-
-def count(rows: list[dict]) -> dict[str, Any]:
-    """Event-kind items, unnamed conclusions (strict reading), role swaps among them, and the concluded event types
-    (``{type: items}``, ``"none"`` for a final thought that states no event), over rows of :func:`either_role`."""
-    kept = [r for r in rows if r.get("kind") not in FRAME_KINDS]
-    types = Counter(first_event_type(final_thought(r.get("text") or "")) or "none" for r in kept)
-    return {"items": len(kept), "unnamed": sum(not r["concluded"] or r["role_swap"] for r in kept),
-            "role_swaps": sum(r["role_swap"] for r in kept),
-            "role_swaps_gold": sum(r["role_swap"] and r["concluded"] == r["answer"] for r in kept),
-            "types": dict(sorted(types.items()))}
+from fl1_core.evaluation.role_swaps import conclusion_summary, either_role  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             p.error(f"{path}: {len(unknown)} item(s) not in {args.data}, e.g. {unknown[0]}")
         read = [either_role(r, options[r["id"]]) for r in rows]
-        c = count(read)
+        c = conclusion_summary(read)
         print(f"{path}: {c['items']} event-kind items, {c['unnamed']} unnamed, of them {c['role_swaps']} role swaps "
               f"({c['role_swaps_gold']} of the gold option); concluded event types: "
               + ", ".join(f"{t} {n}" for t, n in c["types"].items()))

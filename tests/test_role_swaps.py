@@ -1,4 +1,4 @@
-"""scripts/role_swaps.py: a conclusion that states one option's collision with its roles swapped is counted and,
+"""fl1_core.evaluation.role_swaps and scripts/role_swaps.py: a conclusion that states one option's collision with its roles swapped is counted and,
 read either way round, names that option; other conclusions keep their strict reading."""
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from role_swaps import count, either_role, main, swapped_option  # noqa: E402
+from role_swaps import main  # noqa: E402
 
 from fl1_core.answers import concluded_option, option_lines  # noqa: E402
 from fl1_core.data.formats import load_rl_records  # noqa: E402
 from fl1_core.data.world.physics import event_text, first_event_type, swapped_roles  # noqa: E402
 from fl1_core.data.world.world_types import FRAME_KINDS  # noqa: E402
+from fl1_core.evaluation.role_swaps import conclusion_summary, either_role, swapped_option  # noqa: E402
 
 
 def said(sentence: str) -> str:
@@ -64,9 +65,9 @@ def test_rows_are_read_either_way_round_and_counted_on_the_event_kinds(small_wor
     assert read[0]["concluded"] == k1 and read[0]["role_swap"]
     assert read[1] == {**rows[1], "role_swap": False}
     types = Counter(first_event_type(o[k]) for o, k in ((o1, k1), (o2, k2)))
-    assert count(read) == {"items": 2, "unnamed": 1, "role_swaps": 1, "role_swaps_gold": 1,
-                           "types": dict(sorted(types.items()))}
-    assert count([{**read[1], "text": "<reason>So, nothing.</reason>"}])["types"] == {"none": 1}
+    assert conclusion_summary(read) == {"items": 2, "unnamed": 1, "role_swaps": 1, "role_swaps_gold": 1,
+                                        "event_accuracy_either": 1.0, "types": dict(sorted(types.items()))}
+    assert conclusion_summary([{**read[1], "text": "<reason>So, nothing.</reason>"}])["types"] == {"none": 1}
 
     responses = tmp_path / "H.model.jsonl"
     responses.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -45,7 +45,6 @@ def event_text(etype: str, subject: str, obj: str | None = None, where: str | No
     raise ValueError(f"unknown event type {etype!r}; expected one of {EVENT_TYPES}")
 
 
-
 _EVENT_PATTERNS = {  # event type → what its canonical sentence (event_text) says, after the subject
     "switch": r"hits the switch", "hit": r"hits the (?!switch\b)", "bounce": r"bounces off the \w+ wall",
     "fall": r"falls off the ledge", "land": r"lands on the floor", "stop": r"stops on the",
@@ -66,6 +65,7 @@ def swapped_roles(sentence: str) -> str | None:
     if not m or m.group(2) == "switch":
         return None
     return f"the {m.group(2)} hits the {m.group(1)}"
+
 
 # --------------------------------------------------------------------------------------------------------- dataclasses
 @dataclass
