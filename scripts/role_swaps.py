@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="write the rows with the either-role reading here")
     args = p.parse_args(argv)
     try:
-        loaded = load_rl_records(args.data)
+        loaded = load_rl_records(args.data, check_videos=False)  # only the option lines are read
     except (OSError, ValueError) as err:
         p.error(str(err))
     options = {r.id: option_lines(r.question_text) for r in loaded.records}

@@ -54,7 +54,8 @@ _EVENT_PATTERNS = {  # event type → what its canonical sentence (event_text) s
 
 def first_event_type(text: str) -> str | None:
     """The type (:data:`EVENT_TYPES`) of the first event sentence ``text`` states, by position; ``None`` if none."""
-    found = [(m.start(), etype) for etype, pat in _EVENT_PATTERNS.items() if (m := re.search(pat, text.lower()))]
+    lowered = text.lower()
+    found = [(m.start(), etype) for etype, pat in _EVENT_PATTERNS.items() if (m := re.search(pat, lowered))]
     return min(found)[1] if found else None
 
 
