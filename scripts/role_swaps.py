@@ -7,7 +7,9 @@ A collision's subject is the faster body ("the A hits the B"), and the world nev
 distractor (``fl1_core.data.world.options``), so a final thought that names no option but states one option's
 collision with the roles swapped points at that option alone. For each file, on the event kinds (every kind but the
 frame-needing ones), it prints the items, the unnamed conclusions, how many of those are such role swaps, and the
-type of event the final thoughts conclude (the first event each states: bounce, hit, fall, …). With
+type of event the final thoughts conclude (the first event each states: bounce, hit, fall, …), and, for the
+conclusions of a gold collision (in the world's order or swapped), how often the subject written is the body the
+response's own first thought describes as moving and the other as resting. With
 ``--out DIR`` it writes each file's rows again under DIR (same file name) with ``concluded`` read either way round:
 
     concluded_either_i = concluded_i if concluded_i ≠ "" else the one option whose role-swapped collision the final
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fl1_core.answers import option_lines  # noqa: E402
 from fl1_core.data.formats import load_rl_records  # noqa: E402
 from fl1_core.evaluation.heldout_pairs import read_rows  # noqa: E402
-from fl1_core.evaluation.role_swaps import conclusion_summary, either_role  # noqa: E402
+from fl1_core.evaluation.role_swaps import conclusion_summary, either_role, mover_agreement  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path}: {c['items']} event-kind items, {c['unnamed']} unnamed, of them {c['role_swaps']} role swaps "
               f"({c['role_swaps_gold']} of the gold option); concluded event types: "
               + ", ".join(f"{t} {n}" for t, n in c["types"].items()))
+        agree = mover_agreement(read, options)
+        print("  gold collisions concluded: " + "; ".join(
+            f"{name} {sum(n.values())}, written subject = the first thought's mover {n[True]}, = its resting body "
+            f"{n[False]}, neither {n[None]}" for name, n in agree.items()))
         if args.out is not None:
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / Path(path).name).write_text("".join(json.dumps(r) + "\n" for r in read))

@@ -18,7 +18,9 @@ from fl1_core.answers import concluded_option, option_lines  # noqa: E402
 from fl1_core.data.formats import load_rl_records  # noqa: E402
 from fl1_core.data.world.physics import event_text, first_event_type, swapped_roles  # noqa: E402
 from fl1_core.data.world.world_types import FRAME_KINDS  # noqa: E402
-from fl1_core.evaluation.role_swaps import conclusion_summary, either_role, swapped_option  # noqa: E402
+from fl1_core.evaluation.role_swaps import (  # noqa: E402
+    conclusion_summary, either_role, mover_agreement, stated_movers, subject_is_stated_mover, swapped_option,
+)
 
 
 def said(sentence: str) -> str:
@@ -41,6 +43,25 @@ def test_swapped_roles_only_turns_collisions_between_bodies():
     assert swapped_option(said("the red ball hits the blue box"), options) == ""
     two = {"A": "the red ball hits the blue box", "B": "the blue box hits the green ball"}
     assert swapped_option(said("the blue box hits the red ball, then the green ball hits the blue box"), two) == ""
+
+
+def test_the_written_subject_is_compared_with_the_first_thoughts_moving_body():
+    first = "<reason>At the end of the video, the red ball is rolling left along the floor, the blue box is resting " \
+            "on the floor and the green ball is falling. Next, the red ball hits the blue box.</reason>"
+    assert stated_movers(first) == {"red ball", "green ball"}
+    assert stated_movers("<reason>So, the red ball hits the blue box.</reason>") is None
+    assert subject_is_stated_mover(first, "the red ball hits the blue box") is True
+    assert subject_is_stated_mover(first, "the blue box hits the red ball") is False
+    assert subject_is_stated_mover(first, "the red ball hits the green ball") is None  # both move
+    assert subject_is_stated_mover(first, "the red ball bounces off the left wall") is None
+    options = {"A": "the red ball hits the blue box", "B": "the red ball stops on the floor"}
+    rows = [{"id": i, "kind": "next_event", "answer": a, "concluded": c, "role_swap": s, "text": first + t}
+            for i, a, c, s, t in [("1", "A", "A", False, said("the red ball hits the blue box")),
+                                  ("2", "A", "A", True, said("the blue box hits the red ball")),
+                                  ("3", "B", "A", False, said("the red ball hits the blue box")),  # not the gold
+                                  ("4", "B", "B", False, said("the red ball stops on the floor"))]]  # no collision
+    agree = mover_agreement(rows, {r["id"]: options for r in rows})
+    assert agree["ordered"] == Counter({True: 1}) and agree["swapped"] == Counter({False: 1})
 
 
 def test_rows_are_read_either_way_round_and_counted_on_the_event_kinds(small_world, tmp_path, capsys):
@@ -75,6 +96,8 @@ def test_rows_are_read_either_way_round_and_counted_on_the_event_kinds(small_wor
     printed = capsys.readouterr().out
     assert "2 event-kind items, 1 unnamed, of them 1 role swaps (1 of the gold option)" in printed
     assert "concluded event types: " + ", ".join(f"{t} {n}" for t, n in sorted(types.items())) in printed
+    neither = "written subject = the first thought's mover 0, = its resting body 0, neither 1"  # "it moves"
+    assert f"gold collisions concluded: ordered 1, {neither}; swapped 1, {neither}" in printed
     written = [json.loads(line) for line in (tmp_path / "either" / "H.model.jsonl").read_text().splitlines()]
     assert [w["concluded"] for w in written] == [k1, k2]
     bare = tmp_path / "kept.jsonl"  # kept rows have no texts: refused

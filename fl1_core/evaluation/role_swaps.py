@@ -8,11 +8,14 @@ thought that names no option but states one option's collision with the roles sw
                          thought names ("" when none or several)
 
 The strict reading (:func:`fl1_core.answers.concluded_option`) stays the primary score; this one is a diagnostic of
-where a change of the event score sits (``scripts/role_swaps.py``, notebook 04).
+where a change of the event score sits (``scripts/role_swaps.py``, notebook 04). :func:`subject_is_stated_mover`
+asks whether a written collision's subject is the body the response's own first thought (the reading of the last
+observed frame, :func:`fl1_core.data.world.description.observation`) describes as the one of the two in motion.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -20,7 +23,9 @@ from fl1_core.answers import final_thought, normalize
 from fl1_core.data.world.physics import first_event_type, swapped_roles
 from fl1_core.data.world.world_types import FRAME_KINDS
 
-__all__ = ["conclusion_summary", "either_role", "swapped_option"]
+__all__ = ["conclusion_summary", "either_role", "mover_agreement", "stated_movers", "subject_is_stated_mover", "swapped_option"]
+
+_BODY_STATE = re.compile(r"the ([a-z]+ [a-z]+) is (rolling|sliding|falling|resting)")
 
 
 def swapped_option(text: str, options: dict[str, str]) -> str:
@@ -52,3 +57,39 @@ def conclusion_summary(rows: list[dict]) -> dict[str, Any]:
             "role_swaps_gold": sum(r["role_swap"] and r["concluded"] == r["answer"] for r in kept),
             "event_accuracy_either": sum(r["concluded"] == r["answer"] for r in kept) / max(1, len(kept)),
             "types": dict(sorted(types.items()))}
+
+
+def stated_movers(text: str) -> set[str] | None:
+    """The bodies the response's first thought ("At the end of the video, the A is sliding left along the floor, the
+    B is resting on the floor …") describes as rolling, sliding or falling; ``None`` when it has no such reading."""
+    first = (text or "").split("</reason>", 1)[0]
+    m = re.search(r"At the end of the video, (.*?)\.(?:\s|$)", first, re.S)
+    if not m:
+        return None
+    states = _BODY_STATE.findall(m.group(1).lower())
+    return {name for name, verb in states if verb != "resting"} if states else None
+
+
+def subject_is_stated_mover(text: str, collision: str) -> bool | None:
+    """For a written collision "the A hits the B": True when the first thought has A moving and B at rest, False when
+    it has B moving and A at rest, ``None`` otherwise (both or neither moving, no reading, or no collision)."""
+    m = re.fullmatch(r"the (.+?) hits the (.+)", collision.strip())
+    movers = stated_movers(text)
+    if not m or movers is None:
+        return None
+    a, b = m.group(1) in movers, m.group(2) in movers
+    return a if a != b else None
+
+
+def mover_agreement(rows: list[dict], options: dict[str, dict[str, str]]) -> dict[str, Counter]:
+    """Over rows of :func:`either_role` on the event kinds that conclude the gold option, a collision between two
+    bodies: :func:`subject_is_stated_mover` of the sentence as written, counted apart for conclusions in the world's
+    order (``"ordered"``) and with the roles swapped (``"swapped"``). ``options`` maps each row's id to its options."""
+    counts: dict[str, Counter] = {"ordered": Counter(), "swapped": Counter()}
+    for r in rows:
+        gold = options.get(r["id"], {}).get(r["answer"], "")
+        if r.get("kind") in FRAME_KINDS or r["concluded"] != r["answer"] or not swapped_roles(gold):
+            continue
+        written = swapped_roles(gold) if r["role_swap"] else gold
+        counts["swapped" if r["role_swap"] else "ordered"][subject_is_stated_mover(r.get("text") or "", written)] += 1
+    return counts
