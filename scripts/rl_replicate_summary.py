@@ -1,7 +1,7 @@
 """Every RL run kept under a seed study, paired against its SFT init, in one table, then per algorithm:
 
     python scripts/rl_replicate_summary.py docs/seed_study [docs/seed_study/world1 ...] [--group "event kinds"]
-        [--score event] [--kind KIND ...] [--drop-kind KIND ...]
+        [--score event] [--kind KIND ...] [--drop-kind KIND ...] [--trade-off HTML]
 
 Several study folders (one per world, say) give one table of every run of them all; each run set is then named
 with its study folder, and the per-algorithm table adds one line per algorithm and study folder.
@@ -21,6 +21,11 @@ kinds in two.
 The second table groups the runs by algorithm (the model name's prefix: ``la-dapo``, ``dapo``, ``grpo``) and gives
 the spread of the chosen score's Δ, and how many runs meet "≥ 0": the mean ≥ 0 and the 95 % CI's low ≥ −2
 points.
+
+``--trade-off HTML`` pairs every run on the frame-needing items too and writes, one marker per run, its Δ on the
+event kinds against its Δ on the frame-needing items (a plotly scatter with the CIs as error bars), and prints the
+Pearson r of the two over the runs and the runs that meet "≥ 0" on both: where the settings tried sit against the
+targets together.
 """
 
 from __future__ import annotations
@@ -137,6 +142,62 @@ def by_algorithm(rows: list[dict], score: str) -> str:
     return "\n".join(lines)
 
 
+def trade_off(rows_x: list[dict], rows_y: list[dict], score: str) -> list[dict]:
+    """One point per RL run (a model an algorithm names) present in both tables: ``x`` its Δ of ``score`` on the
+    event kinds (``rows_x``), ``y`` on the frame-needing items (``rows_y``), each with its CI."""
+    ys = {(r["run set"], r["model"]): r[f"{score} delta"] for r in rows_y}
+    return [{"run set": r["run set"], "model": r["model"], "x": r[f"{score} delta"], "y": ys[key]}
+            for r in rows_x if (key := (r["run set"], r["model"])) in ys and algorithm(r["model"])]
+
+
+def pearson(xs: list[float], ys: list[float]) -> float:
+    """r = Σ(x−x̄)(y−ȳ) / √(Σ(x−x̄)² · Σ(y−ȳ)²); nan for fewer than 2 points or a constant side."""
+    n = len(xs)
+    if n < 2:
+        return float("nan")
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxy = sum((a - mx) * (b - my) for a, b in zip(xs, ys))
+    sxx, syy = sum((a - mx) ** 2 for a in xs), sum((b - my) ** 2 for b in ys)
+    return sxy / (sxx * syy) ** 0.5 if sxx > 0 and syy > 0 else float("nan")
+
+
+def trade_off_text(points: list[dict], score: str) -> str:
+    """Pearson r of the two Δ over the runs, and the runs that meet "≥ 0" on both."""
+    both = [f"{p['run set']}:{p['model']}" for p in points if meets(p["x"]) and meets(p["y"])]
+    r = pearson([p["x"]["delta"] for p in points], [p["y"]["delta"] for p in points])
+    return (f"trade-off, {score} Δ on the event kinds against the frame-needing items, {len(points)} runs: Pearson r "
+            f"{r:+.2f}; meeting ≥ 0 on both: {len(both)}" + (f" ({', '.join(both)})" if both else ""))
+
+
+def write_trade_off(points: list[dict], path: Path, score: str) -> None:
+    """A plotly scatter of :func:`trade_off` (one marker per run, its 95 % CIs as error bars, one colour per
+    algorithm), the quadrant where both Δ ≥ 0 shaded."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for a in ALGORITHMS[::-1]:
+        mine = [p for p in points if algorithm(p["model"]) == a]
+        if not mine:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[100 * p["x"]["delta"] for p in mine], y=[100 * p["y"]["delta"] for p in mine], mode="markers", name=a,
+            text=[f"{p['run set']}: {p['model']}" for p in mine], hovertemplate="%{text}<br>(%{x:+.1f}, %{y:+.1f})",
+            error_x={"type": "data", "symmetric": False, "thickness": 0.6,
+                     "array": [100 * (p["x"]["ci95"][1] - p["x"]["delta"]) for p in mine],
+                     "arrayminus": [100 * (p["x"]["delta"] - p["x"]["ci95"][0]) for p in mine]},
+            error_y={"type": "data", "symmetric": False, "thickness": 0.6,
+                     "array": [100 * (p["y"]["ci95"][1] - p["y"]["delta"]) for p in mine],
+                     "arrayminus": [100 * (p["y"]["delta"] - p["y"]["ci95"][0]) for p in mine]}))
+    fig.add_shape(type="rect", x0=0, y0=0, x1=max([10.0] + [100 * p["x"]["ci95"][1] for p in points]),
+                  y1=max([10.0] + [100 * p["y"]["ci95"][1] for p in points]), fillcolor="green", opacity=0.08,
+                  line_width=0, layer="below")
+    fig.add_hline(y=0, line_width=1, line_color="grey")
+    fig.add_vline(x=0, line_width=1, line_color="grey")
+    fig.update_layout(title=f"RL − SFT init, {score} (points; 95 % CIs): event kinds against frame-needing items",
+                      xaxis_title="event kinds Δ", yaxis_title="frame-needing Δ", template="plotly_white")
+    fig.write_html(path, include_plotlyjs="cdn")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("studies", type=Path, nargs="+", metavar="study",
@@ -145,18 +206,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--score", choices=METRICS, default="event", help="the score of the per-algorithm table")
     p.add_argument("--kind", action="append", default=None, help="keep only this question kind (repeatable)")
     p.add_argument("--drop-kind", action="append", default=[], help="leave this question kind out (repeatable)")
+    p.add_argument("--trade-off", type=Path, default=None, metavar="HTML",
+                   help="also pair every run on the frame-needing items and write the event-kind against "
+                        "frame-needing Δ of --score as a plotly scatter here (whole groups: not with --kind, "
+                        "--drop-kind or --group)")
     args = p.parse_args(argv)
-    rows = []
+    if args.trade_off is not None and (args.kind or args.drop_kind or args.group != "event kinds"):
+        p.error("--trade-off compares the whole event-kind and frame-needing groups: leave out --kind, --drop-kind "
+                "and --group")
+    rows, frame_rows = [], []
     for study in args.studies:
         if not (study / "heldout_rows").is_dir():
             p.error(f"{study}: no heldout_rows/ folder (not a seed study's folder)")
         try:
             found = summary_rows(study, args.group, args.kind, args.drop_kind)
+            framed = summary_rows(study, "frame") if args.trade_off is not None else []
         except (ValueError, json.JSONDecodeError) as err:
             p.error(f"{study}: {err}")
         if len(args.studies) > 1:
-            found = [{**r, "study": study.as_posix(), "run set": f"{study.as_posix()}/{r['run set']}"} for r in found]
+            found, framed = ([{**r, "study": study.as_posix(), "run set": f"{study.as_posix()}/{r['run set']}"}
+                              for r in got] for got in (found, framed))
         rows += found
+        frame_rows += framed
     chosen = "".join([f", kinds {', '.join(args.kind)}" if args.kind else "",
                       f", without {', '.join(args.drop_kind)}" if args.drop_kind else ""])
     if not rows:
@@ -164,6 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.group}{chosen}, Δ points against each run's SFT init (pooled over seeds, paired, 95 % CI)\n")
     print(format_rows(rows) + "\n")
     print(by_algorithm(rows, args.score))
+    if args.trade_off is not None:
+        points = trade_off(rows, frame_rows, args.score)
+        print("\n" + trade_off_text(points, args.score))
+        args.trade_off.parent.mkdir(parents=True, exist_ok=True)
+        write_trade_off(points, args.trade_off, args.score)
+        print(f"wrote {args.trade_off}")
     return 0
 
 

@@ -95,3 +95,33 @@ def test_several_study_folders_make_one_table_and_one_line_per_algorithm_and_fol
                              f"grpo ({worlds[1].as_posix()})": ["1", "+0.0", "+0.0", "+0.0", "1"]}
     out = _run(worlds[0], tmp_path / "not_a_study")
     assert out.returncode == 2 and "not_a_study: no heldout_rows/" in out.stderr
+
+
+def _frame_rows(folder: Path, name: str, concluded: list[str]) -> None:
+    """Four frame-needing items (gold B) added to ``name``'s file of :func:`_rows`."""
+    rows = [{"id": f"f{i}", "answer": "B", "pred": "B", "correct": True, "concluded": c, "group": "frame",
+             "kind": "where_at_event"} for i, c in enumerate(concluded)]
+    with (folder / f"rl_heldout.{name}.jsonl").open("a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_the_trade_off_pairs_each_run_on_both_groups_and_plots_it(tmp_path):
+    study = tmp_path / "study"
+    for s in (0, 1):
+        d = study / "heldout_rows" / f"seed{s}"
+        for name, events, frames in [("sft_init", ["B", "B", "A", "A"], ["B"] * 4),
+                                     ("grpo", ["B"] * 4, ["B", "B", "B", "A"]),  # event kinds +50, frame −25
+                                     ("dapo", ["B", "A", "A", "A"], ["B"] * 4),  # −25, +0
+                                     ("la-dapo", ["B", "B", "A", "A"], ["B"] * 4),  # +0, +0: meets both
+                                     ("pause_sft", ["A"] * 4, ["A"] * 4)]:  # a control: no point
+            _rows(d, name, events)
+            _frame_rows(d, name, frames)
+    html = tmp_path / "fig" / "trade.html"
+    out = _run(study, "--trade-off", html)
+    assert out.returncode == 0, out.stderr
+    # x = (+50, −25, 0), y = (−25, 0, 0): r = Σdxdy / √(Σdx² Σdy²) = −1041.67 / √(2916.67 · 416.67) = −0.94
+    assert "3 runs: Pearson r -0.94; meeting ≥ 0 on both: 1 (heldout_rows:la-dapo)" in out.stdout
+    page = html.read_text()
+    assert "plotly" in page and "heldout_rows: grpo" in page and "pause_sft" not in page
+    refused = _run(study, "--trade-off", html, "--kind", "interpolation")
+    assert refused.returncode == 2 and "--trade-off compares the whole" in refused.stderr
