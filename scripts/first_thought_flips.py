@@ -1,12 +1,16 @@
 """How a checkpoint's held-out answers moved against a reference's, split by whether its first thought changed:
 
-    python scripts/first_thought_flips.py REF.jsonl[,REF2…] OTHER.jsonl[,OTHER2…]
+    python scripts/first_thought_flips.py REF.jsonl[,REF2…] OTHER.jsonl[,OTHER2…] [--data HELDOUT.jsonl]
 
 Both are ``fl1 heldout`` response files (``…/H.<name>.jsonl``, with ``text``), comma-separated over seeds in the
 same order. The first thought is the first ``<reason>`` span up to its "Next," (what the last observed frame shows).
 On the event kinds (every kind but the frame-needing ones) it prints the share of items whose first thought differs,
 and the concluded-event flips (+ right now and wrong before, − the reverse) among the items where it differs and
-where it does not.
+where it does not. With ``--data`` (the held-out file the responses answer, whose ``meta.reference_thoughts[0]`` is
+the world's reading of the last observed frame) it also scores each first thought's reading of which bodies move:
+right when the bodies it describes as rolling, sliding or falling are exactly the reference's
+(:func:`fl1_core.evaluation.role_swaps.stated_movers`), and prints both files' share right with the paired difference
+and its 95 % CI (:func:`fl1_core.intervals.paired_difference`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fl1_core.data.world.world_types import FRAME_KINDS  # noqa: E402
 from fl1_core.evaluation.heldout_pairs import read_rows  # noqa: E402
+from fl1_core.evaluation.role_swaps import stated_movers  # noqa: E402
+from fl1_core.intervals import paired_difference  # noqa: E402
 
 _REASON = re.compile(r"<reason>(.*?)</reason>", re.S)
 
@@ -47,10 +53,26 @@ def flips(pairs: list[tuple[dict, dict]]) -> dict[str, int]:
     return out
 
 
+def movers_right(pairs: list[tuple[dict, dict]], references: dict[str, str]) -> dict:
+    """On the event-kind items of ``pairs`` whose id ``references`` holds (id → the world's first thought): whether
+    each side's first thought states exactly the reference's moving bodies; the paired difference other − reference."""
+    ref_ok, other_ok = [], []
+    for ref, other in pairs:
+        if ref["kind"] in FRAME_KINDS or ref["id"] not in references:
+            continue
+        truth = stated_movers(references[ref["id"]])
+        ref_ok.append(stated_movers(ref["text"]) == truth)
+        other_ok.append(stated_movers(other["text"]) == truth)
+    return {"items": len(ref_ok), "reference": sum(ref_ok), "other": sum(other_ok),
+            "delta": paired_difference(other_ok, ref_ok)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("reference")
     p.add_argument("other")
+    p.add_argument("--data", type=Path, default=None,
+                   help="the held-out MCQ file: also score the first thought's moving bodies against its reference")
     args = p.parse_args(argv)
     refs, others = args.reference.split(","), args.other.split(",")
     if len(refs) != len(others):
@@ -68,6 +90,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{c['items']} event-kind items; first thought changed on {c['changed']} "
           f"({100 * c['changed'] / max(1, c['items']):.1f} %); concluded event where it changed "
           f"+{c['changed_up']} / -{c['changed_down']}, where it did not +{c['same_up']} / -{c['same_down']}")
+    if args.data is not None:
+        try:
+            lines = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]
+        except (OSError, json.JSONDecodeError) as err:
+            p.error(f"{args.data}: {err}")
+        references = {r["id"]: (r.get("meta", {}).get("reference_thoughts") or [""])[0] for r in lines if "id" in r}
+        m = movers_right(pairs, references)
+        if not m["items"]:
+            p.error(f"{args.data}: none of the event-kind items of the responses")
+        d = m["delta"]
+        print(f"first thought names the moving bodies right on {m['items']} event-kind items: reference "
+              f"{100 * m['reference'] / m['items']:.1f} %, other {100 * m['other'] / m['items']:.1f} %, "
+              f"Δ {100 * d['delta']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]")
     return 0
 
 

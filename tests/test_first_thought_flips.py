@@ -38,3 +38,24 @@ def test_first_thought_stops_at_next_and_flips_are_split_by_it(tmp_path, capsys)
     assert "changed on 2 (66.7 %)" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main([f"{a},{a}", str(b)])
+
+
+def test_the_moving_bodies_are_scored_against_the_worlds_first_thought(tmp_path, capsys):
+    resting = "<reason>At the end of the video, the red ball is resting on the floor. Next, it stops.</reason>"
+    truth = "At the end of the video, the red ball is rolling left along the floor. Next, the red ball hits the wall."
+    ref = [row("1", "next_event", "A", SEEN), row("2", "next_event", "A", SEEN), row("3", "where_at_time", "A", SEEN)]
+    new = [row("1", "next_event", "A", OTHER),  # rolling the other way: the same moving body, still right
+           row("2", "next_event", "A", resting),  # nothing moves: wrong
+           row("3", "where_at_time", "A", resting)]  # frame-needing: not scored
+    a, b, data = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "heldout.jsonl"
+    a.write_text("".join(json.dumps(r) + "\n" for r in ref))
+    b.write_text("".join(json.dumps(r) + "\n" for r in new))
+    data.write_text("".join(json.dumps({"id": i, "meta": {"reference_thoughts": [truth, "So, A."]}}) + "\n"
+                            for i in ("1", "2", "3")))
+    assert main([str(a), str(b), "--data", str(data)]) == 0
+    # paired d = (0, −1): mean −0.5, sd 0.707, half 1.96 · 0.707 / √2 = 0.98
+    assert "right on 2 event-kind items: reference 100.0 %, other 50.0 %, Δ -50.0 [-148.0, +48.0]" in \
+        capsys.readouterr().out
+    data.write_text(json.dumps({"id": "9", "meta": {}}) + "\n")
+    with pytest.raises(SystemExit):
+        main([str(a), str(b), "--data", str(data)])
