@@ -61,6 +61,8 @@ def movers_right(pairs: list[tuple[dict, dict]], references: dict[str, str]) -> 
         if ref["kind"] in FRAME_KINDS or ref["id"] not in references:
             continue
         truth = stated_movers(references[ref["id"]])
+        if truth is None:  # a reference without a reading of the frame scores nothing
+            continue
         ref_ok.append(stated_movers(ref["text"]) == truth)
         other_ok.append(stated_movers(other["text"]) == truth)
     return {"items": len(ref_ok), "reference": sum(ref_ok), "other": sum(other_ok),

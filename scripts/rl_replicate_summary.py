@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from collections.abc import Collection
 from pathlib import Path
@@ -151,14 +152,12 @@ def trade_off(rows_x: list[dict], rows_y: list[dict], score: str) -> list[dict]:
 
 
 def pearson(xs: list[float], ys: list[float]) -> float:
-    """r = Σ(x−x̄)(y−ȳ) / √(Σ(x−x̄)² · Σ(y−ȳ)²); nan for fewer than 2 points or a constant side."""
-    n = len(xs)
-    if n < 2:
+    """r = Σ(x−x̄)(y−ȳ) / √(Σ(x−x̄)² · Σ(y−ȳ)²) (:func:`statistics.correlation`); nan for fewer than 2 points or a
+    constant side."""
+    try:
+        return statistics.correlation(xs, ys)
+    except statistics.StatisticsError:
         return float("nan")
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxy = sum((a - mx) * (b - my) for a, b in zip(xs, ys))
-    sxx, syy = sum((a - mx) ** 2 for a in xs), sum((b - my) ** 2 for b in ys)
-    return sxy / (sxx * syy) ** 0.5 if sxx > 0 and syy > 0 else float("nan")
 
 
 def trade_off_text(points: list[dict], score: str) -> str:

@@ -1,5 +1,6 @@
-"""fl1_core.evaluation.role_swaps and scripts/role_swaps.py: a conclusion that states one option's collision with its roles swapped is counted and,
-read either way round, names that option; other conclusions keep their strict reading."""
+"""fl1_core.evaluation.role_swaps and scripts/role_swaps.py: a conclusion that states one option's collision with its
+roles swapped is counted and, read either way round, names that option; other conclusions keep their strict reading;
+a written collision's subject is compared with the body the response's first thought says moves."""
 
 from __future__ import annotations
 

@@ -23,7 +23,8 @@ from fl1_core.answers import final_thought, normalize
 from fl1_core.data.world.physics import first_event_type, swapped_roles
 from fl1_core.data.world.world_types import FRAME_KINDS
 
-__all__ = ["conclusion_summary", "either_role", "mover_agreement", "stated_movers", "subject_is_stated_mover", "swapped_option"]
+__all__ = ["conclusion_summary", "either_role", "mover_agreement", "stated_movers", "subject_is_stated_mover",
+           "swapped_option"]
 
 _BODY_STATE = re.compile(r"the ([a-z]+ [a-z]+) is (rolling|sliding|falling|resting)")
 
