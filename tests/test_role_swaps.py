@@ -20,7 +20,8 @@ from fl1_core.data.formats import load_rl_records  # noqa: E402
 from fl1_core.data.world.physics import event_text, first_event_type, swapped_roles  # noqa: E402
 from fl1_core.data.world.world_types import FRAME_KINDS  # noqa: E402
 from fl1_core.evaluation.role_swaps import (  # noqa: E402
-    conclusion_summary, either_role, mover_agreement, stated_movers, subject_is_stated_mover, swapped_option,
+    conclusion_summary, either_role, mover_agreement, reads_movers_right, stated_movers, subject_is_stated_mover,
+    swapped_option,
 )
 
 
@@ -55,6 +56,11 @@ def test_the_written_subject_is_compared_with_the_first_thoughts_moving_body():
     assert subject_is_stated_mover(first, "the blue box hits the red ball") is False
     assert subject_is_stated_mover(first, "the red ball hits the green ball") is None  # both move
     assert subject_is_stated_mover(first, "the red ball bounces off the left wall") is None
+    world = "At the end of the video, the green ball is falling, the blue box is resting on the floor and the red " \
+            "ball is rolling right along the floor. Next, the green ball lands on the floor."
+    assert reads_movers_right(first, world) is True  # the same moving bodies, whatever their direction or order
+    assert reads_movers_right(first.replace("the green ball is falling", "the green ball is resting"), world) is False
+    assert reads_movers_right(first, "So, the red ball hits the blue box.") is None  # no reading to score against
     options = {"A": "the red ball hits the blue box", "B": "the red ball stops on the floor"}
     rows = [{"id": i, "kind": "next_event", "answer": a, "concluded": c, "role_swap": s, "text": first + t}
             for i, a, c, s, t in [("1", "A", "A", False, said("the red ball hits the blue box")),

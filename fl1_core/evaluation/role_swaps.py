@@ -23,8 +23,8 @@ from fl1_core.answers import final_thought, normalize
 from fl1_core.data.world.physics import first_event_type, swapped_roles
 from fl1_core.data.world.world_types import FRAME_KINDS
 
-__all__ = ["conclusion_summary", "either_role", "mover_agreement", "stated_movers", "subject_is_stated_mover",
-           "swapped_option"]
+__all__ = ["conclusion_summary", "either_role", "mover_agreement", "reads_movers_right", "stated_movers",
+           "subject_is_stated_mover", "swapped_option"]
 
 _BODY_STATE = re.compile(r"the ([a-z]+ [a-z]+) is (rolling|sliding|falling|resting)")
 
@@ -69,6 +69,13 @@ def stated_movers(text: str) -> set[str] | None:
         return None
     states = _BODY_STATE.findall(m.group(1).lower())
     return {name for name, verb in states if verb != "resting"} if states else None
+
+
+def reads_movers_right(text: str, reference: str) -> bool | None:
+    """Whether the response's first thought describes as moving exactly the bodies the world's own first thought
+    (``reference``, an item's ``meta.reference_thoughts[0]``) has moving; ``None`` when the reference has no reading."""
+    truth = stated_movers(reference)
+    return None if truth is None else stated_movers(text) == truth
 
 
 def subject_is_stated_mover(text: str, collision: str) -> bool | None:
