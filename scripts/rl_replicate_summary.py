@@ -168,7 +168,7 @@ def trade_off_text(points: list[dict], score: str) -> str:
             f"{r:+.2f}; meeting ≥ 0 on both: {len(both)}" + (f" ({', '.join(both)})" if both else ""))
 
 
-def write_trade_off(points: list[dict], path: Path, score: str) -> None:
+def trade_off_figure(points: list[dict], score: str):
     """A plotly scatter of :func:`trade_off` (one marker per run, its 95 % CIs as error bars, one colour per
     algorithm), the quadrant where both Δ ≥ 0 shaded."""
     import plotly.graph_objects as go
@@ -187,14 +187,14 @@ def write_trade_off(points: list[dict], path: Path, score: str) -> None:
             error_y={"type": "data", "symmetric": False, "thickness": 0.6,
                      "array": [100 * (p["y"]["ci95"][1] - p["y"]["delta"]) for p in mine],
                      "arrayminus": [100 * (p["y"]["delta"] - p["y"]["ci95"][0]) for p in mine]}))
-    fig.add_shape(type="rect", x0=0, y0=0, x1=max([10.0] + [100 * p["x"]["ci95"][1] for p in points]),
-                  y1=max([10.0] + [100 * p["y"]["ci95"][1] for p in points]), fillcolor="green", opacity=0.08,
+    fig.add_shape(type="rect", x0=0, y0=0, x1=max([1.0] + [100 * p["x"]["ci95"][1] for p in points]),
+                  y1=max([1.0] + [100 * p["y"]["ci95"][1] for p in points]), fillcolor="green", opacity=0.08,
                   line_width=0, layer="below")
     fig.add_hline(y=0, line_width=1, line_color="grey")
     fig.add_vline(x=0, line_width=1, line_color="grey")
     fig.update_layout(title=f"RL − SFT init, {score} (points; 95 % CIs): event kinds against frame-needing items",
                       xaxis_title="event kinds Δ", yaxis_title="frame-needing Δ", template="plotly_white")
-    fig.write_html(path, include_plotlyjs="cdn")
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         points = trade_off(rows, frame_rows, args.score)
         print("\n" + trade_off_text(points, args.score))
         args.trade_off.parent.mkdir(parents=True, exist_ok=True)
-        write_trade_off(points, args.trade_off, args.score)
+        trade_off_figure(points, args.score).write_html(args.trade_off, include_plotlyjs="cdn")
         print(f"wrote {args.trade_off}")
     return 0
 
