@@ -9,7 +9,7 @@ and the concluded-event flips (+ right now and wrong before, − the reverse) am
 where it does not. With ``--data`` (the held-out file the responses answer, whose ``meta.reference_thoughts[0]`` is
 the world's reading of the last observed frame) it also scores each first thought's reading of which bodies move:
 right when the bodies it describes as rolling, sliding or falling are exactly the reference's
-(:func:`fl1_core.evaluation.role_swaps.reads_movers_right`), and prints both files' share right with the paired difference
+(:func:`fl1_core.evaluation.role_swaps.movers_read`), and prints both files' share right with the paired difference
 and its 95 % CI (:func:`fl1_core.intervals.paired_difference`).
 """
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fl1_core.data.world.world_types import FRAME_KINDS  # noqa: E402
 from fl1_core.evaluation.heldout_pairs import read_rows  # noqa: E402
-from fl1_core.evaluation.role_swaps import reads_movers_right  # noqa: E402
+from fl1_core.evaluation.role_swaps import movers_read  # noqa: E402
 from fl1_core.intervals import paired_difference  # noqa: E402
 
 _REASON = re.compile(r"<reason>(.*?)</reason>", re.S)
@@ -54,18 +54,12 @@ def flips(pairs: list[tuple[dict, dict]]) -> dict[str, int]:
 
 
 def movers_right(pairs: list[tuple[dict, dict]], references: dict[str, str]) -> dict:
-    """On the event-kind items of ``pairs`` whose id ``references`` holds (id → the world's first thought, one with a
-    reading of the frame): :func:`~fl1_core.evaluation.role_swaps.reads_movers_right` of each side, and the paired
-    difference other − reference."""
-    ref_ok, other_ok = [], []
-    for ref, other in pairs:
-        if ref["kind"] in FRAME_KINDS or ref["id"] not in references:
-            continue
-        before = reads_movers_right(ref["text"], references[ref["id"]])
-        if before is None:  # a reference without a reading of the frame scores nothing
-            continue
-        ref_ok.append(before)
-        other_ok.append(reads_movers_right(other["text"], references[ref["id"]]))
+    """On the event-kind items of ``pairs`` with a world reading in ``references`` (id → the world's first thought):
+    :func:`~fl1_core.evaluation.role_swaps.movers_read` of each side, and the paired difference other − reference."""
+    before = movers_read([ref for ref, _ in pairs], references)
+    after = movers_read([other for _, other in pairs], references)
+    scored = [(b, bool(a)) for b, a in zip(before, after) if b is not None]
+    ref_ok, other_ok = [b for b, _ in scored], [a for _, a in scored]
     return {"items": len(ref_ok), "reference": sum(ref_ok), "other": sum(other_ok),
             "delta": paired_difference(other_ok, ref_ok)}
 

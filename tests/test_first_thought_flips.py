@@ -59,3 +59,15 @@ def test_the_moving_bodies_are_scored_against_the_worlds_first_thought(tmp_path,
     data.write_text(json.dumps({"id": "9", "meta": {}}) + "\n")
     with pytest.raises(SystemExit):
         main([str(a), str(b), "--data", str(data)])
+
+
+def test_seeds_pooled_over_the_same_items_each_count(tmp_path, capsys):
+    truth = "At the end of the video, the red ball is rolling left along the floor. Next, the red ball hits the wall."
+    data = tmp_path / "heldout.jsonl"
+    data.write_text(json.dumps({"id": "1", "meta": {"reference_thoughts": [truth]}}) + "\n")
+    files = []
+    for name, text in [("a0", SEEN), ("a1", SEEN), ("b0", SEEN), ("b1", OTHER.replace("rolling right", "resting"))]:
+        files.append(tmp_path / f"{name}.jsonl")
+        files[-1].write_text(json.dumps(row("1", "next_event", "A", text)) + "\n")
+    assert main([f"{files[0]},{files[1]}", f"{files[2]},{files[3]}", "--data", str(data)]) == 0
+    assert "right on 2 event-kind items: reference 100.0 %, other 50.0 %" in capsys.readouterr().out

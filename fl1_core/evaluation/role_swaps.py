@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fl1_core.answers import final_thought, normalize
+from fl1_core.data.world.description import moving_bodies
 from fl1_core.data.world.physics import first_event_type, swapped_roles
 from fl1_core.data.world.world_types import FRAME_KINDS
 
-__all__ = ["conclusion_summary", "either_role", "mover_agreement", "reads_movers_right", "stated_movers",
-           "subject_is_stated_mover", "swapped_option"]
-
-_BODY_STATE = re.compile(r"the ([a-z]+ [a-z]+) is (rolling|sliding|falling|resting)")
+__all__ = ["conclusion_summary", "either_role", "mover_agreement", "movers_read", "reads_movers_right",
+           "stated_movers", "subject_is_stated_mover", "swapped_option"]
 
 
 def swapped_option(text: str, options: dict[str, str]) -> str:
@@ -62,20 +62,23 @@ def conclusion_summary(rows: list[dict]) -> dict[str, Any]:
 
 def stated_movers(text: str) -> set[str] | None:
     """The bodies the response's first thought ("At the end of the video, the A is sliding left along the floor, the
-    B is resting on the floor …") describes as rolling, sliding or falling; ``None`` when it has no such reading."""
-    first = (text or "").split("</reason>", 1)[0]
-    m = re.search(r"At the end of the video, (.*?)\.(?:\s|$)", first, re.S)
-    if not m:
-        return None
-    states = _BODY_STATE.findall(m.group(1).lower())
-    return {name for name, verb in states if verb != "resting"} if states else None
+    B is resting on the floor …") describes as rolling, sliding or falling; ``None`` when it has no such reading
+    (:func:`~fl1_core.data.world.description.moving_bodies` of the text before the first ``</reason>``)."""
+    return moving_bodies((text or "").split("</reason>", 1)[0])
 
 
 def reads_movers_right(text: str, reference: str) -> bool | None:
     """Whether the response's first thought describes as moving exactly the bodies the world's own first thought
     (``reference``, an item's ``meta.reference_thoughts[0]``) has moving; ``None`` when the reference has no reading."""
-    truth = stated_movers(reference)
+    truth = moving_bodies(reference)
     return None if truth is None else stated_movers(text) == truth
+
+
+def movers_read(rows: Iterable[Mapping], references: Mapping[str, str]) -> list[bool | None]:
+    """Per row, in order: :func:`reads_movers_right` of its ``text`` against ``references[row id]`` (the world's first
+    thought); ``None`` for a frame-needing row and for one without a world reading of the frame."""
+    return [None if r.get("kind") in FRAME_KINDS or r["id"] not in references
+            else reads_movers_right(r.get("text") or "", references[r["id"]]) for r in rows]
 
 
 def subject_is_stated_mover(text: str, collision: str) -> bool | None:

@@ -3,7 +3,12 @@ at the end of the observed prefix (the first thought of a trajectory)."""
 
 from __future__ import annotations
 
+import re
+
 from .world_types import Clip
+
+OBSERVATION_OPENING = "At the end of the video, "  # how the first thought of a trajectory begins
+_BODY_STATE = re.compile(r"the ([a-z]+ [a-z]+) is (rolling|sliding|falling|resting)")  # describe_body's verbs
 
 
 def body_state(clip: Clip, i: int, frame: int | None = None) -> tuple[str, str | None]:
@@ -29,4 +34,12 @@ def observation(clip: Clip) -> str:
     """One sentence describing every body at the end of the observed prefix."""
     parts = [describe_body(b.name, b.shape, *body_state(clip, i)) for i, b in enumerate(clip.sim.scene.bodies)]
     listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return f"At the end of the video, {listed}."
+    return f"{OBSERVATION_OPENING}{listed}."
+
+
+def moving_bodies(text: str) -> set[str] | None:
+    """The inverse of :func:`observation` for motion: the bodies the first observation sentence in ``text``
+    describes as rolling, sliding or falling; ``None`` when ``text`` has no such sentence naming a body."""
+    m = re.search(re.escape(OBSERVATION_OPENING) + r"(.*?)\.(?:\s|$)", text or "", re.S)
+    states = _BODY_STATE.findall(m.group(1).lower()) if m else []
+    return {name for name, verb in states if verb != "resting"} if states else None
