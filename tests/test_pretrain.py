@@ -316,3 +316,25 @@ def test_concluded_text_reads_the_conclusion_not_the_letter():
            "which is option D.</reason>\n<answer>D</answer>"
     assert concluded_text(text) == "the red ball bounces off the left wall"
     assert concluded_text("<answer>B</answer>") is None
+
+
+def test_movers_read_share_reads_the_forced_prefix_and_skips_frame_kinds():
+    from fl1_core.evaluation.heldout import CHAIN_PREFIX
+    from fl1_core.pretrain.evaluate import movers_read_share
+
+    world = "At the end of the video, the red ball is rolling left along the floor and the blue box is resting on the floor."
+    heldout = [{"id": "a", "meta": {"reference_thoughts": [world]}},
+               {"id": "b", "meta": {"reference_thoughts": [world]}},
+               {"id": "c", "meta": {"reference_thoughts": [world]}},
+               {"id": "d", "meta": {}}]
+    cut = len(CHAIN_PREFIX)
+    right = (CHAIN_PREFIX + " the red ball is rolling right along the floor and the blue box is resting on the floor."
+             " Next, ...")[cut:]  # the direction is not asked: the same body moves
+    wrong = (CHAIN_PREFIX + " the red ball is rolling left along the floor and the blue box is sliding left along the"
+             " floor. Next, ...")[cut:]
+    rows = [{"id": "a", "kind": "interpolation", "text": right}, {"id": "b", "kind": "next_event", "text": wrong},
+            {"id": "c", "kind": "where_at_event", "text": wrong}, {"id": "d", "kind": "next_event", "text": right}]
+    got = movers_read_share(rows, heldout, CHAIN_PREFIX)
+    assert (got["n"], got["accuracy"]) == (2, 0.5)
+    unread = movers_read_share(rows, heldout)  # without the prefix no text has a reading of the frame: none is right
+    assert (unread["n"], unread["accuracy"]) == (2, 0.0)

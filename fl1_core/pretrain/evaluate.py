@@ -6,7 +6,9 @@
   letter the model writes first inside ``<answer>``;
 * ``heldout_mcq_by_group`` — :func:`fl1_core.evaluation.heldout.evaluate_heldout_mcq` on the world's ``heldout_mcq.jsonl``
   (test clips), split into text-solvable and vision-dependent kinds; also the share of responses whose reasoning
-  *concludes* the gold option's text (:func:`concluded_text`), whatever letter follows.
+  *concludes* the gold option's text (:func:`concluded_text`), whatever letter follows, and on the event kinds the
+  share whose first thought has exactly the world's bodies moving at the last observed frame
+  (:func:`fl1_core.evaluation.role_swaps.movers_read`; ``movers_read``, the reading every event-kind chain starts from).
 
 Every accuracy comes with its Wilson 95 % interval (``n`` items, :func:`fl1_core.intervals.wilson_interval`).
 """
@@ -115,6 +117,19 @@ def read_heldout(world_dir: str | Path, limit: int | None = None) -> list[dict]:
     return spread_limit(rows, limit)  # every group of kinds keeps its share
 
 
+def movers_read_share(response_rows: Sequence[dict], heldout_rows: Sequence[dict],
+                      assistant_prefix: str = "") -> dict[str, Any]:
+    """Share of event-kind responses whose first thought has exactly the bodies moving that the world's first thought
+    (``meta.reference_thoughts[0]`` of the held-out row) has moving; each response read as ``assistant_prefix`` +
+    its text, since a forced prefix is not part of the decoded text (:func:`fl1_core.evaluation.role_swaps.movers_read`)."""
+    from ..evaluation.role_swaps import movers_read
+
+    references = {r["id"]: r["meta"]["reference_thoughts"][0] for r in heldout_rows
+                  if r.get("meta", {}).get("reference_thoughts")}
+    spoken = [{**row, "text": assistant_prefix + (row.get("text") or "")} for row in response_rows]
+    return _summary([ok for ok in movers_read(spoken, references) if ok is not None])
+
+
 def heldout_mcq_by_group(model, processor, world_dir: str | Path, limit: int | None = None,
                          batch_size: int = 32, assistant_prefix: str = "") -> dict[str, Any]:
     """Held-out MCQ accuracy (RL prompt format, greedy, strict letter): ``all`` (the event kinds), text-solvable,
@@ -142,6 +157,7 @@ def heldout_mcq_by_group(model, processor, world_dir: str | Path, limit: int | N
             concluded[g].append(said)
     out = {g: _summary(v) for g, v in groups.items()}
     out["concluded_text"] = {g: _summary(v) for g, v in concluded.items()}
+    out["movers_read"] = movers_read_share(res["rows"], rows, assistant_prefix)
     out["format_valid"] = res["format_valid"]
     out["letters"] = res["letters"]
     out["by_kind"] = res["by_kind"]

@@ -163,6 +163,7 @@ def final_metrics(model, processor, world_dir: str | Path, eval_mcq: int | None 
         "chain_route_concluded_answer_all": chain["concluded_text"]["all"],
         "chain_route_concluded_answer_vision_dependent": chain["concluded_text"]["vision"],
         "chain_route_concluded_answer_frame_needing": chain["concluded_text"]["frame"],
+        "chain_route_movers_read_right": chain["movers_read"],
         "scene_exact": scene["exact"],
         "scene_colour_slots": scene["colour_slots"],
         "option_lookup": lookup_accuracy(model, processor, read_heldout(world_dir)),
