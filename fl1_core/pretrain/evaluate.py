@@ -2,6 +2,8 @@
 
 * ``scene_accuracy`` — greedy scene descriptions of frames from clips never trained on (a seed of their own):
   exact match of the whole description, and the share of object colours named in the right left-to-right slot;
+* ``motion_accuracy`` — greedy motion descriptions of two consecutive pool frames of held-out clips (the pretraining
+  ``motion`` task): exact match, and whether the bodies described as moving are exactly the moving ones;
 * ``lookup_accuracy`` — option look-up ("Which option says: …?") over option sets of held-out MCQ records: the
   letter the model writes first inside ``<answer>``;
 * ``heldout_mcq_by_group`` — :func:`fl1_core.evaluation.heldout.evaluate_heldout_mcq` on the world's ``heldout_mcq.jsonl``
@@ -30,8 +32,9 @@ from ..data.formats import spread_limit
 from ..data.world.options import options_block
 from ..data.world.world_types import LETTERS, TEXT_KINDS
 from ..decoding import decode_batches, decoded_texts
-from ..data.world.curriculum_text import LOOKUP_QUESTION, SCENE_QUESTION
-from .tasks import ClipStream, scene_text
+from ..data.world.curriculum_text import LOOKUP_QUESTION, MOTION_QUESTION, SCENE_QUESTION
+from ..data.world.description import OBSERVATION_OPENING, moving_bodies
+from .tasks import ClipStream, motion_text, scene_text
 
 EVAL_SEED = 987_654  # clips of the scene measure: a seed no training stream uses
 
@@ -73,6 +76,31 @@ def scene_accuracy(model, processor, n: int = 64, seed: int = EVAL_SEED) -> dict
         said = [w.strip(",.") for w in got.split() if w.strip(",.") in colours]
         slots.extend(a == b for a, b in zip(want, said + [None] * len(want)))
     return {"exact": _summary(exact), "colour_slots": _summary(slots), "sample": texts[0]}
+
+
+def motion_movers(description: str) -> set[str] | None:
+    """The bodies a motion description ("The red ball is rolling left along the floor and …") has moving."""
+    text = description.strip()
+    return moving_bodies(f"{OBSERVATION_OPENING} {text[:1].lower()}{text[1:]}")
+
+
+def motion_accuracy(model, processor, n: int = 64, seed: int = EVAL_SEED) -> dict[str, Any]:
+    """Greedy motion descriptions of two consecutive pool frames of ``n`` held-out clips → exact match and movers
+    right (:func:`motion_movers` of the answer equals that of the truth; the direction is not asked)."""
+    stream = ClipStream(seed)
+    rng = np.random.default_rng([seed, 2])
+    prompts, truths = [], []
+    for i in range(n):
+        clip = stream.clip(i)
+        a = int(rng.integers(0, len(clip.pool) - 1))
+        frames = [clip.pool[a], clip.pool[a + 1]]
+        prompts.append(PromptExample(f"motion-{i}", MOTION_QUESTION, [stream.frame(clip, f) for f in frames]))
+        truths.append(motion_text(clip, frames[1]))
+    texts = _greedy(model, processor, prompts, "none", max_new_tokens=64)
+    answers = [_answer_span(t) for t in texts]
+    return {"exact": _summary([a == t for a, t in zip(answers, truths)]),
+            "movers": _summary([motion_movers(a) == motion_movers(t) for a, t in zip(answers, truths)]),
+            "sample": texts[0]}
 
 
 def lookup_prompts(records: Sequence[dict], seed: int = 0) -> tuple[list[PromptExample], list[str]]:

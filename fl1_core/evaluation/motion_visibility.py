@@ -1,0 +1,68 @@
+"""How far the world's bodies move between the last two frames a question shows, against what a vision token spans.
+
+Every event-kind chain starts by saying which bodies move at the last observed frame
+(:func:`fl1_core.data.world.description.observation`). The pictures of a held-out question are the observed pool
+frames, so the evidence for "moving" is the displacement of a body between the last two of them:
+
+    d_i = ‖track_i[pool[n−1]] − track_i[pool[n−2]]‖₂   (pixels; n = the number of observed pool frames)
+
+set against the width in pixels of one merged vision token, ``patch_size · merge_size`` of the processor (32 px for
+the tiny Qwen3-VL: a 96 px frame is 3 × 3 tokens). A mover whose ``d_i`` is a fraction of a token moves inside the
+token it started in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..data.world.description import moving_bodies
+
+
+def last_observed_displacements(clips: Mapping[str, Mapping[str, Any]],
+                                references: Mapping[str, str]) -> dict[str, list[float]]:
+    """``{"moving": [d_i …], "resting": [d_i …]}`` over the bodies of every clip in ``references`` (clip id → the
+    world's first thought of one of its questions, which says which bodies move); ``clips`` are ``events.jsonl``
+    rows (:func:`fl1_core.audit.world_states.read_clips`)."""
+    out: dict[str, list[float]] = {"moving": [], "resting": []}
+    for clip_id, reference in references.items():
+        movers = moving_bodies(reference)
+        if movers is None:
+            continue
+        clip = clips[clip_id]
+        shown = [clip["pool"][k - 1] for k in clip["observed_images"]]
+        if len(shown) < 2:
+            raise ValueError(f"clip {clip_id}: {len(shown)} observed frame(s); a displacement needs two")
+        a, b = shown[-2], shown[-1]
+        for obj in clip["objects"]:
+            d = float(np.hypot(*np.subtract(obj["track"][b], obj["track"][a])))
+            out["moving" if obj["name"] in movers else "resting"].append(d)
+    return out
+
+
+def displacement_summary(displacements: Mapping[str, Sequence[float]], token_px: float) -> dict[str, Any]:
+    """Quartiles of each group's displacement in pixels and in tokens (``d / token_px``), and the share of movers that
+    move less than half a token."""
+    if token_px <= 0:
+        raise ValueError(f"token_px must be > 0, got {token_px}")
+    out: dict[str, Any] = {"token_px": token_px}
+    for group, ds in displacements.items():
+        d = np.asarray(ds, dtype=np.float64)
+        q = np.percentile(d, [25, 50, 75]).tolist() if d.size else [float("nan")] * 3
+        out[group] = {"n": int(d.size), "px_quartiles": q, "token_quartiles": [x / token_px for x in q]}
+    moving = np.asarray(displacements.get("moving", []), dtype=np.float64)
+    out["movers_under_half_a_token"] = float(np.mean(moving < token_px / 2)) if moving.size else float("nan")
+    return out
+
+
+def references_by_clip(heldout_rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Clip id → the world's first thought of the clip's first held-out row that has one."""
+    out: dict[str, str] = {}
+    for row in heldout_rows:
+        meta = row.get("meta", {})
+        thoughts = meta.get("reference_thoughts")
+        if thoughts and meta.get("clip_id") and meta["clip_id"] not in out:
+            out[meta["clip_id"]] = thoughts[0]
+    return out
