@@ -15,7 +15,7 @@ import torch
 from ..runs import atomic_write_json, atomic_write_text
 from ..world_base import CARD_FILE, CARD_MD, WORLD_BASE_DIR, file_hashes, tokenizer_fingerprint
 from .chain import read_training_log, total_examples, total_steps
-from .evaluate import heldout_mcq_by_group, lookup_accuracy, read_heldout, scene_accuracy
+from .evaluate import heldout_mcq_by_group, lookup_accuracy, motion_accuracy, read_heldout, scene_accuracy
 from .following import follow_accuracy
 from .imagination import ROWS, imagination_error
 from .reading import latent_reading_accuracy
@@ -145,6 +145,7 @@ def final_metrics(model, processor, world_dir: str | Path, eval_mcq: int | None 
     from ..evaluation.heldout import CHAIN_PREFIX
 
     scene = scene_accuracy(model, processor, n=200)
+    motion = motion_accuracy(model, processor, n=200)
     mcq = heldout_mcq_by_group(model, processor, world_dir, limit=eval_mcq)
     chain = heldout_mcq_by_group(model, processor, world_dir, limit=eval_mcq, assistant_prefix=CHAIN_PREFIX)
     reading = latent_reading_accuracy(model, processor, n=200)
@@ -166,6 +167,7 @@ def final_metrics(model, processor, world_dir: str | Path, eval_mcq: int | None 
         "chain_route_movers_read_right": chain["movers_read"],
         "scene_exact": scene["exact"],
         "scene_colour_slots": scene["colour_slots"],
+        "motion_movers": motion["movers"],
         "option_lookup": lookup_accuracy(model, processor, read_heldout(world_dir)),
         "heldout_mcq_all": mcq["all"],
         "heldout_mcq_text_solvable": mcq["text"],

@@ -150,7 +150,7 @@ def train_phase(
     rows; None skips the MCQ measure). ``max_steps`` stops early (for tests and the reproducibility check) without
     writing ``final``.
     """
-    from .evaluate import heldout_mcq_by_group, lookup_accuracy, read_heldout, scene_accuracy
+    from .evaluate import heldout_mcq_by_group, lookup_accuracy, motion_accuracy, read_heldout, scene_accuracy
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -175,6 +175,7 @@ def train_phase(
         model.eval()
         row: dict[str, Any] = {"step": step, "cpu_minutes": cpu_s / 60.0}
         row["scene"] = scene_accuracy(model, processor)
+        row["motion"] = motion_accuracy(model, processor)
         if held:
             row["lookup"] = lookup_accuracy(model, processor, held)
             if eval_mcq:
