@@ -1,5 +1,5 @@
 """Confidence intervals of accuracies measured on n items (the base's card, the baselines, the audit) and of paired
-differences between two models on the same items."""
+differences between two models on the same items (and of two proportions on different items)."""
 
 from __future__ import annotations
 
@@ -33,4 +33,14 @@ def paired_difference(a: Sequence[bool], b: Sequence[bool]) -> dict[str, Any]:
     return {"n": len(d), "delta": float(d.mean()), "ci95": [float(d.mean() - half), float(d.mean() + half)]}
 
 
-__all__ = ["paired_difference", "wilson_interval"]
+def unpaired_difference(a: Sequence[bool], b: Sequence[bool]) -> dict[str, Any]:
+    """Difference of two proportions on different items, ``p̂_a − p̂_b ± 1.96 · sqrt(p̂_a(1−p̂_a)/n_a + p̂_b(1−p̂_b)/n_b)``
+    (the normal interval)."""
+    if not len(a) or not len(b):
+        return {"n": [len(a), len(b)], "delta": float("nan"), "ci95": [float("nan"), float("nan")]}
+    pa, pb = float(np.mean(a)), float(np.mean(b))
+    half = 1.96 * math.sqrt(pa * (1 - pa) / len(a) + pb * (1 - pb) / len(b))
+    return {"n": [len(a), len(b)], "delta": pa - pb, "ci95": [pa - pb - half, pa - pb + half]}
+
+
+__all__ = ["paired_difference", "unpaired_difference", "wilson_interval"]

@@ -10,7 +10,8 @@ where it does not. With ``--data`` (the held-out file the responses answer, whos
 the world's reading of the last observed frame) it also scores each first thought's reading of which bodies move:
 right when the bodies it describes as rolling, sliding or falling are exactly the reference's
 (:func:`fl1_core.evaluation.role_swaps.movers_read`), and prints both files' share right with the paired difference
-and its 95 % CI (:func:`fl1_core.intervals.paired_difference`).
+and its 95 % CI (:func:`fl1_core.intervals.paired_difference`), and for each file the concluded event's accuracy on
+the items it reads right and on those it reads wrong (:func:`event_by_reading`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fl1_core.data.world.world_types import FRAME_KINDS  # noqa: E402
 from fl1_core.evaluation.heldout_pairs import read_rows  # noqa: E402
 from fl1_core.evaluation.role_swaps import movers_read  # noqa: E402
-from fl1_core.intervals import paired_difference  # noqa: E402
+from fl1_core.intervals import paired_difference, unpaired_difference  # noqa: E402
 
 _REASON = re.compile(r"<reason>(.*?)</reason>", re.S)
 
@@ -62,6 +63,16 @@ def movers_right(pairs: list[tuple[dict, dict]], references: dict[str, str]) -> 
     ref_ok, other_ok = [b for b, _ in scored], [a for _, a in scored]
     return {"items": len(ref_ok), "reference": sum(ref_ok), "other": sum(other_ok),
             "delta": paired_difference(other_ok, ref_ok)}
+
+
+def event_by_reading(rows: list[dict], references: dict[str, str]) -> dict:
+    """On the event-kind rows with a world reading: whether the concluded event is right, split by whether the first
+    thought reads the moving bodies right, and the difference of the two shares (different items: unpaired)."""
+    split: dict[str, list[bool]] = {"read_right": [], "read_wrong": []}
+    for row, ok in zip(rows, movers_read(rows, references)):
+        if ok is not None:
+            split["read_right" if ok else "read_wrong"].append(row["concluded"] == row["answer"])
+    return {**split, "delta": unpaired_difference(split["read_right"], split["read_wrong"])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"first thought names the moving bodies right on {m['items']} event-kind items: reference "
               f"{100 * m['reference'] / m['items']:.1f} %, other {100 * m['other'] / m['items']:.1f} %, "
               f"Δ {100 * d['delta']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]")
+        for side, rows in (("reference", [r for r, _ in pairs]), ("other", [o for _, o in pairs])):
+            e = event_by_reading(rows, references)
+            right, wrong, d = e["read_right"], e["read_wrong"], e["delta"]
+            print(f"{side}: concluded event right on {100 * sum(right) / max(1, len(right)):.1f} % of the {len(right)} "
+                  f"items read right, {100 * sum(wrong) / max(1, len(wrong)):.1f} % of the {len(wrong)} read wrong, "
+                  f"Δ {100 * d['delta']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}] (unpaired)")
     return 0
 
 

@@ -11,7 +11,8 @@ For each checkpoint (greedy, CPU or the accelerator):
 
 Once, from the world's ``events.jsonl``: the displacement of moving and resting bodies between the last two observed
 frames of its test clips, in pixels and in merged vision tokens of the first checkpoint's processor
-(:mod:`fl1_core.evaluation.motion_visibility`). Each share comes with its Wilson 95 % interval.
+(:mod:`fl1_core.evaluation.motion_visibility`), and on both measures what a reader that says every body moves and one
+that reads exact displacements would score. Each model's share comes with its Wilson 95 % interval.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fl1_core.audit.world_states import read_clips  # noqa: E402
 from fl1_core.evaluation.motion_visibility import (  # noqa: E402
-    displacement_summary, last_observed_displacements, references_by_clip)
+    displacement_summary, last_observed_displacements, reader_baselines, references_by_clip)
 
 
 def token_px(processor) -> int:
@@ -70,10 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         model, processor = load_future_l1(path)
         model.eval()
         if "displacement" not in out:
-            moved = last_observed_displacements(read_clips(world), references_by_clip(rows))
-            out["displacement"] = displacement_summary(moved, token_px(processor))
+            clips, references = read_clips(world), references_by_clip(rows)
+            out["displacement"] = displacement_summary(last_observed_displacements(clips, references),
+                                                       token_px(processor))
+            out["chain_route_readers"] = reader_baselines(clips, references)
         motion = motion_accuracy(model, processor, n=args.pairs)
         chain = heldout_mcq_by_group(model, processor, world, assistant_prefix=CHAIN_PREFIX)
+        out["motion_task_readers"] = {k: motion[k] for k in ("every_body_moves", "exact_displacement")}
         out["checkpoints"][name] = {"path": path, "motion_task_movers": motion["movers"],
                                     "motion_task_exact": motion["exact"], "chain_route_movers": chain["movers_read"]}
         print(f"{name}: motion task, movers right {_share(motion['movers'])}; chain route, first thought's movers "
@@ -86,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{group} bodies ({g['n']}): displacement between the last two observed frames, quartiles {q} px "
               f"= {t} tokens of {d['token_px']} px")
     print(f"movers under half a token: {100 * d['movers_under_half_a_token']:.1f} %")
+    for what in ("motion_task", "chain_route"):
+        r = out[f"{what}_readers"]
+        print(f"{what.replace('_', ' ')}: saying every body moves scores {100 * r['every_body_moves']:.1f} %, reading "
+              f"exact displacements {100 * r['exact_displacement']:.1f} %")
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1))
     return 0

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from first_thought_flips import first_thought, flips, main  # noqa: E402
+from first_thought_flips import event_by_reading, first_thought, flips, main  # noqa: E402
 
 SEEN = "<reason>At the end of the video, the red ball is rolling left. Next, the red ball hits the wall.</reason>"
 OTHER = "<reason>At the end of the video, the red ball is rolling right. Next, the red ball stops.</reason>"
@@ -54,8 +54,10 @@ def test_the_moving_bodies_are_scored_against_the_worlds_first_thought(tmp_path,
                             for i in ("1", "2", "3")))
     assert main([str(a), str(b), "--data", str(data)]) == 0
     # paired d = (0, −1): mean −0.5, sd 0.707, half 1.96 · 0.707 / √2 = 0.98
-    assert "right on 2 event-kind items: reference 100.0 %, other 50.0 %, Δ -50.0 [-148.0, +48.0]" in \
-        capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "right on 2 event-kind items: reference 100.0 %, other 50.0 %, Δ -50.0 [-148.0, +48.0]" in printed
+    # the other file: item 1 read right and concluded right (A), item 2 read wrong and concluded right
+    assert "other: concluded event right on 100.0 % of the 1 items read right, 100.0 % of the 1 read wrong" in printed
     data.write_text(json.dumps({"id": "9", "meta": {}}) + "\n")
     with pytest.raises(SystemExit):
         main([str(a), str(b), "--data", str(data)])
@@ -71,3 +73,16 @@ def test_seeds_pooled_over_the_same_items_each_count(tmp_path, capsys):
         files[-1].write_text(json.dumps(row("1", "next_event", "A", text)) + "\n")
     assert main([f"{files[0]},{files[1]}", f"{files[2]},{files[3]}", "--data", str(data)]) == 0
     assert "right on 2 event-kind items: reference 100.0 %, other 50.0 %" in capsys.readouterr().out
+
+
+def test_event_by_reading_splits_the_conclusions_by_the_reading():
+    truth = "At the end of the video, the red ball is rolling left along the floor."
+    rows = [row("1", "next_event", "A", SEEN), row("2", "next_event", "B", SEEN), row("3", "next_event", "A", OTHER),
+            row("4", "next_event", "B", "<reason>At the end of the video, the red ball is resting on the floor."
+                                       "</reason>"),
+            row("5", "where_at_time", "A", SEEN)]
+    got = event_by_reading(rows, {i: truth for i in "12345"})
+    assert got["read_right"] == [True, False, True] and got["read_wrong"] == [False]
+    # 2/3 − 0/1, half-width 1.96 · sqrt((2/3 · 1/3) / 3 + 0) = 0.533
+    assert got["delta"]["delta"] == pytest.approx(2 / 3)
+    assert got["delta"]["ci95"] == pytest.approx([2 / 3 - 0.5334, 2 / 3 + 0.5334], abs=1e-4)

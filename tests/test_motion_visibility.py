@@ -7,7 +7,7 @@ import math
 import pytest
 
 from fl1_core.evaluation.motion_visibility import (
-    displacement_summary, last_observed_displacements, references_by_clip)
+    displacement_summary, last_observed_displacements, reader_baselines, references_by_clip)
 from fl1_core.pretrain.evaluate import motion_movers
 
 READING = ("At the end of the video, the red ball is rolling left along the floor and the blue box is resting on the "
@@ -28,6 +28,15 @@ def test_displacement_is_taken_between_the_last_two_observed_pool_frames():
     # a fourth observed frame moves the pair to frames 5 and 9, where the ball rests
     got = last_observed_displacements({"c": _clip(red, blue, (1, 2, 3, 4))}, {"c": READING})
     assert got["moving"] == [0.0]
+
+
+def test_reader_baselines_count_the_clips_each_reader_gets_right():
+    red = [[0, 0]] * 2 + [[10, 10]] * 3 + [[13, 14]] * 5
+    clips = {"moving": _clip(red, [[50, 50]] * 10),  # the ball moves, the box rests: only exact positions get it
+             "both": _clip(red, [[50, 50]] * 2 + [[60, 50]] * 3 + [[70, 50]] * 5)}
+    both = READING.replace("blue box is resting on the floor", "blue box is sliding right along the floor")
+    got = reader_baselines(clips, {"moving": READING, "both": both})
+    assert got == {"clips": 2, "every_body_moves": 0.5, "exact_displacement": 1.0}
 
 
 def test_a_clip_with_one_observed_frame_is_refused():
@@ -78,4 +87,6 @@ def test_the_script_refuses_bad_input_and_reports_a_checkpoint(tmp_path, small_w
     n_event = sum(1 for line in (small_world / "heldout_mcq.jsonl").read_text().splitlines()
                   if line.strip() and not json.loads(line)["meta"].get("needs_frame"))
     assert got["checkpoints"]["tiny"]["chain_route_movers"]["n"] == n_event
-    assert "movers under half a token" in capsys.readouterr().out
+    assert all(0 <= v <= 1 and (4 * v).is_integer() for v in got["motion_task_readers"].values())  # shares of 4 pairs
+    printed = capsys.readouterr().out
+    assert "movers under half a token" in printed and "saying every body moves scores" in printed

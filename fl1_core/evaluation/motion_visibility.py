@@ -8,7 +8,8 @@ frames, so the evidence for "moving" is the displacement of a body between the l
 
 set against the width in pixels of one merged vision token, ``patch_size · merge_size`` of the processor (32 px for
 the tiny Qwen3-VL: a 96 px frame is 3 × 3 tokens). A mover whose ``d_i`` is a fraction of a token moves inside the
-token it started in.
+token it started in. Two references bound a reader of the frames: one that says every body moves, and one that reads
+exact positions (a body moves when ``d_i`` > ``MOVED_PX``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from ..data.world.description import moving_bodies
+
+MOVED_PX = 0.5  # displacement above which the exact-position reader says a body moves
 
 
 def last_observed_displacements(clips: Mapping[str, Mapping[str, Any]],
@@ -40,6 +43,27 @@ def last_observed_displacements(clips: Mapping[str, Mapping[str, Any]],
             d = float(np.hypot(*np.subtract(obj["track"][b], obj["track"][a])))
             out["moving" if obj["name"] in movers else "resting"].append(d)
     return out
+
+
+def reader_baselines(clips: Mapping[str, Mapping[str, Any]], references: Mapping[str, str]) -> dict[str, Any]:
+    """Per clip of ``references``: does "every body moves" match the world's movers, and does "the bodies displaced
+    by more than ``MOVED_PX`` between the last two observed frames"? Each as a share of the clips read."""
+    every, exact = [], []
+    for clip_id, reference in references.items():
+        movers = moving_bodies(reference)
+        if movers is None:
+            continue
+        clip = clips[clip_id]
+        shown = [clip["pool"][k - 1] for k in clip["observed_images"]]
+        a, b = shown[-2], shown[-1]
+        names = [o["name"] for o in clip["objects"]]
+        moved = {o["name"] for o in clip["objects"]
+                 if float(np.hypot(*np.subtract(o["track"][b], o["track"][a]))) > MOVED_PX}
+        every.append(movers == set(names))
+        exact.append(movers == moved)
+    n = len(every)
+    return {"clips": n, "every_body_moves": float(np.mean(every)) if n else float("nan"),
+            "exact_displacement": float(np.mean(exact)) if n else float("nan")}
 
 
 def displacement_summary(displacements: Mapping[str, Sequence[float]], token_px: float) -> dict[str, Any]:

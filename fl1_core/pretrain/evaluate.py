@@ -34,6 +34,7 @@ from ..data.world.world_types import LETTERS, TEXT_KINDS
 from ..decoding import decode_batches, decoded_texts
 from ..data.world.curriculum_text import LOOKUP_QUESTION, MOTION_QUESTION, SCENE_QUESTION
 from ..data.world.description import OBSERVATION_OPENING, moving_bodies
+from ..evaluation.motion_visibility import MOVED_PX
 from .tasks import ClipStream, motion_text, scene_text
 
 EVAL_SEED = 987_654  # clips of the scene measure: a seed no training stream uses
@@ -86,20 +87,26 @@ def motion_movers(description: str) -> set[str] | None:
 
 def motion_accuracy(model, processor, n: int = 64, seed: int = EVAL_SEED) -> dict[str, Any]:
     """Greedy motion descriptions of two consecutive pool frames of ``n`` held-out clips → exact match and movers
-    right (:func:`motion_movers` of the answer equals that of the truth; the direction is not asked)."""
+    right (:func:`motion_movers` of the answer equals that of the truth; the direction is not asked), beside the
+    share a reader that says every body moves and one that reads exact displacements (> ``MOVED_PX``) would get."""
     stream = ClipStream(seed)
     rng = np.random.default_rng([seed, 2])
-    prompts, truths = [], []
+    prompts, truths, every, displaced = [], [], [], []
     for i in range(n):
         clip = stream.clip(i)
         a = int(rng.integers(0, len(clip.pool) - 1))
         frames = [clip.pool[a], clip.pool[a + 1]]
         prompts.append(PromptExample(f"motion-{i}", MOTION_QUESTION, [stream.frame(clip, f) for f in frames]))
         truths.append(motion_text(clip, frames[1]))
+        movers, names = motion_movers(truths[-1]), [b.name for b in clip.sim.scene.bodies]
+        shift = np.hypot(*(clip.sim.states[frames[1], :, :2] - clip.sim.states[frames[0], :, :2]).T)
+        every.append(movers == set(names))
+        displaced.append(movers == {name for name, d in zip(names, shift) if d > MOVED_PX})
     texts = _greedy(model, processor, prompts, "none", max_new_tokens=64)
     answers = [_answer_span(t) for t in texts]
     return {"exact": _summary([a == t for a, t in zip(answers, truths)]),
             "movers": _summary([motion_movers(a) == motion_movers(t) for a, t in zip(answers, truths)]),
+            "every_body_moves": float(np.mean(every)), "exact_displacement": float(np.mean(displaced)),
             "sample": texts[0]}
 
 
