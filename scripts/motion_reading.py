@@ -4,7 +4,8 @@
 
 For each checkpoint (greedy, CPU or the accelerator):
 * ``motion task``: the pretraining ``motion`` task on ``--pairs`` two-frame pairs of clips no training stream uses
-  (:func:`fl1_core.pretrain.evaluate.motion_accuracy`): the bodies described as moving are exactly the moving ones;
+  (:func:`fl1_core.pretrain.evaluate.motion_accuracy`): the bodies described as moving are exactly the moving ones,
+  and per body, grouped by how far it moved between the two frames, how often the model says it moves;
 * ``chain route``: every held-out MCQ item of the world answered after the forced prefix "At the end of the video,"
   (:data:`fl1_core.evaluation.heldout.CHAIN_PREFIX`); on the event kinds, the first thought has exactly the world's
   bodies moving (:func:`fl1_core.pretrain.evaluate.movers_read_share`).
@@ -79,9 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         chain = heldout_mcq_by_group(model, processor, world, assistant_prefix=CHAIN_PREFIX)
         out["motion_task_readers"] = {k: motion[k] for k in ("every_body_moves", "exact_displacement")}
         out["checkpoints"][name] = {"path": path, "motion_task_movers": motion["movers"],
-                                    "motion_task_exact": motion["exact"], "chain_route_movers": chain["movers_read"]}
+                                    "motion_task_exact": motion["exact"], "chain_route_movers": chain["movers_read"],
+                                    "motion_task_calls_by_displacement": motion["calls_by_displacement"]}
         print(f"{name}: motion task, movers right {_share(motion['movers'])}; chain route, first thought's movers "
               f"right {_share(chain['movers_read'])}", flush=True)
+        print("  motion task, per body: " + "; ".join(
+            f"{g['px'][0]:g}-{g['px'][1]:g} px: {g['bodies']} bodies, {100 * g['truly_moving']:.0f} % moving, said "
+            f"{100 * g['said_moving']:.0f} %" for g in motion["calls_by_displacement"] if g["bodies"]), flush=True)
     d = out["displacement"]
     for group in ("moving", "resting"):
         g = d[group]

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from fl1_core.evaluation.motion_visibility import (
-    displacement_summary, last_observed_displacements, reader_baselines, references_by_clip)
+    calls_by_displacement, displacement_summary, last_observed_displacements, reader_baselines, references_by_clip)
 from fl1_core.pretrain.evaluate import motion_movers
 
 READING = ("At the end of the video, the red ball is rolling left along the floor and the blue box is resting on the "
@@ -53,6 +53,15 @@ def test_summary_counts_movers_under_half_a_token():
         displacement_summary({"moving": [1.0]}, 0)
 
 
+def test_calls_are_grouped_by_displacement():
+    calls = [(0.0, False, True), (0.0, False, False), (3.0, True, True), (20.0, True, False), (20.0, True, True)]
+    got = calls_by_displacement(calls, edges=(0.0, 0.5, 8.0, float("inf")))
+    assert [g["bodies"] for g in got] == [2, 1, 2]
+    assert (got[0]["truly_moving"], got[0]["said_moving"], got[0]["called_right"]) == (0.0, 0.5, 0.5)
+    assert (got[2]["truly_moving"], got[2]["said_moving"], got[2]["called_right"]) == (1.0, 0.5, 0.5)
+    assert math.isnan(calls_by_displacement([], edges=(0.0, 1.0))[0]["said_moving"])
+
+
 def test_references_keep_the_first_reading_of_each_clip():
     rows = [{"meta": {"clip_id": "a", "reference_thoughts": ["first"]}},
             {"meta": {"clip_id": "a", "reference_thoughts": ["second"]}},
@@ -84,6 +93,8 @@ def test_the_script_refuses_bad_input_and_reports_a_checkpoint(tmp_path, small_w
     got = json.loads(out.read_text())
     assert got["displacement"]["token_px"] == 32
     assert got["checkpoints"]["tiny"]["motion_task_movers"]["n"] == 4
+    per_body = got["checkpoints"]["tiny"]["motion_task_calls_by_displacement"]
+    assert sum(g["bodies"] for g in per_body) >= 4 * 2  # every pair shows two bodies or more
     n_event = sum(1 for line in (small_world / "heldout_mcq.jsonl").read_text().splitlines()
                   if line.strip() and not json.loads(line)["meta"].get("needs_frame"))
     assert got["checkpoints"]["tiny"]["chain_route_movers"]["n"] == n_event

@@ -22,6 +22,7 @@ import numpy as np
 from ..data.world.description import moving_bodies
 
 MOVED_PX = 0.5  # displacement above which the exact-position reader says a body moves
+DISPLACEMENT_BINS_PX = (0.0, MOVED_PX, 4.0, 8.0, 16.0, float("inf"))  # per-body calls grouped by displacement
 
 
 def last_observed_displacements(clips: Mapping[str, Mapping[str, Any]],
@@ -64,6 +65,25 @@ def reader_baselines(clips: Mapping[str, Mapping[str, Any]], references: Mapping
     n = len(every)
     return {"clips": n, "every_body_moves": float(np.mean(every)) if n else float("nan"),
             "exact_displacement": float(np.mean(exact)) if n else float("nan")}
+
+
+def calls_by_displacement(bodies: Sequence[tuple[float, bool, bool]],
+                          edges: Sequence[float] = DISPLACEMENT_BINS_PX) -> list[dict[str, Any]]:
+    """Per-body calls ``(d, truly moving, said moving)`` grouped by ``edges[k] ≤ d < edges[k+1]`` (px): per group the
+    bodies, the share truly moving, the share the model says moves and the share it calls right. A reader of the frames
+    says "moving" more often as ``d`` grows; one that does not says it at the same rate whatever ``d``."""
+    d = np.asarray([b[0] for b in bodies], dtype=np.float64)
+    truly = np.asarray([b[1] for b in bodies], dtype=bool)
+    said = np.asarray([b[2] for b in bodies], dtype=bool)
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (d >= lo) & (d < hi)
+        n = int(sel.sum())
+        out.append({"px": [lo, hi], "bodies": n,
+                    "truly_moving": float(truly[sel].mean()) if n else float("nan"),
+                    "said_moving": float(said[sel].mean()) if n else float("nan"),
+                    "called_right": float((truly[sel] == said[sel]).mean()) if n else float("nan")})
+    return out
 
 
 def displacement_summary(displacements: Mapping[str, Sequence[float]], token_px: float) -> dict[str, Any]:

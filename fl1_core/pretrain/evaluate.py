@@ -34,7 +34,7 @@ from ..data.world.world_types import LETTERS, TEXT_KINDS
 from ..decoding import decode_batches, decoded_texts
 from ..data.world.curriculum_text import LOOKUP_QUESTION, MOTION_QUESTION, SCENE_QUESTION
 from ..data.world.description import OBSERVATION_OPENING, moving_bodies
-from ..evaluation.motion_visibility import MOVED_PX
+from ..evaluation.motion_visibility import MOVED_PX, calls_by_displacement
 from .tasks import ClipStream, motion_text, scene_text
 
 EVAL_SEED = 987_654  # clips of the scene measure: a seed no training stream uses
@@ -88,10 +88,11 @@ def motion_movers(description: str) -> set[str] | None:
 def motion_accuracy(model, processor, n: int = 64, seed: int = EVAL_SEED) -> dict[str, Any]:
     """Greedy motion descriptions of two consecutive pool frames of ``n`` held-out clips → exact match and movers
     right (:func:`motion_movers` of the answer equals that of the truth; the direction is not asked), beside the
-    share a reader that says every body moves and one that reads exact displacements (> ``MOVED_PX``) would get."""
+    share a reader that says every body moves and one that reads exact displacements (> ``MOVED_PX``) would get, and
+    the per-body calls by displacement (:func:`~fl1_core.evaluation.motion_visibility.calls_by_displacement`)."""
     stream = ClipStream(seed)
     rng = np.random.default_rng([seed, 2])
-    prompts, truths, every, displaced = [], [], [], []
+    prompts, truths, every, displaced, shifts = [], [], [], [], []
     for i in range(n):
         clip = stream.clip(i)
         a = int(rng.integers(0, len(clip.pool) - 1))
@@ -102,12 +103,15 @@ def motion_accuracy(model, processor, n: int = 64, seed: int = EVAL_SEED) -> dic
         shift = np.hypot(*(clip.sim.states[frames[1], :, :2] - clip.sim.states[frames[0], :, :2]).T)
         every.append(movers == set(names))
         displaced.append(movers == {name for name, d in zip(names, shift) if d > MOVED_PX})
+        shifts.append([(name, float(d), name in movers) for name, d in zip(names, shift)])
     texts = _greedy(model, processor, prompts, "none", max_new_tokens=64)
     answers = [_answer_span(t) for t in texts]
+    calls = [(d, moving, name in (motion_movers(a) or set()))
+             for a, bodies in zip(answers, shifts) for name, d, moving in bodies]
     return {"exact": _summary([a == t for a, t in zip(answers, truths)]),
             "movers": _summary([motion_movers(a) == motion_movers(t) for a, t in zip(answers, truths)]),
             "every_body_moves": float(np.mean(every)), "exact_displacement": float(np.mean(displaced)),
-            "sample": texts[0]}
+            "calls_by_displacement": calls_by_displacement(calls), "sample": texts[0]}
 
 
 def lookup_prompts(records: Sequence[dict], seed: int = 0) -> tuple[list[PromptExample], list[str]]:
