@@ -14,7 +14,7 @@ exact positions (a body moves when ``d_i`` > ``MOVED_PX``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,12 +25,11 @@ MOVED_PX = 0.5  # displacement above which the exact-position reader says a body
 DISPLACEMENT_BINS_PX = (0.0, MOVED_PX, 4.0, 8.0, 16.0, float("inf"))  # per-body calls grouped by displacement
 
 
-def last_observed_displacements(clips: Mapping[str, Mapping[str, Any]],
-                                references: Mapping[str, str]) -> dict[str, list[float]]:
-    """``{"moving": [d_i …], "resting": [d_i …]}`` over the bodies of every clip in ``references`` (clip id → the
-    world's first thought of one of its questions, which says which bodies move); ``clips`` are ``events.jsonl``
+def body_displacements(clips: Mapping[str, Mapping[str, Any]],
+                       references: Mapping[str, str]) -> Iterator[tuple[str, dict[str, float], set[str]]]:
+    """Per clip of ``references`` (clip id → the world's first thought of one of its questions, which says which
+    bodies move) whose reference names the movers: ``(clip id, {body: d_i}, movers)``; ``clips`` are ``events.jsonl``
     rows (:func:`fl1_core.audit.world_states.read_clips`)."""
-    out: dict[str, list[float]] = {"moving": [], "resting": []}
     for clip_id, reference in references.items():
         movers = moving_bodies(reference)
         if movers is None:
@@ -40,28 +39,27 @@ def last_observed_displacements(clips: Mapping[str, Mapping[str, Any]],
         if len(shown) < 2:
             raise ValueError(f"clip {clip_id}: {len(shown)} observed frame(s); a displacement needs two")
         a, b = shown[-2], shown[-1]
-        for obj in clip["objects"]:
-            d = float(np.hypot(*np.subtract(obj["track"][b], obj["track"][a])))
-            out["moving" if obj["name"] in movers else "resting"].append(d)
+        yield clip_id, {o["name"]: float(np.hypot(*np.subtract(o["track"][b], o["track"][a])))
+                        for o in clip["objects"]}, movers
+
+
+def last_observed_displacements(clips: Mapping[str, Mapping[str, Any]],
+                                references: Mapping[str, str]) -> dict[str, list[float]]:
+    """``{"moving": [d_i …], "resting": [d_i …]}`` over the bodies of :func:`body_displacements`."""
+    out: dict[str, list[float]] = {"moving": [], "resting": []}
+    for _, shifts, movers in body_displacements(clips, references):
+        for name, d in shifts.items():
+            out["moving" if name in movers else "resting"].append(d)
     return out
 
 
 def reader_baselines(clips: Mapping[str, Mapping[str, Any]], references: Mapping[str, str]) -> dict[str, Any]:
-    """Per clip of ``references``: does "every body moves" match the world's movers, and does "the bodies displaced
-    by more than ``MOVED_PX`` between the last two observed frames"? Each as a share of the clips read."""
+    """Per clip of :func:`body_displacements`: does "every body moves" match the world's movers, and does "the bodies
+    displaced by more than ``MOVED_PX`` between the last two observed frames"? Each as a share of the clips read."""
     every, exact = [], []
-    for clip_id, reference in references.items():
-        movers = moving_bodies(reference)
-        if movers is None:
-            continue
-        clip = clips[clip_id]
-        shown = [clip["pool"][k - 1] for k in clip["observed_images"]]
-        a, b = shown[-2], shown[-1]
-        names = [o["name"] for o in clip["objects"]]
-        moved = {o["name"] for o in clip["objects"]
-                 if float(np.hypot(*np.subtract(o["track"][b], o["track"][a]))) > MOVED_PX}
-        every.append(movers == set(names))
-        exact.append(movers == moved)
+    for _, shifts, movers in body_displacements(clips, references):
+        every.append(movers == set(shifts))
+        exact.append(movers == {name for name, d in shifts.items() if d > MOVED_PX})
     n = len(every)
     return {"clips": n, "every_body_moves": float(np.mean(every)) if n else float("nan"),
             "exact_displacement": float(np.mean(exact)) if n else float("nan")}
