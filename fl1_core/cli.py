@@ -253,7 +253,7 @@ def cmd_rl(args: argparse.Namespace) -> int:
 
 
 def cmd_heldout(args: argparse.Namespace) -> int:
-    from .evaluation.heldout import CHAIN_PREFIX, run_heldout_mcq
+    from .evaluation.heldout import ROUTES, run_heldout_mcq
 
     checkpoints = {}
     for item in args.model:
@@ -263,9 +263,11 @@ def cmd_heldout(args: argparse.Namespace) -> int:
             raise SystemExit(f"fl1 heldout: two checkpoints named {name!r}; name them with NAME=CKPT")
         checkpoints[name] = path
     budget = {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
-    prefix = CHAIN_PREFIX if args.route == "chain" else ""
-    results = run_heldout_mcq(checkpoints, args.data, args.out, batch_size=args.batch_size, limit=args.limit,
-                              assistant_prefix=prefix, **budget)
+    try:
+        results = run_heldout_mcq(checkpoints, args.data, args.out, batch_size=args.batch_size, limit=args.limit,
+                                  assistant_prefix=ROUTES[args.route], **budget)
+    except ValueError as err:
+        raise SystemExit(f"fl1 heldout: {err}") from None
     for name, res in results.items():
         groups = "; ".join(f"{g} {v['event_accuracy']:.3f}" for g, v in res["by_group"].items())
         print(f"{name}: accuracy {res['accuracy']:.3f} (format-valid {res['format_valid']:.3f}, n={res['n']}); "
@@ -447,8 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "fl1_core.evaluation.heldout.HELDOUT_MAX_NEW_TOKENS, room for three latent spans and their thoughts)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit", type=int, default=None, help="N multiple-choice records spread over the file")
-    p.add_argument("--route", choices=("free", "chain"), default="free", help="free: the model answers as it likes; "
-                   "chain: every response starts as the world's chains do (fl1_core.evaluation.heldout.CHAIN_PREFIX)")
+    p.add_argument("--route", choices=("free", "chain", "reading"), default="free",
+                   help="free: the model answers as it likes; chain: every response starts as the world's chains do "
+                        "(fl1_core.evaluation.heldout.CHAIN_PREFIX); reading: every response starts with the world's "
+                        "own reading of the last observed frame (heldout.reading_prefix)")
     p.set_defaults(func=cmd_heldout)
 
     p = sub.add_parser("baselines", help="held-out MCQ baselines that need no model: chance, the answer read off "

@@ -177,3 +177,33 @@ def test_the_chain_route_writes_the_prefix_for_the_model(small_world, tiny, monk
     prefix = processor.tokenizer(CHAIN_PREFIX, add_special_tokens=False)["input_ids"]
     assert seen[1].shape[1] == seen[0].shape[1] + len(prefix)
     assert seen[1][0, -len(prefix):].tolist() == prefix and res["assistant_prefix"] == CHAIN_PREFIX
+
+
+def test_the_reading_route_starts_each_response_with_its_own_reading(small_world, tiny, monkeypatch):
+    import dataclasses
+
+    from fl1_core.data.world.description import observation_sentence
+    from fl1_core.evaluation.heldout import reading_prefix
+
+    model, processor = tiny
+    records = _records(small_world)[:2]
+    seen = []
+
+    def fake_generate(model_, inputs, **kw):
+        seen.append(inputs["input_ids"])
+        return type("Gen", (), {"texts": ["x"] * int(inputs["input_ids"].shape[0])})()
+
+    monkeypatch.setattr(batches_mod, "generate_with_latents", fake_generate)
+    res = evaluate_heldout_mcq(model, processor, records, batch_size=2, progress=False,
+                               assistant_prefix=reading_prefix)
+    assert res["assistant_prefix"] == "reading_prefix"
+    for row, rec in zip(seen[0], records):
+        sentence = observation_sentence(rec.meta["reference_thoughts"][0])
+        assert sentence and sentence.startswith("At the end of the video, ")
+        want = processor.tokenizer(f"<reason>{sentence}", add_special_tokens=False)["input_ids"]
+        assert row[-len(want):].tolist() == want  # left-padded: each row ends with its own reading
+    bare = dataclasses.replace(records[1], meta={**records[1].meta, "reference_thoughts": ["So, it stops."]})
+    with pytest.raises(ValueError, match=records[1].id):
+        evaluate_heldout_mcq(model, processor, [records[0], bare], batch_size=2, progress=False,
+                             assistant_prefix=reading_prefix)
+    assert len(seen) == 1  # refused before any decoding

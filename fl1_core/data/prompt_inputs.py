@@ -113,12 +113,16 @@ def build_prompt_inputs(
     system_prompt: str = "interleaved",
     question_max_pixels: int | None = None,
     *,
-    assistant_prefix: str = "",
+    assistant_prefix: str | Sequence[str] = "",
 ) -> dict[str, torch.Tensor]:
     """Left-padded generation inputs (``input_ids``, ``attention_mask``, ``mm_token_type_ids``, vision tensors) of
-    ``examples``: :func:`encode_prompt` on each, then :func:`pad_prompts`."""
-    encoded = [encode_prompt(processor, ex, system_prompt, question_max_pixels, assistant_prefix=assistant_prefix)
-               for ex in examples]
+    ``examples``: :func:`encode_prompt` on each, then :func:`pad_prompts`; ``assistant_prefix`` is one prefix for
+    every example or one per example."""
+    prefixes = [assistant_prefix] * len(examples) if isinstance(assistant_prefix, str) else list(assistant_prefix)
+    if len(prefixes) != len(examples):
+        raise ValueError(f"{len(prefixes)} assistant prefixes for {len(examples)} examples")
+    encoded = [encode_prompt(processor, ex, system_prompt, question_max_pixels, assistant_prefix=prefix)
+               for ex, prefix in zip(examples, prefixes)]
     return pad_prompts(encoded, pad_id_of(processor))
 
 

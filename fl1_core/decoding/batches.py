@@ -41,7 +41,7 @@ def decode_batches(
     batch_size: int = 16,
     system_prompt: str = "interleaved",
     question_max_pixels: int | None = None,
-    assistant_prefix: str = "",
+    assistant_prefix: str | Callable[[Any], str] = "",
     max_new_tokens: int = 256,
     latent_config: LatentConfig | None = None,
     do_sample: bool = False,
@@ -60,7 +60,8 @@ def decode_batches(
 
     Greedy by default; ``do_sample`` with ``temperature`` / ``top_p`` samples, seeded per batch by
     ``seed_of(rows)``. ``intervention_of(rows)`` gives the batch's ``latent_intervention`` (the audit's ablations).
-    ``assistant_prefix`` starts every response (see :func:`fl1_core.data.prompt_inputs.encode_prompt`). The model is
+    ``assistant_prefix`` starts every response (see :func:`fl1_core.data.prompt_inputs.encode_prompt`), or, as a
+    callable, gives each item's own (called on the item, before ``prompt_of``). The model is
     in eval mode while batches are decoded and is put back as it was when the iteration ends.
     """
     from tqdm.auto import tqdm
@@ -76,8 +77,10 @@ def decode_batches(
             rows = list(range(start, min(start + batch_size, len(items))))
             t0 = time.perf_counter()
             prompts = [prompt_of(items[r]) if prompt_of is not None else items[r] for r in rows]
+            prefix = ([assistant_prefix(items[r]) for r in rows] if callable(assistant_prefix)
+                      else assistant_prefix)
             inputs = build_prompt_inputs(processor, prompts, system_prompt, question_max_pixels,
-                                         assistant_prefix=assistant_prefix)
+                                         assistant_prefix=prefix)
             inputs = to_device(inputs, model.device)
             t1 = time.perf_counter()
             generation = generate_with_latents(

@@ -23,7 +23,7 @@ import logging
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,24 @@ HELDOUT_MAX_NEW_TOKENS = 192
 #: the chain route: the response is made to start the way the world's chains start, so a model that also knows a
 #: one-line answer ("So, X, which is option B.") is scored on the route SFT trains
 CHAIN_PREFIX = "<reason>At the end of the video,"
+
+
+def reading_prefix(record: RLRecord) -> str:
+    """The reading route: the response starts with ``<reason>`` and the world's own reading of the last observed
+    frame (the observation sentence of ``meta.reference_thoughts[0]``,
+    :func:`fl1_core.data.world.description.observation_sentence`), so the chain goes on from the right movers."""
+    from ..data.world.description import observation_sentence
+
+    thoughts = (record.meta or {}).get("reference_thoughts") or [""]
+    sentence = observation_sentence(thoughts[0])
+    if sentence is None:
+        raise ValueError(f"held-out record {record.id}: meta.reference_thoughts[0] has no reading of the last observed "
+                         "frame (\"At the end of the video, … .\"); the reading route needs a generated world's records")
+    return f"<reason>{sentence}"
+
+
+#: the answer routes of ``fl1 heldout --route``: a fixed prefix of every response, or each record's own
+ROUTES = {"free": "", "chain": CHAIN_PREFIX, "reading": reading_prefix}
 
 
 def item_group(record: RLRecord) -> str:
@@ -80,7 +98,7 @@ def evaluate_heldout_mcq(
     system_prompt: str = "interleaved",
     kinds: Mapping[str, str] | None = None,
     progress: bool = True,
-    assistant_prefix: str = "",
+    assistant_prefix: str | Callable[[RLRecord], str] = "",
 ) -> dict[str, Any]:
     """Greedy accuracy of ``model`` on multiple-choice RL records.
 
@@ -92,13 +110,17 @@ def evaluate_heldout_mcq(
     (None when there are none): the letter step on its own. ``by_group`` holds the same per group of kinds
     (:func:`item_group`) and, for frame-needing items, ``frame changed`` / ``frame unchanged`` (the answer differs
     from the last observed frame's, or not). ``assistant_prefix`` (e.g. :data:`CHAIN_PREFIX`) is written for the
-    model as the start of every response.
+    model as the start of every response; a callable (e.g. :func:`reading_prefix`) gives each record's own, checked
+    on every record before any decoding.
     """
     mcq = [r for r in records if r.is_multiple_choice]
     if not mcq:
         raise ValueError("evaluate_heldout_mcq needs at least one multiple-choice record")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if callable(assistant_prefix):
+        for rec in mcq:
+            assistant_prefix(rec)  # a record it cannot start is refused before the model runs
     batches = decode_batches(model, processor, mcq, prompt_of=rl_prompt, batch_size=batch_size,
                              system_prompt=system_prompt, assistant_prefix=assistant_prefix,
                              max_new_tokens=max_new_tokens, latent_config=latent_config, progress=progress,
@@ -133,7 +155,7 @@ def evaluate_heldout_mcq(
         "by_group": {k: {"n": len(v), "accuracy": sum(r["correct"] for r in v) / len(v),
                          "event_accuracy": sum(r["concluded"] == r["answer"] for r in v) / len(v)}
                      for k, v in sorted(by_group.items())},
-        "assistant_prefix": assistant_prefix,
+        "assistant_prefix": assistant_prefix if isinstance(assistant_prefix, str) else assistant_prefix.__name__,
         "rows": rows,
     }
 

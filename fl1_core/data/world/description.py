@@ -37,9 +37,18 @@ def observation(clip: Clip) -> str:
     return f"{OBSERVATION_OPENING}{listed}."
 
 
+_OBSERVATION = re.compile(re.escape(OBSERVATION_OPENING) + r"(.*?)\.(?=\s|$)", re.S)
+
+
+def observation_sentence(text: str) -> str | None:
+    """The first observation sentence in ``text`` ("At the end of the video, … ."), ``None`` when there is none."""
+    m = _OBSERVATION.search(text or "")
+    return m.group(0) if m else None
+
+
 def moving_bodies(text: str) -> set[str] | None:
     """The inverse of :func:`observation` for motion: the bodies the first observation sentence in ``text``
     describes as rolling, sliding or falling; ``None`` when ``text`` has no such sentence naming a body."""
-    m = re.search(re.escape(OBSERVATION_OPENING) + r"(.*?)\.(?:\s|$)", text or "", re.S)
+    m = _OBSERVATION.search(text or "")
     states = _BODY_STATE.findall(m.group(1).lower()) if m else []
     return {name for name, verb in states if verb != "resting"} if states else None
