@@ -9,8 +9,8 @@
 * ``heldout_mcq_by_group`` — :func:`fl1_core.evaluation.heldout.evaluate_heldout_mcq` on the world's ``heldout_mcq.jsonl``
   (test clips), split into text-solvable and vision-dependent kinds; also the share of responses whose reasoning
   *concludes* the gold option's text (:func:`concluded_text`), whatever letter follows, and on the event kinds the
-  share whose first thought has exactly the world's bodies moving at the last observed frame
-  (:func:`fl1_core.evaluation.role_swaps.movers_read`; ``movers_read``, the reading every event-kind chain starts from).
+  share whose first thought has exactly the world's bodies moving at the last observed frame (``movers_read``,
+  :func:`movers_read_share`: the reading every event-kind chain starts from).
 
 Every accuracy comes with its Wilson 95 % interval (``n`` items, :func:`fl1_core.intervals.wilson_interval`).
 """
@@ -82,7 +82,7 @@ def scene_accuracy(model, processor, n: int = 64, seed: int = EVAL_SEED) -> dict
 def motion_movers(description: str) -> set[str] | None:
     """The bodies a motion description ("The red ball is rolling left along the floor and …") has moving."""
     text = description.strip()
-    return moving_bodies(f"{OBSERVATION_OPENING} {text[:1].lower()}{text[1:]}")
+    return moving_bodies(f"{OBSERVATION_OPENING}{text[:1].lower()}{text[1:]}")
 
 
 def motion_accuracy(model, processor, n: int = 64, seed: int = EVAL_SEED) -> dict[str, Any]:
