@@ -11,7 +11,9 @@ the world's reading of the last observed frame) it also scores each first though
 right when the bodies it describes as rolling, sliding or falling are exactly the reference's
 (:func:`fl1_core.evaluation.role_swaps.movers_read`), and prints both files' share right with the paired difference
 and its 95 % CI (:func:`fl1_core.intervals.paired_difference`), and for each file the concluded event's accuracy on
-the items it reads right and on those it reads wrong (:func:`event_by_reading`).
+the items it reads right and on those it reads wrong (:func:`event_by_reading`), and how often the first event the
+chain predicts is the world's (:func:`first_events_right`; with ``fl1 heldout --route reading`` files it says where a
+chain that starts from the right reading goes wrong).
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fl1_core.answers import normalize  # noqa: E402
 from fl1_core.data.world.world_types import FRAME_KINDS  # noqa: E402
 from fl1_core.evaluation.heldout_pairs import read_rows  # noqa: E402
 from fl1_core.evaluation.role_swaps import movers_read  # noqa: E402
 from fl1_core.intervals import paired_difference, unpaired_difference  # noqa: E402
 
 _REASON = re.compile(r"<reason>(.*?)</reason>", re.S)
+_NEXT = re.compile(r"Next, (.*?)\.(?=\s|<|$)", re.S)
 
 
 def first_thought(text: str) -> str:
@@ -61,6 +65,27 @@ def movers_right(pairs: list[tuple[dict, dict]], references: dict[str, str]) -> 
     after = movers_read([other for _, other in pairs], references)
     scored = [(b, bool(a)) for b, a in zip(before, after) if b is not None]
     ref_ok, other_ok = [b for b, _ in scored], [a for _, a in scored]
+    return {"items": len(ref_ok), "reference": sum(ref_ok), "other": sum(other_ok),
+            "delta": paired_difference(other_ok, ref_ok)}
+
+
+def first_predicted_event(text: str) -> str | None:
+    """The first event the chain predicts: what follows the first "Next," up to its full stop, normalised
+    (:func:`fl1_core.answers.normalize`); ``None`` without one."""
+    m = _NEXT.search(text or "")
+    return normalize(m.group(1)) if m else None
+
+
+def first_events_right(pairs: list[tuple[dict, dict]], references: dict[str, str]) -> dict:
+    """On the event-kind items whose world reference predicts a first event: does each side's first predicted event
+    equal the world's (:func:`first_predicted_event`), and the paired difference other − reference."""
+    ref_ok, other_ok = [], []
+    for ref, other in pairs:
+        want = first_predicted_event(references.get(ref["id"], ""))
+        if ref["kind"] in FRAME_KINDS or want is None:
+            continue
+        ref_ok.append(first_predicted_event(ref["text"]) == want)
+        other_ok.append(first_predicted_event(other["text"]) == want)
     return {"items": len(ref_ok), "reference": sum(ref_ok), "other": sum(other_ok),
             "delta": paired_difference(other_ok, ref_ok)}
 
@@ -111,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"first thought names the moving bodies right on {m['items']} event-kind items: reference "
               f"{100 * m['reference'] / m['items']:.1f} %, other {100 * m['other'] / m['items']:.1f} %, "
               f"Δ {100 * d['delta']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]")
+        f = first_events_right(pairs, references)
+        if f["items"]:
+            d = f["delta"]
+            print(f"first predicted event (after the first \"Next,\") is the world's on {f['items']} items: reference "
+                  f"{100 * f['reference'] / f['items']:.1f} %, other {100 * f['other'] / f['items']:.1f} %, "
+                  f"Δ {100 * d['delta']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]")
         for side, rows in (("reference", [r for r, _ in pairs]), ("other", [o for _, o in pairs])):
             e = event_by_reading(rows, references)
             right, wrong, d = e["read_right"], e["read_wrong"], e["delta"]

@@ -11,7 +11,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from first_thought_flips import event_by_reading, first_thought, flips, main  # noqa: E402
+from first_thought_flips import (  # noqa: E402
+    event_by_reading, first_events_right, first_predicted_event, first_thought, flips, main)
 
 SEEN = "<reason>At the end of the video, the red ball is rolling left. Next, the red ball hits the wall.</reason>"
 OTHER = "<reason>At the end of the video, the red ball is rolling right. Next, the red ball stops.</reason>"
@@ -86,3 +87,15 @@ def test_event_by_reading_splits_the_conclusions_by_the_reading():
     # 2/3 − 0/1, half-width 1.96 · sqrt((2/3 · 1/3) / 3 + 0) = 0.533
     assert got["delta"]["delta"] == pytest.approx(2 / 3)
     assert got["delta"]["ci95"] == pytest.approx([2 / 3 - 0.5334, 2 / 3 + 0.5334], abs=1e-4)
+
+
+def test_the_first_predicted_event_is_compared_with_the_worlds():
+    assert first_predicted_event(SEEN) == "the red ball hits the wall"
+    assert first_predicted_event(" Next, the red ball stops.</reason>") == "the red ball stops"  # a reading-route text
+    assert first_predicted_event("<reason>So, A.</reason>") is None
+    truth = {i: "At the end of the video, the red ball is rolling left. Next, the red ball hits the wall." for i in "123"}
+    pairs = [(row("1", "next_event", "A", SEEN), row("1", "next_event", "A", OTHER)),  # right → wrong
+             (row("2", "next_event", "A", OTHER), row("2", "next_event", "A", SEEN)),  # wrong → right
+             (row("3", "where_at_time", "A", SEEN), row("3", "where_at_time", "A", OTHER))]  # frame-needing: left out
+    got = first_events_right(pairs, truth)
+    assert (got["items"], got["reference"], got["other"], got["delta"]["delta"]) == (2, 1, 1, 0.0)
