@@ -160,11 +160,9 @@ def test_concluded_option_prefers_the_longest_match_and_refuses_ambiguity():
     assert concluded_option(None, options) == ""
 
 
-def test_the_chain_route_writes_the_prefix_for_the_model(small_world, tiny, monkeypatch):
-    from fl1_core.evaluation.heldout import CHAIN_PREFIX
-
-    model, processor = tiny
-    records = _records(small_world)[:2]
+@pytest.fixture
+def prompts_seen(monkeypatch):
+    """The ``input_ids`` of every batch decoded, with generation replaced by a stub that answers "x"."""
     seen = []
 
     def fake_generate(model_, inputs, **kw):
@@ -172,6 +170,15 @@ def test_the_chain_route_writes_the_prefix_for_the_model(small_world, tiny, monk
         return type("Gen", (), {"texts": ["x"] * int(inputs["input_ids"].shape[0])})()
 
     monkeypatch.setattr(batches_mod, "generate_with_latents", fake_generate)
+    return seen
+
+
+def test_the_chain_route_writes_the_prefix_for_the_model(small_world, tiny, prompts_seen):
+    from fl1_core.evaluation.heldout import CHAIN_PREFIX
+
+    model, processor = tiny
+    records = _records(small_world)[:2]
+    seen = prompts_seen
     evaluate_heldout_mcq(model, processor, records, batch_size=2, progress=False)
     res = evaluate_heldout_mcq(model, processor, records, batch_size=2, progress=False, assistant_prefix=CHAIN_PREFIX)
     prefix = processor.tokenizer(CHAIN_PREFIX, add_special_tokens=False)["input_ids"]
@@ -179,7 +186,7 @@ def test_the_chain_route_writes_the_prefix_for_the_model(small_world, tiny, monk
     assert seen[1][0, -len(prefix):].tolist() == prefix and res["assistant_prefix"] == CHAIN_PREFIX
 
 
-def test_the_reading_route_starts_each_response_with_its_own_reading(small_world, tiny, monkeypatch):
+def test_the_reading_route_starts_each_response_with_its_own_reading(small_world, tiny, prompts_seen):
     import dataclasses
 
     from fl1_core.data.world.description import observation_sentence
@@ -187,13 +194,7 @@ def test_the_reading_route_starts_each_response_with_its_own_reading(small_world
 
     model, processor = tiny
     records = _records(small_world)[:2]
-    seen = []
-
-    def fake_generate(model_, inputs, **kw):
-        seen.append(inputs["input_ids"])
-        return type("Gen", (), {"texts": ["x"] * int(inputs["input_ids"].shape[0])})()
-
-    monkeypatch.setattr(batches_mod, "generate_with_latents", fake_generate)
+    seen = prompts_seen
     res = evaluate_heldout_mcq(model, processor, records, batch_size=2, progress=False,
                                assistant_prefix=reading_prefix)
     assert res["assistant_prefix"] == "reading_prefix"
