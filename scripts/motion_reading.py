@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             out["chain_route_readers"] = reader_baselines(clips, references)
         motion = motion_accuracy(model, processor, n=args.pairs)
         chain = heldout_mcq_by_group(model, processor, world, assistant_prefix=CHAIN_PREFIX)
-        out["motion_task_readers"] = {k: motion[k] for k in ("every_body_moves", "exact_displacement")}
+        out.setdefault("motion_task_readers",  # the same pairs for every checkpoint: set once
+                       {k: motion[k] for k in ("every_body_moves", "exact_displacement")})
         out["checkpoints"][name] = {"path": path, "motion_task_movers": motion["movers"],
                                     "motion_task_exact": motion["exact"], "chain_route_movers": chain["movers_read"],
                                     "motion_task_calls_by_displacement": motion["calls_by_displacement"]}
