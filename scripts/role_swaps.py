@@ -7,7 +7,8 @@ A collision's subject is the faster body ("the A hits the B"), and the world nev
 distractor (``fl1_core.data.world.options``), so a final thought that names no option but states one option's
 collision with the roles swapped points at that option alone. For each file, on the event kinds (every kind but the
 frame-needing ones), it prints the items, the unnamed conclusions, how many of those are such role swaps, and the
-type of event the final thoughts conclude (the first event each states: bounce, hit, fall, …), and, for the
+type of event the final thoughts conclude (the first event each states: bounce, hit, fall, …) with how many of each
+are right under the strict reading, and, for the
 conclusions of a gold collision (in the world's order or swapped), how often the subject written is the body the
 response's own first thought describes as moving and the other as resting. With
 ``--out DIR`` it writes each file's rows again under DIR (same file name) with ``concluded`` read either way round:
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         c = conclusion_summary(read)
         print(f"{path}: {c['items']} event-kind items, {c['unnamed']} unnamed, of them {c['role_swaps']} role swaps "
               f"({c['role_swaps_gold']} of the gold option); concluded event types: "
-              + ", ".join(f"{t} {n}" for t, n in c["types"].items()))
+              + ", ".join(f"{t} {n} ({c['types_right'][t]} right)" for t, n in c["types"].items()))
         agree = mover_agreement(read, options)
         print("  gold collisions concluded: " + "; ".join(
             f"{name} {sum(n.values())}, written subject = the first thought's mover {n[True]}, = its resting body "

@@ -341,6 +341,12 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_rl_resumes_from_the_older_
     verdicts = [json.loads(line) for line in (ref.out_dir / "judge_verdicts.jsonl").read_text().splitlines()]
     assert sorted({v["step"] for v in verdicts}) == [1, 2, 3] and {"reference", "answer", "verdict"} <= set(verdicts[0])
     assert (run / "judge_verdicts.jsonl").read_text() == (ref.out_dir / "judge_verdicts.jsonl").read_text()
+    # the rollout log: every response of every drawn group, cut back on resume and written again alike
+    rollouts = [json.loads(line) for line in (ref.out_dir / "rollouts.jsonl").read_text().splitlines()]
+    assert [sum(r["step"] == m["step"] for r in rollouts) for m in ref.metrics] == [
+        m["sampling/drawn_groups"] * cfg.group_size for m in ref.metrics]
+    assert {"id", "answer", "acc", "reward", "length"} <= set(rollouts[0])
+    assert (run / "rollouts.jsonl").read_text() == (ref.out_dir / "rollouts.jsonl").read_text()
     assert ref.metrics[-1]["policy/kl"] > 0 and ref.metrics[-1]["optim/grad_norm"] > 0  # the run actually learns
     w_ref, w_res = load_file(ref.final_dir / "model.safetensors"), load_file(resumed.final_dir / "model.safetensors")
     assert w_ref.keys() == w_res.keys() and all(torch.equal(w_ref[k], w_res[k]) for k in w_ref)

@@ -94,7 +94,9 @@ def test_rows_are_read_either_way_round_and_counted_on_the_event_kinds(small_wor
     assert read[1] == {**rows[1], "role_swap": False}
     types = Counter(first_event_type(o[k]) for o, k in ((o1, k1), (o2, k2)))
     assert conclusion_summary(read) == {"items": 2, "unnamed": 1, "role_swaps": 1, "role_swaps_gold": 1,
-                                        "event_accuracy_either": 1.0, "types": dict(sorted(types.items()))}
+                                        "event_accuracy_either": 1.0, "types": dict(sorted(types.items())),
+                                        # the swapped gold is right only either way round: the strict count skips it
+                                        "types_right": {t: int(t == first_event_type(o2[k2])) for t in sorted(types)}}
     assert conclusion_summary([{**read[1], "text": "<reason>So, nothing.</reason>"}])["types"] == {"none": 1}
 
     responses = tmp_path / "H.model.jsonl"
@@ -102,7 +104,8 @@ def test_rows_are_read_either_way_round_and_counted_on_the_event_kinds(small_wor
     assert main([str(small_world / "heldout_mcq.jsonl"), str(responses), "--out", str(tmp_path / "either")]) == 0
     printed = capsys.readouterr().out
     assert "2 event-kind items, 1 unnamed, of them 1 role swaps (1 of the gold option)" in printed
-    assert "concluded event types: " + ", ".join(f"{t} {n}" for t, n in sorted(types.items())) in printed
+    assert "concluded event types: " + ", ".join(
+        f"{t} {n} ({int(t == first_event_type(o2[k2]))} right)" for t, n in sorted(types.items())) in printed
     neither = "written subject = the first thought's mover 0, = its resting body 0, neither 1"  # "it moves"
     assert f"gold collisions concluded: ordered 1, {neither}; swapped 1, {neither}" in printed
     written = [json.loads(line) for line in (tmp_path / "either" / "H.model.jsonl").read_text().splitlines()]

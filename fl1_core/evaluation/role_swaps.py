@@ -49,15 +49,17 @@ def either_role(row: dict, options: dict[str, str]) -> dict:
 def conclusion_summary(rows: list[dict]) -> dict[str, Any]:
     """Over rows of :func:`either_role`, on the event kinds (every kind but the frame-needing ones): the items, the
     unnamed conclusions under the strict reading, the role swaps among them (and those of the gold option), the
-    event accuracy read either way round, and the concluded event types (the first event each final thought states;
-    ``"none"`` for a thought that states none)."""
+    event accuracy read either way round, the concluded event types (the first event each final thought states;
+    ``"none"`` for a thought that states none) and, per type, the conclusions right under the strict reading."""
     kept = [r for r in rows if r.get("kind") not in FRAME_KINDS]
-    types = Counter(first_event_type(final_thought(r.get("text") or "")) or "none" for r in kept)
+    typed = [(first_event_type(final_thought(r.get("text") or "")) or "none", r) for r in kept]
+    types = Counter(t for t, _ in typed)
+    right = Counter(t for t, r in typed if r["concluded"] == r["answer"] and not r["role_swap"])
     return {"items": len(kept), "unnamed": sum(not r["concluded"] or r["role_swap"] for r in kept),
             "role_swaps": sum(r["role_swap"] for r in kept),
             "role_swaps_gold": sum(r["role_swap"] and r["concluded"] == r["answer"] for r in kept),
             "event_accuracy_either": sum(r["concluded"] == r["answer"] for r in kept) / max(1, len(kept)),
-            "types": dict(sorted(types.items()))}
+            "types": dict(sorted(types.items())), "types_right": {t: right[t] for t in sorted(types)}}
 
 
 def stated_movers(text: str) -> set[str] | None:

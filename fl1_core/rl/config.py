@@ -27,7 +27,7 @@ __all__ = ["RLConfig", "NON_RESULT_KEYS"]
 # Settings that do not change what a run computes (a resume may change them freely).
 NON_RESULT_KEYS = frozenset(
     {"max_steps", "save_every", "keep_checkpoints", "progress_bar", "rollout_batch_size", "replay_batch_size",
-     "gradient_checkpointing", "logprob_chunk", "report_to", "prompt_cache_bytes", "log_every"}
+     "gradient_checkpointing", "logprob_chunk", "report_to", "prompt_cache_bytes", "log_every", "log_rollouts"}
 )
 _HP = "docs/PAPER.md#hyperparameters"
 
@@ -119,6 +119,7 @@ class RLConfig(FineTuneConfig, SamplingConfig):
     # --- schedule: total steps = max_steps, else ceil(N · num_epochs / prompts_per_step)
     num_epochs: float = paper_setting(1.0, _HP, "passes over the RL data")
     save_every: int = 10
+    log_rollouts: bool = True  # every response's record, answer span and rewards in rollouts.jsonl (rl.rollout_log)
 
     def __post_init__(self) -> None:
         super().__post_init__()

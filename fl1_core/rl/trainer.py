@@ -35,7 +35,8 @@ Checkpoints (``out_dir/checkpoints/step-XXXXXXXX``, written every ``save_every``
 :mod:`fl1_core.rl.trainer_state`) hold the model and optimiser state, RNG states, the data cursor and the run's
 identity. A resume loads the newest intact one, refuses a changed result-affecting config, truncates
 ``metrics.jsonl`` (and the judge's verdicts, ``judge_verdicts.jsonl``: every judged answer with its reference and
-verdict, and the SFT anchor's draw rejects) to the checkpoint step and continues;
+verdict, the rollout log ``rollouts.jsonl``, :mod:`fl1_core.rl.rollout_log`, and the SFT anchor's draw rejects) to
+the checkpoint step and continues;
 every random draw is a function of (seed, step, round, rank), so a killed and resumed CPU run logs the same metrics
 as an uninterrupted one.
 """
@@ -63,6 +64,7 @@ from fl1_core.placement import autocast, enable_activation_checkpointing, upcast
 from fl1_core.rl.config import RLConfig
 from fl1_core.reference import LoraReference, frozen_copy
 from fl1_core.rl.prompt_cache import PromptCache
+from fl1_core.rl.rollout_log import ROLLOUTS_LOG, rollout_rows
 from fl1_core.rl.rollout import (
     Response,
     RoundStats,
@@ -235,6 +237,7 @@ class RLTrainer(PolicyUpdate, TrainerState):
         start = self.cursor
         stats = RoundStats()
         gen_tokens = 0
+        rollouts: list[dict[str, Any]] = []
         self.model.eval()
         # under FSDP the decode runs on a gathered copy of this step's weights (rl.sharded), else on the actor
         policy = self.rollout_weights.refresh(self.model) if self.rollout_weights is not None else self.model
@@ -258,6 +261,8 @@ class RLTrainer(PolicyUpdate, TrainerState):
                 retry_rounds=cfg.judge_retry_rounds, cache_dir=str(self.out_dir / "judge_cache"),
             )
             stats.add(s)
+            if cfg.log_rollouts:
+                rollouts.extend(rollout_rows(groups, step + 1, rnd))
             return groups
 
         sampling = dynamic_sampling_rounds(
@@ -269,6 +274,8 @@ class RLTrainer(PolicyUpdate, TrainerState):
         if stats.judged:
             append_jsonl_rows(process_file(self.out_dir, VERDICTS_LOG, self.dist.rank, self.dist.world),
                               [{"step": step + 1, **row} for row in stats.judged])
+        if rollouts:
+            append_jsonl_rows(process_file(self.out_dir, ROLLOUTS_LOG, self.dist.rank, self.dist.world), rollouts)
         return sampling, stats, gen_tokens
 
     # ------------------------------------------------------------------------------------------------- a step

@@ -4,8 +4,8 @@ A checkpoint (``out_dir/checkpoints/step-XXXXXXXX``) holds the model and optimis
 ``optimizer.pt``; under FSDP every process's shards in ``sharded/``, ``torch.distributed.checkpoint``), the RNG
 states (``rng.pt``), the data cursor, the count of skipped steps and the SFT anchor's drift draw (its init losses and
 weights). A resume loads the newest intact one, refuses a changed result-affecting config, another initial model,
-process count or sharding, and cuts ``metrics.jsonl``, the judge's verdict files, the SFT anchor's draw rejects and
-its drift probes back to the checkpoint's step (:meth:`TrainerState.cut_logs`).
+process count or sharding, and cuts ``metrics.jsonl``, the judge's verdict files, the rollout log, the SFT anchor's
+draw rejects and its drift probes back to the checkpoint's step (:meth:`TrainerState.cut_logs`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 
 from fl1_core.checkpoints import resume_from, run_identity, save_checkpoint, training_state_bytes
+from fl1_core.rl.rollout_log import ROLLOUTS_LOG
 from fl1_core.runs import read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -115,17 +116,17 @@ class TrainerState:
         return self.step
 
     def cut_logs(self) -> None:
-        """Drop the log rows written after the checkpoint of ``self.step``, which the resumed run writes again: metrics
-        and judge verdicts (1-based ``step`` > ``self.step``) and anchor draw rejects (0-based optimiser ``update`` ≥
-        ``self.step · updates_per_rollout``)."""
+        """Drop the log rows written after the checkpoint of ``self.step``, which the resumed run writes again:
+        metrics, judge verdicts and rollouts (1-based ``step`` > ``self.step``) and anchor draw rejects (0-based
+        optimiser ``update`` ≥ ``self.step · updates_per_rollout``)."""
         def cut(path: Path, keep) -> None:
             if path.exists():
                 write_jsonl(path, [r for r in read_jsonl(path) if keep(r)])
 
         if self.dist.main:
             cut(self.out_dir / METRICS_FILE, lambda r: int(r.get("step", 0)) <= self.step)
-        cut(process_file(self.out_dir, VERDICTS_LOG, self.dist.rank, self.dist.world),
-            lambda r: int(r["step"]) <= self.step)
+        for stem in (VERDICTS_LOG, ROLLOUTS_LOG):
+            cut(process_file(self.out_dir, stem, self.dist.rank, self.dist.world), lambda r: int(r["step"]) <= self.step)
         cut(process_file(self.out_dir, ANCHOR_DRAW_REJECTS_LOG, self.dist.rank, self.dist.world),
             lambda r: int(r["update"]) < self.step * self.cfg.updates_per_rollout)
         if self.dist.main:  # the probe before step self.step runs again
