@@ -3,7 +3,7 @@
 The judge's verdict file holds only the answers it judged, not the exact ones, so it cannot say how often an answer
 of a given kind earns its reward. ``rollouts.jsonl`` (``rollouts.rank<k>.jsonl`` per process) does: every response of
 every drawn group, kept by dynamic sampling or not, with its record, its answer span and its rewards
-(``RLConfig.log_rollouts``; about 0.3 kB a response).
+(``RLConfig.log_rollouts``; about 0.2 kB a response).
 
 :func:`rewards_by_event_type` reads it for the free-form records whose answer is an event: the responses grouped by the
 type of the first event their answer states (:func:`fl1_core.data.world.physics.first_event_type`) and, per type,
@@ -37,16 +37,16 @@ def rollout_rows(groups: Sequence[Sequence[Any]], step: int, round_index: int) -
             for g in groups for r in g]
 
 
+def _field(record: Any, name: str) -> Any:
+    """A field of an RL record given as its JSON row or as an :class:`~fl1_core.data.records.RLRecord`."""
+    return record.get(name) if isinstance(record, Mapping) else getattr(record, name, None)
+
+
 def _event_records(records: Iterable[Any]) -> dict[str, str]:
     """Id → reference of the free-form records whose reference states an event (the event kinds')."""
-    out = {}
-    for rec in records:
-        meta = rec.get("meta") if isinstance(rec, Mapping) else rec.meta
-        free = (rec.get("problem_type") if isinstance(rec, Mapping) else rec.problem_type) == "free-form"
-        answer = rec["answer"] if isinstance(rec, Mapping) else rec.answer
-        if free and not (meta or {}).get("needs_frame") and first_event_type(answer):
-            out[rec["id"] if isinstance(rec, Mapping) else rec.id] = answer
-    return out
+    return {_field(rec, "id"): _field(rec, "answer") for rec in records
+            if _field(rec, "problem_type") == "free-form" and not (_field(rec, "meta") or {}).get("needs_frame")
+            and first_event_type(_field(rec, "answer") or "")}
 
 
 def rewards_by_event_type(
