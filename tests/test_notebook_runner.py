@@ -150,6 +150,8 @@ def test_pipeline_notebooks_execute_end_to_end_with_tiny_parameters(tmp_path, mo
     rl_book = nbformat.read(res.run_dir / "04_rl.ipynb", 4)  # the event-kind conclusions' table (world kinds)
     rl_outputs = [o for c in rl_book.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert any("role swaps" in json.dumps(o) and "movers read right" in json.dumps(o) for o in rl_outputs)
+    # the rollout log's table: answers rewarded against answers stating each event type, per mode
+    assert any("answers rewarded / stating the event type" in json.dumps(o) for o in rl_outputs)
     leaks = [p for p in res.run_dir.rglob("*") if p.is_file() and sentinel.encode() in p.read_bytes()]
     assert not leaks, f"the judge key leaked into {leaks}"
 
