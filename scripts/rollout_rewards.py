@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fl1_core.rl.rollout_log import ROLLOUTS_LOG, rewards_by_event_type  # noqa: E402
+from fl1_core.rl.rollout_log import ROLLOUTS_LOG, read_rollouts, rewards_by_event_type  # noqa: E402
 from fl1_core.runs import read_jsonl  # noqa: E402
 
 
@@ -33,17 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.window < 1:
         p.error(f"--window must be >= 1, got {args.window}")
+    if not args.data.is_file():
+        p.error(f"{args.data}: no such RL file")
     try:
-        records = list(read_jsonl(args.data))
+        records = read_jsonl(args.data)
     except (OSError, json.JSONDecodeError) as err:
         p.error(f"{args.data}: {err}")
     rows = []
     for run in args.runs.split(","):
-        logs = sorted(Path(run).glob(f"{ROLLOUTS_LOG}*.jsonl"))
-        if not logs:
+        logged = read_rollouts(run)
+        if not logged:
             p.error(f"{run}: no {ROLLOUTS_LOG}.jsonl (an RL run with log_rollouts on writes it)")
-        for log in logs:
-            rows.extend(read_jsonl(log))
+        rows.extend(logged)
     table = rewards_by_event_type(rows, records, window=args.window)
     if not table:
         p.error(f"no rollout of a free-form event record of {args.data} in these runs")

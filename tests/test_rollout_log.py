@@ -8,7 +8,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 from fl1_core.rl.rollout_log import rewards_by_event_type, rollout_rows
 
@@ -55,7 +54,7 @@ def test_rollout_rows_hold_each_response_with_its_answer_span():
     record = SimpleNamespace(id="b")
     response = lambda text, acc: SimpleNamespace(  # noqa: E731
         group=3, prompt=SimpleNamespace(record=record), text=text, acc=acc, acc_source="judge", reward=1.25,
-        length=int(torch.tensor(7)), span_counts=[2, 2])
+        length=7, span_counts=[2, 2])
     rows = rollout_rows([[response("<reason>x</reason><answer> the red ball falls </answer>", 1.0),
                           response("<reason>cut off", None)]], step=4, round_index=1)
     assert rows[0] == {"step": 4, "round": 1, "group": 3, "id": "b", "answer": "the red ball falls", "acc": 1.0,
@@ -79,3 +78,6 @@ def test_the_script_pools_runs_and_refuses_a_run_without_a_log(tmp_path, capsys)
     with pytest.raises(SystemExit) as stop:
         main([str(tmp_path / "empty"), "--data", str(data)])
     assert stop.value.code == 2 and "no rollouts.jsonl" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # a missing RL file is named, not read as an empty one
+        main([str(tmp_path / "a"), "--data", str(tmp_path / "missing.jsonl")])
+    assert stop.value.code == 2 and "missing.jsonl: no such RL file" in capsys.readouterr().err

@@ -15,14 +15,16 @@ by windows of steps, beside how many references of each type the drawn records h
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from fl1_core.answers import answer_span
 from fl1_core.data.world.physics import first_event_type
+from fl1_core.runs import read_jsonl
 
-__all__ = ["ROLLOUTS_LOG", "rollout_rows", "rewards_by_event_type"]
+__all__ = ["ROLLOUTS_LOG", "read_rollouts", "rollout_rows", "rewards_by_event_type"]
 
 ROLLOUTS_LOG = "rollouts"  # process_file stem of the rollout log
 
@@ -37,20 +39,20 @@ def rollout_rows(groups: Sequence[Sequence[Any]], step: int, round_index: int) -
             for g in groups for r in g]
 
 
-def _field(record: Any, name: str) -> Any:
-    """A field of an RL record given as its JSON row or as an :class:`~fl1_core.data.records.RLRecord`."""
-    return record.get(name) if isinstance(record, Mapping) else getattr(record, name, None)
+def read_rollouts(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every row of an RL run's rollout log, all processes' files ([] when the run wrote none)."""
+    return [row for log in sorted(Path(run_dir).glob(f"{ROLLOUTS_LOG}*.jsonl")) for row in read_jsonl(log)]
 
 
-def _event_records(records: Iterable[Any]) -> dict[str, str]:
-    """Id → reference of the free-form records whose reference states an event (the event kinds')."""
-    return {_field(rec, "id"): _field(rec, "answer") for rec in records
-            if _field(rec, "problem_type") == "free-form" and not (_field(rec, "meta") or {}).get("needs_frame")
-            and first_event_type(_field(rec, "answer") or "")}
+def _event_records(records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Id → reference of the free-form records (JSON rows of an RL file) whose reference states an event."""
+    return {rec["id"]: rec["answer"] for rec in records
+            if rec.get("problem_type") == "free-form" and not (rec.get("meta") or {}).get("needs_frame")
+            and first_event_type(rec.get("answer") or "")}
 
 
 def rewards_by_event_type(
-    rows: Iterable[Mapping[str, Any]], records: Iterable[Any], window: int = 10
+    rows: Iterable[Mapping[str, Any]], records: Iterable[Mapping[str, Any]], window: int = 10
 ) -> list[dict[str, Any]]:
     """Per window of ``window`` steps: for each event type, the responses whose answer states it first ("none":
     an answer that states no event), those rewarded (acc = 1), the share rewarded, and the references of that type
@@ -58,18 +60,18 @@ def rewards_by_event_type(
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
     references = _event_records(records)
-    said: dict[int, Counter] = {}
-    rewarded: dict[int, Counter] = {}
-    refs: dict[int, Counter] = {}
+    said: defaultdict[int, Counter] = defaultdict(Counter)
+    rewarded: defaultdict[int, Counter] = defaultdict(Counter)
+    refs: defaultdict[int, Counter] = defaultdict(Counter)
     for row in rows:
         ref = references.get(row["id"])
         if ref is None or row.get("acc") is None:
             continue
         w = (int(row["step"]) - 1) // window
         etype = first_event_type(row.get("answer") or "") or "none"
-        said.setdefault(w, Counter())[etype] += 1
-        rewarded.setdefault(w, Counter())[etype] += float(row["acc"]) >= 1.0
-        refs.setdefault(w, Counter())[first_event_type(ref)] += 1
+        said[w][etype] += 1
+        rewarded[w][etype] += float(row["acc"]) >= 1.0
+        refs[w][first_event_type(ref)] += 1
     out = []
     for w in sorted(said):
         for etype in sorted(set(said[w]) | set(refs[w])):
